@@ -1,0 +1,88 @@
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { ConfigError, loadConfig, type Config } from "../runtime/config.js";
+import { createDevCertificates } from "../runtime/certs.js";
+import { rootLogger } from "../runtime/logger.js";
+import { migrate } from "../runtime/migrate.js";
+import { createRuntime, type RunningService } from "../runtime/service.js";
+import { MESH_IDENTITIES, SERVICES } from "../services/registry.js";
+
+const USAGE = `usage: umw <command>
+
+  serve <service...>|all   run services in this process (${Object.keys(SERVICES).join(", ")})
+  certs [--force]          create the dev CA and mesh certificates in UMW_CERTS_DIR (.certs)
+  migrate                  apply SQL migrations to UMW_PG_URL
+  infra up|down|status     local Redis, Postgres primary + replica, Kafka (scripts/infra.sh)
+`;
+
+const INFRA_SCRIPT = fileURLToPath(new URL("../scripts/infra.sh", import.meta.url));
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  switch (command) {
+    case "serve":
+      return serve(loadConfig(), args);
+    case "certs": {
+      const config = loadConfig();
+      const created = createDevCertificates({ dir: config.certsDir, identities: MESH_IDENTITIES, force: args.includes("--force") });
+      console.log(created.length ? `certs: created ${created.join(", ")} in ${config.certsDir}` : `certs: up to date in ${config.certsDir}`);
+      return 0;
+    }
+    case "migrate": {
+      const applied = await migrate(loadConfig().pgUrl);
+      console.log(applied.length ? `migrate: applied ${applied.map((m) => `${m.version}_${m.name}`).join(", ")}` : "migrate: up to date");
+      return 0;
+    }
+    case "infra":
+      return spawnSync(INFRA_SCRIPT, args, { stdio: "inherit" }).status ?? 1;
+    case undefined:
+    case "help":
+    case "--help":
+      console.log(USAGE);
+      return command ? 0 : 2;
+    default:
+      console.error(`umw: unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+async function serve(config: Config, names: string[]): Promise<number> {
+  const wanted = names.includes("all") ? Object.keys(SERVICES) : names;
+  const unknown = wanted.filter((name) => !(name in SERVICES));
+  if (wanted.length === 0 || unknown.length) {
+    console.error(`umw serve: ${unknown.length ? `unknown service(s) ${unknown.join(", ")}` : "name a service"}; known: ${Object.keys(SERVICES).join(", ")}, all`);
+    return 2;
+  }
+  const log = rootLogger(config.logLevel);
+  const runtime = createRuntime(config, log);
+  const running: RunningService[] = [];
+  let stopping = false;
+  const stopAll = async (signal: string) => {
+    if (stopping) {
+      log.warn({ signal }, "second signal: exiting now");
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal }, "stopping");
+    for (const service of running.reverse()) await service.stop().catch((error) => log.error({ err: error, service: service.name }, "stop failed"));
+    log.info("stopped");
+    process.exit(0);
+  };
+  process.on("SIGINT", () => void stopAll("SIGINT"));
+  process.on("SIGTERM", () => void stopAll("SIGTERM"));
+  for (const name of wanted) {
+    const module = await SERVICES[name]!();
+    running.push(await module.start({ ...runtime, log: log.child({ service: name }) }));
+  }
+  log.info({ services: wanted }, "umw ready");
+  return new Promise<number>(() => undefined);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    if (error instanceof ConfigError) console.error(`umw: ${error.message}`);
+    else console.error(`umw: ${(error as Error).message ?? error}`);
+    process.exit(1);
+  },
+);

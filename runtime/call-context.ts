@@ -1,0 +1,29 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { Logger } from "./logger.js";
+
+/** What a handler knows about the call it serves. */
+export interface CallContext {
+  readonly requestId: string;
+  /** Absolute deadline of the incoming call, if the caller set one; downstream calls inherit it. */
+  readonly deadline: Date | undefined;
+  /** Identity of the mTLS peer (certificate SAN DNS name or CN), or undefined on an insecure port. */
+  readonly peer: string | undefined;
+  /** Incoming metadata, lower-cased keys, first value of each. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** Aborted when the caller cancels or the server shuts down. */
+  readonly signal: AbortSignal;
+  readonly log: Logger;
+  /** Adds a header to the response (sent with the first message, or with the status). */
+  setHeader(key: string, value: string): void;
+}
+
+const storage = new AsyncLocalStorage<CallContext>();
+
+export function runInCall<T>(ctx: CallContext, fn: () => T): T {
+  return storage.run(ctx, fn);
+}
+
+/** The call being served on this async path, if any: used to propagate deadline and request id. */
+export function currentCall(): CallContext | undefined {
+  return storage.getStore();
+}

@@ -1,0 +1,102 @@
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+
+const port = z.coerce.number().int().min(0).max(65535);
+const url = (protocols: string[]) =>
+  z.string().refine((value) => {
+    try {
+      return protocols.includes(new URL(value).protocol);
+    } catch {
+      return false;
+    }
+  }, `must be a ${protocols.join(" or ")} URL`);
+
+/** Every setting, its default, and the environment variable that overrides it. */
+const settings = {
+  host: { env: "UMW_HOST", schema: z.string().min(1).default("127.0.0.1") },
+  logLevel: { env: "UMW_LOG_LEVEL", schema: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info") },
+  certsDir: { env: "UMW_CERTS_DIR", schema: z.string().min(1).default(".certs") },
+  drainTimeoutMs: { env: "UMW_DRAIN_TIMEOUT_MS", schema: z.coerce.number().int().min(0).default(10_000) },
+  redisUrl: { env: "UMW_REDIS_URL", schema: url(["redis:", "rediss:"]).default("redis://127.0.0.1:16379") },
+  pgUrl: { env: "UMW_PG_URL", schema: url(["postgres:", "postgresql:"]).default("postgres://umw:umw@127.0.0.1:15432/umw") },
+  pgReplicaUrl: { env: "UMW_PG_REPLICA_URL", schema: url(["postgres:", "postgresql:"]).default("postgres://umw:umw@127.0.0.1:15433/umw") },
+  kafkaBrokers: {
+    env: "UMW_KAFKA_BROKERS",
+    schema: z
+      .string()
+      .default("127.0.0.1:19092")
+      .transform((value) => value.split(",").map((broker) => broker.trim()).filter(Boolean))
+      .pipe(z.array(z.string().regex(/^[^:\s]+:\d+$/, "must be host:port")).min(1)),
+  },
+  topicPrefix: { env: "UMW_TOPIC_PREFIX", schema: z.string().default("") },
+  queryPort: { env: "UMW_QUERY_PORT", schema: port.default(7001) },
+  commandPort: { env: "UMW_COMMAND_PORT", schema: port.default(7002) },
+  realtimePort: { env: "UMW_REALTIME_PORT", schema: port.default(7003) },
+  relayPort: { env: "UMW_RELAY_PORT", schema: port.default(7004) },
+  processorPort: { env: "UMW_PROCESSOR_PORT", schema: port.default(7005) },
+  cacheUpdaterPort: { env: "UMW_CACHE_UPDATER_PORT", schema: port.default(7006) },
+  edgePort: { env: "UMW_EDGE_PORT", schema: port.default(8080) },
+  metricsPort: { env: "UMW_METRICS_PORT", schema: port.default(9464) },
+  /** Where the mesh services are reachable from each other (host:port); defaults to host + port. */
+  queryAddress: { env: "UMW_QUERY_ADDRESS", schema: z.string().optional() },
+  commandAddress: { env: "UMW_COMMAND_ADDRESS", schema: z.string().optional() },
+  realtimeAddress: { env: "UMW_REALTIME_ADDRESS", schema: z.string().optional() },
+} satisfies Record<string, { env: string; schema: z.ZodType }>;
+
+type Settings = typeof settings;
+export type Config = { [K in keyof Settings]: z.output<Settings[K]["schema"]> };
+
+/** The environment variable of every setting, for docs and for docker-compose checks. */
+export const CONFIG_ENV: Readonly<Record<keyof Config, string>> = Object.fromEntries(
+  Object.entries(settings).map(([key, setting]) => [key, setting.env]),
+) as Record<keyof Config, string>;
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+/**
+ * Reads the config: defaults, then the optional file named by UMW_CONFIG (YAML or JSON, keys as
+ * in `Config`), then environment variables. A bad value is named with where it came from.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const file = env.UMW_CONFIG ? readConfigFile(env.UMW_CONFIG) : {};
+  const unknown = Object.keys(file).filter((key) => !(key in settings));
+  if (unknown.length) throw new ConfigError(`config file ${env.UMW_CONFIG}: unknown setting(s) ${unknown.join(", ")}`);
+  const config: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [key, setting] of Object.entries(settings)) {
+    const fromEnv = env[setting.env];
+    const raw = fromEnv !== undefined && fromEnv !== "" ? fromEnv : file[key];
+    const result = (setting.schema as z.ZodType).safeParse(raw);
+    if (result.success) {
+      config[key] = result.data;
+    } else {
+      const source = fromEnv ? `${setting.env}=${JSON.stringify(fromEnv)}` : `${key}=${JSON.stringify(raw)} in ${env.UMW_CONFIG}`;
+      problems.push(`${source}: ${result.error.issues.map((issue) => issue.message).join("; ")}`);
+    }
+  }
+  if (problems.length) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
+  return config as Config;
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    throw new ConfigError(`UMW_CONFIG=${path}: cannot read the file (${(error as Error).message})`);
+  }
+  const parsed: unknown = parseYaml(text);
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== "object" || Array.isArray(parsed)) throw new ConfigError(`UMW_CONFIG=${path}: expected a mapping of settings`);
+  return parsed as Record<string, unknown>;
+}
+
+export function serviceAddress(config: Config, service: "query" | "command" | "realtime"): string {
+  const explicit = config[`${service}Address`];
+  if (explicit) return explicit;
+  const host = config.host === "0.0.0.0" ? "127.0.0.1" : config.host;
+  return `${host}:${config[`${service}Port`]}`;
+}

@@ -1,0 +1,70 @@
+import type { ServiceDefinition, MethodDefinition } from "@grpc/grpc-js";
+import {
+  create,
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type DescMethod,
+  type DescMethodServerStreaming,
+  type DescMethodUnary,
+  type DescService,
+  type MessageInitShape,
+  type MessageShape,
+} from "@bufbuild/protobuf";
+import type { CallContext } from "./call-context.js";
+
+/** A unary handler answers one request with one response. */
+export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
+  request: MessageShape<I>,
+  ctx: CallContext,
+) => Promise<MessageInitShape<O>>;
+
+/** A server-streaming handler yields responses until it returns or ctx.signal aborts. */
+export type ServerStreamingHandler<I extends DescMessage, O extends DescMessage> = (
+  request: MessageShape<I>,
+  ctx: CallContext,
+) => AsyncIterable<MessageInitShape<O>>;
+
+export type MethodHandler<M extends DescMethod> =
+  M extends DescMethodUnary<infer I, infer O>
+    ? UnaryHandler<I, O>
+    : M extends DescMethodServerStreaming<infer I, infer O>
+      ? ServerStreamingHandler<I, O>
+      : never;
+
+/** A service implementation: one typed handler per method of the protobuf service. */
+export type ServiceHandlers<S extends DescService> = {
+  [K in keyof S["method"]]: MethodHandler<S["method"][K]>;
+};
+
+export function methodPath(method: DescMethod): string {
+  return `/${method.parent.typeName}/${method.name}`;
+}
+
+/** The grpc-js definition of a protobuf-es service: paths, stream kinds and binary serializers. */
+export function grpcServiceDefinition(service: DescService): ServiceDefinition {
+  const definition: Record<string, MethodDefinition<unknown, unknown>> = {};
+  for (const method of service.methods) {
+    if (method.methodKind === "client_streaming" || method.methodKind === "bidi_streaming") {
+      throw new Error(`${methodPath(method)}: only unary and server-streaming methods are supported`);
+    }
+    definition[method.localName] = {
+      path: methodPath(method),
+      requestStream: false,
+      responseStream: method.methodKind === "server_streaming",
+      requestSerialize: (value) => Buffer.from(toBinary(method.input, toMessage(method.input, value))),
+      requestDeserialize: (bytes: Buffer) => fromBinary(method.input, bytes),
+      responseSerialize: (value) => Buffer.from(toBinary(method.output, toMessage(method.output, value))),
+      responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
+      originalName: method.name,
+    };
+  }
+  return definition;
+}
+
+/** Handlers may return init shapes ({...} without $typeName): build the message when needed. */
+function toMessage<D extends DescMessage>(schema: D, value: unknown): MessageShape<D> {
+  const candidate = value as { $typeName?: string };
+  if (candidate.$typeName === schema.typeName) return value as MessageShape<D>;
+  return create(schema, value as MessageInitShape<D>);
+}

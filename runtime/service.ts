@@ -1,0 +1,62 @@
+import type { DescService } from "@bufbuild/protobuf";
+import type { Config } from "./config.js";
+import type { Logger } from "./logger.js";
+import { MeshServer } from "./server.js";
+import type { ServiceHandlers } from "./service-definition.js";
+import { loadIdentity, serverCredentials, type MeshIdentity } from "./tls.js";
+
+/** What every service gets from the process that runs it. */
+export interface ServiceRuntime {
+  readonly config: Config;
+  readonly log: Logger;
+  /** The mTLS identity of a mesh member (certificate `<name>.crt` in the certs folder). */
+  identity(name: string): MeshIdentity;
+}
+
+export interface RunningService {
+  readonly name: string;
+  /** Graceful: stop accepting, drain, release connections. */
+  stop(): Promise<void>;
+}
+
+/** A folder under services/ exports one of these. */
+export interface ServiceModule {
+  readonly name: string;
+  readonly description: string;
+  start(runtime: ServiceRuntime): Promise<RunningService>;
+}
+
+export function createRuntime(config: Config, log: Logger): ServiceRuntime {
+  const identities = new Map<string, MeshIdentity>();
+  return {
+    config,
+    log,
+    identity(name) {
+      let identity = identities.get(name);
+      if (!identity) identities.set(name, (identity = loadIdentity(config.certsDir, name)));
+      return identity;
+    },
+  };
+}
+
+export interface GrpcServiceSpec<S extends DescService> {
+  readonly name: string;
+  readonly port: number;
+  readonly service?: S;
+  readonly handlers?: ServiceHandlers<S>;
+}
+
+/** Starts a mesh server on mTLS for one service (or a worker with only Health and reflection). */
+export async function startMeshServer<S extends DescService>(runtime: ServiceRuntime, spec: GrpcServiceSpec<S>): Promise<MeshServer> {
+  const server = new MeshServer({
+    name: spec.name,
+    host: runtime.config.host,
+    port: spec.port,
+    credentials: serverCredentials(runtime.identity(spec.name)),
+    log: runtime.log,
+    drainTimeoutMs: runtime.config.drainTimeoutMs,
+  });
+  if (spec.service && spec.handlers) server.addService(spec.service, spec.handlers);
+  await server.start();
+  return server;
+}

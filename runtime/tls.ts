@@ -1,0 +1,44 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { ChannelCredentials, ServerCredentials, type ServerUnaryCall } from "@grpc/grpc-js";
+import type { PeerCertificate } from "node:tls";
+
+/** PEM material of one mesh identity: the CA every peer must chain to, and this identity's pair. */
+export interface MeshIdentity {
+  readonly name: string;
+  readonly ca: Buffer;
+  readonly cert: Buffer;
+  readonly key: Buffer;
+}
+
+export function loadIdentity(certsDir: string, name: string): MeshIdentity {
+  const read = (file: string) => {
+    try {
+      return readFileSync(join(certsDir, file));
+    } catch {
+      throw new Error(`mTLS: cannot read ${join(certsDir, file)}; create the dev certificates with \`umw certs\``);
+    }
+  };
+  return { name, ca: read("ca.crt"), cert: read(`${name}.crt`), key: read(`${name}.key`) };
+}
+
+/** Server side: a client certificate signed by the mesh CA is required and verified. */
+export function serverCredentials(identity: MeshIdentity): ServerCredentials {
+  return ServerCredentials.createSsl(identity.ca, [{ cert_chain: identity.cert, private_key: identity.key }], true);
+}
+
+export function clientCredentials(identity: MeshIdentity): ChannelCredentials {
+  return ChannelCredentials.createSsl(identity.ca, identity.key, identity.cert);
+}
+
+/** The peer's mesh name: the first DNS SAN of its certificate, else its CN. */
+export function peerIdentity(call: Pick<ServerUnaryCall<unknown, unknown>, "getAuthContext">): string | undefined {
+  const cert = call.getAuthContext?.().sslPeerCertificate as PeerCertificate | undefined;
+  if (!cert?.subject) return undefined;
+  const dns = cert.subjectaltname
+    ?.split(",")
+    .map((entry) => entry.trim())
+    .find((entry) => entry.startsWith("DNS:"));
+  const cn = cert.subject.CN;
+  return dns ? dns.slice(4) : Array.isArray(cn) ? cn[0] : cn;
+}

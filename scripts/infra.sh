@@ -1,0 +1,491 @@
+#!/usr/bin/env bash
+# Local/CI infrastructure for umw: Redis, Postgres 15 (primary + streaming
+# replica) and a single-node Kafka 3.9 broker (KRaft), all on 127.0.0.1 with
+# data under <repo>/.data/.
+#
+#   scripts/infra.sh up       install what is missing, start what is not running
+#   scripts/infra.sh down     stop everything (data is kept)
+#   scripts/infra.sh status   print each service's state; non-zero if any is down
+#
+# Ports (override with env vars of the same name):
+#   UMW_REDIS_PORT=16379 UMW_PG_PORT=15432 UMW_PG_REPLICA_PORT=15433
+#   UMW_KAFKA_PORT=19092 UMW_KAFKA_CONTROLLER_PORT=19093
+# Connection URLs for clients: `source scripts/infra-env.sh`.
+#
+# Wipe everything with `scripts/infra.sh down && rm -rf .data/{redis,pg-*,kafka/logs}`
+# (.data/kafka/libs holds the downloaded jars and can be kept).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DATA="$ROOT/.data"
+LOGS="$DATA/logs"
+
+REDIS_PORT="${UMW_REDIS_PORT:-16379}"
+PG_PORT="${UMW_PG_PORT:-15432}"
+PG_REPLICA_PORT="${UMW_PG_REPLICA_PORT:-15433}"
+KAFKA_PORT="${UMW_KAFKA_PORT:-19092}"
+KAFKA_CONTROLLER_PORT="${UMW_KAFKA_CONTROLLER_PORT:-19093}"
+KAFKA_VERSIONS=(3.9.1 3.9.0)   # first one that Maven Central serves wins
+
+PG_VERSION=15
+PGBIN="/usr/lib/postgresql/$PG_VERSION/bin"
+PG_USER=umw PG_PASSWORD=umw PG_DB=umw
+PG_SLOT=umw_replica
+PG_PRIMARY_DIR="$DATA/pg-primary"
+PG_REPLICA_DIR="$DATA/pg-replica"
+
+REDIS_DIR="$DATA/redis"
+KAFKA_DIR="$DATA/kafka"
+KAFKA_LIBS="$KAFKA_DIR/libs"
+
+# ---------------------------------------------------------------- helpers ---
+
+now() { date +%s.%N; }
+T_START="$(now)"
+T_STEP="$T_START"
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", b - a }'; }
+# step "message": print "infra: message (time since previous step)"
+step() { echo "infra: $* ($(elapsed "$T_STEP"))"; T_STEP="$(now)"; }
+note() { echo "infra:   $*"; }
+die() { echo "infra: ERROR: $*" >&2; exit 1; }
+
+# Print the tail of a log file to stderr (for failures).
+show_log() {
+  [[ -f "$1" ]] || return 0
+  echo "---- last lines of $1 ----" >&2
+  tail -n 30 "$1" >&2 || true
+  echo "----" >&2
+}
+
+# apt_install PKG...: install without recommends; refresh the lists only if
+# the first attempt fails (fresh machine with stale or missing lists).
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  note "apt-get install $*"
+  if ! apt-get install -y -q --no-install-recommends "$@" >"$LOGS/apt.log" 2>&1; then
+    note "install failed, running apt-get update first"
+    apt-get update -q >>"$LOGS/apt.log" 2>&1 || { show_log "$LOGS/apt.log"; die "apt-get update failed"; }
+    apt-get install -y -q --no-install-recommends "$@" >>"$LOGS/apt.log" 2>&1 \
+      || { show_log "$LOGS/apt.log"; die "apt-get install $* failed (see $LOGS/apt.log)"; }
+  fi
+}
+
+# pid_alive PIDFILE PATTERN: the pidfile names a live process whose command
+# line contains PATTERN (guards against stale pidfiles with a reused pid).
+pid_alive() {
+  local pidfile="$1" pattern="$2" pid
+  [[ -s "$pidfile" ]] || return 1
+  pid="$(head -n1 "$pidfile" | tr -dc 0-9)"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$pattern"
+}
+
+# port_open PORT: something accepts TCP connections on 127.0.0.1:PORT.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# stop_pid PIDFILE PATTERN NAME [TIMEOUT]: SIGTERM, wait, then SIGKILL.
+stop_pid() {
+  local pidfile="$1" pattern="$2" name="$3" timeout="${4:-30}" pid i
+  if pid_alive "$pidfile" "$pattern"; then
+    pid="$(head -n1 "$pidfile" | tr -dc 0-9)"
+    kill "$pid" 2>/dev/null || true
+    for ((i = 0; i < timeout * 10; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      note "$name did not stop in ${timeout}s, sending SIGKILL"
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  fi
+  rm -f "$pidfile"
+}
+
+# Postgres binaries refuse to run as root: run them as the postgres OS user,
+# from a directory it can read.
+as_pg() { (cd / && runuser -u postgres -- "$@"); }
+
+# psql against the primary/replica over TCP with the umw password.
+pg_sql() {
+  local port="$1"; shift
+  PGPASSWORD="$PG_PASSWORD" "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 \
+    -h 127.0.0.1 -p "$port" -U "$PG_USER" -d "${PG_SQL_DB:-$PG_DB}" "$@"
+}
+
+# --------------------------------------------------------------- prepare ---
+
+prepare_data_dir() {
+  mkdir -p "$DATA" "$LOGS"
+  chmod 755 "$DATA" "$LOGS"
+}
+
+# --------------------------------------------------------------- redis ---
+
+REDIS_PIDFILE="$REDIS_DIR/redis.pid"
+REDIS_LOG="$LOGS/redis.log"
+
+redis_ping() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+
+redis_up() {
+  if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+    apt_install redis-server
+    step "redis installed ($(redis-server --version | awk '{print $3}'))"
+  fi
+  if pid_alive "$REDIS_PIDFILE" redis-server && redis_ping; then
+    step "redis already up on 127.0.0.1:$REDIS_PORT"
+    return
+  fi
+  rm -f "$REDIS_PIDFILE"
+  port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process (set UMW_REDIS_PORT)"
+  mkdir -p "$REDIS_DIR"
+  cat >"$REDIS_DIR/redis.conf" <<EOF
+# generated by scripts/infra.sh
+bind 127.0.0.1
+port $REDIS_PORT
+protected-mode yes
+daemonize yes
+pidfile $REDIS_PIDFILE
+logfile $REDIS_LOG
+dir $REDIS_DIR
+save ""
+appendonly no
+EOF
+  redis-server "$REDIS_DIR/redis.conf" || { show_log "$REDIS_LOG"; die "redis-server failed to start"; }
+  local i
+  for ((i = 0; i < 100; i++)); do redis_ping && break; sleep 0.1; done
+  redis_ping || { show_log "$REDIS_LOG"; die "redis did not answer on 127.0.0.1:$REDIS_PORT (log: $REDIS_LOG)"; }
+  step "redis up on 127.0.0.1:$REDIS_PORT"
+}
+
+redis_down() {
+  if redis_ping; then
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  fi
+  stop_pid "$REDIS_PIDFILE" redis-server redis 10
+  step "redis down"
+}
+
+redis_status() {
+  if redis_ping; then echo "redis:      up   127.0.0.1:$REDIS_PORT ($(redis-cli -p "$REDIS_PORT" info server | awk -F: '/^redis_version/{print $2}' | tr -d '\r'))"
+  else echo "redis:      DOWN 127.0.0.1:$REDIS_PORT"; return 1; fi
+}
+
+# ------------------------------------------------------------ postgres ---
+
+pg_ready() { "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$1" -t 1; }
+
+# The postgres user must be able to reach .data: check every ancestor and
+# add o+x where it is missing (prints what it changed).
+pg_ensure_traversable() {
+  as_pg test -x "$DATA" && return 0
+  local d="" part
+  IFS=/ read -ra parts <<<"${DATA#/}"
+  for part in "${parts[@]}"; do
+    d="$d/$part"
+    if ! as_pg test -x "$d"; then
+      chmod o+x "$d"
+      note "chmod o+x $d (so the postgres user can reach $DATA)"
+    fi
+  done
+  as_pg test -x "$DATA" || die "postgres user cannot reach $DATA"
+}
+
+# Settings shared by both servers; regenerated on every `up` so port
+# overrides take effect. Included from postgresql.conf.
+pg_write_conf() {
+  local dir="$1" port="$2"
+  cat >"$dir/umw.conf" <<EOF
+# generated by scripts/infra.sh on every 'up'; do not edit
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+shared_preload_libraries = 'pg_stat_statements'
+wal_level = replica
+max_wal_senders = 10
+max_replication_slots = 10
+hot_standby = on
+hot_standby_feedback = on
+password_encryption = 'scram-sha-256'
+EOF
+  chown postgres:postgres "$dir/umw.conf"
+  grep -q "^include_if_exists = 'umw.conf'" "$dir/postgresql.conf" \
+    || echo "include_if_exists = 'umw.conf'" >>"$dir/postgresql.conf"
+}
+
+# pg_start DIR PORT NAME: start if not answering (handles a stale postmaster.pid).
+pg_start() {
+  local dir="$1" port="$2" name="$3" log="$LOGS/$3.log" i
+  if as_pg "$PGBIN/pg_ctl" status -D "$dir" >/dev/null 2>&1 && pg_ready "$port"; then
+    return 0
+  fi
+  port_open "$port" && die "port $port is taken by another process (set UMW_PG_PORT / UMW_PG_REPLICA_PORT)"
+  touch "$log"; chown postgres:postgres "$log"
+  as_pg "$PGBIN/pg_ctl" start -D "$dir" -l "$log" -w -t 60 >/dev/null \
+    || { show_log "$log"; die "$name failed to start (log: $log)"; }
+  for ((i = 0; i < 100; i++)); do pg_ready "$port" && return 0; sleep 0.1; done
+  show_log "$log"; die "$name does not answer on 127.0.0.1:$port (log: $log)"
+}
+
+pg_install() {
+  if [[ ! -x "$PGBIN/postgres" || ! -x "$PGBIN/pg_basebackup" ]] || ! id postgres >/dev/null 2>&1; then
+    apt_install "postgresql-$PG_VERSION"
+    step "postgres installed ($("$PGBIN/postgres" --version))"
+  fi
+  command -v runuser >/dev/null || die "runuser (util-linux) is required"
+}
+
+pg_primary_up() {
+  local dir="$PG_PRIMARY_DIR"
+  # A data dir without PG_VERSION is an interrupted initdb: start over.
+  if [[ -d "$dir" && ! -f "$dir/PG_VERSION" ]]; then rm -rf "$dir"; fi
+  if [[ ! -d "$dir" ]]; then
+    install -d -o postgres -g postgres -m 700 "$dir"
+    local pwfile; pwfile="$(mktemp)"; echo "$PG_PASSWORD" >"$pwfile"; chown postgres "$pwfile"
+    # Superuser "umw" with a scram password for TCP; the local socket trusts
+    # the postgres OS user (used only by this script's pg_ctl).
+    as_pg "$PGBIN/initdb" -D "$dir" -U "$PG_USER" --pwfile="$pwfile" -E UTF8 --locale=C.UTF-8 \
+      --auth-host=scram-sha-256 --auth-local=trust >"$LOGS/pg-initdb.log" 2>&1 \
+      || { rm -f "$pwfile"; show_log "$LOGS/pg-initdb.log"; die "initdb failed"; }
+    rm -f "$pwfile"
+    step "postgres primary initialized in ${dir#$ROOT/}"
+  fi
+  pg_write_conf "$dir" "$PG_PORT"
+  pg_start "$dir" "$PG_PORT" pg-primary
+  # Idempotent: database, extension, replication slot.
+  if [[ "$(PG_SQL_DB=postgres pg_sql "$PG_PORT" -c "select 1 from pg_database where datname = '$PG_DB'")" != 1 ]]; then
+    PG_SQL_DB=postgres pg_sql "$PG_PORT" -c "create database $PG_DB"
+  fi
+  pg_sql "$PG_PORT" -c "create extension if not exists pg_stat_statements"
+  step "postgres primary up on 127.0.0.1:$PG_PORT"
+}
+
+pg_replica_up() {
+  local dir="$PG_REPLICA_DIR"
+  # A replica dir without standby.signal is an interrupted basebackup.
+  if [[ -d "$dir" && ! -f "$dir/standby.signal" ]]; then rm -rf "$dir"; fi
+  if [[ ! -d "$dir" ]]; then
+    # A slot left over from an earlier replica would hold WAL and block -C.
+    pg_sql "$PG_PORT" -c "select pg_drop_replication_slot('$PG_SLOT') from pg_replication_slots where slot_name = '$PG_SLOT' and not active" >/dev/null
+    install -d -o postgres -g postgres -m 700 "$dir"
+    as_pg env PGPASSWORD="$PG_PASSWORD" "$PGBIN/pg_basebackup" \
+      -d "host=127.0.0.1 port=$PG_PORT user=$PG_USER password=$PG_PASSWORD application_name=umw_replica" \
+      -D "$dir" -R -C -S "$PG_SLOT" -X stream -c fast >"$LOGS/pg-basebackup.log" 2>&1 \
+      || { show_log "$LOGS/pg-basebackup.log"; rm -rf "$dir"; die "pg_basebackup failed"; }
+    step "postgres replica cloned with pg_basebackup -R (slot $PG_SLOT)"
+  fi
+  pg_write_conf "$dir" "$PG_REPLICA_PORT"
+  # Follow UMW_PG_PORT if it changed since the replica was cloned.
+  sed -i -E "/^primary_conninfo/ s/port=[0-9]+/port=$PG_PORT/" "$dir/postgresql.auto.conf"
+  pg_start "$dir" "$PG_REPLICA_PORT" pg-replica
+  local i rec=""
+  for ((i = 0; i < 100; i++)); do
+    rec="$(pg_sql "$PG_REPLICA_PORT" -c "select pg_is_in_recovery()" 2>/dev/null || true)"
+    [[ "$rec" == t ]] && break
+    sleep 0.1
+  done
+  [[ "$rec" == t ]] || { show_log "$LOGS/pg-replica.log"; die "replica on $PG_REPLICA_PORT is not in recovery"; }
+  step "postgres replica up on 127.0.0.1:$PG_REPLICA_PORT (in recovery)"
+}
+
+pg_up() {
+  pg_install
+  pg_ensure_traversable
+  pg_primary_up
+  pg_replica_up
+}
+
+pg_stop_one() {
+  local dir="$1" name="$2"
+  if [[ -f "$dir/postmaster.pid" ]] && as_pg "$PGBIN/pg_ctl" status -D "$dir" >/dev/null 2>&1; then
+    as_pg "$PGBIN/pg_ctl" stop -D "$dir" -m fast -w -t 60 >/dev/null || die "could not stop $name"
+  fi
+  step "postgres $name down"
+}
+
+pg_down() {
+  [[ -x "$PGBIN/pg_ctl" ]] || return 0
+  pg_stop_one "$PG_REPLICA_DIR" replica
+  pg_stop_one "$PG_PRIMARY_DIR" primary
+}
+
+pg_status() {
+  local rc=0 rec
+  if [[ -x "$PGBIN/pg_isready" ]] && pg_ready "$PG_PORT"; then
+    echo "pg primary: up   127.0.0.1:$PG_PORT ($(pg_sql "$PG_PORT" -c 'show server_version' 2>/dev/null || echo '?'))"
+  else echo "pg primary: DOWN 127.0.0.1:$PG_PORT"; rc=1; fi
+  if [[ -x "$PGBIN/pg_isready" ]] && pg_ready "$PG_REPLICA_PORT"; then
+    rec="$(pg_sql "$PG_REPLICA_PORT" -c "select pg_is_in_recovery()" 2>/dev/null || true)"
+    if [[ "$rec" == t ]]; then echo "pg replica: up   127.0.0.1:$PG_REPLICA_PORT (in recovery)"
+    else echo "pg replica: BAD  127.0.0.1:$PG_REPLICA_PORT (not in recovery)"; rc=1; fi
+  else echo "pg replica: DOWN 127.0.0.1:$PG_REPLICA_PORT"; rc=1; fi
+  return $rc
+}
+
+# --------------------------------------------------------------- kafka ---
+
+KAFKA_PIDFILE="$KAFKA_DIR/kafka.pid"
+KAFKA_LOG="$LOGS/kafka.log"          # log4j output
+KAFKA_STDOUT="$LOGS/kafka.stdout.log" # JVM stdout/stderr (startup errors)
+KAFKA_MAIN=kafka.Kafka
+
+kafka_java() { java -cp "$KAFKA_LIBS/*" "$@"; }
+
+kafka_install() {
+  if ! command -v java >/dev/null; then apt_install openjdk-17-jre-headless; step "java installed"; fi
+  if compgen -G "$KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null; then return; fi
+  command -v mvn >/dev/null || { apt_install maven; step "maven installed"; }
+  local v
+  for v in "${KAFKA_VERSIONS[@]}"; do
+    rm -rf "$KAFKA_LIBS.tmp"
+    if mvn -B -q --no-transfer-progress -f "$ROOT/scripts/kafka/pom.xml" \
+         -Dkafka.version="$v" -Dlibs.dir="$KAFKA_LIBS.tmp" \
+         dependency:copy-dependencies >"$LOGS/kafka-mvn.log" 2>&1; then
+      rm -rf "$KAFKA_LIBS"; mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"
+      step "kafka $v jars fetched into ${KAFKA_LIBS#$ROOT/}"
+      return
+    fi
+    note "kafka $v not available from Maven Central, trying the next version"
+  done
+  show_log "$LOGS/kafka-mvn.log"
+  die "could not fetch kafka jars (tried ${KAFKA_VERSIONS[*]}; see $LOGS/kafka-mvn.log)"
+}
+
+kafka_write_conf() {
+  cat >"$KAFKA_DIR/server.properties" <<EOF
+# generated by scripts/infra.sh on every 'up'; do not edit
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$KAFKA_DIR/logs
+num.partitions=3
+default.replication.factor=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=3
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+min.insync.replicas=1
+delete.topic.enable=true
+EOF
+  cat >"$KAFKA_DIR/log4j.properties" <<EOF
+# generated by scripts/infra.sh
+log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File=$KAFKA_LOG
+log4j.appender.file.Append=true
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.org.apache.kafka.clients=WARN
+log4j.logger.state.change.logger=WARN
+EOF
+}
+
+# kafka_answers TIMEOUT_MS: the broker answers a metadata request. Uses
+# kafkajs from the repo's node_modules when present, else TCP + the log line.
+kafka_answers() {
+  local timeout_ms="$1"
+  if command -v node >/dev/null && [[ -f "$ROOT/node_modules/kafkajs/package.json" ]]; then
+    (cd "$ROOT" && node --input-type=module -e '
+      import kafkajs from "kafkajs";
+      const [broker, timeoutMs] = process.argv.slice(1);
+      const deadline = Date.now() + Number(timeoutMs);
+      const kafka = new kafkajs.Kafka({ clientId: "umw-infra", brokers: [broker],
+        logLevel: kafkajs.logLevel.NOTHING, connectionTimeout: 1000, retry: { retries: 0 } });
+      for (;;) {
+        const admin = kafka.admin();
+        try { await admin.connect(); await admin.listTopics(); await admin.disconnect(); process.exit(0); }
+        catch { await admin.disconnect().catch(() => {}); }
+        if (Date.now() > deadline) process.exit(1);
+        await new Promise((r) => setTimeout(r, 250));
+      }' "127.0.0.1:$KAFKA_PORT" "$timeout_ms")
+  else
+    local i
+    for ((i = 0; i < timeout_ms / 250; i++)); do
+      port_open "$KAFKA_PORT" && grep -q "Kafka Server started" "$KAFKA_LOG" 2>/dev/null && return 0
+      sleep 0.25
+    done
+    return 1
+  fi
+}
+
+kafka_up() {
+  kafka_install
+  mkdir -p "$KAFKA_DIR"
+  if pid_alive "$KAFKA_PIDFILE" "$KAFKA_MAIN" && kafka_answers 5000; then
+    step "kafka already up on 127.0.0.1:$KAFKA_PORT"
+    return
+  fi
+  # Half-running (alive but not answering) or stale pidfile: restart clean.
+  stop_pid "$KAFKA_PIDFILE" "$KAFKA_MAIN" kafka 30
+  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process (set UMW_KAFKA_PORT)"
+  kafka_write_conf
+  if [[ ! -f "$KAFKA_DIR/logs/meta.properties" ]]; then
+    local cluster_id
+    cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
+    kafka_java -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" kafka.tools.StorageTool format \
+      -t "$cluster_id" -c "$KAFKA_DIR/server.properties" >"$LOGS/kafka-format.log" 2>&1 \
+      || { show_log "$LOGS/kafka-format.log"; die "kafka storage format failed"; }
+    step "kafka storage formatted (cluster id $cluster_id)"
+  fi
+  # setsid: own session, so the broker outlives this script and its terminal.
+  setsid java -Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" -Dkafka.logs.dir="$LOGS" \
+    -cp "$KAFKA_LIBS/*" "$KAFKA_MAIN" "$KAFKA_DIR/server.properties" \
+    </dev/null >>"$KAFKA_STDOUT" 2>&1 &
+  echo $! >"$KAFKA_PIDFILE"
+  if ! kafka_answers "${UMW_KAFKA_START_TIMEOUT_MS:-90000}"; then
+    show_log "$KAFKA_STDOUT"; show_log "$KAFKA_LOG"
+    die "kafka did not answer on 127.0.0.1:$KAFKA_PORT (logs: $KAFKA_LOG, $KAFKA_STDOUT)"
+  fi
+  step "kafka up on 127.0.0.1:$KAFKA_PORT"
+}
+
+kafka_down() {
+  stop_pid "$KAFKA_PIDFILE" "$KAFKA_MAIN" kafka 30
+  step "kafka down"
+}
+
+kafka_status() {
+  if pid_alive "$KAFKA_PIDFILE" "$KAFKA_MAIN" && port_open "$KAFKA_PORT"; then
+    local jar; jar="$(basename "$(compgen -G "$KAFKA_LIBS/kafka_2.13-*.jar" | head -n1)" .jar)"
+    echo "kafka:      up   127.0.0.1:$KAFKA_PORT (${jar#kafka_2.13-})"
+  else echo "kafka:      DOWN 127.0.0.1:$KAFKA_PORT"; return 1; fi
+}
+
+# ----------------------------------------------------------------- main ---
+
+cmd="${1:-}"
+case "$cmd" in
+  up)
+    prepare_data_dir
+    redis_up
+    pg_up
+    kafka_up
+    echo "infra: all up in $(elapsed "$T_START")"
+    ;;
+  down)
+    kafka_down
+    pg_down
+    redis_down
+    echo "infra: all down in $(elapsed "$T_START")"
+    ;;
+  status)
+    rc=0
+    redis_status || rc=1
+    pg_status || rc=1
+    kafka_status || rc=1
+    exit $rc
+    ;;
+  *)
+    echo "usage: $0 up|down|status" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,15 @@
+import type { ServiceModule } from "../runtime/service.js";
+
+/** Every service umw can run, by the name `umw serve <name>` takes; loaded only when served. */
+export const SERVICES: Readonly<Record<string, () => Promise<ServiceModule>>> = {
+  query: async () => (await import("./query/index.js")).queryService,
+  command: async () => (await import("./command/index.js")).commandService,
+  realtime: async () => (await import("./realtime/index.js")).realtimeService,
+  relay: async () => (await import("./relay/index.js")).relayService,
+  processor: async () => (await import("./processor/index.js")).processorService,
+  "cache-updater": async () => (await import("./cache-updater/index.js")).cacheUpdaterService,
+  edge: async () => (await import("./edge/index.js")).edgeService,
+};
+
+/** Mesh identities that need a certificate: every service, plus clients that are not services. */
+export const MESH_IDENTITIES = [...Object.keys(SERVICES), "cli"];
