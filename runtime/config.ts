@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { resourcesSchema } from "./resources.js";
 
 const port = z.coerce.number().int().min(0).max(65535);
 const url = (protocols: string[]) =>
@@ -42,6 +43,19 @@ const settings = {
   queryAddress: { env: "UMW_QUERY_ADDRESS", schema: z.string().optional() },
   commandAddress: { env: "UMW_COMMAND_ADDRESS", schema: z.string().optional() },
   realtimeAddress: { env: "UMW_REALTIME_ADDRESS", schema: z.string().optional() },
+  /** Resource types by name: backend, cache policy, JSON Schema. JSON in the env var, a mapping in the file. */
+  resources: {
+    env: "UMW_RESOURCES",
+    schema: z.preprocess((value, ctx) => {
+      if (typeof value !== "string") return value ?? {};
+      try {
+        return JSON.parse(value);
+      } catch (error) {
+        ctx.addIssue({ code: "custom", message: `not JSON: ${(error as Error).message}` });
+        return z.NEVER;
+      }
+    }, resourcesSchema),
+  },
 } satisfies Record<string, { env: string; schema: z.ZodType }>;
 
 type Settings = typeof settings;
@@ -74,7 +88,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       config[key] = result.data;
     } else {
       const source = fromEnv ? `${setting.env}=${JSON.stringify(fromEnv)}` : `${key}=${JSON.stringify(raw)} in ${env.UMW_CONFIG}`;
-      problems.push(`${source}: ${result.error.issues.map((issue) => issue.message).join("; ")}`);
+      problems.push(`${source}: ${result.error.issues.map((issue) => (issue.path.length ? `${issue.path.join(".")}: ` : "") + issue.message).join("; ")}`);
     }
   }
   if (problems.length) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);

@@ -70,13 +70,20 @@ apt_install() {
   fi
 }
 
+# proc_alive PID: the process exists and is not a zombie (a killed daemon
+# can linger as a zombie until init reaps it, and kill -0 still succeeds).
+proc_alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  [[ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]]
+}
+
 # pid_alive PIDFILE PATTERN: the pidfile names a live process whose command
 # line contains PATTERN (guards against stale pidfiles with a reused pid).
 pid_alive() {
   local pidfile="$1" pattern="$2" pid
   [[ -s "$pidfile" ]] || return 1
   pid="$(head -n1 "$pidfile" | tr -dc 0-9)"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  [[ -n "$pid" ]] && proc_alive "$pid" || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$pattern"
 }
 
@@ -90,10 +97,10 @@ stop_pid() {
     pid="$(head -n1 "$pidfile" | tr -dc 0-9)"
     kill "$pid" 2>/dev/null || true
     for ((i = 0; i < timeout * 10; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
+      proc_alive "$pid" || break
       sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    if proc_alive "$pid"; then
       note "$name did not stop in ${timeout}s, sending SIGKILL"
       kill -9 "$pid" 2>/dev/null || true
     fi
@@ -108,7 +115,7 @@ as_pg() { (cd / && runuser -u postgres -- "$@"); }
 # psql against the primary/replica over TCP with the umw password.
 pg_sql() {
   local port="$1"; shift
-  PGPASSWORD="$PG_PASSWORD" "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 \
+  PGPASSWORD="$PG_PASSWORD" PGOPTIONS="-c client_min_messages=warning" "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 \
     -h 127.0.0.1 -p "$port" -U "$PG_USER" -d "${PG_SQL_DB:-$PG_DB}" "$@"
 }
 
@@ -129,7 +136,7 @@ redis_ping() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -
 redis_up() {
   if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
     apt_install redis-server
-    step "redis installed ($(redis-server --version | awk '{print $3}'))"
+    step "redis installed ($(redis-server --version | awk '{print $3}' | sed 's/^v=//'))"
   fi
   if pid_alive "$REDIS_PIDFILE" redis-server && redis_ping; then
     step "redis already up on 127.0.0.1:$REDIS_PORT"
@@ -212,13 +219,26 @@ EOF
     || echo "include_if_exists = 'umw.conf'" >>"$dir/postgresql.conf"
 }
 
-# pg_start DIR PORT NAME: start if not answering (handles a stale postmaster.pid).
+# pg_start DIR PORT NAME: start if not answering (handles a stale
+# postmaster.pid). Sets PG_ALREADY to "already " when it was running.
+PG_ALREADY=""
 pg_start() {
   local dir="$1" port="$2" name="$3" log="$LOGS/$3.log" i
+  PG_ALREADY=""
   if as_pg "$PGBIN/pg_ctl" status -D "$dir" >/dev/null 2>&1 && pg_ready "$port"; then
+    PG_ALREADY="already "
     return 0
   fi
   port_open "$port" && die "port $port is taken by another process (set UMW_PG_PORT / UMW_PG_REPLICA_PORT)"
+  # Stale lock from a killed postmaster whose pid is gone or a zombie:
+  # postgres itself would refuse to start while kill -0 on it succeeds.
+  # (Postgres still refuses if old backends hold its shared memory.)
+  local oldpid
+  oldpid="$(head -n1 "$dir/postmaster.pid" 2>/dev/null | tr -dc 0-9 || true)"
+  if [[ -n "$oldpid" ]] && ! proc_alive "$oldpid"; then
+    rm -f "$dir/postmaster.pid"
+    note "removed stale $name postmaster.pid (pid $oldpid)"
+  fi
   touch "$log"; chown postgres:postgres "$log"
   as_pg "$PGBIN/pg_ctl" start -D "$dir" -l "$log" -w -t 60 >/dev/null \
     || { show_log "$log"; die "$name failed to start (log: $log)"; }
@@ -256,7 +276,7 @@ pg_primary_up() {
     PG_SQL_DB=postgres pg_sql "$PG_PORT" -c "create database $PG_DB"
   fi
   pg_sql "$PG_PORT" -c "create extension if not exists pg_stat_statements"
-  step "postgres primary up on 127.0.0.1:$PG_PORT"
+  step "postgres primary ${PG_ALREADY}up on 127.0.0.1:$PG_PORT"
 }
 
 pg_replica_up() {
@@ -284,7 +304,7 @@ pg_replica_up() {
     sleep 0.1
   done
   [[ "$rec" == t ]] || { show_log "$LOGS/pg-replica.log"; die "replica on $PG_REPLICA_PORT is not in recovery"; }
-  step "postgres replica up on 127.0.0.1:$PG_REPLICA_PORT (in recovery)"
+  step "postgres replica ${PG_ALREADY}up on 127.0.0.1:$PG_REPLICA_PORT (in recovery)"
 }
 
 pg_up() {
