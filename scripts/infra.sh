@@ -267,7 +267,7 @@ pg_primary_up() {
       --auth-host=scram-sha-256 --auth-local=trust >"$LOGS/pg-initdb.log" 2>&1 \
       || { rm -f "$pwfile"; show_log "$LOGS/pg-initdb.log"; die "initdb failed"; }
     rm -f "$pwfile"
-    step "postgres primary initialized in ${dir#$ROOT/}"
+    step "postgres primary initialized in ${dir#"$ROOT"/}"
   fi
   pg_write_conf "$dir" "$PG_PORT"
   pg_start "$dir" "$PG_PORT" pg-primary
@@ -361,7 +361,7 @@ kafka_install() {
          -Dkafka.version="$v" -Dlibs.dir="$KAFKA_LIBS.tmp" \
          dependency:copy-dependencies >"$LOGS/kafka-mvn.log" 2>&1; then
       rm -rf "$KAFKA_LIBS"; mv "$KAFKA_LIBS.tmp" "$KAFKA_LIBS"
-      step "kafka $v jars fetched into ${KAFKA_LIBS#$ROOT/}"
+      step "kafka $v jars fetched into ${KAFKA_LIBS#"$ROOT"/}"
       return
     fi
     note "kafka $v not available from Maven Central, trying the next version"

@@ -1,0 +1,52 @@
+/** A message to publish: the key fixes the partition, so one entity's messages keep their order. */
+export interface OutgoingMessage {
+  readonly key: string;
+  readonly value: Uint8Array;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export interface IncomingMessage {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: bigint;
+  readonly key: string;
+  readonly value: Uint8Array;
+  readonly headers: Readonly<Record<string, string>>;
+  /** Broker timestamp, ms since the epoch. */
+  readonly timestamp: number;
+}
+
+export interface TopicSpec {
+  readonly name: string;
+  readonly partitions: number;
+}
+
+export interface SubscribeOptions {
+  readonly topics: readonly string[];
+  /** Consumers of one group share the partitions; each group sees every message. */
+  readonly group: string;
+  /** Where a group with no committed offset starts: the oldest message, or only new ones. */
+  readonly fromBeginning?: boolean;
+  /**
+   * Called once per message, in order within a partition. The offset is committed only after the
+   * returned promise resolves; a rejection stops the partition and redelivers the message.
+   */
+  readonly handle: (message: IncomingMessage) => Promise<void>;
+}
+
+export interface Subscription {
+  stop(): Promise<void>;
+}
+
+/**
+ * The message bus port. Delivery is at least once; consumers make the effect exactly once by
+ * deduplicating on the message id in the same transaction as the effect.
+ */
+export interface EventBus {
+  /** Creates missing topics; existing ones are left as they are. */
+  ensureTopics(topics: readonly TopicSpec[]): Promise<void>;
+  /** Resolves once every replica the broker requires has the messages (acks=all). */
+  publish(topic: string, messages: readonly OutgoingMessage[]): Promise<void>;
+  subscribe(options: SubscribeOptions): Promise<Subscription>;
+  close(): Promise<void>;
+}
