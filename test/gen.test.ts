@@ -1,0 +1,32 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
+
+function files(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? files(path) : [path];
+  });
+}
+
+test("buf lint passes on the contracts", () => {
+  execFileSync("npx", ["buf", "lint"], { stdio: "pipe" });
+});
+
+test("gen/ matches what `npm run gen` produces from proto/", () => {
+  const out = mkdtempSync(join(tmpdir(), "umw-gen-"));
+  try {
+    execFileSync("npx", ["buf", "generate", "--output", out], { stdio: "pipe" });
+    const fresh = files(join(out, "gen")).map((path) => relative(join(out, "gen"), path)).sort();
+    const committed = files("gen").map((path) => relative("gen", path)).sort();
+    assert.deepEqual(committed, fresh, "gen/ has missing or extra files: run `npm run gen`");
+    for (const path of fresh) {
+      assert.equal(readFileSync(join("gen", path), "utf8"), readFileSync(join(out, "gen", path), "utf8"), `gen/${path} is stale: run \`npm run gen\``);
+    }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
