@@ -20,11 +20,12 @@ test("gen/ matches what `npm run gen` produces from proto/", () => {
   const out = mkdtempSync(join(tmpdir(), "umw-gen-"));
   try {
     execFileSync("npx", ["buf", "generate", "--output", out], { stdio: "pipe" });
+    execFileSync("npx", ["buf", "build", "--path", "proto/umw", "-o", join(out, "gen", "umw.binpb")], { stdio: "pipe" });
     const fresh = files(join(out, "gen")).map((path) => relative(join(out, "gen"), path)).sort();
     const committed = files("gen").map((path) => relative("gen", path)).sort();
     assert.deepEqual(committed, fresh, "gen/ has missing or extra files: run `npm run gen`");
     for (const path of fresh) {
-      assert.equal(readFileSync(join("gen", path), "utf8"), readFileSync(join(out, "gen", path), "utf8"), `gen/${path} is stale: run \`npm run gen\``);
+      assert.ok(readFileSync(join("gen", path)).equals(readFileSync(join(out, "gen", path))), `gen/${path} is stale: run \`npm run gen\``);
     }
   } finally {
     rmSync(out, { recursive: true, force: true });

@@ -1,0 +1,31 @@
+import { Code } from "../../runtime/errors.js";
+
+/** gRPC code -> HTTP status (DESIGN.md §4, as grpc-gateway and Envoy's transcoder map them). */
+const HTTP_STATUS_BY_CODE: readonly number[] = [
+  /* OK */ 200,
+  /* CANCELLED */ 499,
+  /* UNKNOWN */ 500,
+  /* INVALID_ARGUMENT */ 400,
+  /* DEADLINE_EXCEEDED */ 504,
+  /* NOT_FOUND */ 404,
+  /* ALREADY_EXISTS */ 409,
+  /* PERMISSION_DENIED */ 403,
+  /* RESOURCE_EXHAUSTED */ 429,
+  /* FAILED_PRECONDITION */ 400,
+  /* ABORTED */ 409,
+  /* OUT_OF_RANGE */ 400,
+  /* UNIMPLEMENTED */ 501,
+  /* INTERNAL */ 500,
+  /* UNAVAILABLE */ 503,
+  /* DATA_LOSS */ 500,
+  /* UNAUTHENTICATED */ 401,
+];
+
+/**
+ * The HTTP status of a gRPC code. A failed precondition of a conditional request (one that sent
+ * If-Match, If-None-Match or If-Unmodified-Since) is 412 Precondition Failed.
+ */
+export function httpStatusOf(code: number, conditional = false): number {
+  if (code === Code.FAILED_PRECONDITION && conditional) return 412;
+  return HTTP_STATUS_BY_CODE[code] ?? 500;
+}

@@ -1,0 +1,341 @@
+import type { EventBus, OutgoingMessage, TopicSpec } from "../../runtime/bus.js";
+import type { Logger } from "../../runtime/logger.js";
+import { OUTBOX_CHANNEL } from "../../runtime/outbox.js";
+import { sessionOpener, type OpenSession, type PgSession, type SessionSource } from "./pg-session.js";
+
+/** Kafka header naming the outbox row (= the message id consumers dedup on). */
+export const OUTBOX_ID_HEADER = "umw-outbox-id";
+/** Row header that carries the Kafka key; not forwarded to Kafka. */
+export const KEY_HEADER = "umw-key";
+
+export interface OutboxRelayOptions {
+  /**
+   * The primary: a Database from connectPostgres (or a pg.Pool, or a URL), from which the relay
+   * takes one dedicated connection that holds the leader lock, LISTENs, reads and marks rows; or a
+   * function opening such a session (e.g. over PGlite in the embedded mode).
+   */
+  readonly db: SessionSource | OpenSession;
+  readonly bus: EventBus;
+  /** Created before the first publish (existing topics are left as they are). */
+  readonly topics: readonly TopicSpec[];
+  readonly log: Logger;
+  /** Where things are, for error messages: e.g. "Postgres primary at postgres://umw:***@host/db". */
+  readonly postgresLabel?: string;
+  readonly kafkaLabel?: string;
+  /** Rows read and published per round. */
+  readonly batchSize?: number;
+  /** Polling fallback when no NOTIFY arrives. */
+  readonly pollMs?: number;
+  /** How often a standby tries to take the lock. */
+  readonly lockRetryMs?: number;
+  /** Published rows older than this are deleted. */
+  readonly retentionMs?: number;
+  readonly pruneEveryMs?: number;
+  /** First and longest pause after a failed round (doubles in between). */
+  readonly retryMinMs?: number;
+  readonly retryMaxMs?: number;
+  /** Advisory lock key: one leader per outbox (advisory locks are per database). */
+  readonly lockName?: string;
+}
+
+export type RelayRole = "starting" | "connecting" | "standby" | "leader" | "stopped";
+
+export interface RelayStatus {
+  readonly role: RelayRole;
+  /** Backend pid of the session (leader's lock connection), when connected. */
+  readonly sessionPid: number | undefined;
+  readonly published: number;
+  readonly pruned: number;
+  /** The last failure, naming what failed and where; cleared by the next good round. */
+  readonly lastError: string | undefined;
+  readonly lastErrorAt: Date | undefined;
+}
+
+export interface OutboxRelay {
+  start(): void;
+  /** Graceful: finishes the round in flight, releases the lock. */
+  stop(): Promise<void>;
+  /** Abrupt: drops the session (and the lock) without finishing anything, like a crash would. */
+  kill(): Promise<void>;
+  status(): RelayStatus;
+  /** Resolves when this relay holds the lock (for tests and readiness). */
+  whenLeader(signal?: AbortSignal): Promise<void>;
+}
+
+interface OutboxRecord {
+  seq: string;
+  id: string;
+  topic: string;
+  aggregateid: string;
+  payload: Buffer;
+  headers: Record<string, string> | null;
+}
+
+class SessionLost extends Error {}
+
+/**
+ * The outbox relay: one leader per outbox (session-level `pg_try_advisory_lock` on a dedicated
+ * connection: the lock lives exactly as long as that connection), standbys retry every
+ * `lockRetryMs`. The leader reads unpublished rows in `seq` order, publishes each topic's share in
+ * that order (key from `umw-key`, so one entity's messages keep their order), marks them after the
+ * broker's ack, and prunes old published rows. A crash between ack and mark re-sends: consumers
+ * dedup by `umw-outbox-id` / `ce_id`.
+ */
+export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
+  const log = options.log.child({ component: "relay" });
+  const batchSize = options.batchSize ?? 500;
+  const pollMs = options.pollMs ?? 500;
+  const lockRetryMs = options.lockRetryMs ?? 1_000;
+  const retentionMs = options.retentionMs ?? 3_600_000;
+  const pruneEveryMs = options.pruneEveryMs ?? Math.min(60_000, Math.max(1_000, Math.floor(retentionMs / 10)));
+  const retryMinMs = options.retryMinMs ?? 250;
+  const retryMaxMs = options.retryMaxMs ?? 5_000;
+  const lockName = options.lockName ?? "umw_outbox_relay";
+  const postgresLabel = options.postgresLabel ?? "Postgres";
+  const kafkaLabel = options.kafkaLabel ?? "the message bus";
+
+  const openSession = typeof options.db === "function" ? options.db : sessionOpener(options.db);
+  const stopping = new AbortController();
+  let role: RelayRole = "starting";
+  let session: PgSession | undefined;
+  let published = 0;
+  let pruned = 0;
+  let lastError: string | undefined;
+  let lastErrorAt: Date | undefined;
+  let topicsReady = false;
+  let running: Promise<void> | undefined;
+  let wake: () => void = () => undefined;
+  let pending = true;
+  const leaderWaiters = new Set<() => void>();
+
+  const setRole = (next: RelayRole) => {
+    if (role === next) return;
+    log.info({ from: role, to: next }, next === "leader" ? "relay is leader" : `relay is ${next}`);
+    role = next;
+    if (next === "leader") for (const resolve of leaderWaiters) resolve();
+  };
+
+  const fail = (what: string, error: unknown) => {
+    const message = `${what}: ${(error as Error)?.message ?? String(error)}`;
+    if (message !== lastError) log.error({ err: error }, message);
+    lastError = message;
+    lastErrorAt = new Date();
+  };
+
+  const recovered = () => {
+    if (lastError) log.info({ previous: lastError }, "relay recovered");
+    lastError = undefined;
+    lastErrorAt = undefined;
+  };
+
+  /** Cuts the current pause short: set while a pause is in progress. */
+  let interrupt: (() => void) | undefined;
+  stopping.signal.addEventListener("abort", () => interrupt?.(), { once: true });
+
+  /** Sleeps up to ms, or until woken (NOTIFY, when wakeable), the session is lost, or the relay stops. */
+  const pause = (ms: number, wakeable: boolean) =>
+    new Promise<void>((resolve) => {
+      if (stopping.signal.aborted || session?.isLost || (wakeable && pending)) return resolve();
+      const timer = setTimeout(done, ms);
+      interrupt = done;
+      if (wakeable) wake = done;
+      function done() {
+        clearTimeout(timer);
+        interrupt = undefined;
+        wake = () => undefined;
+        resolve();
+      }
+    });
+
+  async function connect(): Promise<PgSession | undefined> {
+    setRole("connecting");
+    let delay = retryMinMs;
+    while (!stopping.signal.aborted) {
+      try {
+        const opened = await openSession();
+        recovered();
+        return opened;
+      } catch (error) {
+        fail(`cannot reach ${postgresLabel}; retrying in ${delay} ms`, error);
+        await pause(delay, false);
+        delay = Math.min(delay * 2, retryMaxMs);
+      }
+    }
+    return undefined;
+  }
+
+  async function run(): Promise<void> {
+    while (!stopping.signal.aborted) {
+      const current = await connect();
+      if (!current) break;
+      session = current;
+      void current.lost.then(() => interrupt?.());
+      try {
+        await campaign(current);
+      } catch (error) {
+        if (!stopping.signal.aborted) {
+          fail(current.isLost ? `lost the connection to ${postgresLabel}` : `relay failed on ${postgresLabel}`, error);
+        }
+      } finally {
+        const wasLeader = role === "leader";
+        session = undefined;
+        if (!stopping.signal.aborted) setRole("connecting");
+        if (wasLeader && !current.isLost) await current.query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [lockName]).catch(() => undefined);
+        await current.release();
+      }
+      if (!stopping.signal.aborted) await pause(retryMinMs, false);
+    }
+    setRole("stopped");
+  }
+
+  /** Standby until the lock is ours, then lead until the session is lost or the relay stops. */
+  async function campaign(current: PgSession): Promise<void> {
+    for (;;) {
+      if (stopping.signal.aborted) return;
+      const { rows } = await current.query<{ locked: boolean }>("SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked", [lockName]);
+      if (rows[0]?.locked) break;
+      setRole("standby");
+      await pause(lockRetryMs, false);
+      if (current.isLost) throw new SessionLost("connection lost while standing by");
+    }
+    pending = true;
+    await current.listen(OUTBOX_CHANNEL, () => {
+      pending = true;
+      wake();
+    });
+    setRole("leader");
+    let delay = retryMinMs;
+    let lastPrune = 0;
+    while (!stopping.signal.aborted) {
+      if (current.isLost) throw new SessionLost("leader connection lost");
+      let full = false;
+      try {
+        full = await round(current);
+        if (Date.now() - lastPrune >= pruneEveryMs) {
+          lastPrune = Date.now();
+          await prune(current);
+        }
+        delay = retryMinMs;
+      } catch (error) {
+        if (current.isLost || error instanceof SessionLost) throw error;
+        if (!(error instanceof BusError)) throw error;
+        fail(`${error.message}; rows stay unpublished, retrying in ${delay} ms`, error.cause);
+        await pause(delay, false);
+        delay = Math.min(delay * 2, retryMaxMs);
+        continue;
+      }
+      if (!full) await pause(pollMs, true);
+    }
+  }
+
+  /** One round: read, publish per topic, mark. True when the batch was full (more may wait). */
+  async function round(current: PgSession): Promise<boolean> {
+    pending = false;
+    const { rows } = await current.query<OutboxRecord>(
+      `SELECT seq::text AS seq, id::text AS id, topic, aggregateid, payload, headers
+         FROM umw_outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1`,
+      [batchSize],
+    );
+    if (rows.length === 0) {
+      recovered();
+      return false;
+    }
+    if (!topicsReady) {
+      try {
+        await options.bus.ensureTopics(options.topics);
+      } catch (error) {
+        throw new BusError(`cannot create topics on ${kafkaLabel}`, error);
+      }
+      topicsReady = true;
+    }
+    const byTopic = new Map<string, OutboxRecord[]>();
+    for (const row of rows) {
+      let list = byTopic.get(row.topic);
+      if (!list) byTopic.set(row.topic, (list = []));
+      list.push(row);
+    }
+    let failure: BusError | undefined;
+    for (const [topic, list] of byTopic) {
+      try {
+        await options.bus.publish(topic, list.map(toMessage));
+      } catch (error) {
+        failure ??= new BusError(`cannot publish ${list.length} message(s) to ${topic} on ${kafkaLabel}`, error);
+        continue;
+      }
+      // Acked by the broker: mark. If the session died meanwhile, the next leader re-sends (dedup'd).
+      await current.query("UPDATE umw_outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [list.map((row) => row.seq)]);
+      published += list.length;
+    }
+    if (failure) throw failure;
+    recovered();
+    return rows.length === batchSize;
+  }
+
+  async function prune(current: PgSession): Promise<void> {
+    for (;;) {
+      const result = await current.query(
+        `DELETE FROM umw_outbox WHERE seq IN (
+           SELECT seq FROM umw_outbox
+            WHERE published_at IS NOT NULL AND published_at < now() - make_interval(secs => $1::double precision / 1000)
+            ORDER BY seq LIMIT 5000)`,
+        [retentionMs],
+      );
+      const count = result.rowCount ?? 0;
+      pruned += count;
+      if (count > 0) log.debug({ count }, "pruned published outbox rows");
+      if (count < 5000 || stopping.signal.aborted) return;
+    }
+  }
+
+  return {
+    start() {
+      running ??= run().catch((error: unknown) => {
+        log.fatal({ err: error }, "relay loop crashed");
+        setRole("stopped");
+      });
+    },
+    async stop() {
+      stopping.abort();
+      await running;
+      setRole("stopped");
+    },
+    async kill() {
+      stopping.abort();
+      const current = session;
+      session = undefined;
+      await current?.release();
+      await running;
+      setRole("stopped");
+    },
+    status: () => ({ role, sessionPid: session?.pid, published, pruned, lastError, lastErrorAt }),
+    whenLeader(signal) {
+      if (role === "leader") return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        const done = () => {
+          leaderWaiters.delete(done);
+          resolve();
+        };
+        leaderWaiters.add(done);
+        signal?.addEventListener("abort", () => {
+          leaderWaiters.delete(done);
+          reject(signal.reason);
+        });
+      });
+    },
+  };
+}
+
+class BusError extends Error {
+  constructor(message: string, override readonly cause: unknown) {
+    super(message);
+  }
+}
+
+function toMessage(row: OutboxRecord): OutgoingMessage {
+  const { [KEY_HEADER]: key, ...headers } = row.headers ?? {};
+  return {
+    key: key ?? row.aggregateid,
+    value: row.payload,
+    headers: { ...headers, [OUTBOX_ID_HEADER]: row.id },
+  };
+}

@@ -1,0 +1,83 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { parse } from "yaml";
+import { CONFIG_ENV, loadConfig } from "../runtime/config.js";
+import { SERVICES } from "../services/registry.js";
+import { checkAgainstProto, loadEnvoyProtos } from "./support/envoy-schema.js";
+import { fromBinary } from "@bufbuild/protobuf";
+import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+
+const compose = parse(readFileSync("docker-compose.yml", "utf8"), { merge: true }) as {
+  services: Record<string, { command?: string[]; environment?: Record<string, string>; expose?: string[]; volumes?: string[] }>;
+};
+const envoy = parse(readFileSync("envoy/envoy.yaml", "utf8"), { merge: true });
+
+const umwServices = Object.entries(compose.services).filter(([, service]) => service.command?.[0] === "serve");
+const KNOWN_ENV = new Set([...Object.values(CONFIG_ENV), "UMW_CONFIG"]);
+
+test("every umw service in docker-compose exists under services/, and every mesh service is there", () => {
+  for (const [name, service] of umwServices) {
+    const served = service.command![1]!;
+    assert.ok(served in SERVICES, `${name} serves unknown service ${served}`);
+    assert.ok(existsSync(`services/${served}/index.ts`), `services/${served} is missing`);
+  }
+  const composed = new Set(umwServices.map(([, service]) => service.command![1]));
+  // In production Envoy is the edge; every other service runs in its own container.
+  for (const name of Object.keys(SERVICES).filter((name) => name !== "edge")) assert.ok(composed.has(name), `docker-compose lacks ${name}`);
+  assert.ok(compose.services.envoy && compose.services.kafka && compose.services.redis);
+  assert.ok(compose.services["postgres-primary"] && compose.services["postgres-replica"]);
+});
+
+test("the env docker-compose sets is what the code reads, with valid values and matching ports", () => {
+  for (const [name, service] of umwServices) {
+    const env = service.environment ?? {};
+    for (const key of Object.keys(env)) assert.ok(KNOWN_ENV.has(key), `${name}: ${key} is not a setting (runtime/config.ts)`);
+    const { UMW_CONFIG: _file, ...withoutFile } = env;
+    const config = loadConfig(withoutFile);
+    const portKey = `${service.command![1]!.replace(/-(\w)/g, (_, c: string) => c.toUpperCase())}Port` as keyof typeof config;
+    assert.ok(portKey in config, `${name}: no ${String(portKey)} setting`);
+    assert.ok(service.expose?.includes(String(config[portKey])), `${name} listens on ${String(config[portKey])} but exposes ${service.expose}`);
+  }
+});
+
+test("Envoy's clusters point at the ports the services listen on", () => {
+  for (const cluster of envoy.static_resources.clusters) {
+    const endpoint = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
+    const service = compose.services[endpoint.address];
+    assert.ok(service, `cluster ${cluster.name} targets unknown host ${endpoint.address}`);
+    const portKey = `UMW_${endpoint.address.toUpperCase()}_PORT`;
+    assert.equal(service.environment?.[portKey], String(endpoint.port_value), `cluster ${cluster.name}`);
+    assert.equal(service.environment?.UMW_QUERY_ADDRESS, "query:7001");
+  }
+});
+
+test("envoy.yaml is a valid Bootstrap by Envoy's own protos", () => {
+  const root = loadEnvoyProtos([
+    "envoy/config/bootstrap/v3/bootstrap.proto",
+    "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto",
+    "envoy/extensions/filters/http/cors/v3/cors.proto",
+    "envoy/extensions/filters/http/grpc_web/v3/grpc_web.proto",
+    "envoy/extensions/filters/http/grpc_json_transcoder/v3/transcoder.proto",
+    "envoy/extensions/filters/http/router/v3/router.proto",
+    "envoy/extensions/transport_sockets/tls/v3/tls.proto",
+    "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
+  ]);
+  assert.deepEqual(checkAgainstProto(root, "envoy.config.bootstrap.v3.Bootstrap", envoy), []);
+  // The checker itself must catch a misspelt field, or the assertion above proves nothing.
+  const broken = structuredClone(envoy);
+  broken.static_resources.clusters[0].conect_timeout = "1s";
+  broken.static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[1].typed_config.bogus = true;
+  const problems = checkAgainstProto(root, "envoy.config.bootstrap.v3.Bootstrap", broken);
+  assert.equal(problems.length, 2, problems.join("\n"));
+});
+
+test("the transcoder's services are in the descriptor set that compose mounts", () => {
+  const hcm = envoy.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+  const transcoder = hcm.http_filters.find((filter: { name: string }) => filter.name === "envoy.filters.http.grpc_json_transcoder").typed_config;
+  const mount = compose.services.envoy!.volumes!.find((volume) => volume.includes(transcoder.proto_descriptor));
+  assert.ok(mount?.startsWith("./gen/umw.binpb:"), "envoy mounts gen/umw.binpb at the transcoder's proto_descriptor");
+  const set = fromBinary(FileDescriptorSetSchema, readFileSync("gen/umw.binpb"));
+  const services = set.file.flatMap((file) => file.service.map((service) => `${file.package}.${service.name}`));
+  for (const name of transcoder.services) assert.ok(services.includes(name), `${name} not in gen/umw.binpb`);
+});
