@@ -13,6 +13,10 @@ const USAGE = `usage: umw <command>
   certs [--force]          create the dev CA and mesh certificates in UMW_CERTS_DIR (.certs)
   migrate                  apply SQL migrations to UMW_PG_URL
   infra up|down|status     local Redis, Postgres primary + replica, Kafka (scripts/infra.sh)
+  dlq list [--limit N] [--json]
+                           dead-lettered commands (UMW_TOPIC_PREFIX umw.commands.dlq.v1)
+  dlq replay <id|partition:offset|--all>
+                           republish dead letters to the commands topic
 `;
 
 const INFRA_SCRIPT = fileURLToPath(new URL("../scripts/infra.sh", import.meta.url));
@@ -33,6 +37,8 @@ async function main(argv: string[]): Promise<number> {
       console.log(applied.length ? `migrate: applied ${applied.map((m) => `${m.version}_${m.name}`).join(", ")}` : "migrate: up to date");
       return 0;
     }
+    case "dlq":
+      return (await import("./dlq.js")).runDlq(args);
     case "infra":
       return spawnSync(INFRA_SCRIPT, args, { stdio: "inherit" }).status ?? 1;
     case undefined:

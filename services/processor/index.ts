@@ -1,11 +1,58 @@
+import type { EventBus } from "../../runtime/bus.js";
+import { KafkaBus } from "../../runtime/kafka-bus.js";
 import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
+import { connectPostgres, type Database } from "../../runtime/sql.js";
+import { topicNames } from "../../runtime/topics.js";
+import { createProcessor } from "./processor.js";
+import { workerSettings, writePathTopics } from "./settings.js";
 
-/** Skeleton: serves Health and reflection over mTLS until the service's own work lands. */
+export { createProcessor, statusJson, type Outcome, type Processor, type ProcessorDeps, type Topics } from "./processor.js";
+export { DLQ_HEADERS, DLQ_HEADER_PREFIX, describeDeadLetter, originalMessage, type DeadLetter } from "./dead-letter.js";
+export { mergePatch, applyFieldMask } from "./merge-patch.js";
+
+/**
+ * The processor worker: consumes `umw.commands.v1`, applies each command in one transaction on the
+ * primary, dead-letters what it cannot apply. Serves only Health (and reflection) on its port.
+ */
 export const processorService: ServiceModule = {
   name: "processor",
   description: "Applies commands to the primary database",
   async start(runtime) {
-    const server = await startMeshServer(runtime, { name: "processor", port: runtime.config.processorPort });
-    return { name: "processor", stop: () => server.stop() };
+    const { config } = runtime;
+    const log = runtime.log;
+    const settings = workerSettings();
+    const topics = topicNames(config);
+    const cleanup: Array<() => Promise<unknown>> = [];
+    const closeAll = async () => {
+      for (const close of cleanup.reverse()) await close().catch((error: unknown) => log.warn({ err: error }, "close failed"));
+      cleanup.length = 0;
+    };
+    try {
+      // Each dependency is reached in turn; a failure names it and its address (UNAVAILABLE).
+      const db: Database = await connectPostgres({ url: config.pgUrl, role: "primary", log });
+      cleanup.push(() => db.close());
+      const kafka = new KafkaBus({ brokers: config.kafkaBrokers, clientId: "umw-processor", log });
+      const bus: EventBus = kafka;
+      cleanup.push(() => bus.close());
+      await kafka.connect();
+      await bus.ensureTopics(writePathTopics(topics, settings.topicPartitions));
+      const processor = createProcessor({
+        db,
+        bus,
+        topics,
+        log,
+        resources: config.resources,
+        group: `${config.topicPrefix}umw-processor`,
+        maxAttempts: settings.maxAttempts,
+      });
+      await processor.start();
+      cleanup.push(() => processor.stop());
+      const server = await startMeshServer(runtime, { name: "processor", port: config.processorPort });
+      cleanup.push(() => server.stop());
+      return { name: "processor", stop: closeAll };
+    } catch (error) {
+      await closeAll();
+      throw error;
+    }
   },
 };

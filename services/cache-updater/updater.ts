@@ -1,0 +1,91 @@
+import { fromBinary } from "@bufbuild/protobuf";
+import { ChangeKind, DomainEventSchema, type DomainEvent } from "../../gen/umw/v1/envelope_pb.js";
+import type { EventBus, IncomingMessage, Subscription } from "../../runtime/bus.js";
+import type { Logger } from "../../runtime/logger.js";
+import type { Resources } from "../../runtime/resources.js";
+import { cachePolicy, type VersionedCacheWriter } from "./writer.js";
+
+export interface CacheUpdaterDeps {
+  readonly bus: EventBus;
+  readonly writer: VersionedCacheWriter;
+  /** The entity-events topic (`topicNames(config).entityEvents`). */
+  readonly topic: string;
+  readonly log: Logger;
+  /** Per type `cache.onEvent`: "write-through" (default) or "invalidate". */
+  readonly resources?: Resources;
+  readonly group?: string;
+  /** Called with what each event did (metrics, tests). */
+  readonly onOutcome?: (outcome: CacheOutcome, message: IncomingMessage) => void;
+}
+
+/** What one event did to the cache. */
+export type CacheOutcome =
+  | { readonly kind: "written" | "invalidated" | "tombstoned"; readonly stored: boolean; readonly version: bigint }
+  | { readonly kind: "skipped"; readonly why: string };
+
+export interface CacheUpdater {
+  start(): Promise<void>;
+  /** Applies one domain event; rejects when the cache is unreachable (the bus then redelivers). */
+  handle(message: IncomingMessage): Promise<CacheOutcome>;
+  stop(): Promise<void>;
+}
+
+export const DEFAULT_CACHE_UPDATER_GROUP = "umw-cache-updater";
+
+/**
+ * Keeps Redis in step with `umw.entity-events.v1`. No inbox: every write is versioned, so a
+ * redelivered event rewrites the same version (a no-op in effect) and an older event arriving after
+ * a newer one is refused by the script; the entity version is the dedup key, per entity.
+ */
+export function createCacheUpdater(deps: CacheUpdaterDeps): CacheUpdater {
+  const log = deps.log.child({ component: "cache-updater" });
+  const resources = deps.resources ?? {};
+  const group = deps.group ?? DEFAULT_CACHE_UPDATER_GROUP;
+  let subscription: Subscription | undefined;
+
+  async function handle(message: IncomingMessage): Promise<CacheOutcome> {
+    let event: DomainEvent;
+    try {
+      event = fromBinary(DomainEventSchema, message.value);
+    } catch (error) {
+      // Redelivery cannot fix bytes; the entity's next event (or its TTL) repairs the cache.
+      log.error({ partition: message.partition, offset: message.offset.toString(), err: (error as Error).message }, "undecodable domain event skipped");
+      return { kind: "skipped", why: "undecodable" };
+    }
+    const entity = event.entity;
+    if (!entity || !entity.tenant || !entity.type || !entity.id || entity.version <= 0n) {
+      log.error({ partition: message.partition, offset: message.offset.toString(), eventId: event.context?.id }, "domain event without an entity and version skipped");
+      return { kind: "skipped", why: "no entity" };
+    }
+    const { tenant, type, id, version } = entity;
+    if (event.kind === ChangeKind.DELETED) {
+      return { kind: "tombstoned", stored: await deps.writer.invalidate(tenant, type, id, version), version };
+    }
+    if (cachePolicy(resources, type).onEvent === "invalidate") {
+      return { kind: "invalidated", stored: await deps.writer.invalidate(tenant, type, id, version), version };
+    }
+    return { kind: "written", stored: await deps.writer.writeThrough(entity), version };
+  }
+
+  return {
+    handle,
+    async start() {
+      subscription = await deps.bus.subscribe({
+        topics: [deps.topic],
+        group,
+        // A new group replays what the topic still holds: versioned writes make that harmless, and
+        // starting at the end would leave entities changed before the start stale until their TTL.
+        fromBeginning: true,
+        handle: async (message) => {
+          const outcome = await handle(message);
+          deps.onOutcome?.(outcome, message);
+        },
+      });
+      log.info({ topic: deps.topic, group }, "cache updater consuming");
+    },
+    async stop() {
+      await subscription?.stop();
+      subscription = undefined;
+    },
+  };
+}

@@ -1,0 +1,110 @@
+import type { JsonObject } from "@bufbuild/protobuf";
+import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
+import type { Command } from "../../gen/umw/v1/envelope_pb.js";
+import { ChangeKind } from "../../gen/umw/v1/envelope_pb.js";
+import type { Entity } from "../../gen/umw/v1/entity_pb.js";
+import { entityFromRow, type EntityRow } from "../../runtime/entity.js";
+import { Code, RpcError } from "../../runtime/errors.js";
+import type { Resources } from "../../runtime/resources.js";
+import type { Sql } from "../../runtime/sql.js";
+import { applyFieldMask, FieldMaskError, mergePatchObject } from "./merge-patch.js";
+
+/** What a command did to its entity: a change to announce, or a refusal to record. */
+export type ApplyResult =
+  | { readonly ok: true; readonly kind: ChangeKind; readonly entity: Entity }
+  | { readonly ok: false; readonly error: RpcError };
+
+export type CommandAction = Exclude<Command["action"], { case: undefined }>;
+
+const ENTITY_COLUMNS = "tenant, type, id, version, data, create_time, update_time";
+
+/** Validates the new state of an entity against its resource type's JSON Schema, if one is declared. */
+export class SchemaCheck {
+  private readonly ajv = new Ajv2020({ allErrors: true, strict: false });
+  private readonly compiled = new Map<string, ValidateFunction>();
+
+  constructor(private readonly resources: Resources = {}) {}
+
+  /** A rejection listing the offending paths, or undefined when the data is valid. */
+  check(type: string, data: JsonObject): RpcError | undefined {
+    const resource = this.resources[type];
+    if (!resource) return undefined;
+    let validate = this.compiled.get(type);
+    if (!validate) this.compiled.set(type, (validate = this.ajv.compile(resource.schema)));
+    if (validate(data)) return undefined;
+    const problems = (validate.errors ?? []).map((error) => `${error.instancePath || "/"} ${error.message ?? "is invalid"}`);
+    return new RpcError(Code.INVALID_ARGUMENT, "SCHEMA_VIOLATION", `the resulting ${type} does not match its schema: ${problems.join("; ")}`, {
+      type,
+      paths: [...new Set((validate.errors ?? []).map((error) => error.instancePath || "/"))].join(","),
+    });
+  }
+}
+
+/**
+ * Applies one command's action to `umw_entities` inside the caller's transaction, with optimistic
+ * concurrency. The row is locked (FOR UPDATE) so a concurrent writer of the same entity waits.
+ */
+export async function applyAction(tx: Sql, action: CommandAction, fallbackId: string, schemas: SchemaCheck): Promise<ApplyResult> {
+  const { tenant, type } = action.value;
+  const id = action.value.id || fallbackId;
+  const where = [tenant, type, id] as const;
+  const meta = { tenant, type, id };
+
+  if (action.case === "create") {
+    const data = action.value.data ?? {};
+    const invalid = schemas.check(type, data);
+    if (invalid) return { ok: false, error: invalid };
+    const { rows } = await tx.query<EntityRow>(
+      `INSERT INTO umw_entities (tenant, type, id, version, data) VALUES ($1, $2, $3, 1, $4::jsonb)
+       ON CONFLICT (tenant, type, id) DO NOTHING RETURNING ${ENTITY_COLUMNS}`,
+      [...where, JSON.stringify(data)],
+    );
+    const row = rows[0];
+    if (!row) return { ok: false, error: new RpcError(Code.ALREADY_EXISTS, "ENTITY_ALREADY_EXISTS", `${type} ${id} already exists in tenant ${tenant}`, meta) };
+    return { ok: true, kind: ChangeKind.CREATED, entity: entityFromRow(row) };
+  }
+
+  const { rows: current } = await tx.query<EntityRow>(`SELECT ${ENTITY_COLUMNS} FROM umw_entities WHERE tenant = $1 AND type = $2 AND id = $3 FOR UPDATE`, [...where]);
+  const existing = current[0];
+  if (!existing) return { ok: false, error: new RpcError(Code.NOT_FOUND, "ENTITY_NOT_FOUND", `${type} ${id} does not exist in tenant ${tenant}`, meta) };
+  const version = BigInt(existing.version);
+  const expected = action.value.expectedVersion;
+  if (expected !== 0n && expected !== version) {
+    return {
+      ok: false,
+      error: new RpcError(Code.FAILED_PRECONDITION, "VERSION_CONFLICT", `${type} ${id} is at version ${version}, not the expected ${expected}`, {
+        ...meta,
+        expected_version: expected.toString(),
+        current_version: version.toString(),
+      }),
+    };
+  }
+
+  if (action.case === "delete") {
+    await tx.query("DELETE FROM umw_entities WHERE tenant = $1 AND type = $2 AND id = $3", [...where]);
+    const entity = entityFromRow({ ...existing, version: version + 1n, data: {}, update_time: new Date() });
+    entity.data = undefined;
+    return { ok: true, kind: ChangeKind.DELETED, entity };
+  }
+
+  let data: JsonObject;
+  if (action.case === "update") {
+    data = action.value.data ?? {};
+  } else {
+    const paths = action.value.updateMask?.paths ?? [];
+    try {
+      data = paths.length ? applyFieldMask(existing.data, action.value.data ?? {}, paths) : mergePatchObject(existing.data, action.value.data ?? {});
+    } catch (error) {
+      if (error instanceof FieldMaskError) return { ok: false, error: new RpcError(Code.INVALID_ARGUMENT, "INVALID_UPDATE_MASK", error.message, { ...meta, path: error.path }) };
+      throw error;
+    }
+  }
+  const invalid = schemas.check(type, data);
+  if (invalid) return { ok: false, error: invalid };
+  const { rows } = await tx.query<EntityRow>(
+    `UPDATE umw_entities SET data = $4::jsonb, version = version + 1, update_time = now()
+     WHERE tenant = $1 AND type = $2 AND id = $3 RETURNING ${ENTITY_COLUMNS}`,
+    [...where, JSON.stringify(data)],
+  );
+  return { ok: true, kind: ChangeKind.UPDATED, entity: entityFromRow(rows[0]!) };
+}

@@ -1,0 +1,284 @@
+import { create, createRegistry, fromBinary, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
+import { ChangeKind, CommandSchema, DomainEventSchema, type Command } from "../../gen/umw/v1/envelope_pb.js";
+import type { EventBus, IncomingMessage, Subscription } from "../../runtime/bus.js";
+import { cloudEventHeaders, EVENT_TYPES, newEventContext } from "../../runtime/cloudevents.js";
+import { entityKey } from "../../runtime/entity.js";
+import { Code, RpcError } from "../../runtime/errors.js";
+import type { Logger } from "../../runtime/logger.js";
+import { appendToOutbox, COMMAND_CHANNEL } from "../../runtime/outbox.js";
+import type { Resources } from "../../runtime/resources.js";
+import type { Database, Sql } from "../../runtime/sql.js";
+import type { topicNames } from "../../runtime/topics.js";
+import { applyAction, SchemaCheck, type CommandAction } from "./apply.js";
+import { deadLetterMessage, type DeadLetterCause, type DeadLetterReason } from "./dead-letter.js";
+import { backoffDelay, classifyFailure, DEFAULT_BACKOFF, errorCode, type BackoffOptions } from "./failures.js";
+
+export type Topics = ReturnType<typeof topicNames>;
+
+export interface ProcessorDeps {
+  /** The primary: every message is one transaction here. */
+  readonly db: Database;
+  readonly bus: EventBus;
+  readonly topics: Topics;
+  readonly log: Logger;
+  /** Resource types: their JSON Schema is checked against the new state (patches included). */
+  readonly resources?: Resources;
+  /** Consumer group on the commands topic. */
+  readonly group?: string;
+  /** Name in `umw_inbox.consumer`. */
+  readonly consumer?: string;
+  /** CloudEvents `source` of the domain events. */
+  readonly source?: string;
+  /** Attempts at a message that keeps failing before it is dead-lettered (default 5). */
+  readonly maxAttempts?: number;
+  readonly backoff?: BackoffOptions;
+  /** Called with what became of each message (metrics, tests). */
+  readonly onOutcome?: (outcome: Outcome, message: IncomingMessage) => void;
+}
+
+export type Outcome =
+  | { readonly kind: "applied"; readonly commandId: string; readonly change: ChangeKind; readonly version: bigint; readonly eventId: string }
+  | { readonly kind: "rejected"; readonly commandId: string; readonly error: RpcError }
+  | { readonly kind: "duplicate"; readonly messageId: string }
+  | { readonly kind: "dead-lettered"; readonly commandId?: string; readonly reason: DeadLetterReason; readonly attempts: number };
+
+export interface Processor {
+  /** Subscribes to the commands topic; resolves once the consumer runs. */
+  start(): Promise<void>;
+  /** Processes one message to its end (applied, rejected, duplicate or dead-lettered); what the bus calls. */
+  handle(message: IncomingMessage): Promise<Outcome>;
+  /** Stops consuming; a message waiting for a retry is abandoned (and redelivered later). */
+  stop(): Promise<void>;
+}
+
+export const DEFAULT_PROCESSOR_GROUP = "umw-processor";
+export const DEFAULT_INBOX_CONSUMER = "umw-processor";
+export const DEFAULT_MAX_ATTEMPTS = 5;
+
+/** google.rpc.Status JSON, as stored in `umw_commands.error`: Any details need the registry. */
+const STATUS_REGISTRY = createRegistry(ErrorInfoSchema);
+export function statusJson(error: RpcError): JsonValue {
+  return toJson(StatusSchema, error.toStatus(), { registry: STATUS_REGISTRY });
+}
+
+class PoisonMessage extends Error {
+  constructor(
+    readonly reason: DeadLetterReason,
+    message: string,
+    readonly commandId?: string,
+  ) {
+    super(message);
+  }
+}
+
+class Stopped extends Error {
+  constructor() {
+    super("processor stopping; the message will be redelivered");
+  }
+}
+
+interface Decoded {
+  readonly messageId: string;
+  readonly commandId: string;
+  readonly command: Command;
+  readonly action: CommandAction;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const EVENT_TYPE_OF: Record<ChangeKind, string> = {
+  [ChangeKind.UNSPECIFIED]: "",
+  [ChangeKind.CREATED]: EVENT_TYPES.entityCreated,
+  [ChangeKind.UPDATED]: EVENT_TYPES.entityUpdated,
+  [ChangeKind.DELETED]: EVENT_TYPES.entityDeleted,
+};
+
+/**
+ * Reads a message of the commands topic. The message id (inbox key) is the CloudEvents `ce_id`
+ * header, else the envelope's context id; the command id is the envelope's context id (the command
+ * service makes it the command's id, its outbox row id and so `ce_id`).
+ */
+function decode(message: IncomingMessage): Decoded {
+  const headerId = message.headers.ce_id || undefined;
+  let command: Command;
+  try {
+    command = fromBinary(CommandSchema, message.value);
+  } catch (error) {
+    throw new PoisonMessage("UNDECODABLE", `not a umw.v1.Command: ${(error as Error).message}`, headerId);
+  }
+  const commandId = command.context?.id || headerId;
+  const messageId = headerId ?? commandId;
+  if (!messageId || !commandId) throw new PoisonMessage("INVALID_COMMAND", "the message has neither a ce_id header nor a context id");
+  const action = command.action;
+  if (!action.case) throw new PoisonMessage("INVALID_COMMAND", "the command has no action", commandId);
+  const { tenant, type, id } = action.value;
+  if (!tenant || !type) throw new PoisonMessage("INVALID_COMMAND", `the ${action.case} action names no tenant or type`, commandId);
+  if (command.tenant && command.tenant !== tenant) throw new PoisonMessage("INVALID_COMMAND", `envelope tenant ${command.tenant} differs from the action's ${tenant}`, commandId);
+  if (!id && action.case !== "create") throw new PoisonMessage("INVALID_COMMAND", `the ${action.case} action names no entity id`, commandId);
+  return { messageId, commandId, command, action };
+}
+
+/** The processor: applies each command exactly once in effect, and dead-letters what it cannot. */
+export function createProcessor(deps: ProcessorDeps): Processor {
+  const log = deps.log.child({ component: "processor" });
+  const consumer = deps.consumer ?? DEFAULT_INBOX_CONSUMER;
+  const source = deps.source ?? "/umw/processor";
+  const maxAttempts = Math.max(1, deps.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
+  const backoff = deps.backoff ?? DEFAULT_BACKOFF;
+  const schemas = new SchemaCheck(deps.resources);
+  const stopping = new AbortController();
+  /** The bus already delivers one partition in order; this keeps it so for any bus adapter. */
+  const partitionTails = new Map<string, Promise<unknown>>();
+  let subscription: Subscription | undefined;
+
+  async function markCommand(tx: Sql, commandId: string, state: "applied" | "rejected", version: bigint | null, error: RpcError | null): Promise<void> {
+    if (!UUID.test(commandId)) return;
+    await tx.query(
+      `UPDATE umw_commands SET state = $2, version = $3, error = $4::jsonb, update_time = now() WHERE id = $1`,
+      [commandId, state, version?.toString() ?? null, error ? JSON.stringify(statusJson(error)) : null],
+    );
+    await tx.query(`SELECT pg_notify('${COMMAND_CHANNEL}', $1)`, [commandId]);
+  }
+
+  /** One transaction: inbox, effect, domain event in the outbox, command status, notification. */
+  async function applyOnce(decoded: Decoded): Promise<Outcome> {
+    const { messageId, commandId, command, action } = decoded;
+    return deps.db.transaction(async (tx) => {
+      const inbox = await tx.query(`INSERT INTO umw_inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING message_id`, [consumer, messageId]);
+      if (inbox.rows.length === 0) return { kind: "duplicate", messageId } as const;
+      const result = await applyAction(tx, action, commandId, schemas);
+      if (!result.ok) {
+        await markCommand(tx, commandId, "rejected", null, result.error);
+        return { kind: "rejected", commandId, error: result.error } as const;
+      }
+      const { entity, kind } = result;
+      const key = entityKey(entity.tenant, entity.type, entity.id);
+      const context = newEventContext({
+        source,
+        type: EVENT_TYPE_OF[kind],
+        subject: key,
+        traceparent: command.context?.traceparent,
+        tracestate: command.context?.tracestate,
+      });
+      const event = create(DomainEventSchema, { context, commandId, kind, entity });
+      await appendToOutbox(tx, {
+        id: context.id,
+        aggregatetype: entity.type,
+        aggregateid: key,
+        type: context.type,
+        topic: deps.topics.entityEvents,
+        key,
+        payload: toBinary(DomainEventSchema, event),
+        headers: cloudEventHeaders(context),
+      });
+      await markCommand(tx, commandId, "applied", entity.version, null);
+      return { kind: "applied", commandId, change: kind, version: entity.version, eventId: context.id } as const;
+    });
+  }
+
+  /**
+   * Marks the command failed (only if it is still merely accepted: a redelivered duplicate of an
+   * applied command must not turn it failed), then parks the message on the DLQ. Both must succeed
+   * before the offset may advance; when the database is down the first throws, the bus redelivers
+   * later, and an outage never floods the DLQ.
+   */
+  async function deadLetter(message: IncomingMessage, cause: DeadLetterCause, commandId: string | undefined): Promise<Outcome> {
+    if (commandId && UUID.test(commandId)) {
+      const error = new RpcError(
+        cause.reason === "RETRIES_EXHAUSTED" ? Code.UNAVAILABLE : Code.INTERNAL,
+        "COMMAND_DEAD_LETTERED",
+        "the command could not be applied and was set aside as a dead letter for an operator to replay",
+        { cause: cause.reason, attempts: String(cause.attempts) },
+      );
+      await deps.db.query(
+        `WITH failed AS (
+           UPDATE umw_commands SET state = 'failed', error = $2::jsonb, update_time = now()
+           WHERE id = $1 AND state = 'accepted' RETURNING id)
+         SELECT pg_notify('${COMMAND_CHANNEL}', id::text) FROM failed`,
+        [commandId, JSON.stringify(statusJson(error))],
+      );
+    }
+    await deps.bus.publish(deps.topics.commandsDlq, [deadLetterMessage(message, cause)]);
+    log.error(
+      { topic: message.topic, partition: message.partition, offset: message.offset.toString(), commandId, reason: cause.reason, attempts: cause.attempts, error: cause.message },
+      "message dead-lettered",
+    );
+    return { kind: "dead-lettered", commandId, reason: cause.reason, attempts: cause.attempts };
+  }
+
+  async function process(message: IncomingMessage): Promise<Outcome> {
+    let decoded: Decoded;
+    try {
+      decoded = decode(message);
+    } catch (error) {
+      if (!(error instanceof PoisonMessage)) throw error;
+      return deadLetter(message, { reason: error.reason, message: error.message, attempts: 1, consumer }, error.commandId);
+    }
+    for (let attempt = 1; ; attempt++) {
+      if (stopping.signal.aborted) throw new Stopped();
+      try {
+        const outcome = await applyOnce(decoded);
+        if (outcome.kind === "rejected") log.info({ commandId: decoded.commandId, reason: outcome.error.reason }, "command rejected");
+        else if (outcome.kind === "duplicate") log.debug({ messageId: decoded.messageId }, "duplicate message skipped");
+        return outcome;
+      } catch (error) {
+        const kind = classifyFailure(error);
+        const text = error instanceof Error ? error.message : String(error);
+        const code = errorCode(error);
+        if (kind === "permanent") {
+          return deadLetter(message, { reason: "PERMANENT_ERROR", message: text, code, attempts: attempt, consumer }, decoded.commandId);
+        }
+        if (attempt >= maxAttempts) {
+          return deadLetter(message, { reason: "RETRIES_EXHAUSTED", message: text, code, attempts: attempt, consumer }, decoded.commandId);
+        }
+        const delay = backoffDelay(attempt, backoff);
+        log.warn({ commandId: decoded.commandId, attempt, kind, code, err: text, retryInMs: delay }, "applying a command failed; retrying");
+        try {
+          await sleep(delay, undefined, { signal: stopping.signal });
+        } catch {
+          throw new Stopped();
+        }
+      }
+    }
+  }
+
+  function handle(message: IncomingMessage): Promise<Outcome> {
+    const lane = `${message.topic}\u0000${message.partition}`;
+    const previous = partitionTails.get(lane) ?? Promise.resolve();
+    const next = async () => {
+      const outcome = await process(message);
+      deps.onOutcome?.(outcome, message);
+      return outcome;
+    };
+    const run = previous.then(next, next);
+    const tail = run.catch(() => undefined);
+    partitionTails.set(lane, tail);
+    void tail.then(() => {
+      if (partitionTails.get(lane) === tail) partitionTails.delete(lane);
+    });
+    return run;
+  }
+
+  return {
+    handle,
+    async start() {
+      subscription = await deps.bus.subscribe({
+        topics: [deps.topics.commands],
+        group: deps.group ?? DEFAULT_PROCESSOR_GROUP,
+        fromBeginning: true,
+        handle: async (message) => {
+          await handle(message);
+        },
+      });
+      log.info({ topic: deps.topics.commands, group: deps.group ?? DEFAULT_PROCESSOR_GROUP, maxAttempts }, "processor consuming");
+    },
+    async stop() {
+      stopping.abort();
+      await subscription?.stop();
+      subscription = undefined;
+    },
+  };
+}

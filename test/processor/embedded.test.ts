@@ -1,0 +1,74 @@
+// The embedded mode: the same processor and cache updater on PGlite, the in-memory bus and the
+// in-memory cache, without any infrastructure. The outbox rows are moved to the bus by hand here,
+// as the relay would.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { PGlite } from "@electric-sql/pglite";
+import { CommandSchema } from "../../gen/umw/v1/envelope_pb.js";
+import { cloudEventHeaders, EVENT_TYPES, newEventContext } from "../../runtime/cloudevents.js";
+import { rootLogger } from "../../runtime/logger.js";
+import { MemoryBus } from "../../runtime/memory-bus.js";
+import { readMigrations } from "../../runtime/migrate.js";
+import type { Database, Sql } from "../../runtime/sql.js";
+import { topicNames } from "../../runtime/topics.js";
+import { createCacheUpdater } from "../../services/cache-updater/updater.js";
+import { cacheWriter } from "../../services/cache-updater/writer.js";
+import { createProcessor, type Outcome } from "../../services/processor/processor.js";
+import { writePathTopics } from "../../services/processor/settings.js";
+import { cacheKey } from "../../services/query/keys.js";
+import { MemoryCache } from "../../services/query/memory-cache.js";
+import { waitFor } from "./support.js";
+
+const log = rootLogger("silent");
+let pglite: PGlite;
+let db: Database;
+
+before(async () => {
+  pglite = await PGlite.create();
+  for (const migration of readMigrations()) await pglite.exec(migration.sql);
+  const wrap = (target: Pick<PGlite, "query">): Sql => ({ query: (text, params) => target.query(text, params) as never });
+  db = {
+    ...wrap(pglite),
+    transaction: (fn) => pglite.transaction((tx) => fn(wrap(tx))),
+    close: () => pglite.close(),
+  };
+});
+
+after(async () => {
+  await db.close();
+});
+
+test("embedded: PGlite + MemoryBus + MemoryCache carry a command to the cache", async () => {
+  const topics = topicNames({ topicPrefix: "" });
+  const bus = new MemoryBus();
+  await bus.ensureTopics(writePathTopics(topics, 2));
+  const cache = new MemoryCache();
+  const outcomes: Outcome[] = [];
+  const processor = createProcessor({ db, bus, topics, log, onOutcome: (outcome) => outcomes.push(outcome) });
+  const updater = createCacheUpdater({ bus, writer: cacheWriter(cache), topic: topics.entityEvents, log });
+  await processor.start();
+  await updater.start();
+
+  const id = randomUUID();
+  const key = `acme/note/e1`;
+  const context = newEventContext({ id, source: "/umw/command", type: EVENT_TYPES.createEntity, subject: key });
+  const command = create(CommandSchema, { context, tenant: "acme", principal: "p", idempotencyKey: "k", action: { case: "create", value: { tenant: "acme", type: "note", id: "e1", data: { title: "embedded" } } } });
+  const message = { key, value: toBinary(CommandSchema, command), headers: cloudEventHeaders(context) };
+  await bus.publish(topics.commands, [message, message]);
+  await waitFor("both deliveries handled", () => (outcomes.length === 2 ? true : undefined));
+  assert.deepEqual(outcomes.map((outcome) => outcome.kind), ["applied", "duplicate"]);
+
+  const { rows } = await db.query<{ payload: Uint8Array; headers: Record<string, string> }>("SELECT payload, headers FROM umw_outbox WHERE topic = $1", [topics.entityEvents]);
+  assert.equal(rows.length, 1);
+  const { "umw-key": eventKey, ...headers } = rows[0]!.headers;
+  await bus.publish(topics.entityEvents, [{ key: eventKey!, value: rows[0]!.payload, headers }]);
+  const entry = await waitFor("the cache entry", () => cache.get(cacheKey("", "acme", "note", "e1")));
+  assert.equal(entry.version, 1n);
+  assert.deepEqual(entry.entity?.data, { title: "embedded" });
+
+  await processor.stop();
+  await updater.stop();
+  await bus.close();
+});

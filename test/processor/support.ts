@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Kafka, logLevel } from "kafkajs";
+import type { Database, Sql } from "../../runtime/sql.js";
+import { infra, runId } from "../support/env.js";
+
+/** Topic prefix, consumer-group prefix and key prefix of one test run. */
+export function runPrefix(): string {
+  return `t${runId()}.`;
+}
+
+/** Polls `fn` until it returns something other than undefined. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await fn();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/** Deletes the run's topics and consumer groups (everything whose name starts with the prefix). */
+export async function dropKafkaPrefix(prefix: string): Promise<void> {
+  const kafka = new Kafka({ clientId: "umw-test-cleanup", brokers: [...infra.kafkaBrokers], logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const groups = (await admin.listGroups()).groups.map((group) => group.groupId).filter((id) => id.startsWith(prefix));
+    if (groups.length) await admin.deleteGroups(groups).catch(() => undefined);
+    const topics = (await admin.listTopics()).filter((topic) => topic.startsWith(prefix));
+    if (topics.length) await admin.deleteTopics({ topics, timeout: 10_000 });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
+ * A Database whose next transactions fail, as an outage or a conflict would: the work runs, then
+ * the transaction throws an error with the given SQLSTATE before it commits, so it rolls back.
+ * Plain queries (the processor's "mark failed" statement) are not affected.
+ */
+export interface FlakyDatabase extends Database {
+  failNext(count: number, code: string): void;
+  readonly injected: number;
+  /** Most transactions seen running at the same time. */
+  readonly maxConcurrent: number;
+}
+
+export function flakyDatabase(inner: Database): FlakyDatabase {
+  let remaining = 0;
+  let code = "40001";
+  let injected = 0;
+  let active = 0;
+  let maxConcurrent = 0;
+  return {
+    query: (text, params) => inner.query(text, params),
+    async transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T> {
+      active++;
+      maxConcurrent = Math.max(maxConcurrent, active);
+      try {
+        return await inner.transaction(async (tx) => {
+          const result = await fn(tx);
+          if (remaining > 0) {
+            remaining--;
+            injected++;
+            throw Object.assign(new Error(`injected failure ${code}`), { code });
+          }
+          return result;
+        });
+      } finally {
+        active--;
+      }
+    },
+    close: () => inner.close(),
+    failNext(count, failCode) {
+      remaining = count;
+      code = failCode;
+    },
+    get injected() {
+      return injected;
+    },
+    get maxConcurrent() {
+      return maxConcurrent;
+    },
+  };
+}
