@@ -55,7 +55,9 @@ export async function applyAction(tx: Sql, action: CommandAction, fallbackId: st
     const invalid = schemas.check(type, data);
     if (invalid) return { ok: false, error: invalid };
     const { rows } = await tx.query<EntityRow>(
-      `INSERT INTO umw_entities (tenant, type, id, version, data) VALUES ($1, $2, $3, 1, $4::jsonb)
+      `WITH deleted AS (DELETE FROM umw_entity_tombstones WHERE tenant = $1 AND type = $2 AND id = $3 RETURNING version)
+       INSERT INTO umw_entities (tenant, type, id, version, data)
+       VALUES ($1, $2, $3, COALESCE((SELECT version FROM deleted), 0) + 1, $4::jsonb)
        ON CONFLICT (tenant, type, id) DO NOTHING RETURNING ${ENTITY_COLUMNS}`,
       [...where, JSON.stringify(data)],
     );
@@ -82,6 +84,11 @@ export async function applyAction(tx: Sql, action: CommandAction, fallbackId: st
 
   if (action.case === "delete") {
     await tx.query("DELETE FROM umw_entities WHERE tenant = $1 AND type = $2 AND id = $3", [...where]);
+    await tx.query(
+      `INSERT INTO umw_entity_tombstones (tenant, type, id, version) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (tenant, type, id) DO UPDATE SET version = EXCLUDED.version, deleted_at = now()`,
+      [...where, (version + 1n).toString()],
+    );
     const entity = entityFromRow({ ...existing, version: version + 1n, data: {}, update_time: new Date() });
     entity.data = undefined;
     return { ok: true, kind: ChangeKind.DELETED, entity };

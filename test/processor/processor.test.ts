@@ -176,6 +176,11 @@ describe("processor on Postgres and Kafka", { timeout: 60_000 }, () => {
     assert.deepEqual(await settled(deleted), { state: "applied", version: "5", error: null });
     assert.equal(await entity("note", id), undefined);
 
+    // Recreated, it continues above the deletion's version: caches and streams fence on versions.
+    const recreated = await send({ case: "create", value: { tenant: TENANT, type: "note", id, data: { title: "again" } } });
+    assert.deepEqual(await settled(recreated), { state: "applied", version: "6", error: null });
+    assert.deepEqual(await entity("note", id), { version: "6", data: { title: "again" } });
+
     const events = await eventsFor("note", id);
     assert.deepEqual(
       events.map(({ event }) => [event.kind, event.entity?.version, event.commandId]),
@@ -185,6 +190,7 @@ describe("processor on Postgres and Kafka", { timeout: 60_000 }, () => {
         [ChangeKind.UPDATED, 3n, merged],
         [ChangeKind.UPDATED, 4n, masked],
         [ChangeKind.DELETED, 5n, deleted],
+        [ChangeKind.CREATED, 6n, recreated],
       ],
     );
     for (const row of events) {
@@ -196,7 +202,7 @@ describe("processor on Postgres and Kafka", { timeout: 60_000 }, () => {
     }
     assert.deepEqual(
       events.map((row) => row.type),
-      [EVENT_TYPES.entityCreated, EVENT_TYPES.entityUpdated, EVENT_TYPES.entityUpdated, EVENT_TYPES.entityUpdated, EVENT_TYPES.entityDeleted],
+      [EVENT_TYPES.entityCreated, EVENT_TYPES.entityUpdated, EVENT_TYPES.entityUpdated, EVENT_TYPES.entityUpdated, EVENT_TYPES.entityDeleted, EVENT_TYPES.entityCreated],
     );
     // Full new state in each event; none for the deletion; the trace carries over from the command.
     assert.deepEqual(events[3]!.event.entity?.data, { title: "third", meta: { color: "green", shape: "round" }, tags: ["x", "y"] });
