@@ -1,11 +1,131 @@
+import type { ServerCredentials } from "@grpc/grpc-js";
+import pg from "pg";
+import { QueryService } from "../../gen/umw/v1/query_pb.js";
+import type { Logger } from "../../runtime/logger.js";
+import { defaultRegistry, serveMetrics, type MetricsServer, type Registry } from "../../runtime/metrics.js";
+import { MeshServer } from "../../runtime/server.js";
 import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
+import type { Cache } from "./cache.js";
+import { catalogFromConfig, type ResourceCatalog } from "./catalog.js";
+import { queryHandlers } from "./handlers.js";
+import { QueryMetrics } from "./metrics.js";
+import { EntityReader, type EntityReaderOptions } from "./reader.js";
+import { RedisCache } from "./redis-cache.js";
 
-/** Skeleton: serves Health and reflection over mTLS until the service's own work lands. */
+export { EntityReader } from "./reader.js";
+export type { ReadResult, ReadRequest } from "./reader.js";
+export { RedisCache } from "./redis-cache.js";
+export { MemoryCache } from "./memory-cache.js";
+export { ResourceCatalog, cachePolicy, catalogFromConfig } from "./catalog.js";
+export { PostgresBackend } from "./postgres-backend.js";
+export { HttpBackend } from "./http-backend.js";
+export type { EntityBackend } from "./backend.js";
+export type { Cache } from "./cache.js";
+export { CACHE_STATUS_HEADER, formatCacheStatus, type CacheStatus } from "./cache-status.js";
+export { QueryMetrics } from "./metrics.js";
+
+/** Explicit dependencies of one QueryService instance (tests, benchmarks, embedded runs). */
+export interface QueryServerOptions {
+  readonly catalog: ResourceCatalog;
+  readonly cache: Cache;
+  readonly credentials: ServerCredentials;
+  readonly log: Logger;
+  /** Prefix of every Redis name (test isolation). */
+  readonly keyPrefix?: string;
+  readonly host?: string;
+  /** 0 (default) picks a free port. */
+  readonly port?: number;
+  /** Metrics registry (default: the process registry). Give each instance its own to count it alone. */
+  readonly registry?: Registry;
+  /** Serve /metrics on this port (0 = any free one); undefined = no metrics server. */
+  readonly metricsPort?: number;
+  readonly drainTimeoutMs?: number;
+  /** Read-path tuning (read-your-writes retries, lease rounds, L1 size, randomness). */
+  readonly reader?: Partial<Omit<EntityReaderOptions, "cache" | "catalog" | "metrics" | "log" | "keyPrefix">>;
+  /** Closed by stop(), after the server (e.g. the cache and the pg pool the caller made for this instance). */
+  readonly owns?: readonly { close(): Promise<void> }[];
+}
+
+export interface QueryServer {
+  /** host:port of the gRPC server. */
+  readonly address: string;
+  readonly port: number;
+  /** http://host:port/metrics when a metrics server runs. */
+  readonly metricsUrl: string | undefined;
+  readonly reader: EntityReader;
+  readonly metrics: QueryMetrics;
+  stop(): Promise<void>;
+}
+
+/** Builds one QueryService instance from explicit dependencies and starts it (mTLS gRPC, optional /metrics). */
+export async function startQueryServer(options: QueryServerOptions): Promise<QueryServer> {
+  const host = options.host ?? "127.0.0.1";
+  const metrics = new QueryMetrics(options.registry ?? defaultRegistry);
+  const reader = new EntityReader({ ...options.reader, cache: options.cache, catalog: options.catalog, metrics, log: options.log, keyPrefix: options.keyPrefix });
+  const server = new MeshServer({ name: "query", host, port: options.port ?? 0, credentials: options.credentials, log: options.log, drainTimeoutMs: options.drainTimeoutMs });
+  server.addService(QueryService, queryHandlers(reader));
+  let metricsServer: MetricsServer | undefined;
+  try {
+    const port = await server.start();
+    if (options.metricsPort !== undefined) metricsServer = await serveMetrics(host, options.metricsPort, metrics.registry);
+    return {
+      address: server.address,
+      port,
+      metricsUrl: metricsServer?.url,
+      reader,
+      metrics,
+      stop: () => stopAll(options.log, [server, metricsServer && { close: () => metricsServer!.close() }, reader, ...(options.owns ?? [])]),
+    };
+  } catch (error) {
+    await stopAll(options.log, [server, metricsServer && { close: () => metricsServer!.close() }, reader, ...(options.owns ?? [])]);
+    throw error;
+  }
+}
+
+/** `umw serve query`: Redis from config.redisUrl, the Postgres read replica from config.pgReplicaUrl, types from config.resources. */
 export const queryService: ServiceModule = {
   name: "query",
   description: "Cache-first reads (QueryService)",
   async start(runtime) {
-    const server = await startMeshServer(runtime, { name: "query", port: runtime.config.queryPort });
-    return { name: "query", stop: () => server.stop() };
+    const { config, log } = runtime;
+    let pool: pg.Pool | undefined;
+    const replica = () => {
+      if (!pool) {
+        pool = new pg.Pool({ connectionString: config.pgReplicaUrl, max: 16, connectionTimeoutMillis: 2_000, query_timeout: 10_000, statement_timeout: 10_000, application_name: "umw-query" });
+        pool.on("error", (error) => log.warn({ err: error.message }, "idle replica connection failed"));
+      }
+      return pool;
+    };
+    const catalog = catalogFromConfig(config.resources, replica);
+    if (catalog.types.length === 0) log.warn("no resource types configured (config.resources): every read answers UNKNOWN_RESOURCE_TYPE");
+    const cache = await RedisCache.connect({ url: config.redisUrl, log });
+    const owned = [cache, { close: async () => void (await pool?.end()) }];
+    const metrics = new QueryMetrics(defaultRegistry);
+    const reader = new EntityReader({ cache, catalog, metrics, log });
+    let server: MeshServer | undefined;
+    let metricsServer: MetricsServer | undefined;
+    try {
+      server = await startMeshServer(runtime, { name: "query", port: config.queryPort, service: QueryService, handlers: queryHandlers(reader) });
+      metricsServer = await serveMetrics(config.host, config.metricsPort, defaultRegistry);
+      log.info({ metrics: metricsServer.url, types: catalog.types }, "query service ready");
+    } catch (error) {
+      await stopAll(log, [server, metricsServer, reader, ...owned]);
+      throw error;
+    }
+    return { name: "query", stop: () => stopAll(log, [server, metricsServer, reader, ...owned]) };
   },
 };
+
+type Stoppable = { stop(): Promise<void> } | { close(): Promise<void> } | undefined;
+
+/** Stops in order; a failure is logged and does not keep the rest open. */
+async function stopAll(log: Logger, parts: readonly Stoppable[]): Promise<void> {
+  for (const part of parts) {
+    if (!part) continue;
+    try {
+      await ("stop" in part ? part.stop() : part.close());
+    } catch (error) {
+      log.warn({ err: (error as Error).message }, "query: error while stopping");
+    }
+  }
+}

@@ -1,0 +1,201 @@
+// Shared setup of the query tests: a fresh database per test file (created on the primary,
+// streamed to the replica, migrated), a random Redis key prefix, mTLS certificates, and
+// wrappers that count backend calls.
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Redis } from "ioredis";
+import pg from "pg";
+import { pino } from "pino";
+import type { Entity } from "../../gen/umw/v1/entity_pb.js";
+import { createDevCertificates } from "../../runtime/certs.js";
+import { migrate } from "../../runtime/migrate.js";
+import { clientCredentials, loadIdentity, serverCredentials } from "../../runtime/tls.js";
+import type { EntityBackend } from "../../services/query/backend.js";
+
+export const REDIS_URL = process.env.UMW_REDIS_URL ?? "redis://127.0.0.1:16379";
+export const PG_URL = process.env.UMW_PG_URL ?? "postgres://umw:umw@127.0.0.1:15432/umw";
+export const PG_REPLICA_URL = process.env.UMW_PG_REPLICA_URL ?? "postgres://umw:umw@127.0.0.1:15433/umw";
+
+export const log = pino({ level: process.env.TEST_LOG ?? "silent" });
+
+export const unique = (prefix: string): string => `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString("hex")}`;
+
+function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+export interface TestDatabase {
+  readonly name: string;
+  readonly primaryUrl: string;
+  readonly replicaUrl: string;
+  /** A pool on the primary, for writing test rows. */
+  readonly primary: pg.Pool;
+  /** A pool on the replica, for inspection (pg_stat_statements). */
+  readonly replica: pg.Pool;
+  /** Waits until the replica has replayed everything the primary has written so far. */
+  syncReplica(): Promise<void>;
+  insert(tenant: string, type: string, id: string, version: number, data?: Record<string, unknown>): Promise<void>;
+  drop(): Promise<void>;
+}
+
+/** A fresh database `umw_t_<random>` on the primary, migrated, visible on the replica. */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const name = unique("umw_t").toLowerCase();
+  const admin = new pg.Client({ connectionString: PG_URL });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await admin.end();
+  }
+  const primaryUrl = withDatabase(PG_URL, name);
+  const replicaUrl = withDatabase(PG_REPLICA_URL, name);
+  await migrate(primaryUrl);
+  const primary = new pg.Pool({ connectionString: primaryUrl, max: 4 });
+  await primary.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+  const syncReplica = async () => {
+    const { rows } = await primary.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn");
+    const lsn = rows[0]!.lsn;
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const probe = new pg.Client({ connectionString: withDatabase(PG_REPLICA_URL, "umw") });
+      try {
+        await probe.connect();
+        const { rows: replayed } = await probe.query<{ ok: boolean }>("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok", [lsn]);
+        if (replayed[0]?.ok) return;
+      } finally {
+        await probe.end().catch(() => undefined);
+      }
+      if (Date.now() > deadline) throw new Error(`replica did not replay up to ${lsn} within 15 s`);
+      await sleep(20);
+    }
+  };
+  await syncReplica();
+  const replica = new pg.Pool({ connectionString: replicaUrl, max: 2 });
+  return {
+    name,
+    primaryUrl,
+    replicaUrl,
+    primary,
+    replica,
+    syncReplica,
+    async insert(tenant, type, id, version, data = { id }) {
+      await primary.query(
+        `INSERT INTO umw_entities (tenant, type, id, version, data) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (tenant, type, id) DO UPDATE SET version = EXCLUDED.version, data = EXCLUDED.data, update_time = now()`,
+        [tenant, type, id, version, JSON.stringify(data)],
+      );
+    },
+    async drop() {
+      await replica.end().catch(() => undefined);
+      await primary.end().catch(() => undefined);
+      const client = new pg.Client({ connectionString: PG_URL });
+      await client.connect();
+      try {
+        await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}
+
+/** Deletes every Redis key under `prefix`. */
+export async function deleteKeys(prefix: string): Promise<void> {
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  try {
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+      cursor = next;
+      if (keys.length) await redis.del(...keys);
+    } while (cursor !== "0");
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** Dev CA + certificates for the query server and a client, in a temp dir. */
+export function testCertificates() {
+  const dir = mkdtempSync(join(tmpdir(), "umw-query-certs-"));
+  createDevCertificates({ dir, identities: ["query", "cli"] });
+  return {
+    dir,
+    server: serverCredentials(loadIdentity(dir, "query")),
+    client: () => clientCredentials(loadIdentity(dir, "cli")),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** A TCP port nothing listens on. */
+export async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Wraps a backend: counts calls, and can delay or fail them. */
+export class CountingBackend implements EntityBackend {
+  gets = 0;
+  batchGets = 0;
+  batchIds = 0;
+  lists = 0;
+  delayMs = 0;
+  /** Delay after the inner read: a load that read an old state and returns late. */
+  delayAfterMs = 0;
+  failWith: Error | undefined;
+  /** When set, loads wait for it before reading (hold a load open until callers have piled up). */
+  gate: Promise<void> | undefined;
+  /** Replaces the answer of get (e.g. a lagging replica). */
+  override: ((entity: Entity | undefined) => Entity | undefined) | undefined;
+
+  constructor(readonly inner: EntityBackend) {}
+
+  get kind(): string {
+    return this.inner.kind;
+  }
+
+  async get(tenant: string, type: string, id: string, signal: AbortSignal): Promise<Entity | undefined> {
+    this.gets++;
+    if (this.gate) await this.gate;
+    if (this.delayMs) await sleep(this.delayMs);
+    if (this.failWith) throw this.failWith;
+    const entity = await this.inner.get(tenant, type, id, signal);
+    if (this.delayAfterMs) await sleep(this.delayAfterMs);
+    return this.override ? this.override(entity) : entity;
+  }
+
+  async batchGet(tenant: string, type: string, ids: readonly string[], signal: AbortSignal): Promise<Map<string, Entity>> {
+    this.batchGets++;
+    this.batchIds += ids.length;
+    if (this.delayMs) await sleep(this.delayMs);
+    if (this.failWith) throw this.failWith;
+    return this.inner.batchGet(tenant, type, ids, signal);
+  }
+
+  get list() {
+    const inner = this.inner.list?.bind(this.inner);
+    if (!inner) return undefined;
+    return async (tenant: string, type: string, after: string | undefined, limit: number, signal: AbortSignal) => {
+      this.lists++;
+      return inner(tenant, type, after, limit, signal);
+    };
+  }
+}
+
+/** Polls until `check` returns true. */
+export async function eventually(what: string, timeoutMs: number, check: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
