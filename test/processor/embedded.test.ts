@@ -5,13 +5,12 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { PGlite } from "@electric-sql/pglite";
 import { CommandSchema } from "../../gen/umw/v1/envelope_pb.js";
 import { cloudEventHeaders, EVENT_TYPES, newEventContext } from "../../runtime/cloudevents.js";
 import { rootLogger } from "../../runtime/logger.js";
 import { MemoryBus } from "../../runtime/memory-bus.js";
-import { readMigrations } from "../../runtime/migrate.js";
-import type { Database, Sql } from "../../runtime/sql.js";
+import { openPglite } from "../../runtime/pglite.js";
+import type { Database } from "../../runtime/sql.js";
 import { topicNames } from "../../runtime/topics.js";
 import { createCacheUpdater } from "../../services/cache-updater/updater.js";
 import { cacheWriter } from "../../services/cache-updater/writer.js";
@@ -22,18 +21,10 @@ import { MemoryCache } from "../../services/query/memory-cache.js";
 import { waitFor } from "./support.js";
 
 const log = rootLogger("silent");
-let pglite: PGlite;
 let db: Database;
 
 before(async () => {
-  pglite = await PGlite.create();
-  for (const migration of readMigrations()) await pglite.exec(migration.sql);
-  const wrap = (target: Pick<PGlite, "query">): Sql => ({ query: (text, params) => target.query(text, params) as never });
-  db = {
-    ...wrap(pglite),
-    transaction: (fn) => pglite.transaction((tx) => fn(wrap(tx))),
-    close: () => pglite.close(),
-  };
+  db = await openPglite();
 });
 
 after(async () => {

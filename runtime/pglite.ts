@@ -1,0 +1,27 @@
+import { PGlite } from "@electric-sql/pglite";
+import { readMigrations } from "./migrate.js";
+import type { Database, Sql } from "./sql.js";
+
+/**
+ * The embedded store: real Postgres compiled to wasm, in this process, in memory (or in a folder).
+ * One connection, so transactions run one at a time; fine for the demo and unit tests.
+ */
+export async function openPglite(dataDir?: string): Promise<Database & { readonly pglite: PGlite }> {
+  const pglite = await PGlite.create(dataDir);
+  await pglite.exec(`CREATE TABLE IF NOT EXISTS umw_schema_migrations (
+    version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+  const applied = new Set((await pglite.query<{ version: number }>("SELECT version FROM umw_schema_migrations")).rows.map((row) => row.version));
+  for (const migration of readMigrations().filter((m) => !applied.has(m.version))) {
+    await pglite.transaction(async (tx) => {
+      await tx.exec(migration.sql);
+      await tx.query("INSERT INTO umw_schema_migrations (version, name) VALUES ($1, $2)", [migration.version, migration.name]);
+    });
+  }
+  const wrap = (target: Pick<PGlite, "query">): Sql => ({ query: (text, params) => target.query(text, params) as never });
+  return {
+    pglite,
+    ...wrap(pglite),
+    transaction: (fn) => pglite.transaction((tx) => fn(wrap(tx))),
+    close: () => pglite.close(),
+  };
+}
