@@ -1,4 +1,4 @@
-import { create, fromBinary, toJsonString, type Registry } from "@bufbuild/protobuf";
+import { create, fromBinary, toJson, type JsonObject, type Registry } from "@bufbuild/protobuf";
 import type { Metadata, ServiceError } from "@grpc/grpc-js";
 import { StatusSchema, type Status } from "../../gen/google/rpc/status_pb.js";
 import { Code, RpcError } from "../../runtime/errors.js";
@@ -40,7 +40,7 @@ export class EdgeFailure extends Error {
    * selected trailers; a failure of the channel itself (no Status from the service) gets an edge
    * reason and a message that does not leak internal addresses.
    */
-  static fromUpstream(error: ServiceError, service: string, passthrough: readonly string[]): EdgeFailure {
+  static fromUpstream(error: Pick<ServiceError, "code" | "details" | "metadata">, service: string, passthrough: readonly string[]): EdgeFailure {
     const headers = pickHeaders(error.metadata, passthrough);
     const raw = error.metadata?.get(STATUS_DETAILS_KEY)[0];
     if (raw instanceof Buffer) {
@@ -88,10 +88,14 @@ export function pickHeaders(metadata: Metadata | undefined, names: readonly stri
  * whose type the registry does not know are dropped rather than failing the answer.
  */
 export function statusJson(status: Status, registry: Registry): string {
+  let json: JsonObject;
   try {
-    return toJsonString(StatusSchema, status, { registry });
+    json = toJson(StatusSchema, status, { registry }) as JsonObject;
   } catch {
     const known = status.details.filter((detail) => registry.getMessage(detail.typeUrl.slice(detail.typeUrl.lastIndexOf("/") + 1)));
-    return toJsonString(StatusSchema, create(StatusSchema, { code: status.code, message: status.message, details: known }), { registry });
+    json = toJson(StatusSchema, create(StatusSchema, { code: status.code, message: status.message, details: known }), { registry }) as JsonObject;
   }
+  // "@type" first, as grpc-gateway and Envoy write it: easier to read, same meaning.
+  if (Array.isArray(json.details)) json.details = json.details.map((detail) => ({ "@type": (detail as JsonObject)["@type"] ?? null, ...(detail as JsonObject) }));
+  return JSON.stringify(json);
 }

@@ -1,18 +1,47 @@
-import { createServer } from "node:http";
+import { CommandService } from "../../gen/umw/v1/command_pb.js";
+import { QueryService } from "../../gen/umw/v1/query_pb.js";
+import { RealtimeService } from "../../gen/umw/v1/realtime_pb.js";
+import { serviceAddress, type Config } from "../../runtime/config.js";
 import type { ServiceModule } from "../../runtime/service.js";
+import { clientCredentials } from "../../runtime/tls.js";
+import { startEdge } from "./edge-server.js";
 
-/** Skeleton: answers /healthz until REST and gRPC-web/Connect translation lands. */
+export { startEdge, type RunningEdge } from "./edge-server.js";
+export type { EdgeOptions, UpstreamSpec } from "./options.js";
+
+/**
+ * Edge settings that runtime/config.ts may add (UMW_EDGE_TIMEOUT_MS, UMW_EDGE_MAX_BODY_BYTES,
+ * UMW_EDGE_CORS_ORIGINS, UMW_EDGE_H2C_PORT); until then the edge's defaults apply.
+ */
+interface EdgeSettings {
+  readonly edgeTimeoutMs: number;
+  readonly edgeMaxBodyBytes: number;
+  readonly edgeCorsOrigins: readonly string[];
+  readonly edgeH2cPort: number;
+}
+
+/** Public edge: REST, Connect, gRPC-web (and gRPC on h2c) to the internal services over mTLS gRPC. */
 export const edgeService: ServiceModule = {
   name: "edge",
   description: "Public edge: REST, gRPC-web and Connect to internal gRPC over mTLS",
   async start(runtime) {
-    const server = createServer((req, res) => {
-      const ok = req.url === "/healthz";
-      res.writeHead(ok ? 200 : 404, { "content-type": "application/json" });
-      res.end(ok ? '{"status":"SERVING"}' : '{"code":5,"message":"not found"}');
+    const config = runtime.config as Config & Partial<EdgeSettings>;
+    const edge = await startEdge({
+      host: config.host,
+      port: config.edgePort,
+      h2cPort: config.edgeH2cPort,
+      upstreams: [
+        { service: QueryService, address: serviceAddress(config, "query") },
+        { service: CommandService, address: serviceAddress(config, "command") },
+        { service: RealtimeService, address: serviceAddress(config, "realtime") },
+      ],
+      credentials: clientCredentials(runtime.identity("edge")),
+      timeoutMs: config.edgeTimeoutMs,
+      maxBodyBytes: config.edgeMaxBodyBytes,
+      corsOrigins: config.edgeCorsOrigins,
+      drainTimeoutMs: config.drainTimeoutMs,
+      log: runtime.log,
     });
-    await new Promise<void>((resolve) => server.listen(runtime.config.edgePort, runtime.config.host, resolve));
-    runtime.log.info({ port: runtime.config.edgePort }, "edge listening");
-    return { name: "edge", stop: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+    return { name: "edge", stop: () => edge.stop() };
   },
 };

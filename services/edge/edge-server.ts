@@ -1,0 +1,151 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createH2cServer, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from "node:http2";
+import type { AddressInfo } from "node:net";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Code } from "../../runtime/errors.js";
+import { connectRoutes } from "./connect-routes.js";
+import { Cors } from "./cors.js";
+import { typeRegistry, type EdgeContext } from "./edge-context.js";
+import { EdgeFailure } from "./edge-failure.js";
+import { liveness, readiness } from "./health-endpoints.js";
+import type { HttpRequest, HttpResponse } from "./http-exchange.js";
+import { resolveEdgeOptions, type EdgeOptions } from "./options.js";
+import { RestGateway } from "./rest-gateway.js";
+import { Upstream } from "./upstream.js";
+
+export interface RunningEdge {
+  /** The bound HTTP/1.1 port (useful with port 0). */
+  readonly port: number;
+  /** `http://host:port` of the HTTP/1.1 listener. */
+  readonly url: string;
+  /** The bound h2c port, when one was asked for. */
+  readonly h2cPort: number | undefined;
+  /** Number of REST routes compiled from the annotations. */
+  readonly routes: number;
+  /** Stop accepting, end streams (UNAVAILABLE), let requests finish within the drain bound, close channels. */
+  stop(): Promise<void>;
+}
+
+type AnyRequest = IncomingMessage | Http2ServerRequest;
+type AnyResponse = ServerResponse | Http2ServerResponse;
+
+/**
+ * Starts the edge: one HTTP/1.1 server for REST (from the google.api.http annotations), Connect
+ * and gRPC-web (connect-node), /healthz and /readyz; optionally the same on an h2c port for
+ * clients that need HTTP/2 (gRPC). Every call goes to its upstream over mTLS gRPC.
+ */
+export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
+  const options = resolveEdgeOptions(input);
+  const shutdown = new AbortController();
+  const upstreams = new Map<string, Upstream>();
+  for (const spec of options.upstreams) {
+    upstreams.set(spec.service.typeName, new Upstream(spec.service, spec.address, options.credentials, options.channelOptions));
+  }
+  const ctx: EdgeContext = {
+    options,
+    upstreams,
+    registry: typeRegistry(options.upstreams.map((spec) => spec.service)),
+    log: options.log,
+    shutdown: shutdown.signal,
+  };
+  const rest = new RestGateway(ctx);
+  const cors = new Cors(options.corsOrigins, options.forwardHeaders, options.passthroughHeaders);
+  const connect = connectNodeAdapter({
+    routes: connectRoutes(ctx),
+    readMaxBytes: options.maxBodyBytes,
+    shutdownSignal: shutdown.signal,
+    jsonOptions: { registry: ctx.registry },
+  });
+  const rpcPaths = new Set<string>();
+  for (const upstream of upstreams.values()) {
+    for (const method of upstream.service.methods) rpcPaths.add(`/${upstream.service.typeName}/${method.name}`);
+  }
+
+  const handle = (req: AnyRequest, res: AnyResponse): void => {
+    const request = req as HttpRequest;
+    const response = res as unknown as HttpResponse;
+    try {
+      const url = req.url ?? "/";
+      const q = url.indexOf("?");
+      const path = q < 0 ? url : url.slice(0, q);
+      const origin = req.headers.origin;
+      if (origin !== undefined && cors.apply(request, response, origin)) return;
+      if (rpcPaths.has(path)) {
+        connect(req, res);
+        return;
+      }
+      if (path === "/healthz") return liveness(response);
+      if (path === "/readyz") {
+        readiness(ctx, response).catch((error: unknown) => internalError(error));
+        return;
+      }
+      rest.handle(request, response, path, q < 0 ? undefined : url.slice(q + 1));
+    } catch (error) {
+      internalError(error);
+    }
+
+    function internalError(error: unknown) {
+      options.log.error({ err: error, url: req.url }, "edge request failed");
+      rest.fail(request, response, EdgeFailure.of(Code.INTERNAL, "INTERNAL", "internal error"), undefined);
+    }
+  };
+
+  const server: Server = createServer(handle);
+  server.on("clientError", (_error, socket) => {
+    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+    else socket.destroy();
+  });
+  const port = await listen(server, options.port, options.host);
+
+  let h2c: Http2Server | undefined;
+  const sessions = new Set<Http2Session>();
+  let h2cPort: number | undefined;
+  if (options.h2cPort !== undefined) {
+    h2c = createH2cServer(handle);
+    h2c.on("session", (session: Http2Session) => {
+      sessions.add(session);
+      session.once("close", () => sessions.delete(session));
+    });
+    h2cPort = await listen(h2c, options.h2cPort, options.host);
+  }
+  options.log.info({ port, h2cPort, routes: rest.routes.size, upstreams: options.upstreams.map((spec) => `${spec.service.typeName}@${spec.address}`) }, "edge listening");
+
+  let stopped: Promise<void> | undefined;
+  const stop = async () => {
+    shutdown.abort();
+    const closed = Promise.all([
+      new Promise<void>((resolve) => server.close(() => resolve())),
+      h2c ? new Promise<void>((resolve) => h2c.close(() => resolve())) : undefined,
+    ]);
+    server.closeIdleConnections();
+    for (const session of sessions) session.close();
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), options.drainTimeoutMs)));
+    if ((await Promise.race([closed, bound])) === "timeout") {
+      options.log.warn({ boundMs: options.drainTimeoutMs }, "edge drain bound reached; closing connections");
+      server.closeAllConnections();
+      for (const session of sessions) session.destroy();
+      await closed;
+    }
+    clearTimeout(timer);
+    for (const upstream of upstreams.values()) upstream.close();
+  };
+  return {
+    port,
+    url: `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${port}`,
+    h2cPort,
+    routes: rest.routes.size,
+    stop: () => (stopped ??= stop()),
+  };
+}
+
+function listen(server: Server | Http2Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error) => reject(new Error(`edge: cannot listen on ${host}:${port}: ${error.message}`));
+    server.once("error", onError);
+    server.listen(port, host, () => {
+      server.off("error", onError);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}

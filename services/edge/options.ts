@@ -1,0 +1,69 @@
+import type { ChannelCredentials, ClientOptions } from "@grpc/grpc-js";
+import type { DescService } from "@bufbuild/protobuf";
+import { pino } from "pino";
+import type { Logger } from "../../runtime/logger.js";
+import { DEFAULT_FORWARDED_HEADERS, DEFAULT_PASSTHROUGH_HEADERS } from "./forwarded-headers.js";
+
+/** An internal service the edge exposes, and where it listens (host:port, mTLS gRPC). */
+export interface UpstreamSpec {
+  readonly service: DescService;
+  readonly address: string;
+}
+
+export interface EdgeOptions {
+  /** Interface to listen on; default 127.0.0.1. */
+  readonly host?: string;
+  /** HTTP/1.1 port for REST, Connect and gRPC-web; 0 picks a free one. */
+  readonly port: number;
+  /** Optional HTTP/2 cleartext (h2c) port serving the same, plus gRPC for clients that need HTTP/2. */
+  readonly h2cPort?: number;
+  readonly upstreams: readonly UpstreamSpec[];
+  /** The edge's mTLS client credentials (runtime/tls.ts clientCredentials(identity("edge"))). */
+  readonly credentials: ChannelCredentials;
+  /** Deadline of a unary upstream call; a shorter Connect/gRPC timeout of the caller wins. Default 15 s. */
+  readonly timeoutMs?: number;
+  /** Deadline of a server-streaming call; 0 (default) for none. */
+  readonly streamTimeoutMs?: number;
+  /** Largest REST or Connect request body; default 1 MiB. */
+  readonly maxBodyBytes?: number;
+  /** Origins allowed by CORS; `*` (the default) allows any. */
+  readonly corsOrigins?: readonly string[];
+  /** Cache-Control of successful GET answers; default `private, max-age=0, must-revalidate`. */
+  readonly cacheControl?: string;
+  /** Request headers forwarded to the upstream as metadata (x-request-id always is). */
+  readonly forwardHeaders?: readonly string[];
+  /** Upstream response metadata passed to the client; `umw-cache-status` becomes REST `Cache-Status`. */
+  readonly passthroughHeaders?: readonly string[];
+  /** Message types whose `version` becomes the ETag of a response carrying one; default umw.v1.Entity. */
+  readonly versionedTypes?: readonly string[];
+  /** How long /readyz waits for each upstream's Health/Check; default 1 s. */
+  readonly readyTimeoutMs?: number;
+  /** How long stop() lets requests finish before closing connections; default 10 s. */
+  readonly drainTimeoutMs?: number;
+  readonly channelOptions?: ClientOptions;
+  readonly log?: Logger;
+}
+
+export type ResolvedEdgeOptions = Required<Omit<EdgeOptions, "h2cPort">> & Pick<EdgeOptions, "h2cPort">;
+
+export function resolveEdgeOptions(options: EdgeOptions): ResolvedEdgeOptions {
+  return {
+    host: options.host ?? "127.0.0.1",
+    port: options.port,
+    h2cPort: options.h2cPort,
+    upstreams: options.upstreams,
+    credentials: options.credentials,
+    timeoutMs: options.timeoutMs ?? 15_000,
+    streamTimeoutMs: options.streamTimeoutMs ?? 0,
+    maxBodyBytes: options.maxBodyBytes ?? 1024 * 1024,
+    corsOrigins: options.corsOrigins ?? ["*"],
+    cacheControl: options.cacheControl ?? "private, max-age=0, must-revalidate",
+    forwardHeaders: (options.forwardHeaders ?? DEFAULT_FORWARDED_HEADERS).map((name) => name.toLowerCase()),
+    passthroughHeaders: (options.passthroughHeaders ?? DEFAULT_PASSTHROUGH_HEADERS).map((name) => name.toLowerCase()),
+    versionedTypes: options.versionedTypes ?? ["umw.v1.Entity"],
+    readyTimeoutMs: options.readyTimeoutMs ?? 1_000,
+    drainTimeoutMs: options.drainTimeoutMs ?? 10_000,
+    channelOptions: options.channelOptions ?? {},
+    log: options.log ?? pino({ level: "silent" }),
+  };
+}

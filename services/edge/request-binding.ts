@@ -1,0 +1,142 @@
+import { fromJson, type DescField, type JsonObject, type JsonValue, type Message, type Registry } from "@bufbuild/protobuf";
+import { Code } from "../../runtime/errors.js";
+import { EdgeFailure } from "./edge-failure.js";
+import { fieldPathName, fieldTextToJson, FieldTextError, resolveFieldPath } from "./field-text.js";
+import type { HttpBinding } from "./http-rules.js";
+
+/**
+ * Builds the request message of a REST call, as grpc-gateway does: the body (all of it for
+ * `body: "*"`, else into the named field), then query parameters for every field the path and the
+ * body do not bind (`ids=a&ids=b` for repeated fields, `a.b=x` for nested ones; unknown names
+ * ignored; not read when the body is `*`), then the path variables, which win.
+ *
+ * Path and query texts are converted per field type first, so a bad one is reported by name; the
+ * result is handed to protobuf-es `fromJson` as one proto3 JSON object.
+ */
+export function bindRequest(
+  binding: HttpBinding,
+  values: readonly string[],
+  query: string | undefined,
+  body: Buffer | undefined,
+  registry: Registry,
+): Message {
+  let json: JsonObject = {};
+  const hasBody = body !== undefined && body.length > 0 && binding.body !== undefined;
+  if (hasBody) {
+    const parsed = parseJson(body);
+    if (binding.body === "*") {
+      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+        throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_JSON", "the request body must be a JSON object");
+      }
+      json = parsed;
+    } else {
+      json[binding.body!.jsonName] = parsed;
+    }
+  }
+  if (query && binding.body !== "*") bindQuery(binding, json, query);
+  for (let i = 0; i < values.length; i++) {
+    const chain = binding.pathFields[i]!;
+    const leaf = chain[chain.length - 1]!;
+    let value: JsonValue;
+    try {
+      value = fieldTextToJson(leaf, values[i]!);
+    } catch (error) {
+      const field = fieldPathName(chain);
+      throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_PATH_PARAMETER", `path parameter ${field}: ${(error as Error).message}`, { field });
+    }
+    setAt(json, chain, value, true);
+  }
+  try {
+    return fromJson(binding.method.input, json, { registry });
+  } catch (error) {
+    const detail = (error as Error).message;
+    if (hasBody) {
+      const metadata: Record<string, string> = typeof binding.body === "object" ? { field: binding.body.name } : {};
+      throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_JSON", `the request body does not fit ${binding.method.input.typeName}: ${detail}`, metadata);
+    }
+    throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_ARGUMENT", detail);
+  }
+}
+
+function parseJson(body: Buffer): JsonValue {
+  try {
+    return JSON.parse(body.toString("utf8")) as JsonValue;
+  } catch (error) {
+    throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_JSON", `the request body is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+/** Known query parameter names per binding; unknown names are not remembered (they are unbounded). */
+const queryFields = new WeakMap<HttpBinding, Map<string, readonly DescField[] | null>>();
+
+function queryField(binding: HttpBinding, name: string): readonly DescField[] | null {
+  let known = queryFields.get(binding);
+  if (!known) queryFields.set(binding, (known = new Map()));
+  const cached = known.get(name);
+  if (cached !== undefined) return cached;
+  const chain = resolveFieldPath(binding.method.input, name);
+  if (!chain) return null;
+  // Parameters naming a field the path or the body binds (or a field inside one) are ignored.
+  const bound = binding.boundFields.some((boundChain) => boundChain.every((field, i) => chain[i] === field));
+  const result = bound ? null : chain;
+  known.set(name, result);
+  return result;
+}
+
+function bindQuery(binding: HttpBinding, json: JsonObject, query: string): void {
+  let seen: Set<string> | undefined;
+  for (const [name, text] of new URLSearchParams(query)) {
+    const chain = queryField(binding, name);
+    if (!chain) continue;
+    const leaf = chain[chain.length - 1]!;
+    let value: JsonValue;
+    try {
+      value = fieldTextToJson(leaf, text);
+    } catch (error) {
+      const message = error instanceof FieldTextError ? error.message : String(error);
+      throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_QUERY_PARAMETER", `query parameter ${name}: ${message}`, { parameter: name });
+    }
+    if (leaf.fieldKind !== "list") {
+      const key = fieldPathName(chain);
+      seen ??= new Set();
+      if (seen.has(key)) {
+        throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_QUERY_PARAMETER", `query parameter ${name}: more than one value for a singular field`, { parameter: name });
+      }
+      seen.add(key);
+    }
+    setAt(json, chain, value, false);
+  }
+}
+
+/** Sets a value at a field chain of a JSON object; repeated leaves are appended to. */
+function setAt(json: JsonObject, chain: readonly DescField[], value: JsonValue, replace: boolean): void {
+  let target = json;
+  for (let i = 0; i < chain.length - 1; i++) {
+    const field = chain[i]!;
+    const key = keyOf(target, field);
+    let next = target[key];
+    if (next === undefined || next === null || typeof next !== "object" || Array.isArray(next)) {
+      next = {};
+      target[key] = next;
+    }
+    target = next;
+  }
+  const leaf = chain[chain.length - 1]!;
+  if (replace) {
+    if (leaf.name !== leaf.jsonName && leaf.name in target) delete target[leaf.name];
+    target[leaf.jsonName] = value;
+  } else if (leaf.fieldKind === "list") {
+    const key = keyOf(target, leaf);
+    const list = target[key];
+    if (Array.isArray(list)) list.push(value);
+    else target[key] = [value];
+  } else {
+    target[keyOf(target, leaf)] = value;
+  }
+}
+
+function keyOf(target: JsonObject, field: DescField): string {
+  if (field.jsonName in target) return field.jsonName;
+  if (field.name in target) return field.name;
+  return field.jsonName;
+}

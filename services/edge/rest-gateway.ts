@@ -1,0 +1,319 @@
+import type { OutgoingHttpHeaders } from "node:http";
+import { toJson, toJsonString, type Message } from "@bufbuild/protobuf";
+import type { Metadata, StatusObject } from "@grpc/grpc-js";
+import { Code } from "../../runtime/errors.js";
+import type { EdgeContext } from "./edge-context.js";
+import { EdgeFailure, statusJson, toEdgeFailure } from "./edge-failure.js";
+import { entityTag, noneMatch } from "./entity-tags.js";
+import { metadataFromIncoming, REQUEST_ID, requestIdOf } from "./forwarded-headers.js";
+import type { HttpRequest, HttpResponse } from "./http-exchange.js";
+import { readHttpBindings, type HttpBinding } from "./http-rules.js";
+import { httpStatusOf } from "./http-status.js";
+import { PathDecodeError } from "./path-template.js";
+import { bindRequest } from "./request-binding.js";
+import { ClientGoneError, readBody } from "./request-body.js";
+import { RouteTable, type RouteMatch } from "./route-table.js";
+import type { Upstream } from "./upstream.js";
+
+const JSON_TYPE = "application/json";
+const NDJSON_TYPE = "application/x-ndjson";
+/** Upstream response metadata with a meaning at the edge, not passed on as such. */
+const UPSTREAM_CACHE_STATUS = "umw-cache-status";
+const UPSTREAM_HTTP_STATUS = "x-http-status";
+
+/**
+ * REST transcoding driven by the google.api.http annotations: route, bind the request, call the
+ * internal service over gRPC, answer JSON (or NDJSON for server-streaming methods) with ETag,
+ * Cache-Status and the status the upstream asked for; failures as google.rpc.Status JSON.
+ */
+export class RestGateway {
+  readonly routes: RouteTable;
+  /** [upstream metadata key, HTTP header name] of the metadata passed on. */
+  private readonly passthrough: readonly (readonly [string, string])[];
+
+  constructor(private readonly ctx: EdgeContext) {
+    const services = [...ctx.upstreams.values()].map((upstream) => upstream.service);
+    this.routes = new RouteTable(readHttpBindings(services, new Set(ctx.options.versionedTypes)));
+    this.passthrough = ctx.options.passthroughHeaders.map((name) => [name, name === UPSTREAM_CACHE_STATUS ? "cache-status" : name] as const);
+  }
+
+  handle(req: HttpRequest, res: HttpResponse, path: string, query: string | undefined): void {
+    const method = req.method ?? "GET";
+    let match: RouteMatch | undefined;
+    try {
+      match = this.routes.match(method, path);
+    } catch (error) {
+      if (!(error instanceof PathDecodeError)) throw error;
+      return this.fail(req, res, EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_PATH", error.message), undefined);
+    }
+    if (!match) return this.unrouted(req, res, method, path);
+    const requestId = requestIdOf(req.headers[REQUEST_ID]);
+    const { binding } = match;
+    if (binding.body === undefined || !hasBody(req)) {
+      return this.call(req, res, match, query, undefined, requestId);
+    }
+    const type = req.headers["content-type"];
+    if (type !== undefined && !isJsonLike(type)) {
+      return this.fail(req, res, EdgeFailure.of(Code.INVALID_ARGUMENT, "UNSUPPORTED_MEDIA_TYPE", `content-type ${type} is not JSON`, {}, { httpStatus: 415 }), requestId);
+    }
+    readBody(req, this.ctx.options.maxBodyBytes).then(
+      (body) => this.guard(req, res, requestId, () => this.call(req, res, match, query, body, requestId)),
+      (error: unknown) => {
+        if (!(error instanceof ClientGoneError)) this.fail(req, res, toEdgeFailure(error), requestId);
+      },
+    );
+  }
+
+  private unrouted(req: HttpRequest, res: HttpResponse, method: string, path: string): void {
+    const allowed = this.routes.allowed(path);
+    if (allowed.length === 0) {
+      return this.fail(req, res, EdgeFailure.of(Code.NOT_FOUND, "ROUTE_NOT_FOUND", `no route for ${method} ${path}`, { method, path }), undefined);
+    }
+    const allow = allowed.join(", ");
+    if (method === "OPTIONS") {
+      res.writeHead(204, { allow, "content-length": 0 });
+      res.end();
+      return;
+    }
+    this.fail(
+      req,
+      res,
+      EdgeFailure.of(Code.UNIMPLEMENTED, "METHOD_NOT_ALLOWED", `${method} is not allowed on ${path}; allowed: ${allow}`, { method, allow }, { httpStatus: 405, headers: { allow } }),
+      undefined,
+    );
+  }
+
+  private call(req: HttpRequest, res: HttpResponse, match: RouteMatch, query: string | undefined, body: Buffer | undefined, requestId: string): void {
+    if (res.destroyed) return;
+    const { binding } = match;
+    const upstream = this.ctx.upstreams.get(binding.method.parent.typeName)!;
+    let request: Message;
+    let metadata: Metadata;
+    try {
+      request = bindRequest(binding, match.values, query, body, this.ctx.registry);
+      metadata = metadataFromIncoming(req.headers, this.ctx.options.forwardHeaders, requestId);
+    } catch (error) {
+      return this.fail(req, res, toEdgeFailure(error), requestId);
+    }
+    if (binding.method.methodKind === "server_streaming") return this.stream(req, res, binding, upstream, request, metadata, requestId);
+    let done = false;
+    const call = upstream.unary(binding.method, request, metadata, Date.now() + this.ctx.options.timeoutMs, (error, response, headers) => {
+      done = true;
+      this.guard(req, res, requestId, () => {
+        if (error) this.fail(req, res, EdgeFailure.fromUpstream(error, upstream.service.typeName, this.ctx.options.passthroughHeaders), requestId);
+        else this.respond(req, res, binding, response!, headers, requestId);
+      });
+    });
+    // The client went away: nobody waits for the answer.
+    res.on("close", () => {
+      if (!done) call.cancel();
+    });
+  }
+
+  private respond(req: HttpRequest, res: HttpResponse, binding: HttpBinding, response: Message, upstreamHeaders: Metadata | undefined, requestId: string): void {
+    if (res.destroyed) return;
+    const read = req.method === "GET" || req.method === "HEAD";
+    const headers: OutgoingHttpHeaders = {
+      "content-type": JSON_TYPE,
+      "cache-control": read ? this.ctx.options.cacheControl : "no-store",
+      [REQUEST_ID]: requestId,
+    };
+    const etag = binding.etag ? entityTag(response, binding.etag) : undefined;
+    if (etag) headers.etag = etag;
+    let status = 200;
+    if (upstreamHeaders) {
+      this.passOn(upstreamHeaders, headers);
+      const asked = upstreamHeaders.get(UPSTREAM_HTTP_STATUS)[0];
+      if (asked !== undefined) {
+        const code = Number(asked);
+        if (Number.isInteger(code) && code >= 200 && code <= 299) status = code;
+      }
+    }
+    const ifNoneMatch = read ? req.headers["if-none-match"] : undefined;
+    if (ifNoneMatch !== undefined && noneMatch(ifNoneMatch, etag)) {
+      delete headers["content-type"];
+      res.writeHead(304, headers);
+      res.end();
+      return;
+    }
+    let body: string;
+    try {
+      body = this.responseJson(binding, response);
+    } catch (error) {
+      this.ctx.log.error({ err: error, method: binding.method.name }, "cannot encode the response as JSON");
+      return this.fail(req, res, EdgeFailure.of(Code.INTERNAL, "INTERNAL", "the response cannot be encoded as JSON"), requestId);
+    }
+    headers["content-length"] = Buffer.byteLength(body);
+    res.writeHead(status, headers);
+    res.end(body);
+  }
+
+  private responseJson(binding: HttpBinding, response: Message): string {
+    const options = { registry: this.ctx.registry };
+    const field = binding.responseBody;
+    if (!field) return toJsonString(binding.method.output, response, options);
+    const value = (response as unknown as Record<string, unknown>)[field.localName];
+    if (field.fieldKind === "message" && !field.oneof) return value ? toJsonString(field.message, value as Message, options) : "{}";
+    const json = toJson(binding.method.output, response, { ...options, alwaysEmitImplicit: true }) as Record<string, unknown>;
+    return JSON.stringify(json[field.jsonName] ?? null);
+  }
+
+  /** Server-streaming over REST: NDJSON, one message a line, written as it arrives. */
+  private stream(req: HttpRequest, res: HttpResponse, binding: HttpBinding, upstream: Upstream, request: Message, metadata: Metadata, requestId: string): void {
+    const { streamTimeoutMs } = this.ctx.options;
+    const call = upstream.serverStream(binding.method, request, metadata, streamTimeoutMs > 0 ? Date.now() + streamTimeoutMs : Infinity);
+    const jsonOptions = { registry: this.ctx.registry };
+    let started = false;
+    let finished = false;
+    let ended = false;
+    let status: StatusObject | undefined;
+
+    /** HTTP headers go out with the upstream's headers, or the first message, whichever is first. */
+    const start = (upstreamHeaders?: Metadata) => {
+      if (started) return;
+      started = true;
+      const headers: OutgoingHttpHeaders = { "content-type": NDJSON_TYPE, "cache-control": "no-store", [REQUEST_ID]: requestId, "x-accel-buffering": "no" };
+      if (upstreamHeaders) this.passOn(upstreamHeaders, headers);
+      res.writeHead(200, headers);
+      (res as { flushHeaders?: () => void }).flushHeaders?.();
+    };
+    /** Ends the answer: a plain error before any message, a last `{"error": Status}` line after. */
+    const finish = (failure: EdgeFailure | undefined) => {
+      if (finished) return;
+      finished = true;
+      this.ctx.shutdown.removeEventListener("abort", onShutdown);
+      if (res.destroyed) return;
+      if (!failure) {
+        start();
+        res.end();
+      } else if (!started) {
+        this.fail(req, res, failure, requestId);
+      } else {
+        res.end(`{"error":${statusJson(failure.status, this.ctx.registry)}}\n`);
+      }
+    };
+    /** The status comes once; messages still buffered for a slow client go out before it. */
+    const settle = () => {
+      if (finished || !status || (!ended && call.readableLength > 0)) return;
+      finish(status.code === Code.OK ? undefined : EdgeFailure.fromUpstream(status, upstream.service.typeName, this.ctx.options.passthroughHeaders));
+    };
+    const onShutdown = () => {
+      finish(EdgeFailure.of(Code.UNAVAILABLE, "SHUTTING_DOWN", "the edge is shutting down; reconnect"));
+      call.cancel();
+    };
+    /** grpc-js emits events from its own stack: a throw there must end this request, not the process. */
+    const safely = <A extends unknown[]>(handler: (...args: A) => void) => (...args: A) => {
+      try {
+        handler(...args);
+      } catch (error) {
+        this.ctx.log.error({ err: error, method: binding.method.name }, "NDJSON stream failed");
+        call.cancel();
+        finish(EdgeFailure.of(Code.INTERNAL, "INTERNAL", "internal error"));
+      }
+    };
+
+    call.on("metadata", safely((headers: Metadata) => start(headers)));
+    call.on(
+      "data",
+      safely((message: Message) => {
+        if (finished) return;
+        const line = toJsonString(binding.method.output, message, jsonOptions) + "\n";
+        start();
+        if (!res.write(line)) {
+          call.pause();
+          res.once("drain", () => call.resume());
+        }
+      }),
+    );
+    call.on(
+      "end",
+      safely(() => {
+        ended = true;
+        settle();
+      }),
+    );
+    call.on(
+      "status",
+      safely((received: StatusObject) => {
+        status = received;
+        settle();
+      }),
+    );
+    // Failures arrive as the status too; this listener keeps 'error' from being unhandled.
+    call.on("error", () => undefined);
+    res.on("close", () => {
+      if (finished) return;
+      finished = true;
+      this.ctx.shutdown.removeEventListener("abort", onShutdown);
+      call.cancel();
+    });
+    if (this.ctx.shutdown.aborted) onShutdown();
+    else this.ctx.shutdown.addEventListener("abort", onShutdown, { once: true });
+  }
+
+  /**
+   * Runs a step that executes outside the request's own stack (a grpc-js callback or event, a body
+   * promise): whatever it throws becomes a 500 for this request, never an uncaught exception.
+   */
+  private guard(req: HttpRequest, res: HttpResponse, requestId: string, step: () => void): void {
+    try {
+      step();
+    } catch (error) {
+      this.ctx.log.error({ err: error, url: req.url }, "edge request failed");
+      this.fail(req, res, EdgeFailure.of(Code.INTERNAL, "INTERNAL", "internal error"), requestId);
+    }
+  }
+
+  /** Copies the passed-on upstream metadata to HTTP headers. */
+  private passOn(metadata: Metadata, headers: OutgoingHttpHeaders): void {
+    for (const [key, header] of this.passthrough) {
+      const values = metadata.get(key);
+      if (values.length > 0) headers[header] = values.length === 1 ? String(values[0]) : values.map(String).join(", ");
+    }
+  }
+
+  /** Answers a failure as google.rpc.Status JSON with the mapped HTTP status. */
+  fail(req: HttpRequest, res: HttpResponse, failure: EdgeFailure, requestId: string | undefined): void {
+    if (res.destroyed || res.writableEnded) return;
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (failure.code === Code.INTERNAL || failure.code === Code.UNKNOWN || failure.code === Code.DATA_LOSS) {
+      this.ctx.log.warn({ code: Code[failure.code], message: failure.message, path: req.url }, "request failed");
+    }
+    const body = statusJson(failure.status, this.ctx.registry);
+    const headers: OutgoingHttpHeaders = {
+      "content-type": JSON_TYPE,
+      "cache-control": "no-store",
+      [REQUEST_ID]: requestId ?? requestIdOf(req.headers[REQUEST_ID]),
+      "content-length": Buffer.byteLength(body),
+    };
+    for (const [key, value] of Object.entries(failure.headers)) headers[key === UPSTREAM_CACHE_STATUS ? "cache-status" : key] = value;
+    try {
+      res.writeHead(failure.httpStatus ?? httpStatusOf(failure.code, isConditional(req)), headers);
+      res.end(body);
+    } catch (error) {
+      this.ctx.log.error({ err: error, url: req.url }, "cannot send the error answer");
+      res.destroy();
+    }
+  }
+}
+
+function hasBody(req: HttpRequest): boolean {
+  const length = req.headers["content-length"];
+  if (length !== undefined) return length !== "0";
+  if (req.headers["transfer-encoding"] !== undefined) return true;
+  // HTTP/2 needs no length: a body may follow any method that carries one.
+  return (req as { httpVersionMajor?: number }).httpVersionMajor === 2 && req.method !== "GET" && req.method !== "HEAD";
+}
+
+function isJsonLike(type: string): boolean {
+  const lower = type.toLowerCase();
+  return lower.includes("json") || lower.startsWith("text/plain");
+}
+
+function isConditional(req: HttpRequest): boolean {
+  const { headers } = req;
+  return headers["if-match"] !== undefined || headers["if-none-match"] !== undefined || headers["if-unmodified-since"] !== undefined;
+}
