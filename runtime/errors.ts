@@ -45,11 +45,16 @@ export class RpcError extends Error {
     return new RpcError(status.code as Code, info?.reason ?? Code[status.code] ?? "UNKNOWN", status.message, info?.metadata ?? {});
   }
 
-  /** Reads a grpc-js client error back into an RpcError, keeping the ErrorInfo when present. */
+  /** Reads a grpc-js client error back into an RpcError, keeping the ErrorInfo and the service's own trailers. */
   static fromServiceError(error: ServiceError): RpcError {
+    const headers: Record<string, string> = {};
+    for (const [key, value] of Object.entries(error.metadata?.getMap() ?? {})) {
+      if (typeof value === "string" && !key.startsWith("grpc-")) headers[key] = value;
+    }
     const raw = error.metadata?.get(STATUS_DETAILS_KEY)[0];
-    if (raw instanceof Buffer) return RpcError.fromStatus(fromBinary(StatusSchema, raw));
-    return new RpcError(error.code ?? Code.UNKNOWN, Code[error.code] ?? "UNKNOWN", error.details ?? error.message);
+    const status = raw instanceof Buffer ? RpcError.fromStatus(fromBinary(StatusSchema, raw)) : undefined;
+    if (status) return new RpcError(status.code, status.reason, status.message, status.metadata, headers);
+    return new RpcError(error.code ?? Code.UNKNOWN, Code[error.code] ?? "UNKNOWN", error.details ?? error.message, {}, headers);
   }
 }
 

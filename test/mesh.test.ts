@@ -72,7 +72,10 @@ describe("mesh runtime over mTLS", () => {
         seen.peer = ctx.peer;
         seen.deadline = ctx.deadline;
         seen.requestId = ctx.requestId;
-        if (request.id === "missing") throw new RpcError(Code.NOT_FOUND, "ENTITY_NOT_FOUND", "no such entity", { id: request.id });
+        if (request.id === "missing") {
+          ctx.setHeader("umw-cache-status", "umw; hit; detail=negative");
+          throw new RpcError(Code.NOT_FOUND, "ENTITY_NOT_FOUND", "no such entity", { id: request.id });
+        }
         if (request.id === "crash") throw new Error("a bug with secret details");
         if (request.id === "slow") await new Promise<void>((resolve) => (releaseSlowCall = resolve));
         if (request.id === "forward") return downstreamClient.getEntity(request);
@@ -171,6 +174,7 @@ describe("mesh runtime over mTLS", () => {
       assert.equal(error.code, Code.NOT_FOUND);
       assert.equal(error.reason, "ENTITY_NOT_FOUND");
       assert.deepEqual(error.metadata, { id: "missing" });
+      assert.equal(error.headers["umw-cache-status"], "umw; hit; detail=negative", "headers set before a failure arrive as trailers");
       return true;
     });
     await assert.rejects(client.getEntity({ tenant: "t1", type: "todo", id: "crash" }), (error: RpcError) => {
