@@ -31,6 +31,25 @@ const settings = {
       .pipe(z.array(z.string().regex(/^[^:\s]+:\d+$/, "must be host:port")).min(1)),
   },
   topicPrefix: { env: "UMW_TOPIC_PREFIX", schema: z.string().default("") },
+  /** Partitions of the topics a service creates at start (existing topics are left as they are). */
+  topicPartitions: { env: "UMW_TOPIC_PARTITIONS", schema: z.coerce.number().int().min(1).max(1_000).default(6) },
+  /** Prefix of every Redis key and channel (shared by the query service and the cache updater). */
+  cacheKeyPrefix: { env: "UMW_CACHE_KEY_PREFIX", schema: z.string().default("") },
+  /** Attempts at a failing command before it goes to the dead-letter topic. */
+  processorMaxAttempts: { env: "UMW_PROCESSOR_MAX_ATTEMPTS", schema: z.coerce.number().int().min(1).max(100).default(5) },
+  /** Deadline of each call the edge makes upstream. */
+  edgeTimeoutMs: { env: "UMW_EDGE_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(15_000) },
+  edgeMaxBodyBytes: { env: "UMW_EDGE_MAX_BODY_BYTES", schema: z.coerce.number().int().positive().default(1_048_576) },
+  /** Comma-separated origins allowed by CORS; `*` allows any. */
+  edgeCorsOrigins: {
+    env: "UMW_EDGE_CORS_ORIGINS",
+    schema: z
+      .string()
+      .default("*")
+      .transform((value) => value.split(",").map((origin) => origin.trim()).filter(Boolean)),
+  },
+  /** Optional cleartext HTTP/2 port of the edge (gRPC and h2 clients); unset = none. */
+  edgeH2cPort: { env: "UMW_EDGE_H2C_PORT", schema: port.optional() },
   queryPort: { env: "UMW_QUERY_PORT", schema: port.default(7001) },
   commandPort: { env: "UMW_COMMAND_PORT", schema: port.default(7002) },
   realtimePort: { env: "UMW_REALTIME_PORT", schema: port.default(7003) },

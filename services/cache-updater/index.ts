@@ -6,17 +6,12 @@ import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import { redactUrl } from "../../runtime/sql.js";
 import { topicNames } from "../../runtime/topics.js";
 import { RedisCache } from "../query/redis-cache.js";
-import { workerSettings, writePathTopics } from "../processor/settings.js";
+import { writePathTopics } from "../processor/settings.js";
 import { createCacheUpdater } from "./updater.js";
 import { cacheWriter } from "./writer.js";
 
 export { createCacheUpdater, type CacheOutcome, type CacheUpdater, type CacheUpdaterDeps } from "./updater.js";
 export { cacheWriter, type VersionedCacheWriter } from "./writer.js";
-
-/** The Redis key prefix (`UMW_CACHE_KEY_PREFIX`), which the query service must share. */
-export function cacheKeyPrefix(env: NodeJS.ProcessEnv = process.env): string {
-  return env.UMW_CACHE_KEY_PREFIX ?? "";
-}
 
 /** Unlike the query service (which may start degraded), the updater has nothing to do without Redis. */
 async function connectRedis(url: string, log: Logger, timeoutMs = 15_000): Promise<RedisCache> {
@@ -43,7 +38,6 @@ export const cacheUpdaterService: ServiceModule = {
   async start(runtime) {
     const { config, log } = runtime;
     const topics = topicNames(config);
-    const settings = workerSettings();
     const cleanup: Array<() => Promise<unknown>> = [];
     const closeAll = async () => {
       for (const close of cleanup.reverse()) await close().catch((error: unknown) => log.warn({ err: error }, "close failed"));
@@ -55,10 +49,10 @@ export const cacheUpdaterService: ServiceModule = {
       const bus = new KafkaBus({ brokers: config.kafkaBrokers, clientId: "umw-cache-updater", log });
       cleanup.push(() => bus.close());
       await bus.connect();
-      await bus.ensureTopics(writePathTopics(topics, settings.topicPartitions));
+      await bus.ensureTopics(writePathTopics(topics, config.topicPartitions));
       const updater = createCacheUpdater({
         bus,
-        writer: cacheWriter(cache, { keyPrefix: cacheKeyPrefix(), resources: config.resources }),
+        writer: cacheWriter(cache, { keyPrefix: config.cacheKeyPrefix, resources: config.resources }),
         topic: topics.entityEvents,
         log,
         resources: config.resources,

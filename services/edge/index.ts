@@ -1,7 +1,7 @@
 import { CommandService } from "../../gen/umw/v1/command_pb.js";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { RealtimeService } from "../../gen/umw/v1/realtime_pb.js";
-import { serviceAddress, type Config } from "../../runtime/config.js";
+import { serviceAddress } from "../../runtime/config.js";
 import type { ServiceModule } from "../../runtime/service.js";
 import { clientCredentials } from "../../runtime/tls.js";
 import { startEdge } from "./edge-server.js";
@@ -9,23 +9,12 @@ import { startEdge } from "./edge-server.js";
 export { startEdge, type RunningEdge } from "./edge-server.js";
 export type { EdgeOptions, UpstreamSpec } from "./options.js";
 
-/**
- * Edge settings that runtime/config.ts may add (UMW_EDGE_TIMEOUT_MS, UMW_EDGE_MAX_BODY_BYTES,
- * UMW_EDGE_CORS_ORIGINS, UMW_EDGE_H2C_PORT); until then the edge's defaults apply.
- */
-interface EdgeSettings {
-  readonly edgeTimeoutMs: number;
-  readonly edgeMaxBodyBytes: number;
-  readonly edgeCorsOrigins: readonly string[];
-  readonly edgeH2cPort: number;
-}
-
 /** Public edge: REST, Connect, gRPC-web (and gRPC on h2c) to the internal services over mTLS gRPC. */
 export const edgeService: ServiceModule = {
   name: "edge",
   description: "Public edge: REST, gRPC-web and Connect to internal gRPC over mTLS",
   async start(runtime) {
-    const config = runtime.config as Config & Partial<EdgeSettings>;
+    const { config } = runtime;
     const edge = await startEdge({
       host: config.host,
       port: config.edgePort,

@@ -4,7 +4,7 @@ import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import { connectPostgres, type Database } from "../../runtime/sql.js";
 import { topicNames } from "../../runtime/topics.js";
 import { createProcessor } from "./processor.js";
-import { workerSettings, writePathTopics } from "./settings.js";
+import { writePathTopics } from "./settings.js";
 
 export { createProcessor, statusJson, type Outcome, type Processor, type ProcessorDeps, type Topics } from "./processor.js";
 export { DLQ_HEADERS, DLQ_HEADER_PREFIX, describeDeadLetter, originalMessage, type DeadLetter } from "./dead-letter.js";
@@ -20,7 +20,6 @@ export const processorService: ServiceModule = {
   async start(runtime) {
     const { config } = runtime;
     const log = runtime.log;
-    const settings = workerSettings();
     const topics = topicNames(config);
     const cleanup: Array<() => Promise<unknown>> = [];
     const closeAll = async () => {
@@ -35,7 +34,7 @@ export const processorService: ServiceModule = {
       const bus: EventBus = kafka;
       cleanup.push(() => bus.close());
       await kafka.connect();
-      await bus.ensureTopics(writePathTopics(topics, settings.topicPartitions));
+      await bus.ensureTopics(writePathTopics(topics, config.topicPartitions));
       const processor = createProcessor({
         db,
         bus,
@@ -43,7 +42,7 @@ export const processorService: ServiceModule = {
         log,
         resources: config.resources,
         group: `${config.topicPrefix}umw-processor`,
-        maxAttempts: settings.maxAttempts,
+        maxAttempts: config.processorMaxAttempts,
       });
       await processor.start();
       cleanup.push(() => processor.stop());

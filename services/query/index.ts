@@ -101,7 +101,7 @@ export const queryService: ServiceModule = {
     const cache = await RedisCache.connect({ url: config.redisUrl, log });
     const owned = [cache, { close: async () => void (await pool?.end()) }];
     const metrics = new QueryMetrics(defaultRegistry);
-    const reader = new EntityReader({ cache, catalog, metrics, log });
+    const reader = new EntityReader({ cache, catalog, metrics, log, keyPrefix: config.cacheKeyPrefix });
     let server: MeshServer | undefined;
     let metricsServer: MetricsServer | undefined;
     try {

@@ -56,11 +56,11 @@ describe("processor and cache updater served as ServiceModules", { timeout: 60_0
       ...loadConfig({ ...process.env, UMW_CONFIG: "" }),
       pgUrl: testDb.url,
       topicPrefix: prefix,
+      cacheKeyPrefix: prefix,
       certsDir: certs.dir,
       processorPort: await freePort(),
       cacheUpdaterPort: await freePort(),
     };
-    process.env.UMW_CACHE_KEY_PREFIX = prefix;
     const runtime = createRuntime(config, log);
     running.push(await processorService.start(runtime));
     running.push(await cacheUpdaterService.start(runtime));
