@@ -1,11 +1,146 @@
+import { hostname } from "node:os";
+import type { ServerCredentials } from "@grpc/grpc-js";
+import { RealtimeService } from "../../gen/umw/v1/realtime_pb.js";
+import type { EventBus } from "../../runtime/bus.js";
+import { KafkaBus } from "../../runtime/kafka-bus.js";
+import type { Logger } from "../../runtime/logger.js";
+import { MeshServer } from "../../runtime/server.js";
 import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
+import { connectPostgres } from "../../runtime/sql.js";
+import { topicNames } from "../../runtime/topics.js";
+import { postgresCommandFeed, type CommandFeed } from "./command-feed.js";
+import { RealtimeHub, type RealtimeHubStats } from "./hub.js";
+import { limitsFromEnv, type RealtimeLimits } from "./limits.js";
+import type { SubscriptionPolicy } from "./policy.js";
+import { postgresSnapshotSource, type EntitySnapshotSource } from "./snapshot-source.js";
 
-/** Skeleton: serves Health and reflection over mTLS until the service's own work lands. */
+export { RealtimeHub, type RealtimeHubOptions, type RealtimeHubStats } from "./hub.js";
+export { DEFAULT_LIMITS, limitsFromEnv, type RealtimeLimits } from "./limits.js";
+export { tenantIsolation, trustedPeersFromEnv, HEADERS, type SubscriptionPolicy, type Caller, type TopicTarget } from "./policy.js";
+export { postgresSnapshotSource, type EntitySnapshotSource, type Snapshot, type SnapshotQuery } from "./snapshot-source.js";
+export { postgresCommandFeed, type CommandFeed, type CommandUpdate } from "./command-feed.js";
+export { decodePosition, encodePosition, type Position } from "./position.js";
+
+/** Partitions the hub asks for when it is the first to need the entity-events topic. */
+const DEFAULT_PARTITIONS = 3;
+
+export interface RealtimeHubServerDeps {
+  readonly bus: EventBus;
+  /** The entity-events topic. */
+  readonly topic: string;
+  readonly snapshots: EntitySnapshotSource;
+  readonly commands?: CommandFeed;
+  readonly policy?: SubscriptionPolicy;
+  readonly limits?: Partial<RealtimeLimits>;
+  readonly credentials: ServerCredentials;
+  readonly log: Logger;
+  readonly host?: string;
+  /** 0 (the default) picks a free port. */
+  readonly port?: number;
+  readonly name?: string;
+  readonly group?: string;
+  readonly groupPrefix?: string;
+  readonly trustedPeers?: readonly string[];
+  readonly fromBeginning?: boolean;
+  readonly drainTimeoutMs?: number;
+}
+
+export interface RunningRealtimeHub {
+  readonly hub: RealtimeHub;
+  readonly server: MeshServer;
+  readonly port: number;
+  /** host:port to dial. */
+  readonly address: string;
+  stats(): RealtimeHubStats;
+  /** Ends the streams (UNAVAILABLE SHUTTING_DOWN), stops consuming; the deps stay open (the caller owns them). */
+  stop(): Promise<void>;
+}
+
+/**
+ * A hub and its gRPC server from explicit dependencies: what tests and the fan-out bench use.
+ * The hub consumes before the server accepts, so no subscriber is attached to a hub that is not live.
+ */
+export async function startRealtimeHub(deps: RealtimeHubServerDeps): Promise<RunningRealtimeHub> {
+  const hub = new RealtimeHub({
+    bus: deps.bus,
+    topic: deps.topic,
+    snapshots: deps.snapshots,
+    commands: deps.commands,
+    policy: deps.policy,
+    limits: deps.limits,
+    log: deps.log,
+    group: deps.group,
+    groupPrefix: deps.groupPrefix,
+    trustedPeers: deps.trustedPeers,
+    fromBeginning: deps.fromBeginning,
+  });
+  await hub.start();
+  const host = deps.host ?? "127.0.0.1";
+  const server = new MeshServer({
+    name: deps.name ?? "realtime",
+    host,
+    port: deps.port ?? 0,
+    credentials: deps.credentials,
+    log: deps.log,
+    drainTimeoutMs: deps.drainTimeoutMs ?? 2_000,
+  });
+  server.addService(RealtimeService, hub.handlers);
+  let port: number;
+  try {
+    port = await server.start();
+  } catch (error) {
+    await hub.stop();
+    throw error;
+  }
+  return {
+    hub,
+    server,
+    port,
+    address: `${host}:${port}`,
+    stats: () => hub.stats(),
+    async stop() {
+      await server.stop();
+      await hub.stop();
+    },
+  };
+}
+
+/** `umw serve realtime`: Kafka from config.kafkaBrokers, snapshots and command statuses from the Postgres primary. */
 export const realtimeService: ServiceModule = {
   name: "realtime",
   description: "Live change streams (RealtimeService)",
   async start(runtime) {
-    const server = await startMeshServer(runtime, { name: "realtime", port: runtime.config.realtimePort });
-    return { name: "realtime", stop: () => server.stop() };
+    const { config } = runtime;
+    const log = runtime.log;
+    const limits = limitsFromEnv();
+    const topics = topicNames(config);
+    const bus = new KafkaBus({ brokers: config.kafkaBrokers, clientId: `umw-realtime-${hostname()}-${process.pid}`, log });
+    await bus.connect();
+    await bus.ensureTopics([{ name: topics.entityEvents, partitions: DEFAULT_PARTITIONS }]);
+    const db = await connectPostgres({ url: config.pgUrl, role: "primary", log, max: 5 });
+    const hub = new RealtimeHub({
+      bus,
+      topic: topics.entityEvents,
+      snapshots: postgresSnapshotSource(db),
+      commands: postgresCommandFeed({ url: config.pgUrl, sql: db, log }),
+      limits,
+      log,
+      groupPrefix: config.topicPrefix,
+    });
+    try {
+      await hub.start();
+    } catch (error) {
+      await Promise.allSettled([bus.close(), db.close()]);
+      throw error;
+    }
+    const server = await startMeshServer(runtime, { name: "realtime", port: config.realtimePort, service: RealtimeService, handlers: hub.handlers });
+    return {
+      name: "realtime",
+      async stop() {
+        await server.stop();
+        await hub.stop();
+        await Promise.allSettled([bus.close(), db.close()]);
+      },
+    };
   },
 };

@@ -1,0 +1,181 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import pg from "pg";
+import { CommandState, CommandStatusSchema, type CommandStatus } from "../../gen/umw/v1/command_pb.js";
+import { Code, statusInit } from "../../runtime/errors.js";
+import type { Logger } from "../../runtime/logger.js";
+import { COMMAND_CHANNEL } from "../../runtime/outbox.js";
+import type { Sql } from "../../runtime/sql.js";
+
+/** A command's status, with who issued it (the index key of own-command subscriptions). */
+export interface CommandUpdate {
+  readonly principal: string;
+  readonly status: CommandStatus;
+}
+
+export interface CommandFeedSubscription {
+  stop(): Promise<void>;
+}
+
+/**
+ * Command status changes, as every hub instance sees them. Not part of the Kafka positions: a
+ * resume re-reads recent statuses instead of replaying them.
+ */
+export interface CommandFeed {
+  /** `interested` lets the feed skip work while no stream follows commands. */
+  start(listener: (update: CommandUpdate) => void, interested: () => boolean): Promise<CommandFeedSubscription>;
+  /** Statuses of one principal's commands updated since `sinceMs`, oldest first. */
+  recent(tenant: string, principal: string, sinceMs: number, limit: number): Promise<CommandStatus[]>;
+}
+
+interface CommandRow {
+  id: string;
+  tenant: string;
+  principal: string;
+  type: string;
+  entity_id: string;
+  state: string;
+  version: string | number | null;
+  error: unknown;
+  create_time: Date;
+  update_time: Date;
+}
+
+const STATES: Record<string, CommandState> = {
+  accepted: CommandState.ACCEPTED,
+  applied: CommandState.APPLIED,
+  rejected: CommandState.REJECTED,
+  failed: CommandState.FAILED,
+};
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const COLUMNS = "id, tenant, principal, type, entity_id, state, version, error, create_time, update_time";
+
+function statusFromRow(row: CommandRow): CommandStatus {
+  return create(CommandStatusSchema, {
+    commandId: row.id,
+    tenant: row.tenant,
+    type: row.type,
+    entityId: row.entity_id,
+    state: STATES[row.state] ?? CommandState.UNSPECIFIED,
+    version: row.version === null ? 0n : BigInt(row.version),
+    error: errorOf(row.error),
+    createTime: timestampFromDate(row.create_time),
+    updateTime: timestampFromDate(row.update_time),
+  });
+}
+
+/** The processor's error column, read leniently: `{code, reason, message}` or a bare message. */
+function errorOf(error: unknown) {
+  if (error === null || error === undefined) return undefined;
+  if (typeof error === "string") return statusInit(Code.UNKNOWN, "COMMAND_FAILED", error);
+  const { code, reason, message } = error as { code?: unknown; reason?: unknown; message?: unknown };
+  return statusInit(
+    typeof code === "number" ? (code as Code) : Code.UNKNOWN,
+    typeof reason === "string" ? reason : "COMMAND_FAILED",
+    typeof message === "string" ? message : JSON.stringify(error),
+  );
+}
+
+export interface PostgresCommandFeedOptions {
+  /** Connection string of the primary: LISTEN needs a connection of its own. */
+  readonly url: string;
+  /** Pool on the same database, for the row reads. */
+  readonly sql: Sql;
+  readonly log: Logger;
+}
+
+/**
+ * The processor (and the command service) update `umw_commands` and NOTIFY `umw_command` with the
+ * command id; this feed LISTENs, reads the row, and passes each new state on once. Notifications
+ * sent while the LISTEN connection is down are missed (it reconnects within a second or two).
+ */
+export function postgresCommandFeed(options: PostgresCommandFeedOptions): CommandFeed {
+  const { sql, log } = options;
+  return {
+    async recent(tenant, principal, sinceMs, limit) {
+      const { rows } = await sql.query<CommandRow>(
+        `SELECT ${COLUMNS} FROM umw_commands
+          WHERE tenant = $1 AND principal = $2 AND update_time >= $3
+          ORDER BY update_time DESC LIMIT $4`,
+        [tenant, principal, new Date(sinceMs), limit],
+      );
+      return rows.reverse().map(statusFromRow);
+    },
+
+    async start(listener, interested) {
+      let client: pg.Client | undefined;
+      let stopped = false;
+      let retry: NodeJS.Timeout | undefined;
+      // Reads run one at a time, in notification order, so states reach streams in order.
+      let chain = Promise.resolve();
+      const lastSent = new Map<string, string>();
+
+      const read = async (id: string) => {
+        const { rows } = await sql.query<CommandRow>(`SELECT ${COLUMNS} FROM umw_commands WHERE id = $1`, [id]);
+        const row = rows[0];
+        if (!row) return;
+        const stamp = `${row.state}:${row.version ?? ""}`;
+        if (lastSent.get(row.id) === stamp) return;
+        lastSent.delete(row.id);
+        lastSent.set(row.id, stamp);
+        if (lastSent.size > 10_000) lastSent.delete(lastSent.keys().next().value!);
+        listener({ principal: row.principal, status: statusFromRow(row) });
+      };
+
+      const connect = async (): Promise<void> => {
+        const next = new pg.Client({ connectionString: options.url });
+        next.on("notification", (message) => {
+          const id = message.payload;
+          if (!id || !UUID.test(id) || !interested()) return;
+          chain = chain.then(() => read(id)).catch((error: unknown) => log.warn({ err: error, commandId: id }, "cannot read command status"));
+        });
+        next.on("error", (error) => {
+          log.warn({ err: error }, "command feed connection failed; reconnecting");
+          broken(next);
+        });
+        next.on("end", () => broken(next));
+        try {
+          await next.connect();
+          await next.query(`LISTEN ${COMMAND_CHANNEL}`);
+        } catch (error) {
+          await next.end().catch(() => undefined);
+          throw error;
+        }
+        if (stopped) await next.end().catch(() => undefined);
+        else client = next;
+      };
+
+      const scheduleConnect = () => {
+        if (stopped || retry) return;
+        retry = setTimeout(() => {
+          retry = undefined;
+          connect().catch((error: unknown) => {
+            log.warn({ err: error }, "command feed cannot reconnect yet");
+            scheduleConnect();
+          });
+        }, 1_000);
+        retry.unref();
+      };
+
+      const broken = (failed: pg.Client) => {
+        if (client !== failed) return;
+        client = undefined;
+        failed.end().catch(() => undefined);
+        scheduleConnect();
+      };
+
+      await connect();
+      return {
+        async stop() {
+          stopped = true;
+          if (retry) clearTimeout(retry);
+          const current = client;
+          client = undefined;
+          await current?.end().catch(() => undefined);
+          await chain;
+        },
+      };
+    },
+  };
+}
