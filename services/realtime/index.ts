@@ -22,7 +22,6 @@ export { postgresCommandFeed, type CommandFeed, type CommandUpdate } from "./com
 export { decodePosition, encodePosition, type Position } from "./position.js";
 
 /** Partitions the hub asks for when it is the first to need the entity-events topic. */
-const DEFAULT_PARTITIONS = 3;
 
 export interface RealtimeHubServerDeps {
   readonly bus: EventBus;
@@ -116,7 +115,7 @@ export const realtimeService: ServiceModule = {
     const topics = topicNames(config);
     const bus = new KafkaBus({ brokers: config.kafkaBrokers, clientId: `umw-realtime-${hostname()}-${process.pid}`, log });
     await bus.connect();
-    await bus.ensureTopics([{ name: topics.entityEvents, partitions: DEFAULT_PARTITIONS }]);
+    await bus.ensureTopics([{ name: topics.entityEvents, partitions: config.topicPartitions }]);
     const db = await connectPostgres({ url: config.pgUrl, role: "primary", log, max: 5 });
     const hub = new RealtimeHub({
       bus,

@@ -335,7 +335,7 @@ export class Stream {
       this.parkedSince = 0;
     }
     if (snapshot) {
-      yield this.out({ case: "snapshot", value: { entities: snapshot.entities } });
+      yield this.out({ case: "snapshot", value: { entities: snapshot.entities, truncated: snapshot.truncated } });
       this.parkedSince = 0;
     }
     for (const status of commands) {

@@ -238,6 +238,7 @@ describe("RealtimeService hub against Kafka and Postgres", { timeout: 120_000 },
     assert.ok(snapshot?.message.case === "snapshot");
     assert.deepEqual(snapshot.message.value.entities.map((e) => e.id), ["a", "b", "c"]);
     assert.equal(truncated, "true");
+    assert.equal(snapshot.message.value.truncated, true);
     // Changes of entities beyond the bound still arrive.
     await h.write(tenant, TYPE, "e", { id: "e", n: 2 }, ChangeKind.DELETED);
     const change = await reader.until((m) => m.message.case === "change");
