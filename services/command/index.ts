@@ -1,11 +1,50 @@
+import { CommandService } from "../../gen/umw/v1/command_pb.js";
 import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
+import { connectPostgres } from "../../runtime/sql.js";
+import { topicNames } from "../../runtime/topics.js";
+import { createCommandService } from "./command-service.js";
+import { commandSettings } from "./settings.js";
 
-/** Skeleton: serves Health and reflection over mTLS until the service's own work lands. */
+export { createCommandService, errorStatus, statusUrl, type CommandServiceImpl, type CommandServiceOptions } from "./command-service.js";
+export { CommandFeed } from "./command-feed.js";
+export { parseIdempotencyKey, principalOf, fingerprint, canonicalJson } from "./idempotency.js";
+
+/**
+ * `umw serve command`: CommandService over mTLS on commandPort, writing to the primary. Exits with
+ * a clear error when the primary cannot be reached at start.
+ */
 export const commandService: ServiceModule = {
   name: "command",
   description: "Writes as commands (CommandService)",
   async start(runtime) {
-    const server = await startMeshServer(runtime, { name: "command", port: runtime.config.commandPort });
-    return { name: "command", stop: () => server.stop() };
+    const { config, log } = runtime;
+    const settings = commandSettings();
+    const db = await connectPostgres({ url: config.pgUrl, role: "primary", log, max: 20 });
+    const impl = createCommandService({
+      db,
+      resources: config.resources,
+      topics: topicNames(config),
+      log,
+      idempotencyTtlMs: settings.idempotencyTtlMs,
+      idempotencySweepMs: settings.idempotencySweepMs,
+      watchPollMs: settings.watchPollMs,
+      trustedPrincipalPeers: settings.trustedPrincipalPeers,
+    });
+    try {
+      impl.start();
+      const server = await startMeshServer(runtime, { name: "command", port: config.commandPort, service: CommandService, handlers: impl.handlers });
+      return {
+        name: "command",
+        async stop() {
+          await server.stop();
+          await impl.close();
+          await db.close();
+        },
+      };
+    } catch (error) {
+      await impl.close();
+      await db.close();
+      throw error;
+    }
   },
 };

@@ -24,6 +24,8 @@ export interface OutboxRelayOptions {
   readonly kafkaLabel?: string;
   /** Rows read and published per round. */
   readonly batchSize?: number;
+  /** Bytes (payloads + headers) published per round, at least one row: keeps requests under the broker's limit. */
+  readonly maxBatchBytes?: number;
   /** Polling fallback when no NOTIFY arrives. */
   readonly pollMs?: number;
   /** How often a standby tries to take the lock. */
@@ -84,6 +86,7 @@ class SessionLost extends Error {}
 export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   const log = options.log.child({ component: "relay" });
   const batchSize = options.batchSize ?? 500;
+  const maxBatchBytes = options.maxBatchBytes ?? 900_000;
   const pollMs = options.pollMs ?? 500;
   const lockRetryMs = options.lockRetryMs ?? 1_000;
   const retentionMs = options.retentionMs ?? 3_600_000;
@@ -232,8 +235,8 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   async function round(current: PgSession): Promise<boolean> {
     pending = false;
     const { rows } = await current.query<OutboxRecord>(
-      `SELECT seq::text AS seq, id::text AS id, topic, aggregateid, payload, headers
-         FROM umw_outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1`,
+      `SELECT seq, id::text AS id, topic, aggregateid, payload, headers
+         FROM umw_outbox WHERE published_at IS NULL ORDER BY umw_outbox.seq LIMIT $1`,
       [batchSize],
     );
     if (rows.length === 0) {
@@ -248,8 +251,18 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       }
       topicsReady = true;
     }
+    // Seq order, cut at the byte budget: what is left goes out next round.
+    let bytes = 0;
+    let take = 0;
+    while (take < rows.length) {
+      const row = rows[take]!;
+      bytes += row.payload.length + JSON.stringify(row.headers ?? {}).length;
+      if (take > 0 && bytes > maxBatchBytes) break;
+      take++;
+    }
+    const batch = rows.slice(0, take);
     const byTopic = new Map<string, OutboxRecord[]>();
-    for (const row of rows) {
+    for (const row of batch) {
       let list = byTopic.get(row.topic);
       if (!list) byTopic.set(row.topic, (list = []));
       list.push(row);
@@ -268,7 +281,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     }
     if (failure) throw failure;
     recovered();
-    return rows.length === batchSize;
+    return rows.length === batchSize || take < rows.length;
   }
 
   async function prune(current: PgSession): Promise<void> {
@@ -311,15 +324,18 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     whenLeader(signal) {
       if (role === "leader") return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
+        const onAbort = () => {
+          leaderWaiters.delete(done);
+          reject(signal?.reason);
+        };
         const done = () => {
           leaderWaiters.delete(done);
+          signal?.removeEventListener("abort", onAbort);
           resolve();
         };
+        if (signal?.aborted) return onAbort();
         leaderWaiters.add(done);
-        signal?.addEventListener("abort", () => {
-          leaderWaiters.delete(done);
-          reject(signal.reason);
-        });
+        signal?.addEventListener("abort", onAbort, { once: true });
       });
     },
   };

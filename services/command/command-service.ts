@@ -1,0 +1,514 @@
+import { randomUUID } from "node:crypto";
+import { create, createRegistry, fromBinary, fromJson, toBinary, toJson, type DescMessage, type JsonObject, type JsonValue, type MessageShape } from "@bufbuild/protobuf";
+import { timestampFromDate, type FieldMask } from "@bufbuild/protobuf/wkt";
+import {
+  CommandReceiptSchema,
+  CommandService,
+  CommandState,
+  CommandStatusSchema,
+  type CommandReceipt,
+  type CommandStatus,
+} from "../../gen/umw/v1/command_pb.js";
+import { CommandSchema, type Command } from "../../gen/umw/v1/envelope_pb.js";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { StatusSchema, type Status } from "../../gen/google/rpc/status_pb.js";
+import type { CallContext } from "../../runtime/call-context.js";
+import { cloudEventHeaders, EVENT_TYPES, newEventContext } from "../../runtime/cloudevents.js";
+import { checkName, checkType, entityKey } from "../../runtime/entity.js";
+import { Code, invalidArgument, notFound, RpcError } from "../../runtime/errors.js";
+import type { Logger } from "../../runtime/logger.js";
+import { OutboxWaker } from "./outbox-waker.js";
+import type { Resources } from "../../runtime/resources.js";
+import { methodPath, type ServiceHandlers } from "../../runtime/service-definition.js";
+import pg from "pg";
+import type { Database, QueryResult } from "../../runtime/sql.js";
+import { sessionOpener, type OpenSession, type SessionSource } from "../relay/pg-session.js";
+import { CommandFeed } from "./command-feed.js";
+import {
+  canonicalJson,
+  EXPIRES_HEADER,
+  fingerprint,
+  HTTP_STATUS_HEADER,
+  IDEMPOTENCY_KEY_HEADER,
+  keyInUse,
+  keyLockId,
+  keyReused,
+  parseIdempotencyKey,
+  principalOf,
+  REPLAYED_HEADER,
+} from "./idempotency.js";
+import { PayloadSchemas, type PayloadKind } from "./payload-schema.js";
+
+export interface CommandServiceOptions {
+  /** The primary: every accepted write is one transaction on it. */
+  readonly db: Database;
+  readonly resources: Resources;
+  /** Topic of the command messages (topicNames(config).commands). */
+  readonly topics: { readonly commands: string };
+  readonly log: Logger;
+  /**
+   * Where WatchCommand LISTENs (one shared connection): defaults to a dedicated connection of `db`
+   * when it is a pg pool (connectPostgres); `false` (or a Database without a pool) means polling only.
+   */
+  readonly listen?: SessionSource | OpenSession | false;
+  /** How long a key protects against duplicates (default 24 h). */
+  readonly idempotencyTtlMs?: number;
+  /** How often expired keys are deleted (default 1 min); 0 disables the sweeper. */
+  readonly idempotencySweepMs?: number;
+  /** Polling fallback of WatchCommand (default 1 s). */
+  readonly watchPollMs?: number;
+  /** mTLS peers trusted to assert the principal in x-umw-principal (default: edge). */
+  readonly trustedPrincipalPeers?: readonly string[];
+  /** CloudEvents `source` of the command messages. */
+  readonly source?: string;
+}
+
+export interface CommandServiceImpl {
+  readonly handlers: ServiceHandlers<typeof CommandService>;
+  /** Starts the shared LISTEN connection and the idempotency-key sweeper. */
+  start(): void;
+  close(): Promise<void>;
+  /** Deletes expired idempotency keys now; resolves with how many. */
+  sweepExpiredKeys(): Promise<number>;
+}
+
+type Action = Exclude<Command["action"], { case: undefined }>;
+
+interface WriteSpec {
+  readonly method: (typeof CommandService.methods)[number];
+  readonly request: MessageShape<DescMessage>;
+  readonly tenant: string;
+  readonly type: string;
+  readonly entityId: string;
+  readonly action: Action;
+  readonly eventType: string;
+  readonly payload?: { readonly kind: PayloadKind; readonly data: JsonObject };
+}
+
+const STATES: Record<string, CommandState> = {
+  accepted: CommandState.ACCEPTED,
+  applied: CommandState.APPLIED,
+  rejected: CommandState.REJECTED,
+  failed: CommandState.FAILED,
+};
+const TERMINAL = new Set([CommandState.APPLIED, CommandState.REJECTED, CommandState.FAILED]);
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const errorRegistry = createRegistry(ErrorInfoSchema);
+
+/** Row header carrying the Kafka key (what appendToOutbox in runtime/outbox.ts writes). */
+const OUTBOX_KEY_HEADER = "umw-key";
+
+/**
+ * Acceptance in ONE statement (one implicit transaction, one round trip):
+ * - `existing`: a live key row (same fingerprint: replay; else: reused); nothing else happens;
+ * - `lock` (only without a live row): pg_try_advisory_xact_lock on the key's hash, held until
+ *   commit: false = a request with this key is still being accepted;
+ * - `claimed` (only when locked): the key row (replacing an expired one; the primary key makes the
+ *   insert itself the claim);
+ * - the command row and the outbox row (runtime/outbox.ts's layout, Kafka key in `umw-key`) only
+ *   when `claimed` produced a row.
+ * All parts see the statement's snapshot: a row committed after it but before the lock was taken
+ * leaves `claimed` empty with nothing existing; the caller then reads the row again.
+ */
+const ACCEPT_SQL = `
+WITH existing AS MATERIALIZED (
+  SELECT fingerprint, response, expires_at FROM umw_idempotency_keys
+   WHERE tenant = $2 AND principal = $3 AND key = $4 AND expires_at > now()
+), lock AS MATERIALIZED (
+  SELECT pg_try_advisory_xact_lock($1::bigint) AS locked WHERE NOT EXISTS (SELECT 1 FROM existing)
+), claimed AS (
+  INSERT INTO umw_idempotency_keys (tenant, principal, key, fingerprint, command_id, response, expires_at)
+  SELECT $2, $3, $4, $5, $6::uuid, $7, now() + make_interval(secs => $8::double precision / 1000)
+    FROM lock WHERE lock.locked
+  ON CONFLICT (tenant, principal, key) DO UPDATE
+    SET fingerprint = EXCLUDED.fingerprint, command_id = EXCLUDED.command_id, response = EXCLUDED.response,
+        created_at = now(), expires_at = EXCLUDED.expires_at
+    WHERE umw_idempotency_keys.expires_at <= now()
+  RETURNING expires_at
+), command AS (
+  INSERT INTO umw_commands (id, tenant, principal, type, entity_id, action, state)
+  SELECT $6::uuid, $2, $3, $9, $10, $11, 'accepted' FROM claimed
+), outbox AS (
+  INSERT INTO umw_outbox (id, aggregatetype, aggregateid, type, topic, payload, headers)
+  SELECT $6::uuid, $9, $12, $13, $14, $15, $16::jsonb FROM claimed
+)
+SELECT (SELECT locked FROM lock) AS locked, (SELECT expires_at FROM claimed) AS claimed_until,
+       existing.fingerprint, existing.response, existing.expires_at
+  FROM (SELECT 1) AS one LEFT JOIN existing ON true`;
+
+interface AcceptRow {
+  locked: boolean;
+  claimed_until: Date | null;
+  fingerprint: string | null;
+  response: Buffer | null;
+  expires_at: Date | null;
+}
+
+interface CommandRow {
+  id: string;
+  tenant: string;
+  type: string;
+  entity_id: string;
+  state: string;
+  version: string | null;
+  error: unknown;
+  create_time: Date;
+  update_time: Date;
+}
+
+export function statusUrl(tenant: string, commandId: string): string {
+  return `/v1/tenants/${encodeURIComponent(tenant)}/commands/${commandId}`;
+}
+
+/**
+ * CommandService: a write is validated (names, resource type, JSON Schema), then accepted in ONE
+ * transaction on the primary (one statement, ACCEPT_SQL) that claims the idempotency key, records
+ * the command, and appends the command message to the outbox; the relay is woken after commit
+ * (OutboxWaker). The answer is a receipt (202) pointing at GetCommand.
+ *
+ * Idempotency (draft-ietf-httpapi-idempotency-key-header-06), per (tenant, principal, key):
+ * - a live (committed, unexpired) row with the same fingerprint → the stored receipt,
+ *   `idempotent-replayed: true`; another fingerprint → FAILED_PRECONDITION IDEMPOTENCY_KEY_REUSED (422);
+ * - else `pg_try_advisory_xact_lock(hash(scope, key))`: held by a transaction still accepting the
+ *   same key → ABORTED IDEMPOTENCY_KEY_IN_USE (409) at once, without waiting;
+ * - else the key row is inserted (replacing an expired one): the insert, guarded by the primary
+ *   key, is what claims the key; if it finds a row committed after this statement's snapshot, the
+ *   row is read again and answered as above.
+ */
+export function createCommandService(options: CommandServiceOptions): CommandServiceImpl {
+  const { db, log } = options;
+  const schemas = new PayloadSchemas(options.resources, log);
+  const ttlMs = options.idempotencyTtlMs ?? 86_400_000;
+  const sweepMs = options.idempotencySweepMs ?? 60_000;
+  const pollMs = options.watchPollMs ?? 1_000;
+  const trustedPeers = new Set(options.trustedPrincipalPeers ?? ["edge"]);
+  const source = options.source ?? "/umw/command";
+  const listenSource = options.listen ?? ("pool" in db ? (db as unknown as SessionSource) : false);
+  const feed = listenSource === false ? undefined : new CommandFeed(typeof listenSource === "function" ? listenSource : sessionOpener(listenSource), log);
+  let sweeper: NodeJS.Timeout | undefined;
+  const waker = new OutboxWaker(db, log);
+
+  async function write(spec: WriteSpec, ctx: CallContext): Promise<{ receipt: CommandReceipt }> {
+    const key = parseIdempotencyKey(ctx.headers[IDEMPOTENCY_KEY_HEADER]);
+    checkName("tenant", spec.tenant);
+    checkType(spec.type);
+    schemas.checkType(spec.type);
+    checkName("id", spec.entityId);
+    if (spec.payload) schemas.validate(spec.type, spec.payload.kind, spec.payload.data);
+
+    const principal = principalOf(ctx, trustedPeers);
+    const path = methodPath(spec.method);
+    const print = fingerprint(path, toJson(spec.method.input, spec.request));
+    const commandId = randomUUID();
+    const receipt = create(CommandReceiptSchema, {
+      commandId,
+      state: CommandState.ACCEPTED,
+      statusUrl: statusUrl(spec.tenant, commandId),
+      entityId: spec.entityId,
+    });
+    const context = newEventContext({
+      id: commandId,
+      source,
+      type: spec.eventType,
+      subject: entityKey(spec.tenant, spec.type, spec.entityId),
+      traceparent: ctx.headers.traceparent,
+      tracestate: ctx.headers.tracestate,
+    });
+    const command = create(CommandSchema, { context, tenant: spec.tenant, principal, idempotencyKey: key, action: spec.action });
+
+    const outcome = await guard(log, async () => {
+      const { rows } = await prepared<AcceptRow>(db, "umw_accept_command", ACCEPT_SQL, [
+        keyLockId(spec.tenant, principal, key),
+        spec.tenant,
+        principal,
+        key,
+        print,
+        commandId,
+        Buffer.from(toBinary(CommandReceiptSchema, receipt)),
+        ttlMs,
+        spec.type,
+        spec.entityId,
+        spec.action.case,
+        entityKey(spec.tenant, spec.type, spec.entityId),
+        spec.eventType,
+        options.topics.commands,
+        Buffer.from(toBinary(CommandSchema, command)),
+        JSON.stringify({ ...cloudEventHeaders(context), "umw-command-id": commandId, "umw-tenant": spec.tenant, [OUTBOX_KEY_HEADER]: entityKey(spec.tenant, spec.type, spec.entityId) }),
+      ]);
+      const row = rows[0]!;
+      if (row.claimed_until) return { receipt, expiresAt: row.claimed_until, replayed: false };
+      if (row.fingerprint !== null) return answerStored(row, print);
+      if (!row.locked) throw keyInUse();
+      // Committed by another request after this statement's snapshot, before it took the lock.
+      const again = await db.query<{ fingerprint: string; response: Buffer; expires_at: Date }>(
+        "SELECT fingerprint, response, expires_at FROM umw_idempotency_keys WHERE tenant = $1 AND principal = $2 AND key = $3 AND expires_at > now()",
+        [spec.tenant, principal, key],
+      );
+      if (!again.rows[0]) throw keyInUse();
+      return answerStored(again.rows[0], print);
+    });
+
+    if (!outcome.replayed) waker.wake();
+    ctx.setHeader(HTTP_STATUS_HEADER, "202");
+    ctx.setHeader("location", outcome.receipt.statusUrl);
+    ctx.setHeader(EXPIRES_HEADER, outcome.expiresAt.toUTCString());
+    if (outcome.replayed) ctx.setHeader(REPLAYED_HEADER, "true");
+    return { receipt: outcome.receipt };
+  }
+
+  function answerStored(row: { fingerprint: string | null; response: Buffer | null; expires_at: Date | null }, print: string) {
+    if (row.fingerprint !== print) throw keyReused();
+    return { receipt: fromBinary(CommandReceiptSchema, row.response!), expiresAt: row.expires_at!, replayed: true };
+  }
+
+  async function loadCommand(tenant: string, commandId: string): Promise<CommandStatus> {
+    const { rows } = await guard(log, () => prepared<CommandRow>(
+      db,
+      "umw_get_command",
+      `SELECT id::text AS id, tenant, type, entity_id, state, version::text AS version, error, create_time, update_time
+         FROM umw_commands WHERE id = $1 AND tenant = $2`,
+      [commandId, tenant],
+    ));
+    const row = rows[0];
+    if (!row) throw notFound("COMMAND_NOT_FOUND", `no command ${commandId} in tenant ${tenant}`, { tenant, command_id: commandId });
+    return commandStatus(row);
+  }
+
+  function checkCommandRef(tenant: string, commandId: string): void {
+    checkName("tenant", tenant);
+    if (!UUID.test(commandId)) throw invalidArgument("INVALID_COMMAND_ID", `command_id ${JSON.stringify(commandId)} is not a UUID`, { field: "command_id" });
+  }
+
+  async function sweepExpiredKeys(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const result = await db.query(
+        `DELETE FROM umw_idempotency_keys WHERE (tenant, principal, key) IN (
+           SELECT tenant, principal, key FROM umw_idempotency_keys
+            WHERE expires_at <= now() ORDER BY expires_at LIMIT 5000 FOR UPDATE SKIP LOCKED)`,
+      );
+      const count = result.rowCount ?? 0;
+      total += count;
+      if (count < 5000) return total;
+    }
+  }
+
+  const handlers: ServiceHandlers<typeof CommandService> = {
+    async createEntity(request, ctx) {
+      const id = request.id === "" ? randomUUID() : request.id;
+      const data = request.data ?? {};
+      return write(
+        {
+          method: CommandService.method.createEntity,
+          request,
+          tenant: request.tenant,
+          type: request.type,
+          entityId: id,
+          action: { case: "create", value: { ...request, id, data } },
+          eventType: EVENT_TYPES.createEntity,
+          payload: { kind: "full", data },
+        },
+        ctx,
+      );
+    },
+    async updateEntity(request, ctx) {
+      checkExpectedVersion(request.expectedVersion);
+      const data = request.data ?? {};
+      return write(
+        {
+          method: CommandService.method.updateEntity,
+          request,
+          tenant: request.tenant,
+          type: request.type,
+          entityId: request.id,
+          action: { case: "update", value: { ...request, data } },
+          eventType: EVENT_TYPES.updateEntity,
+          payload: { kind: "full", data },
+        },
+        ctx,
+      );
+    },
+    async patchEntity(request, ctx) {
+      checkExpectedVersion(request.expectedVersion);
+      checkUpdateMask(request.updateMask);
+      const data = request.data ?? {};
+      return write(
+        {
+          method: CommandService.method.patchEntity,
+          request,
+          tenant: request.tenant,
+          type: request.type,
+          entityId: request.id,
+          action: { case: "patch", value: { ...request, data } },
+          eventType: EVENT_TYPES.patchEntity,
+          payload: { kind: "patch", data },
+        },
+        ctx,
+      );
+    },
+    async deleteEntity(request, ctx) {
+      checkExpectedVersion(request.expectedVersion);
+      return write(
+        {
+          method: CommandService.method.deleteEntity,
+          request,
+          tenant: request.tenant,
+          type: request.type,
+          entityId: request.id,
+          action: { case: "delete", value: request },
+          eventType: EVENT_TYPES.deleteEntity,
+        },
+        ctx,
+      );
+    },
+    async getCommand(request) {
+      checkCommandRef(request.tenant, request.commandId);
+      return { command: await loadCommand(request.tenant, request.commandId) };
+    },
+    async *watchCommand(request, ctx) {
+      checkCommandRef(request.tenant, request.commandId);
+      // Attach before the first read: a change between read and wait is not missed.
+      const watch = feed?.watch(request.commandId);
+      try {
+        let last = "";
+        for (;;) {
+          const status = await loadCommand(request.tenant, request.commandId);
+          const fingerprintOfState = `${status.state}/${status.version}/${status.updateTime?.seconds}/${status.updateTime?.nanos}`;
+          if (fingerprintOfState !== last) {
+            last = fingerprintOfState;
+            yield { command: status };
+          }
+          if (TERMINAL.has(status.state) || ctx.signal.aborted) return;
+          if (watch) await watch.next(pollMs, ctx.signal);
+          else await sleep(pollMs, ctx.signal);
+          if (ctx.signal.aborted) return;
+        }
+      } finally {
+        watch?.close();
+      }
+    },
+  };
+
+  return {
+    handlers,
+    start() {
+      feed?.start();
+      if (sweepMs > 0 && !sweeper) {
+        sweeper = setInterval(() => {
+          sweepExpiredKeys().then(
+            (count) => count && log.info({ count }, "swept expired idempotency keys"),
+            (error: unknown) => log.warn({ err: error }, "idempotency key sweep failed; retrying at the next tick"),
+          );
+        }, sweepMs);
+        sweeper.unref();
+      }
+    },
+    async close() {
+      clearInterval(sweeper);
+      sweeper = undefined;
+      await feed?.close();
+    },
+    sweepExpiredKeys,
+  };
+}
+
+function checkExpectedVersion(version: bigint): void {
+  if (version < 0n) throw invalidArgument("INVALID_EXPECTED_VERSION", "expected_version must be 0 (any) or a positive version", { field: "expected_version" });
+}
+
+function checkUpdateMask(mask: FieldMask | undefined): void {
+  for (const path of mask?.paths ?? []) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/.test(path)) {
+      throw invalidArgument("INVALID_UPDATE_MASK", `update_mask path ${JSON.stringify(path)} is not a field path`, { field: "update_mask" });
+    }
+  }
+}
+
+function commandStatus(row: CommandRow): CommandStatus {
+  return create(CommandStatusSchema, {
+    commandId: row.id,
+    tenant: row.tenant,
+    type: row.type,
+    entityId: row.entity_id,
+    state: STATES[row.state] ?? CommandState.UNSPECIFIED,
+    version: row.version === null ? 0n : BigInt(row.version),
+    error: row.error === null || row.error === undefined ? undefined : errorStatus(row.error),
+    createTime: timestampFromDate(row.create_time),
+    updateTime: timestampFromDate(row.update_time),
+  });
+}
+
+/**
+ * The `error` column as google.rpc.Status. Accepted shapes: `{code, reason, message, metadata}`
+ * (code as number or name, e.g. "FAILED_PRECONDITION"), or google.rpc.Status JSON with
+ * ErrorInfo details.
+ */
+export function errorStatus(value: unknown): Status {
+  const json = value as { code?: unknown; reason?: unknown; message?: unknown; metadata?: unknown; details?: unknown };
+  if (json && typeof json === "object") {
+    if (Array.isArray(json.details)) {
+      try {
+        return fromJson(StatusSchema, json as JsonValue, { registry: errorRegistry, ignoreUnknownFields: true });
+      } catch {
+        // fall through to the simple shape
+      }
+    }
+    const code = typeof json.code === "number" ? json.code : typeof json.code === "string" ? (Code as unknown as Record<string, number>)[json.code] ?? Code.UNKNOWN : Code.UNKNOWN;
+    const metadata: Record<string, string> = {};
+    if (json.metadata && typeof json.metadata === "object") {
+      for (const [key, item] of Object.entries(json.metadata)) metadata[key] = typeof item === "string" ? item : canonicalJson(item);
+    }
+    return new RpcError(code, typeof json.reason === "string" ? json.reason : Code[code] ?? "UNKNOWN", typeof json.message === "string" ? json.message : "", metadata).toStatus();
+  }
+  return new RpcError(Code.UNKNOWN, "UNKNOWN", typeof value === "string" ? value : canonicalJson(value)).toStatus();
+}
+
+/**
+ * Runs a statement as a named prepared statement when `db` is a pg pool (connectPostgres): Postgres
+ * then parses and plans the statement once per connection instead of on every call.
+ */
+function prepared<R>(db: Database, name: string, text: string, values: unknown[]): Promise<QueryResult<R>> {
+  const pool = (db as Partial<{ pool: pg.Pool }>).pool;
+  if (pool instanceof pg.Pool) return pool.query({ name, text, values }) as unknown as Promise<QueryResult<R>>;
+  return db.query<R>(text, values);
+}
+
+/**
+ * Database failures as the caller should see them: the primary unreachable or restarting →
+ * UNAVAILABLE (retry; with the same idempotency key a retry is safe); a serialization failure or
+ * deadlock → ABORTED; anything else stays INTERNAL (logged by the server).
+ */
+async function guard<T>(log: Logger, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (error) {
+    if (error instanceof RpcError) throw error;
+    const code = String((error as { code?: unknown }).code ?? "");
+    const message = String((error as Error)?.message ?? "");
+    if (code === "40001" || code === "40P01") {
+      throw new RpcError(Code.ABORTED, "TRANSACTION_CONFLICT", "the write conflicted with another one; retry with the same idempotency key");
+    }
+    if (
+      /^(08|57P0|53)/.test(code) ||
+      ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH"].includes(code) ||
+      /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connection ended/i.test(message)
+    ) {
+      log.warn({ err: error }, "primary database unavailable");
+      throw new RpcError(Code.UNAVAILABLE, "DATABASE_UNAVAILABLE", "the primary database is unavailable; retry later (with the same idempotency key for writes)");
+    }
+    throw error;
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
