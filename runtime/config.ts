@@ -37,6 +37,27 @@ const settings = {
   cacheKeyPrefix: { env: "UMW_CACHE_KEY_PREFIX", schema: z.string().default("") },
   /** Attempts at a failing command before it goes to the dead-letter topic. */
   processorMaxAttempts: { env: "UMW_PROCESSOR_MAX_ATTEMPTS", schema: z.coerce.number().int().min(1).max(100).default(5) },
+  /** How long a stored Idempotency-Key answer is replayed (published in `idempotency-key-expires`). */
+  idempotencyTtlMs: { env: "UMW_IDEMPOTENCY_TTL_MS", schema: z.coerce.number().int().min(1_000).default(86_400_000) },
+  idempotencySweepMs: { env: "UMW_IDEMPOTENCY_SWEEP_MS", schema: z.coerce.number().int().min(100).default(60_000) },
+  /** WatchCommand's polling fallback while the LISTEN connection is down. */
+  commandWatchPollMs: { env: "UMW_COMMAND_WATCH_POLL_MS", schema: z.coerce.number().int().min(50).default(1_000) },
+  /** mTLS peers allowed to assert the caller (x-umw-principal, x-umw-connection-id): the edge. */
+  trustedPrincipalPeers: {
+    env: "UMW_TRUSTED_PRINCIPAL_PEERS",
+    schema: z
+      .string()
+      .default("edge")
+      .transform((value) => value.split(",").map((peer) => peer.trim()).filter(Boolean)),
+  },
+  /** Outbox rows the relay reads per round. */
+  relayBatchSize: { env: "UMW_RELAY_BATCH_SIZE", schema: z.coerce.number().int().min(1).default(500) },
+  /** The relay's polling fallback when no NOTIFY wakes it. */
+  relayPollMs: { env: "UMW_RELAY_POLL_MS", schema: z.coerce.number().int().min(10).default(500) },
+  /** How often a standby relay tries to take the leader lock. */
+  relayLockRetryMs: { env: "UMW_RELAY_LOCK_RETRY_MS", schema: z.coerce.number().int().min(50).default(1_000) },
+  /** How long published outbox rows are kept before pruning. */
+  outboxRetentionMs: { env: "UMW_OUTBOX_RETENTION_MS", schema: z.coerce.number().int().min(0).default(3_600_000) },
   /** Deadline of each call the edge makes upstream. */
   edgeTimeoutMs: { env: "UMW_EDGE_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(15_000) },
   edgeMaxBodyBytes: { env: "UMW_EDGE_MAX_BODY_BYTES", schema: z.coerce.number().int().positive().default(1_048_576) },

@@ -3,7 +3,6 @@ import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import { connectPostgres } from "../../runtime/sql.js";
 import { topicNames } from "../../runtime/topics.js";
 import { createCommandService } from "./command-service.js";
-import { commandSettings } from "./settings.js";
 
 export { createCommandService, errorStatus, statusUrl, type CommandServiceImpl, type CommandServiceOptions } from "./command-service.js";
 export { CommandFeed } from "./command-feed.js";
@@ -18,17 +17,16 @@ export const commandService: ServiceModule = {
   description: "Writes as commands (CommandService)",
   async start(runtime) {
     const { config, log } = runtime;
-    const settings = commandSettings();
     const db = await connectPostgres({ url: config.pgUrl, role: "primary", log, max: 20 });
     const impl = createCommandService({
       db,
       resources: config.resources,
       topics: topicNames(config),
       log,
-      idempotencyTtlMs: settings.idempotencyTtlMs,
-      idempotencySweepMs: settings.idempotencySweepMs,
-      watchPollMs: settings.watchPollMs,
-      trustedPrincipalPeers: settings.trustedPrincipalPeers,
+      idempotencyTtlMs: config.idempotencyTtlMs,
+      idempotencySweepMs: config.idempotencySweepMs,
+      watchPollMs: config.commandWatchPollMs,
+      trustedPrincipalPeers: config.trustedPrincipalPeers,
     });
     try {
       impl.start();

@@ -22,6 +22,12 @@ export interface HubEvent {
   readonly entity: Entity;
   /** When the hub received it (performance.now()), for latency figures. */
   readonly receivedAt: number;
+  /**
+   * The change as it goes on the wire (see RealtimeHub.encodeChange), encoded on first delivery and
+   * shared by every stream it goes to; the conflated variant separately.
+   */
+  wire?: Uint8Array;
+  wireConflated?: Uint8Array;
 }
 
 export function typeKey(tenant: string, type: string): string {

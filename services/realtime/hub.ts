@@ -1,5 +1,7 @@
 import { randomBytes } from "node:crypto";
-import type { SubscribeRequest, RealtimeService } from "../../gen/umw/v1/realtime_pb.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
+import { EntityChangeSchema, type SubscribeRequest, type RealtimeService } from "../../gen/umw/v1/realtime_pb.js";
 import type { CommandStatus } from "../../gen/umw/v1/command_pb.js";
 import type { EventBus, IncomingMessage, Subscription } from "../../runtime/bus.js";
 import type { CallContext } from "../../runtime/call-context.js";
@@ -11,7 +13,7 @@ import type { CommandFeed, CommandFeedSubscription, CommandUpdate } from "./comm
 import { decodeEvent, typeKey, type HubEvent } from "./events.js";
 import { PartitionHistory, RecentIds } from "./history.js";
 import { DEFAULT_LIMITS, type RealtimeLimits } from "./limits.js";
-import { callerOf, HEADERS, tenantIsolation, trustedPeersFromEnv, type SubscriptionPolicy, type TopicTarget } from "./policy.js";
+import { callerOf, HEADERS, tenantIsolation, type SubscriptionPolicy, type TopicTarget } from "./policy.js";
 import { decodePosition, encodePosition, type Position } from "./position.js";
 import type { EntitySnapshotSource, Snapshot } from "./snapshot-source.js";
 import { Stream, type StreamHost, type StreamMessage, type StreamPlan } from "./stream.js";
@@ -30,7 +32,7 @@ export interface RealtimeHubOptions {
   readonly group?: string;
   /** Prefix of the default group name (the deployment's topic prefix). */
   readonly groupPrefix?: string;
-  /** mTLS peers trusted to assert x-umw-principal and x-umw-connection-id; default UMW_TRUSTED_PRINCIPAL_PEERS or "edge". */
+  /** mTLS peers trusted to assert x-umw-principal and x-umw-connection-id (config.trustedPrincipalPeers); default the edge. */
   readonly trustedPeers?: readonly string[];
   /**
    * Start from the oldest retained event instead of the newest. For a fresh topic (tests, bench) it
@@ -99,7 +101,7 @@ export class RealtimeHub implements StreamHost {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.log = options.log.child({ component: "realtime-hub", epoch: this.epoch });
     this.policy = options.policy ?? tenantIsolation;
-    this.trustedPeers = options.trustedPeers ? new Set(options.trustedPeers) : trustedPeersFromEnv();
+    this.trustedPeers = new Set(options.trustedPeers ?? ["edge"]);
     this.recentIds = new RecentIds(this.limits.dedupWindow);
     this.handlers = { subscribe: (request, ctx) => this.subscribe(request, ctx) };
   }
@@ -281,6 +283,17 @@ export class RealtimeHub implements StreamHost {
     this.counters.conflated++;
   }
 
+  /**
+   * Encodes a change once for all its streams (an event on an entity with 10 subscribers, or on a type
+   * with thousands, is otherwise encoded again for each): the length-delimited EntityChange that
+   * Stream sends as field `change` of SubscribeResponse. The bytes live as long as the event does
+   * (in the history ring).
+   */
+  encodeChange(event: HubEvent, conflated: boolean): Uint8Array {
+    if (conflated) return (event.wireConflated ??= encodeChange(event, true));
+    return (event.wire ??= encodeChange(event, false));
+  }
+
   noteSlow(stream: Stream, why: string): void {
     this.counters.slowConsumers++;
     this.log.info({ tenant: stream.plan.tenant, connection: stream.plan.connectionKey, why }, "ending a slow stream");
@@ -383,6 +396,11 @@ export class RealtimeHub implements StreamHost {
     decrement(this.perConnection, plan.connectionKey);
     decrement(this.perTenant, plan.tenant);
   }
+}
+
+function encodeChange(event: HubEvent, conflated: boolean): Uint8Array {
+  const change = create(EntityChangeSchema, { kind: event.kind, entity: event.entity, conflated });
+  return new BinaryWriter().bytes(toBinary(EntityChangeSchema, change)).finish();
 }
 
 /** `x-umw-token-expires-at`: unix seconds (fractions allowed) → ms. */

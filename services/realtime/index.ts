@@ -16,7 +16,7 @@ import { postgresSnapshotSource, type EntitySnapshotSource } from "./snapshot-so
 
 export { RealtimeHub, type RealtimeHubOptions, type RealtimeHubStats } from "./hub.js";
 export { DEFAULT_LIMITS, limitsFromEnv, type RealtimeLimits } from "./limits.js";
-export { tenantIsolation, trustedPeersFromEnv, HEADERS, type SubscriptionPolicy, type Caller, type TopicTarget } from "./policy.js";
+export { tenantIsolation, HEADERS, type SubscriptionPolicy, type Caller, type TopicTarget } from "./policy.js";
 export { postgresSnapshotSource, type EntitySnapshotSource, type Snapshot, type SnapshotQuery } from "./snapshot-source.js";
 export { postgresCommandFeed, type CommandFeed, type CommandUpdate } from "./command-feed.js";
 export { decodePosition, encodePosition, type Position } from "./position.js";
@@ -125,6 +125,7 @@ export const realtimeService: ServiceModule = {
       limits,
       log,
       groupPrefix: config.topicPrefix,
+      trustedPeers: config.trustedPrincipalPeers,
     });
     try {
       await hub.start();

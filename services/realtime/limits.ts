@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { ConfigError } from "../../runtime/config.js";
 
 /** Every bound of the hub; defaults fit one hub holding ~10,000 streams. */
 export interface RealtimeLimits {
@@ -63,6 +64,6 @@ export function limitsFromEnv(env: NodeJS.ProcessEnv = process.env): RealtimeLim
     if (parsed.success) limits[key] = parsed.data;
     else problems.push(`${name}=${JSON.stringify(raw)}: must be a non-negative integer`);
   }
-  if (problems.length) throw new Error(`invalid realtime limits:\n  ${problems.join("\n  ")}`);
+  if (problems.length) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
   return limits as unknown as RealtimeLimits;
 }

@@ -59,12 +59,6 @@ export const tenantIsolation: SubscriptionPolicy = {
   },
 };
 
-/** mTLS peers trusted to assert the principal and the client connection (the edge), as the command service trusts them. */
-export function trustedPeersFromEnv(env: NodeJS.ProcessEnv = process.env): ReadonlySet<string> {
-  const raw = env.UMW_TRUSTED_PRINCIPAL_PEERS;
-  return new Set((raw === undefined || raw === "" ? "edge" : raw).split(",").map((peer) => peer.trim()).filter(Boolean));
-}
-
 /**
  * The caller, as the command service sees it (so own commands match `umw_commands.principal`):
  * `x-umw-principal` and `x-umw-connection-id` count only from a trusted peer (or in-process, without

@@ -1,7 +1,8 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { WireType } from "@bufbuild/protobuf/wire";
 import type { CommandStatus } from "../../gen/umw/v1/command_pb.js";
 import type { Entity } from "../../gen/umw/v1/entity_pb.js";
-import type { SubscribeResponseSchema } from "../../gen/umw/v1/realtime_pb.js";
+import { SubscribeResponseSchema, type SubscribeResponse } from "../../gen/umw/v1/realtime_pb.js";
 import { Code, RpcError } from "../../runtime/errors.js";
 import { entityKey } from "../../runtime/entity.js";
 import type { HubEvent } from "./events.js";
@@ -47,7 +48,15 @@ export interface StreamHost {
   noteSlow(stream: Stream, why: string): void;
   /** A pending change was replaced by a newer one (metrics). */
   noteConflated(): void;
+  /**
+   * Optional: the change's `EntityChange` bytes, length-delimited, encoded once per event and shared
+   * by every stream (see RealtimeHub.encodeChange). Without it, changes are plain message objects.
+   */
+  encodeChange?(event: HubEvent, conflated: boolean): Uint8Array;
 }
+
+const SUBSCRIBE_RESPONSE = SubscribeResponseSchema.typeName;
+const CHANGE_FIELD = SubscribeResponseSchema.field.change!.number;
 
 /** A change or command status waiting for the client; its slot fixes its place and the stream's position. */
 class Pending {
@@ -288,6 +297,25 @@ export class Stream {
     return { message, position: this.position() };
   }
 
+  /**
+   * A change already encoded by the host: a SubscribeResponse whose `change` travels as its encoded
+   * bytes (an unknown field to protobuf-es, which toBinary writes as they are). On the wire it is the
+   * same message; only the encoding of the entity is shared by every stream instead of repeated.
+   */
+  private outEncoded(wire: Uint8Array): StreamMessage {
+    const at = now();
+    this.parkedSince = at;
+    this.lastSentAt = at;
+    this.heartbeatDue = false;
+    const message: SubscribeResponse = {
+      $typeName: SUBSCRIBE_RESPONSE,
+      message: { case: undefined },
+      position: this.position(),
+      $unknown: [{ no: CHANGE_FIELD, wireType: WireType.LengthDelimited, data: wire }],
+    };
+    return message;
+  }
+
   private render(item: Pending): StreamMessage | undefined {
     if (item.command) return this.out({ case: "command", value: item.command });
     const event = item.event!;
@@ -298,6 +326,7 @@ export class Stream {
         this.versions.delete(event.key);
       }
     }
+    if (this.host.encodeChange) return this.outEncoded(this.host.encodeChange(event, item.conflated));
     return this.out({ case: "change", value: { kind: event.kind, entity: event.entity, conflated: item.conflated } });
   }
 

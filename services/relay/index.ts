@@ -5,7 +5,6 @@ import { connectPostgres, redactUrl } from "../../runtime/sql.js";
 import { topicNames } from "../../runtime/topics.js";
 import type { Config } from "../../runtime/config.js";
 import { createOutboxRelay, type OutboxRelay, type OutboxRelayOptions } from "./relay.js";
-import { relaySettings } from "./settings.js";
 
 export { createOutboxRelay, type OutboxRelay, type OutboxRelayOptions, type RelayStatus } from "./relay.js";
 export { openPgSession, sessionOpener, type PgSession } from "./pg-session.js";
@@ -24,13 +23,12 @@ export const relayService: ServiceModule = {
   description: "Outbox relay to Kafka",
   async start(runtime) {
     const { config, log } = runtime;
-    const settings = relaySettings();
     const db = await connectPostgres({ url: config.pgUrl, role: "primary", log, max: 3 });
     const bus = new KafkaBus({ brokers: config.kafkaBrokers, clientId: "umw-relay", log });
     let relay: OutboxRelay | undefined;
     try {
       await bus.connect();
-      const topics = umwTopics(config, settings.topicPartitions);
+      const topics = umwTopics(config, config.topicPartitions);
       await bus.ensureTopics(topics);
       const options: OutboxRelayOptions = {
         db,
@@ -39,10 +37,10 @@ export const relayService: ServiceModule = {
         log,
         postgresLabel: `Postgres primary at ${redactUrl(config.pgUrl)}`,
         kafkaLabel: `Kafka at ${config.kafkaBrokers.join(",")}`,
-        batchSize: settings.batchSize,
-        pollMs: settings.pollMs,
-        lockRetryMs: settings.lockRetryMs,
-        retentionMs: settings.outboxRetentionMs,
+        batchSize: config.relayBatchSize,
+        pollMs: config.relayPollMs,
+        lockRetryMs: config.relayLockRetryMs,
+        retentionMs: config.outboxRetentionMs,
       };
       relay = createOutboxRelay(options);
       relay.start();
