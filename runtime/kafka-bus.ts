@@ -14,7 +14,6 @@ export interface KafkaBusOptions {
 /** EventBus on a Kafka cluster through kafkajs (kept behind the port so another client can replace it). */
 export class KafkaBus implements EventBus {
   private readonly kafka: Kafka;
-  private producer: Producer | undefined;
   private producerReady: Promise<Producer> | undefined;
   private readonly consumers = new Set<Consumer>();
 
@@ -127,7 +126,6 @@ export class KafkaBus implements EventBus {
     await Promise.allSettled([...this.consumers].map((consumer) => consumer.disconnect()));
     this.consumers.clear();
     if (this.producerReady) await (await this.producerReady.catch(() => undefined))?.disconnect();
-    this.producer = undefined;
     this.producerReady = undefined;
   }
 
@@ -135,7 +133,6 @@ export class KafkaBus implements EventBus {
     this.producerReady ??= (async () => {
       const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
       await producer.connect();
-      this.producer = producer;
       return producer;
     })().catch((error: unknown) => {
       this.producerReady = undefined;

@@ -1,17 +1,14 @@
 import { randomUUID } from "node:crypto";
-import { create, createRegistry, fromBinary, fromJson, toBinary, toJson, type DescMessage, type JsonObject, type JsonValue, type MessageShape } from "@bufbuild/protobuf";
-import { timestampFromDate, type FieldMask } from "@bufbuild/protobuf/wkt";
+import { create, fromBinary, toBinary, toJson, type DescMessage, type JsonObject, type MessageShape } from "@bufbuild/protobuf";
+import type { FieldMask } from "@bufbuild/protobuf/wkt";
 import {
   CommandReceiptSchema,
   CommandService,
   CommandState,
-  CommandStatusSchema,
   type CommandReceipt,
   type CommandStatus,
 } from "../../gen/umw/v1/command_pb.js";
 import { CommandSchema, type Command } from "../../gen/umw/v1/envelope_pb.js";
-import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { StatusSchema, type Status } from "../../gen/google/rpc/status_pb.js";
 import type { CallContext } from "../../runtime/call-context.js";
 import { cloudEventHeaders, EVENT_TYPES, newEventContext } from "../../runtime/cloudevents.js";
 import { checkName, checkType, entityKey } from "../../runtime/entity.js";
@@ -24,8 +21,8 @@ import pg from "pg";
 import type { Database, QueryResult } from "../../runtime/sql.js";
 import { sessionOpener, type OpenSession, type SessionSource } from "../relay/pg-session.js";
 import { CommandFeed } from "./command-feed.js";
+import { COMMAND_COLUMNS, commandStatusFromRow, TERMINAL_STATES, type CommandRow } from "../../runtime/command-status.js";
 import {
-  canonicalJson,
   EXPIRES_HEADER,
   fingerprint,
   HTTP_STATUS_HEADER,
@@ -85,15 +82,7 @@ interface WriteSpec {
   readonly payload?: { readonly kind: PayloadKind; readonly data: JsonObject };
 }
 
-const STATES: Record<string, CommandState> = {
-  accepted: CommandState.ACCEPTED,
-  applied: CommandState.APPLIED,
-  rejected: CommandState.REJECTED,
-  failed: CommandState.FAILED,
-};
-const TERMINAL = new Set([CommandState.APPLIED, CommandState.REJECTED, CommandState.FAILED]);
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const errorRegistry = createRegistry(ErrorInfoSchema);
 
 /** Row header carrying the Kafka key (what appendToOutbox in runtime/outbox.ts writes). */
 const OUTBOX_KEY_HEADER = "umw-key";
@@ -142,18 +131,6 @@ interface AcceptRow {
   fingerprint: string | null;
   response: Buffer | null;
   expires_at: Date | null;
-}
-
-interface CommandRow {
-  id: string;
-  tenant: string;
-  type: string;
-  entity_id: string;
-  state: string;
-  version: string | null;
-  error: unknown;
-  create_time: Date;
-  update_time: Date;
 }
 
 export function statusUrl(tenant: string, commandId: string): string {
@@ -265,13 +242,12 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
     const { rows } = await guard(log, () => prepared<CommandRow>(
       db,
       "umw_get_command",
-      `SELECT id::text AS id, tenant, type, entity_id, state, version::text AS version, error, create_time, update_time
-         FROM umw_commands WHERE id = $1 AND tenant = $2`,
+      `SELECT ${COMMAND_COLUMNS} FROM umw_commands WHERE id = $1 AND tenant = $2`,
       [commandId, tenant],
     ));
     const row = rows[0];
     if (!row) throw notFound("COMMAND_NOT_FOUND", `no command ${commandId} in tenant ${tenant}`, { tenant, command_id: commandId });
-    return commandStatus(row);
+    return commandStatusFromRow(row);
   }
 
   function checkCommandRef(tenant: string, commandId: string): void {
@@ -378,7 +354,7 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
             last = fingerprintOfState;
             yield { command: status };
           }
-          if (TERMINAL.has(status.state) || ctx.signal.aborted) return;
+          if (TERMINAL_STATES.has(status.state) || ctx.signal.aborted) return;
           if (watch) await watch.next(pollMs, ctx.signal);
           else await sleep(pollMs, ctx.signal);
           if (ctx.signal.aborted) return;
@@ -422,45 +398,6 @@ function checkUpdateMask(mask: FieldMask | undefined): void {
       throw invalidArgument("INVALID_UPDATE_MASK", `update_mask path ${JSON.stringify(path)} is not a field path`, { field: "update_mask" });
     }
   }
-}
-
-function commandStatus(row: CommandRow): CommandStatus {
-  return create(CommandStatusSchema, {
-    commandId: row.id,
-    tenant: row.tenant,
-    type: row.type,
-    entityId: row.entity_id,
-    state: STATES[row.state] ?? CommandState.UNSPECIFIED,
-    version: row.version === null ? 0n : BigInt(row.version),
-    error: row.error === null || row.error === undefined ? undefined : errorStatus(row.error),
-    createTime: timestampFromDate(row.create_time),
-    updateTime: timestampFromDate(row.update_time),
-  });
-}
-
-/**
- * The `error` column as google.rpc.Status. Accepted shapes: `{code, reason, message, metadata}`
- * (code as number or name, e.g. "FAILED_PRECONDITION"), or google.rpc.Status JSON with
- * ErrorInfo details.
- */
-export function errorStatus(value: unknown): Status {
-  const json = value as { code?: unknown; reason?: unknown; message?: unknown; metadata?: unknown; details?: unknown };
-  if (json && typeof json === "object") {
-    if (Array.isArray(json.details)) {
-      try {
-        return fromJson(StatusSchema, json as JsonValue, { registry: errorRegistry, ignoreUnknownFields: true });
-      } catch {
-        // fall through to the simple shape
-      }
-    }
-    const code = typeof json.code === "number" ? json.code : typeof json.code === "string" ? (Code as unknown as Record<string, number>)[json.code] ?? Code.UNKNOWN : Code.UNKNOWN;
-    const metadata: Record<string, string> = {};
-    if (json.metadata && typeof json.metadata === "object") {
-      for (const [key, item] of Object.entries(json.metadata)) metadata[key] = typeof item === "string" ? item : canonicalJson(item);
-    }
-    return new RpcError(code, typeof json.reason === "string" ? json.reason : Code[code] ?? "UNKNOWN", typeof json.message === "string" ? json.message : "", metadata).toStatus();
-  }
-  return new RpcError(Code.UNKNOWN, "UNKNOWN", typeof value === "string" ? value : canonicalJson(value)).toStatus();
 }
 
 /**

@@ -4,7 +4,7 @@ import { connectPostgres } from "../../runtime/sql.js";
 import { topicNames } from "../../runtime/topics.js";
 import { createCommandService } from "./command-service.js";
 
-export { createCommandService, errorStatus, statusUrl, type CommandServiceImpl, type CommandServiceOptions } from "./command-service.js";
+export { createCommandService, statusUrl, type CommandServiceImpl, type CommandServiceOptions } from "./command-service.js";
 export { CommandFeed } from "./command-feed.js";
 export { parseIdempotencyKey, principalOf, fingerprint, canonicalJson } from "./idempotency.js";
 

@@ -1,8 +1,6 @@
-import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import pg from "pg";
-import { CommandState, CommandStatusSchema, type CommandStatus } from "../../gen/umw/v1/command_pb.js";
-import { Code, statusInit } from "../../runtime/errors.js";
+import type { CommandStatus } from "../../gen/umw/v1/command_pb.js";
+import { COMMAND_COLUMNS, commandStatusFromRow, type CommandRow } from "../../runtime/command-status.js";
 import type { Logger } from "../../runtime/logger.js";
 import { COMMAND_CHANNEL } from "../../runtime/outbox.js";
 import type { Sql } from "../../runtime/sql.js";
@@ -28,54 +26,7 @@ export interface CommandFeed {
   recent(tenant: string, principal: string, sinceMs: number, limit: number): Promise<CommandStatus[]>;
 }
 
-interface CommandRow {
-  id: string;
-  tenant: string;
-  principal: string;
-  type: string;
-  entity_id: string;
-  state: string;
-  version: string | number | null;
-  error: unknown;
-  create_time: Date;
-  update_time: Date;
-}
-
-const STATES: Record<string, CommandState> = {
-  accepted: CommandState.ACCEPTED,
-  applied: CommandState.APPLIED,
-  rejected: CommandState.REJECTED,
-  failed: CommandState.FAILED,
-};
-
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const COLUMNS = "id, tenant, principal, type, entity_id, state, version, error, create_time, update_time";
-
-function statusFromRow(row: CommandRow): CommandStatus {
-  return create(CommandStatusSchema, {
-    commandId: row.id,
-    tenant: row.tenant,
-    type: row.type,
-    entityId: row.entity_id,
-    state: STATES[row.state] ?? CommandState.UNSPECIFIED,
-    version: row.version === null ? 0n : BigInt(row.version),
-    error: errorOf(row.error),
-    createTime: timestampFromDate(row.create_time),
-    updateTime: timestampFromDate(row.update_time),
-  });
-}
-
-/** The processor's error column, read leniently: `{code, reason, message}` or a bare message. */
-function errorOf(error: unknown) {
-  if (error === null || error === undefined) return undefined;
-  if (typeof error === "string") return statusInit(Code.UNKNOWN, "COMMAND_FAILED", error);
-  const { code, reason, message } = error as { code?: unknown; reason?: unknown; message?: unknown };
-  return statusInit(
-    typeof code === "number" ? (code as Code) : Code.UNKNOWN,
-    typeof reason === "string" ? reason : "COMMAND_FAILED",
-    typeof message === "string" ? message : JSON.stringify(error),
-  );
-}
 
 export interface PostgresCommandFeedOptions {
   /** Connection string of the primary: LISTEN needs a connection of its own. */
@@ -95,12 +46,12 @@ export function postgresCommandFeed(options: PostgresCommandFeedOptions): Comman
   return {
     async recent(tenant, principal, sinceMs, limit) {
       const { rows } = await sql.query<CommandRow>(
-        `SELECT ${COLUMNS} FROM umw_commands
+        `SELECT ${COMMAND_COLUMNS} FROM umw_commands
           WHERE tenant = $1 AND principal = $2 AND update_time >= $3
           ORDER BY update_time DESC LIMIT $4`,
         [tenant, principal, new Date(sinceMs), limit],
       );
-      return rows.reverse().map(statusFromRow);
+      return rows.reverse().map(commandStatusFromRow);
     },
 
     async start(listener, interested) {
@@ -112,7 +63,7 @@ export function postgresCommandFeed(options: PostgresCommandFeedOptions): Comman
       const lastSent = new Map<string, string>();
 
       const read = async (id: string) => {
-        const { rows } = await sql.query<CommandRow>(`SELECT ${COLUMNS} FROM umw_commands WHERE id = $1`, [id]);
+        const { rows } = await sql.query<CommandRow>(`SELECT ${COMMAND_COLUMNS} FROM umw_commands WHERE id = $1`, [id]);
         const row = rows[0];
         if (!row) return;
         const stamp = `${row.state}:${row.version ?? ""}`;
@@ -120,7 +71,7 @@ export function postgresCommandFeed(options: PostgresCommandFeedOptions): Comman
         lastSent.delete(row.id);
         lastSent.set(row.id, stamp);
         if (lastSent.size > 10_000) lastSent.delete(lastSent.keys().next().value!);
-        listener({ principal: row.principal, status: statusFromRow(row) });
+        listener({ principal: row.principal, status: commandStatusFromRow(row) });
       };
 
       const connect = async (): Promise<void> => {

@@ -15,7 +15,6 @@ import { connectPostgres, type Database } from "../../runtime/sql.js";
 import { topicNames } from "../../runtime/topics.js";
 import { loadConfig, type Config } from "../../runtime/config.js";
 import { createProcessor, type Outcome, type Processor } from "../../services/processor/processor.js";
-import { DLQ_HEADERS } from "../../services/processor/dead-letter.js";
 import { writePathTopics } from "../../services/processor/settings.js";
 import { runDlq } from "../../cli/dlq.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
