@@ -1,13 +1,8 @@
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Kafka, logLevel } from "kafkajs";
 import type { Database, Sql } from "../../runtime/sql.js";
-import { infra, runId } from "../support/env.js";
 
-/** Topic prefix, consumer-group prefix and key prefix of one test run. */
-export function runPrefix(): string {
-  return `t${runId()}.`;
-}
+export { dropKafkaPrefix, runPrefix } from "../support/kafka.js";
 
 /** Polls `fn` until it returns something other than undefined. */
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
@@ -17,21 +12,6 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> 
     if (value !== undefined) return value;
     if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(50);
-  }
-}
-
-/** Deletes the run's topics and consumer groups (everything whose name starts with the prefix). */
-export async function dropKafkaPrefix(prefix: string): Promise<void> {
-  const kafka = new Kafka({ clientId: "umw-test-cleanup", brokers: [...infra.kafkaBrokers], logLevel: logLevel.NOTHING });
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const groups = (await admin.listGroups()).groups.map((group) => group.groupId).filter((id) => id.startsWith(prefix));
-    if (groups.length) await admin.deleteGroups(groups).catch(() => undefined);
-    const topics = (await admin.listTopics()).filter((topic) => topic.startsWith(prefix));
-    if (topics.length) await admin.deleteTopics({ topics, timeout: 10_000 });
-  } finally {
-    await admin.disconnect();
   }
 }
 
