@@ -2,33 +2,22 @@
 // streamed to the replica, migrated), a random Redis key prefix, mTLS certificates, and
 // wrappers that count backend calls.
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { pino } from "pino";
 import type { Entity } from "../../gen/umw/v1/entity_pb.js";
-import { createDevCertificates } from "../../runtime/certs.js";
-import { migrate } from "../../runtime/migrate.js";
-import { clientCredentials, loadIdentity, serverCredentials } from "../../runtime/tls.js";
+import { createTestDatabase as createIsolatedDatabase } from "../support/database.js";
+import { testCerts } from "../support/certs.js";
+import { infra } from "../support/env.js";
+import { clientCredentials, serverCredentials } from "../../runtime/tls.js";
 import type { EntityBackend } from "../../services/query/backend.js";
 
-export const REDIS_URL = process.env.UMW_REDIS_URL ?? "redis://127.0.0.1:16379";
-export const PG_URL = process.env.UMW_PG_URL ?? "postgres://umw:umw@127.0.0.1:15432/umw";
-export const PG_REPLICA_URL = process.env.UMW_PG_REPLICA_URL ?? "postgres://umw:umw@127.0.0.1:15433/umw";
+export const REDIS_URL = infra.redisUrl;
 
 export const log = pino({ level: process.env.TEST_LOG ?? "silent" });
 
 export const unique = (prefix: string): string => `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString("hex")}`;
-
-function withDatabase(url: string, database: string): string {
-  const parsed = new URL(url);
-  parsed.pathname = `/${database}`;
-  return parsed.toString();
-}
 
 export interface TestDatabase {
   readonly name: string;
@@ -44,47 +33,20 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-/** A fresh database `umw_t_<random>` on the primary, migrated, visible on the replica. */
+/** A fresh database `umw_t_<random>` on the primary, migrated, visible on the replica, with pools on both. */
 export async function createTestDatabase(): Promise<TestDatabase> {
-  const name = unique("umw_t").toLowerCase();
-  const admin = new pg.Client({ connectionString: PG_URL });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await admin.end();
-  }
-  const primaryUrl = withDatabase(PG_URL, name);
-  const replicaUrl = withDatabase(PG_REPLICA_URL, name);
-  await migrate(primaryUrl);
-  const primary = new pg.Pool({ connectionString: primaryUrl, max: 4 });
+  const database = await createIsolatedDatabase();
+  const primary = new pg.Pool({ connectionString: database.url, max: 4 });
   await primary.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
-  const syncReplica = async () => {
-    const { rows } = await primary.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn");
-    const lsn = rows[0]!.lsn;
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const probe = new pg.Client({ connectionString: withDatabase(PG_REPLICA_URL, "umw") });
-      try {
-        await probe.connect();
-        const { rows: replayed } = await probe.query<{ ok: boolean }>("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok", [lsn]);
-        if (replayed[0]?.ok) return;
-      } finally {
-        await probe.end().catch(() => undefined);
-      }
-      if (Date.now() > deadline) throw new Error(`replica did not replay up to ${lsn} within 15 s`);
-      await sleep(20);
-    }
-  };
-  await syncReplica();
-  const replica = new pg.Pool({ connectionString: replicaUrl, max: 2 });
+  await database.syncReplica();
+  const replica = new pg.Pool({ connectionString: database.replicaUrl, max: 2 });
   return {
-    name,
-    primaryUrl,
-    replicaUrl,
+    name: database.name,
+    primaryUrl: database.url,
+    replicaUrl: database.replicaUrl,
     primary,
     replica,
-    syncReplica,
+    syncReplica: database.syncReplica,
     async insert(tenant, type, id, version, data = { id }) {
       await primary.query(
         `INSERT INTO umw_entities (tenant, type, id, version, data) VALUES ($1, $2, $3, $4, $5)
@@ -95,13 +57,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     async drop() {
       await replica.end().catch(() => undefined);
       await primary.end().catch(() => undefined);
-      const client = new pg.Client({ connectionString: PG_URL });
-      await client.connect();
-      try {
-        await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      } finally {
-        await client.end();
-      }
+      await database.drop();
     },
   };
 }
@@ -123,24 +79,17 @@ export async function deleteKeys(prefix: string): Promise<void> {
 
 /** Dev CA + certificates for the query server and a client, in a temp dir. */
 export function testCertificates() {
-  const dir = mkdtempSync(join(tmpdir(), "umw-query-certs-"));
-  createDevCertificates({ dir, identities: ["query", "cli"] });
+  const certs = testCerts(["query", "cli"]);
   return {
-    dir,
-    server: serverCredentials(loadIdentity(dir, "query")),
-    client: () => clientCredentials(loadIdentity(dir, "cli")),
-    remove: () => rmSync(dir, { recursive: true, force: true }),
+    dir: certs.dir,
+    server: serverCredentials(certs.identity("query")),
+    client: () => clientCredentials(certs.identity("cli")),
+    remove: certs.remove,
   };
 }
 
-/** A TCP port nothing listens on. */
-export async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+/** A TCP port nothing listens on (one that was free a moment ago). */
+export { freePort as closedPort } from "../support/ports.js";
 
 /** Wraps a backend: counts calls, and can delay or fail them. */
 export class CountingBackend implements EntityBackend {

@@ -8,6 +8,8 @@ export interface TestDatabase {
   readonly url: string;
   /** The streaming replica's copy of the same database. */
   readonly replicaUrl: string;
+  /** Waits until the replica has replayed everything the primary has written so far. */
+  syncReplica(): Promise<void>;
   drop(): Promise<void>;
 }
 
@@ -30,11 +32,13 @@ export async function createTestDatabase(options: { replica?: boolean } = {}): P
   const url = withDatabase(infra.pgUrl, name);
   const replicaUrl = withDatabase(infra.pgReplicaUrl, name);
   await migrate(url);
-  if (options.replica) await waitForReplica(replicaUrl);
+  const syncReplica = () => waitForReplay(url);
+  if (options.replica) await syncReplica();
   return {
     name,
     url,
     replicaUrl,
+    syncReplica,
     async drop() {
       const client = new pg.Client({ connectionString: infra.pgUrl });
       await client.connect();
@@ -44,21 +48,23 @@ export async function createTestDatabase(options: { replica?: boolean } = {}): P
   };
 }
 
-/** Waits until the replica has replayed the migrations of this run's database. */
-async function waitForReplica(replicaUrl: string, timeoutMs = 15_000): Promise<void> {
+/** Waits until the replica has replayed the primary's WAL up to where it is now. */
+async function waitForReplay(primaryUrl: string, timeoutMs = 15_000): Promise<void> {
+  const primary = new pg.Client({ connectionString: primaryUrl });
+  await primary.connect();
+  const { rows } = await primary.query<{ lsn: string }>("SELECT pg_current_wal_lsn()::text AS lsn").finally(() => primary.end());
+  const lsn = rows[0]!.lsn;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const client = new pg.Client({ connectionString: replicaUrl });
+    const replica = new pg.Client({ connectionString: infra.pgReplicaUrl });
     try {
-      await client.connect();
-      const { rows } = await client.query("SELECT count(*)::int AS n FROM umw_schema_migrations");
-      if (rows[0].n > 0) return;
-    } catch (error) {
-      if (Date.now() > deadline) throw new Error(`replica never caught up with ${replicaUrl}: ${(error as Error).message}`);
+      await replica.connect();
+      const { rows: replayed } = await replica.query<{ ok: boolean }>("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok", [lsn]);
+      if (replayed[0]?.ok) return;
     } finally {
-      await client.end().catch(() => undefined);
+      await replica.end().catch(() => undefined);
     }
-    if (Date.now() > deadline) throw new Error(`replica never caught up with ${replicaUrl}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    if (Date.now() > deadline) throw new Error(`the replica did not replay up to ${lsn} within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
