@@ -9,7 +9,10 @@ import { MESH_IDENTITIES, SERVICES } from "../services/registry.js";
 
 const USAGE = `usage: umw <command>
 
-  serve <service...>|all   run services in this process (${Object.keys(SERVICES).join(", ")})
+  serve <service...>|all [--embedded]
+                           run services in this process (${Object.keys(SERVICES).join(", ")});
+                           --embedded (or UMW_EMBEDDED=1): on PGlite, an in-process bus and an
+                           in-memory cache instead of Postgres, Kafka and Redis (not durable)
   certs [--force]          create the dev CA and mesh certificates in UMW_CERTS_DIR (.certs)
   migrate                  apply SQL migrations to UMW_PG_URL
   infra up|down|status     local Redis, Postgres primary + replica, Kafka (scripts/infra.sh)
@@ -52,7 +55,9 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function serve(config: Config, names: string[]): Promise<number> {
+async function serve(config: Config, args: string[]): Promise<number> {
+  const embeddedMode = config.embedded || args.includes("--embedded");
+  const names = args.filter((arg) => arg !== "--embedded");
   const wanted = names.includes("all") ? Object.keys(SERVICES) : names;
   const unknown = wanted.filter((name) => !(name in SERVICES));
   if (wanted.length === 0 || unknown.length) {
@@ -60,6 +65,7 @@ async function serve(config: Config, names: string[]): Promise<number> {
     return 2;
   }
   const log = rootLogger(config.logLevel);
+  const embedded = embeddedMode ? await (await import("../services/embedded/index.js")).openEmbedded(config, log) : undefined;
   const runtime = createRuntime(config, log);
   const running: RunningService[] = [];
   let stopping = false;
@@ -71,16 +77,17 @@ async function serve(config: Config, names: string[]): Promise<number> {
     stopping = true;
     log.info({ signal }, "stopping");
     for (const service of running.reverse()) await service.stop().catch((error) => log.error({ err: error, service: service.name }, "stop failed"));
+    await embedded?.close().catch((error: unknown) => log.error({ err: error }, "closing the embedded stores failed"));
     log.info("stopped");
     process.exit(0);
   };
   process.on("SIGINT", () => void stopAll("SIGINT"));
   process.on("SIGTERM", () => void stopAll("SIGTERM"));
   for (const name of wanted) {
-    const module = await SERVICES[name]!();
+    const module = embedded ? embedded.services[name]! : await SERVICES[name]!();
     running.push(await module.start({ ...runtime, log: log.child({ service: name }) }));
   }
-  log.info({ services: wanted }, "umw ready");
+  log.info({ services: wanted, ...(embedded && { embedded: true }) }, "umw ready");
   return new Promise<number>(() => undefined);
 }
 

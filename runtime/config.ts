@@ -83,6 +83,10 @@ const settings = {
   queryAddress: { env: "UMW_QUERY_ADDRESS", schema: z.string().optional() },
   commandAddress: { env: "UMW_COMMAND_ADDRESS", schema: z.string().optional() },
   realtimeAddress: { env: "UMW_REALTIME_ADDRESS", schema: z.string().optional() },
+  /** Run on the embedded adapters (PGlite, in-process bus, in-memory cache) instead of Postgres, Kafka and Redis; also `umw serve --embedded`. */
+  embedded: { env: "UMW_EMBEDDED", schema: z.preprocess((value) => (typeof value === "boolean" ? String(value) : value), z.stringbool()).default(false) },
+  /** PGlite's folder in embedded mode; unset = in memory, gone when the process ends. */
+  embeddedDataDir: { env: "UMW_EMBEDDED_DATA_DIR", schema: z.string().min(1).optional() },
   /** Resource types by name: backend, cache policy, JSON Schema. JSON in the env var, a mapping in the file. */
   resources: {
     env: "UMW_RESOURCES",

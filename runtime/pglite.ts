@@ -1,13 +1,14 @@
-import { PGlite } from "@electric-sql/pglite";
+import { PGlite, type PGliteOptions } from "@electric-sql/pglite";
 import { readMigrations } from "./migrate.js";
 import type { Database, Sql } from "./sql.js";
 
 /**
  * The embedded store: real Postgres compiled to wasm, in this process, in memory (or in a folder).
  * One connection, so transactions run one at a time; fine for the demo and unit tests.
+ * `options` go to PGlite (e.g. `loadDataDir`: start from a dump instead of running initdb).
  */
-export async function openPglite(dataDir?: string): Promise<Database & { readonly pglite: PGlite }> {
-  const pglite = await PGlite.create(dataDir);
+export async function openPglite(dataDir?: string, options?: PGliteOptions): Promise<Database & { readonly pglite: PGlite }> {
+  const pglite = await PGlite.create(dataDir, options);
   await pglite.exec(`CREATE TABLE IF NOT EXISTS umw_schema_migrations (
     version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
   const applied = new Set((await pglite.query<{ version: number }>("SELECT version FROM umw_schema_migrations")).rows.map((row) => row.version));

@@ -16,7 +16,7 @@ export const DEFAULT_FORWARDED_HEADERS: readonly string[] = [
 ];
 
 /** Upstream response metadata the edge passes on to the client (REST renames umw-cache-status). */
-export const DEFAULT_PASSTHROUGH_HEADERS: readonly string[] = ["umw-cache-status", "location", "retry-after"];
+export const DEFAULT_PASSTHROUGH_HEADERS: readonly string[] = ["umw-cache-status", "location", "retry-after", "idempotent-replayed", "idempotency-key-expires"];
 
 const REQUEST_ID_SHAPE = /^[\x21-\x7e]{1,200}$/;
 

@@ -1,0 +1,90 @@
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { PGlite } from "@electric-sql/pglite";
+import type { Logger } from "../../runtime/logger.js";
+import { readMigrations } from "../../runtime/migrate.js";
+import { openPglite } from "../../runtime/pglite.js";
+import type { Database } from "../../runtime/sql.js";
+
+/** Where templates are kept: the usual place of tool caches; `npm ci` clears it, the next start refills it. */
+export const DEFAULT_TEMPLATE_DIR = fileURLToPath(new URL("../../node_modules/.cache/umw/", import.meta.url));
+
+export interface EmbeddedDatabaseOptions {
+  /** PGlite's folder; undefined = in memory. */
+  readonly dataDir: string | undefined;
+  readonly log: Logger;
+  /** Folder of the template cache; null = no cache. */
+  readonly templateDir?: string | null;
+}
+
+/**
+ * Opens the embedded database, migrated. A fresh PGlite runs initdb in wasm, which is most of its
+ * start (measured here on 2 busy cores: 15-25 s; from a dump: 2-5 s). So the in-memory database
+ * starts from a dump of an empty migrated one ("template", keyed by the PGlite version and the
+ * migrations), written by the first start. Any problem with the cache falls back to initdb. A
+ * data dir is opened as it is: it is initialised once and then reused anyway.
+ */
+export async function openEmbeddedDatabase(options: EmbeddedDatabaseOptions): Promise<Database & { readonly pglite: PGlite }> {
+  const { dataDir, log } = options;
+  const templateDir = options.templateDir === undefined ? DEFAULT_TEMPLATE_DIR : options.templateDir;
+  if (dataDir || templateDir === null) return openPglite(dataDir);
+  let file: string;
+  try {
+    file = join(templateDir, `pglite-${templateKey()}.tar.gz`);
+  } catch (error) {
+    log.debug({ err: error }, "embedded: no PGlite template (cannot key it)");
+    return openPglite();
+  }
+  let template: Buffer | undefined;
+  try {
+    template = readFileSync(file);
+  } catch {
+    // no template yet
+  }
+  if (template) {
+    try {
+      return await openPglite(undefined, { loadDataDir: new Blob([new Uint8Array(template)]) });
+    } catch (error) {
+      log.warn({ err: error, file }, "embedded: the PGlite template cannot be loaded; removing it and starting from initdb");
+      rmSync(file, { force: true });
+    }
+  }
+  const db = await openPglite();
+  try {
+    const dump = Buffer.from(await (await db.pglite.dumpDataDir("gzip")).arrayBuffer());
+    mkdirSync(templateDir, { recursive: true });
+    const partial = `${file}.${process.pid}.tmp`;
+    writeFileSync(partial, dump);
+    renameSync(partial, file);
+    log.info({ file }, "embedded: saved an empty migrated database as a template; the next starts skip initdb");
+  } catch (error) {
+    log.debug({ err: error, dir: templateDir }, "embedded: cannot save the PGlite template (starts stay slower)");
+  }
+  return db;
+}
+
+/** Changes with the PGlite version and with any migration, so a stale template is never used. */
+function templateKey(): string {
+  const hash = createHash("sha256").update(`pglite ${pgliteVersion()}\n`);
+  for (const migration of readMigrations()) hash.update(`${migration.version} ${migration.name}\n${migration.sql}\n`);
+  return hash.digest("hex").slice(0, 16);
+}
+
+/** The installed PGlite's version (its package.json is not exported: found from its entry point). */
+function pgliteVersion(): string {
+  let dir = dirname(createRequire(import.meta.url).resolve("@electric-sql/pglite"));
+  for (;;) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name?: string; version?: string };
+      if (pkg.name === "@electric-sql/pglite" && pkg.version) return pkg.version;
+    } catch {
+      // not here: one level up
+    }
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error("cannot find the version of @electric-sql/pglite");
+    dir = parent;
+  }
+}
