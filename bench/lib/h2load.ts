@@ -20,6 +20,30 @@ export interface LoadOptions {
   /** Use HTTP/1.1 instead of h2c. */
   readonly http1?: boolean;
   readonly threads?: number;
+  /**
+   * Paths (or URLs) requested in this order by every client (h2load -i), instead of `url`'s path;
+   * `url` still gives the scheme, host and port. With one client and `requests` = paths.length,
+   * each path is requested exactly once, in order.
+   */
+  readonly paths?: readonly string[];
+  /** A fixed number of requests (h2load -n) instead of a duration. */
+  readonly requests?: number;
+  /** Kill h2load after this long (default: duration + warm-up + 30 s). */
+  readonly timeoutMs?: number;
+}
+
+/** The h2load settings of a run, as recorded in the results. */
+export function describeLoad(options: LoadOptions): Record<string, unknown> {
+  return {
+    protocol: options.http1 ? "http/1.1" : "h2c",
+    clients: options.clients ?? 4,
+    streams: options.streams ?? 32,
+    threads: options.threads ?? 1,
+    ...(options.requests !== undefined ? { requests: options.requests } : { durationS: options.durationS ?? 5, warmupS: options.warmupS ?? 1 }),
+    ...(options.paths ? { paths: options.paths.length } : {}),
+    ...(options.body ? { method: "POST", bodyBytes: options.body.length } : { method: "GET" }),
+    ...(options.headers && Object.keys(options.headers).length > 0 ? { headers: options.headers } : {}),
+  };
 }
 
 export interface LoadResult {
@@ -28,6 +52,10 @@ export interface LoadResult {
   readonly failed: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
+  /** Responses by status class, as h2load counts them. */
+  readonly status: { readonly "2xx": number; readonly "3xx": number; readonly "4xx": number; readonly "5xx": number };
+  /** The h2load command line. */
+  readonly command: string;
 }
 
 /**
@@ -42,8 +70,7 @@ export async function h2load(options: LoadOptions): Promise<LoadResult> {
       "-c", String(options.clients ?? 4),
       "-m", String(options.streams ?? 32),
       "-t", String(options.threads ?? 1),
-      "-D", String(options.durationS ?? 5),
-      "--warm-up-time", String(options.warmupS ?? 1),
+      ...(options.requests !== undefined ? ["-n", String(options.requests)] : ["-D", String(options.durationS ?? 5), "--warm-up-time", String(options.warmupS ?? 1)]),
       "--log-file", log,
     ];
     if (options.http1) args.push("--h1");
@@ -53,8 +80,15 @@ export async function h2load(options: LoadOptions): Promise<LoadResult> {
       writeFileSync(bodyFile, options.body);
       args.push("-d", bodyFile);
     }
-    args.push(options.url);
-    const { stdout } = await run("h2load", args, { maxBuffer: 16 * 1024 * 1024 });
+    if (options.paths) {
+      const pathsFile = join(dir, "paths");
+      writeFileSync(pathsFile, options.paths.map((path) => new URL(path, options.url).toString()).join("\n") + "\n");
+      args.push("-i", pathsFile);
+    } else {
+      args.push(options.url);
+    }
+    const timeout = options.timeoutMs ?? ((options.durationS ?? 5) + (options.warmupS ?? 1) + 30) * 1000;
+    const { stdout } = await run("h2load", args, { maxBuffer: 16 * 1024 * 1024, timeout, killSignal: "SIGKILL" });
     const rps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(stdout)?.[1]);
     const counts = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(stdout);
     if (!Number.isFinite(rps) || !counts) throw new Error(`cannot read h2load output:\n${stdout}`);
@@ -65,7 +99,16 @@ export async function h2load(options: LoadOptions): Promise<LoadResult> {
       .map((line) => Number(line.split("\t")[2]) / 1000)
       .sort((a, b) => a - b);
     const failed = Number(counts[5]) + Number(counts[6]);
-    return { rps: Math.round(rps), requests: Number(counts[4]), failed, p50Ms: percentile(latencies, 0.5), p99Ms: percentile(latencies, 0.99) };
+    const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(stdout);
+    return {
+      rps: Math.round(rps),
+      requests: Number(counts[4]),
+      failed,
+      p50Ms: percentile(latencies, 0.5),
+      p99Ms: percentile(latencies, 0.99),
+      status: { "2xx": Number(codes?.[1] ?? 0), "3xx": Number(codes?.[2] ?? 0), "4xx": Number(codes?.[3] ?? 0), "5xx": Number(codes?.[4] ?? 0) },
+      command: ["h2load", ...args.map((arg) => (arg.startsWith(dir) ? `<${arg.slice(dir.length + 1)}>` : /\s/.test(arg) ? `'${arg}'` : arg))].join(" "),
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

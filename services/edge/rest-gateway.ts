@@ -30,6 +30,8 @@ export class RestGateway {
   readonly routes: RouteTable;
   /** [upstream metadata key, HTTP header name] of the metadata passed on. */
   private readonly passthrough: readonly (readonly [string, string])[];
+  /** Rendered JSON by response message (messages are never modified once received). */
+  private readonly rendered = new WeakMap<Message, { readonly binding: HttpBinding; readonly json: string }>();
 
   constructor(private readonly ctx: EdgeContext) {
     const services = [...ctx.upstreams.values()].map((upstream) => upstream.service);
@@ -148,7 +150,19 @@ export class RestGateway {
     res.end(body);
   }
 
+  /**
+   * JSON of a response, rendered once per (binding, message): the upstream hands out one shared
+   * message per distinct response bytes (Upstream), so a cached entity is rendered once.
+   */
   private responseJson(binding: HttpBinding, response: Message): string {
+    const known = this.rendered.get(response);
+    if (known?.binding === binding) return known.json;
+    const json = this.renderJson(binding, response);
+    this.rendered.set(response, { binding, json });
+    return json;
+  }
+
+  private renderJson(binding: HttpBinding, response: Message): string {
     const options = { registry: this.ctx.registry };
     const field = binding.responseBody;
     if (!field) return toJsonString(binding.method.output, response, options);

@@ -40,10 +40,11 @@ export class Upstream {
   ) {
     this.client = new Client(address, credentials, options);
     for (const method of service.methods) {
+      const decoded = new DecodedResponses(method.output, MEMO_ENTRIES);
       this.codecs.set(method, {
         path: `/${service.typeName}/${method.name}`,
         serialize: serializer(method.input),
-        deserialize: (bytes) => fromBinary(method.output, bytes),
+        deserialize: method.methodKind === "unary" ? (bytes) => decoded.decode(bytes) : (bytes) => fromBinary(method.output, bytes),
       });
     }
   }
@@ -52,9 +53,20 @@ export class Upstream {
   unary(method: DescMethod, request: Message, metadata: Metadata, deadline: number, callback: UnaryCallback): ClientUnaryCall {
     const codec = this.codec(method);
     let headers: Metadata | undefined;
-    const call = this.client.makeUnaryRequest(codec.path, codec.serialize, codec.deserialize, request, metadata, { deadline }, (error, response) =>
-      callback(error, response, headers),
-    );
+    // grpc-js takes a stack trace (`new Error()`) on every call, only to append "for call at" to
+    // a failed call's stack; here that would always name this method, and taking it costs about as
+    // much as decoding the response. None is taken (the limit is restored right after: the call
+    // starts synchronously). The error itself (code, details, metadata) is unchanged.
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    let call: ClientUnaryCall;
+    try {
+      call = this.client.makeUnaryRequest(codec.path, codec.serialize, codec.deserialize, request, metadata, { deadline }, (error, response) =>
+        callback(error, response, headers),
+      );
+    } finally {
+      Error.stackTraceLimit = stackTraceLimit;
+    }
     call.on("metadata", (received: Metadata) => (headers = received));
     return call;
   }
@@ -113,6 +125,36 @@ export class Upstream {
     const codec = this.codecs.get(method);
     if (!codec) throw new Error(`${method.parent.typeName}/${method.name} is not a method of ${this.service.typeName}`);
     return codec;
+  }
+}
+
+/** Distinct unary responses whose decoded message is kept (per method), and the largest one kept. */
+const MEMO_ENTRIES = 1024;
+const MEMO_MAX_BYTES = 8 * 1024;
+
+/**
+ * Unary responses decoded once per distinct bytes: a cached entity comes back as the same bytes on
+ * every read, so one decoded message serves them all (and the REST gateway renders its JSON once).
+ * Messages handed out here are shared and must not be modified; oldest entry evicted first.
+ */
+class DecodedResponses {
+  private readonly messages = new Map<string, Message>();
+
+  constructor(
+    private readonly schema: DescMessage,
+    private readonly maxEntries: number,
+  ) {}
+
+  decode(bytes: Buffer): Message {
+    if (this.maxEntries <= 0 || bytes.length > MEMO_MAX_BYTES) return fromBinary(this.schema, bytes);
+    const key = bytes.toString("latin1");
+    let message = this.messages.get(key);
+    if (message === undefined) {
+      message = fromBinary(this.schema, bytes);
+      this.messages.set(key, message);
+      if (this.messages.size > this.maxEntries) this.messages.delete(this.messages.keys().next().value!);
+    }
+    return message;
   }
 }
 

@@ -80,6 +80,8 @@ export interface RedisCacheOptions {
   readonly connectTimeoutMs?: number;
   /** How long connect() waits for the first connection before starting degraded. */
   readonly readyTimeoutMs?: number;
+  /** Keys whose last decoded entry is kept with its bytes (see DecodedEntries); 0 disables. Default 4096. */
+  readonly decodedEntries?: number;
 }
 
 interface ChannelGroup {
@@ -98,6 +100,7 @@ export class RedisCache implements Cache {
   private subscriberReady: Promise<Redis> | undefined;
   private readonly channels = new Map<string, ChannelGroup>();
   private readonly scripts: ScriptCommands;
+  private readonly decoded: DecodedEntries;
   private lastErrorLog = 0;
 
   private constructor(private readonly options: RedisCacheOptions) {
@@ -115,6 +118,7 @@ export class RedisCache implements Cache {
     this.redis.defineCommand("umwComplete", { numberOfKeys: 2, lua: COMPLETE_SCRIPT });
     this.redis.defineCommand("umwInvalidate", { numberOfKeys: 1, lua: INVALIDATE_SCRIPT });
     this.scripts = this.redis as unknown as ScriptCommands;
+    this.decoded = new DecodedEntries(options.decodedEntries ?? 4096);
   }
 
   /** Connects; if Redis does not answer within readyTimeoutMs, starts anyway (degraded) and keeps retrying. */
@@ -232,8 +236,12 @@ export class RedisCache implements Cache {
   }
 
   private decode(key: string, raw: Buffer): CacheEntry | undefined {
+    const known = this.decoded.get(key, raw);
+    if (known) return known;
     try {
-      return decodeEntry(raw);
+      const entry = decodeEntry(raw);
+      this.decoded.set(key, raw, entry);
+      return entry;
     } catch (error) {
       // A foreign or corrupt value is a miss; the next versioned set replaces it.
       this.logError(`entry ${key}`, error as Error);
@@ -246,6 +254,31 @@ export class RedisCache implements Cache {
     if (now - this.lastErrorLog < 5_000) return;
     this.lastErrorLog = now;
     this.options.log.warn({ err: error.message }, `${what} error`);
+  }
+}
+
+/**
+ * The last decoded entry of each recently read key, with a copy of the bytes it came from. A hit
+ * reads the same bytes again and again: comparing them replaces decoding the entity (protobuf with
+ * a Struct, the largest share of a hit's own work). Same bytes, same entry: the entry object is
+ * shared by every reader of the key and never modified (as with L1). Oldest key evicted first.
+ */
+class DecodedEntries {
+  private readonly entries = new Map<string, { readonly raw: Buffer; readonly entry: CacheEntry }>();
+
+  constructor(private readonly maxEntries: number) {}
+
+  get(key: string, raw: Buffer): CacheEntry | undefined {
+    const slot = this.entries.get(key);
+    return slot !== undefined && slot.raw.equals(raw) ? slot.entry : undefined;
+  }
+
+  set(key: string, raw: Buffer, entry: CacheEntry): void {
+    if (this.maxEntries <= 0) return;
+    // A copy: the reply may be a slice of the client's reusable read buffer.
+    this.entries.delete(key);
+    this.entries.set(key, { raw: Buffer.from(raw), entry });
+    if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
   }
 }
 

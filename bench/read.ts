@@ -1,0 +1,500 @@
+// npm run bench:read — the read path's throughput against floors measured in the same run, and the
+// cache's hit ratio under Zipf(1.1) traffic from cold. Everything on loopback, h2load as the load
+// generator (a Node client would saturate first, DESIGN.md §3), each server in a process of its own.
+// Writes bench/results/read.json. Bounded: about 2 minutes, hard stop at BENCH_MAX_S (default 240 s).
+//
+// Knobs (environment): BENCH_DURATION_S (5 per h2load run), BENCH_JIT_WARMUP_S (3), BENCH_WARMUP_S (1), BENCH_H1_CLIENTS (64),
+// BENCH_H2_CLIENTS (4), BENCH_H2_STREAMS (32), BENCH_ZIPF_READS (300000), BENCH_ZIPF_MAX_S (60),
+// BENCH_CPU_PROF=dir (V8 CPU profiles of every server process), BENCH_EDGE_CHANNEL_OPTIONS (JSON).
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
+import os from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { credentials as grpcCredentials, Client, Metadata } from "@grpc/grpc-js";
+import { Redis } from "ioredis";
+import { GetEntityRequestSchema } from "../gen/umw/v1/query_pb.js";
+import { createTestDatabase, type TestDatabase } from "../test/support/database.js";
+import { testCerts, type TestCerts } from "../test/support/certs.js";
+import { infra } from "../test/support/env.js";
+import { ServerProcess } from "./lib/children.js";
+import { entityId, seedEntities } from "./lib/dataset.js";
+import { describeLoad, grpcFrame, h2load, type LoadOptions, type LoadResult } from "./lib/h2load.js";
+import { scrape, sumOf, type Sample } from "./lib/prometheus.js";
+import type { ZipfDone } from "./lib/serve.js";
+import { Zipf } from "./lib/zipf.js";
+
+const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
+const DURATION_S = env("BENCH_DURATION_S", 5);
+const WARMUP_S = env("BENCH_WARMUP_S", 1);
+const H1_CLIENTS = env("BENCH_H1_CLIENTS", 64);
+const H2_CLIENTS = env("BENCH_H2_CLIENTS", 4);
+const H2_STREAMS = env("BENCH_H2_STREAMS", 32);
+const ZIPF = { keys: 10_000, s: 1.1, seed: 20_251_201, reads: env("BENCH_ZIPF_READS", 300_000), concurrency: 64, maxMs: env("BENCH_ZIPF_MAX_S", 60) * 1000 };
+const REDIS_CALLERS = 64;
+const REDIS_SECONDS = 3;
+const MAX_S = env("BENCH_MAX_S", 240);
+/** Unmeasured load on the edge and QueryService first, so that V8 has optimized their (large) hot paths. */
+const JIT_WARMUP_S = env("BENCH_JIT_WARMUP_S", 3);
+const CPU_PROF = process.env.BENCH_CPU_PROF;
+const EDGE_CHANNEL_OPTIONS = process.env.BENCH_EDGE_CHANNEL_OPTIONS ? (JSON.parse(process.env.BENCH_EDGE_CHANNEL_OPTIONS) as Record<string, unknown>) : undefined;
+
+const TENANT = "bench";
+const TYPE = "item";
+const HOT_ID = entityId(1);
+const REST_PATH = `/v1/tenants/${TENANT}/types/${TYPE}/entities/${HOT_ID}`;
+const GRPC_PATH = "/umw.v1.QueryService/GetEntity";
+const RESULTS = join(dirname(fileURLToPath(import.meta.url)), "results", "read.json");
+
+const TARGETS = { ratio_edge_to_floor: 0.35, ratio_grpc_to_floor: 0.5, zipf_hit_ratio: 0.95, zipf_backend_share: 0.05 } as const;
+
+const began = performance.now();
+const elapsed = () => `${((performance.now() - began) / 1000).toFixed(1)}s`.padStart(6);
+const load1 = () => Math.round(os.loadavg()[0]! * 100) / 100;
+const loadSamples: { phase: string; load1: number; load5: number }[] = [];
+function progress(phase: string, message: string): void {
+  const [one, five] = os.loadavg();
+  loadSamples.push({ phase, load1: Math.round(one! * 100) / 100, load5: Math.round(five! * 100) / 100 });
+  console.log(`[${elapsed()}] ${phase.padEnd(9)} ${message}  (load ${one!.toFixed(2)})`);
+}
+
+const processes: ServerProcess[] = [];
+let db: TestDatabase | undefined;
+let certs: TestCerts | undefined;
+const keyPrefix = `bench:${randomBytes(4).toString("hex")}:`;
+
+async function spawn(name: string, spec: Parameters<typeof ServerProcess.start>[1]): Promise<ServerProcess> {
+  const server = await ServerProcess.start(name, spec, { cpuProfDir: CPU_PROF ? join(CPU_PROF, name) : undefined });
+  processes.push(server);
+  return server;
+}
+
+async function retire(server: ServerProcess): Promise<void> {
+  await server.stop();
+  processes.splice(processes.indexOf(server), 1);
+}
+
+/** One h2load run with the CPU each server process (and Redis, when given) used meanwhile (% of one core). */
+interface Run extends LoadResult {
+  readonly cpu: Record<string, number>;
+  /** CPU time of all watched processes per request: less sensitive to a busy machine than req/s. */
+  readonly cpuUsPerRequest: number;
+  readonly load1: number;
+}
+
+async function measure(options: LoadOptions, watched: readonly ServerProcess[], redis?: Redis): Promise<Run> {
+  await Promise.all(watched.map((server) => server.markCpu()));
+  const redisBefore = redis ? await redisCpu(redis) : 0;
+  const started = performance.now();
+  const result = await h2load(options);
+  const seconds = (performance.now() - started) / 1000;
+  const cpu: Record<string, number> = Object.fromEntries(await Promise.all(watched.map(async (server) => [server.name, await server.cpuSince()] as const)));
+  if (redis) cpu.redis = Math.round((((await redisCpu(redis)) - redisBefore) / seconds) * 100);
+  if (result.failed > 0 || result.requests === 0) throw new Error(`${result.command}: ${result.failed} failed of ${result.requests + result.failed}`);
+  const busy = Object.values(cpu).reduce((sum, pct) => sum + pct, 0) / 100;
+  return { ...result, cpu, cpuUsPerRequest: Math.round((busy * 1e6) / result.rps), load1: load1() };
+}
+
+const fmt = (run: Run) =>
+  `${run.rps.toLocaleString("en-US")} req/s, p50 ${run.p50Ms} ms, p99 ${run.p99Ms} ms, cpu ${Object.entries(run.cpu).map(([name, pct]) => `${name} ${pct}%`).join(" ")} (${run.cpuUsPerRequest} µs/req)`;
+
+/** A GET through node:http: status, headers and body as the edge sends them. */
+function httpGet(port: number, path: string): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    request({ host: "127.0.0.1", port, path, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers as Record<string, string>, body: Buffer.concat(chunks) }));
+      res.on("error", reject);
+    })
+      .on("error", reject)
+      .end();
+  });
+}
+
+/** One GetEntity over insecure gRPC, bytes untouched: the exact response message and its headers. */
+function grpcGet(address: string, message: Uint8Array): Promise<{ response: Buffer; headers: Record<string, string> }> {
+  const client = new Client(address, grpcCredentials.createInsecure());
+  return new Promise((resolve, reject) => {
+    let headers: Record<string, string> = {};
+    const call = client.makeUnaryRequest(
+      GRPC_PATH,
+      (value: Buffer) => value,
+      (value: Buffer) => value,
+      Buffer.from(message),
+      new Metadata(),
+      { deadline: Date.now() + 5_000 },
+      (error, response) => {
+        client.close();
+        if (error) reject(error);
+        else resolve({ response: response!, headers });
+      },
+    );
+    call.on("metadata", (metadata: Metadata) => {
+      headers = Object.fromEntries(Object.entries(metadata.getMap()).map(([key, value]) => [key, String(value)]));
+    });
+  });
+}
+
+const QUERY_COUNTERS = {
+  hits: "umw_query_cache_hits_total",
+  misses: "umw_query_cache_misses_total",
+  collapsed: "umw_query_cache_collapsed_total",
+  negativeHits: "umw_query_cache_negative_hits_total",
+  staleServed: "umw_query_cache_stale_served_total",
+  earlyRefreshes: "umw_query_cache_early_refreshes_total",
+  fenced: "umw_query_cache_fenced_total",
+  cacheErrors: "umw_query_cache_errors_total",
+} as const;
+
+type Counters = Record<keyof typeof QUERY_COUNTERS | "backendGets", number>;
+
+function countersOf(samples: readonly Sample[]): Counters {
+  const counters = Object.fromEntries(Object.entries(QUERY_COUNTERS).map(([key, name]) => [key, sumOf(samples, name)])) as Counters;
+  counters.backendGets = sumOf(samples, "umw_query_backend_duration_seconds_count", { op: "get" });
+  return counters;
+}
+
+async function queryCounters(server: ServerProcess): Promise<Counters> {
+  return countersOf(await scrape(server.info.metricsUrl!));
+}
+
+function delta(after: Counters, before: Counters): Counters {
+  return Object.fromEntries(Object.keys(after).map((key) => [key, after[key as keyof Counters] - before[key as keyof Counters]])) as Counters;
+}
+
+/** Redis's own CPU seconds (INFO cpu), to show what the cache server used during a run. */
+async function redisCpu(redis: Redis): Promise<number> {
+  const info = await redis.info("cpu");
+  const user = Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1] ?? 0);
+  const sys = Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1] ?? 0);
+  return user + sys;
+}
+
+function round(value: number, digits = 3): number {
+  const factor = 10 ** digits;
+  return Math.round(value * factor) / factor;
+}
+
+function mean(a: number, b: number): number {
+  return Math.round((a + b) / 2);
+}
+
+async function preflight(): Promise<void> {
+  try {
+    execFileSync("h2load", ["--version"], { stdio: "ignore" });
+  } catch {
+    throw new Error("h2load is not installed: run scripts/bench-tools.sh");
+  }
+  const redis = new Redis(infra.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 1_000, retryStrategy: () => null });
+  try {
+    await redis.connect();
+    await redis.ping();
+  } catch {
+    throw new Error(`Redis is not reachable at ${infra.redisUrl}: run scripts/infra.sh up`);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function deleteKeys(redis: Redis, prefix: string): Promise<number> {
+  let cursor = "0";
+  let deleted = 0;
+  do {
+    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+    cursor = next;
+    if (keys.length > 0) deleted += await redis.del(...keys);
+  } while (cursor !== "0");
+  return deleted;
+}
+
+async function main(): Promise<void> {
+  const notes: string[] = [];
+  const loadStart = os.loadavg().map((value) => round(value, 2));
+  await preflight();
+  const admin = new Redis(infra.redisUrl, { maxRetriesPerRequest: 1 });
+
+  // ------------------------------------------------------------------ setup
+  certs = testCerts(["query", "edge"]);
+  db = await createTestDatabase({ replica: true });
+  const seeded = await seedEntities(db.url, db.replicaUrl, TENANT, TYPE, ZIPF.keys);
+  if (seeded.rows !== ZIPF.keys) throw new Error(`the replica holds ${seeded.rows} of ${ZIPF.keys} seeded entities`);
+  progress("setup", `database ${db.name}: ${seeded.rows} entities written through the primary, on the replica after ${seeded.replicaWaitMs} ms; Redis prefix ${keyPrefix}`);
+
+  const queryBase = { redisUrl: infra.redisUrl, replicaUrl: db.replicaUrl, keyPrefix, types: [TYPE] };
+  const query = await spawn("query", { role: "query", certsDir: certs.dir, ...queryBase });
+  const edge = await spawn("edge", { role: "edge", certsDir: certs.dir, queryAddress: query.info.address!, channelOptions: EDGE_CHANNEL_OPTIONS });
+  progress("setup", `query (mTLS) at ${query.info.address}, edge at ${edge.info.url} (h2c port ${edge.info.h2cPort})`);
+
+  // ------------------------------------------------------------------- zipf
+  // Cold cache (a fresh key prefix); reads on the QueryService's EntityReader, counted by its metrics.
+  const zipfBefore = await queryCounters(query);
+  const zipfDone: ZipfDone = await query.zipf({ tenant: TENANT, type: TYPE, ...ZIPF });
+  const zipfCounters = delta(await queryCounters(query), zipfBefore);
+  const answered = zipfCounters.hits + zipfCounters.misses + zipfCounters.collapsed + zipfCounters.negativeHits + zipfCounters.staleServed;
+  if (zipfDone.errors > 0 || zipfDone.notFound > 0) throw new Error(`zipf: ${zipfDone.errors} errors, ${zipfDone.notFound} not found`);
+  if (answered !== zipfDone.reads) notes.push(`zipf: the counters account for ${answered} reads of ${zipfDone.reads} issued`);
+  const zipfHitRatio = zipfCounters.hits / zipfDone.reads;
+  const zipfBackendShare = zipfCounters.backendGets / zipfDone.reads;
+  const expectedDistinct = new Zipf(ZIPF.keys, ZIPF.s).expectedDistinct(zipfDone.reads);
+  progress(
+    "zipf",
+    `${zipfDone.reads.toLocaleString("en-US")} reads in ${zipfDone.ms} ms, ${zipfDone.distinctKeys} distinct keys: hits ${zipfCounters.hits}, misses ${zipfCounters.misses}, collapsed ${zipfCounters.collapsed}, backend gets ${zipfCounters.backendGets} → hit ratio ${round(zipfHitRatio, 4)}, backend share ${round(zipfBackendShare, 4)}`,
+  );
+  if (zipfDone.stoppedEarly) notes.push(`zipf: stopped at the ${ZIPF.maxMs / 1000} s bound after ${zipfDone.reads} of ${ZIPF.reads} reads`);
+
+  // --------------------------------------------------------------- edge hit
+  const warm = await httpGet(edge.info.port, REST_PATH);
+  const sample = await httpGet(edge.info.port, REST_PATH);
+  if (sample.status !== 200 || !/^umw; hit/.test(sample.headers["cache-status"] ?? "")) {
+    throw new Error(`edge: GET ${REST_PATH} answered ${sample.status} (${sample.headers["cache-status"]}) after a warm-up ${warm.status}`);
+  }
+  const edgeHeaders: Record<string, string> = {};
+  for (const name of ["content-type", "cache-control", "x-request-id", "etag", "cache-status"]) {
+    if (sample.headers[name] !== undefined) edgeHeaders[name] = sample.headers[name]!;
+  }
+  const floorSpec = { bodyBase64: sample.body.toString("base64"), headers: edgeHeaders };
+  const floorHttp = await spawn("floor-http", { role: "floor-http", ...floorSpec });
+  const floorH2c = await spawn("floor-h2c", { role: "floor-h2c", ...floorSpec });
+  progress("edge", `GET ${REST_PATH} → ${sample.status}, ${sample.body.length} bytes, cache-status "${sample.headers["cache-status"]}"; floors serve the same bytes and headers`);
+
+  const modes = [
+    { mode: "http/1.1", floor: floorHttp, edgePort: edge.info.port, load: { http1: true, clients: H1_CLIENTS, streams: 1 } },
+    { mode: "h2c", floor: floorH2c, edgePort: edge.info.h2cPort!, load: { http1: false, clients: H2_CLIENTS, streams: H2_STREAMS } },
+  ];
+  for (const { mode, edgePort, load } of modes) {
+    await h2load({ url: `http://127.0.0.1:${edgePort}${REST_PATH}`, ...load, durationS: JIT_WARMUP_S, warmupS: 0 });
+    progress("edge", `${mode}: ${JIT_WARMUP_S} s of unmeasured load on the edge (JIT warm-up)`);
+  }
+  const edgeRuns: Record<
+    string,
+    { floorBefore: Run; edge: Run; floorAfter: Run; counters: Counters; floor_rps: number; ratio: number; cpu_ratio: number; settings: Record<string, unknown> }
+  > = {};
+  for (const { mode, floor, edgePort, load } of modes) {
+    const timing = { durationS: DURATION_S, warmupS: WARMUP_S };
+    const floorBefore = await measure({ url: `http://127.0.0.1:${floor.info.port}${REST_PATH}`, ...load, ...timing }, [floor]);
+    progress("edge", `${mode} floor (before): ${fmt(floorBefore)}`);
+    const before = await queryCounters(query);
+    const edgeRun = await measure({ url: `http://127.0.0.1:${edgePort}${REST_PATH}`, ...load, ...timing }, [edge, query], admin);
+    const counters = delta(await queryCounters(query), before);
+    // h2load counts 2xx; the query's own counters say whether every one of them was a cache hit.
+    if (counters.hits < edgeRun.requests || counters.misses + counters.collapsed + counters.cacheErrors > 0) {
+      throw new Error(`edge ${mode}: ${edgeRun.requests} requests but query hits ${counters.hits}, misses ${counters.misses}, cache errors ${counters.cacheErrors}`);
+    }
+    progress("edge", `${mode} edge → query (mTLS) → Redis: ${fmt(edgeRun)}; query hits +${counters.hits}`);
+    const floorAfter = await measure({ url: `http://127.0.0.1:${floor.info.port}${REST_PATH}`, ...load, ...timing }, [floor]);
+    progress("edge", `${mode} floor (after): ${fmt(floorAfter)}`);
+    const floorRps = mean(floorBefore.rps, floorAfter.rps);
+    const cpuRatio = round((floorBefore.cpuUsPerRequest + floorAfter.cpuUsPerRequest) / 2 / edgeRun.cpuUsPerRequest);
+    edgeRuns[mode] = { floorBefore, edge: edgeRun, floorAfter, counters, floor_rps: floorRps, ratio: round(edgeRun.rps / floorRps), cpu_ratio: cpuRatio, settings: describeLoad({ url: "", ...load, ...timing }) };
+  }
+  await retire(floorHttp);
+  await retire(floorH2c);
+  await retire(edge);
+  await retire(query);
+  const edgeMode = Object.entries(edgeRuns).sort(([, a], [, b]) => b.edge.rps - a.edge.rps)[0]![0];
+  const best = edgeRuns[edgeMode]!;
+
+  // --------------------------------------------------------------- gRPC hit
+  // h2load has no client certificate: this QueryService instance (same Redis keys, same replica)
+  // listens with insecure credentials, and so does the grpc-js floor.
+  const grpcQuery = await spawn("query-insecure", { role: "query", ...queryBase });
+  const requestMessage = toBinary(GetEntityRequestSchema, create(GetEntityRequestSchema, { tenant: TENANT, type: TYPE, id: HOT_ID }));
+  const exact = await grpcGet(grpcQuery.info.address!, requestMessage);
+  if (!/^umw; hit/.test(exact.headers["umw-cache-status"] ?? "")) throw new Error(`GetEntity ${HOT_ID} is not a cache hit: ${exact.headers["umw-cache-status"]}`);
+  const floorGrpc = await spawn("floor-grpc", {
+    role: "floor-grpc",
+    path: GRPC_PATH,
+    bodyBase64: exact.response.toString("base64"),
+    headers: { "umw-cache-status": exact.headers["umw-cache-status"]! },
+  });
+  progress("grpc", `GetEntity ${HOT_ID} → ${exact.response.length}-byte GetEntityResponse, "${exact.headers["umw-cache-status"]}"; insecure credentials on both servers (h2load has no client certificate)`);
+  const grpcLoad = {
+    body: grpcFrame(requestMessage),
+    headers: { "content-type": "application/grpc", te: "trailers" },
+    clients: H2_CLIENTS,
+    streams: H2_STREAMS,
+    durationS: DURATION_S,
+    warmupS: WARMUP_S,
+  };
+  await h2load({ url: `http://127.0.0.1:${grpcQuery.info.port}${GRPC_PATH}`, ...grpcLoad, durationS: JIT_WARMUP_S, warmupS: 0 });
+  progress("grpc", `${JIT_WARMUP_S} s of unmeasured load on QueryService (JIT warm-up)`);
+  const grpcFloorBefore = await measure({ url: `http://127.0.0.1:${floorGrpc.info.port}${GRPC_PATH}`, ...grpcLoad }, [floorGrpc]);
+  progress("grpc", `grpc-js floor (before): ${fmt(grpcFloorBefore)}`);
+  const grpcBefore = await queryCounters(grpcQuery);
+  const grpcRun = await measure({ url: `http://127.0.0.1:${grpcQuery.info.port}${GRPC_PATH}`, ...grpcLoad }, [grpcQuery], admin);
+  const grpcCounters = delta(await queryCounters(grpcQuery), grpcBefore);
+  // HTTP 200 is not a gRPC success: every request must have been answered from the cache.
+  if (grpcCounters.hits < grpcRun.requests || grpcCounters.misses + grpcCounters.collapsed + grpcCounters.cacheErrors > 0) {
+    throw new Error(`grpc: ${grpcRun.requests} requests but query hits ${grpcCounters.hits}, misses ${grpcCounters.misses}`);
+  }
+  progress("grpc", `QueryService GetEntity (cache hit): ${fmt(grpcRun)}; query hits +${grpcCounters.hits}`);
+  const grpcFloorAfter = await measure({ url: `http://127.0.0.1:${floorGrpc.info.port}${GRPC_PATH}`, ...grpcLoad }, [floorGrpc]);
+  progress("grpc", `grpc-js floor (after): ${fmt(grpcFloorAfter)}`);
+  await retire(floorGrpc);
+  await retire(grpcQuery);
+  const floorGrpcRps = mean(grpcFloorBefore.rps, grpcFloorAfter.rps);
+  const grpcCpuRatio = round((grpcFloorBefore.cpuUsPerRequest + grpcFloorAfter.cpuUsPerRequest) / 2 / grpcRun.cpuUsPerRequest);
+
+  // ------------------------------------------------------------------ redis
+  // Like RedisCache: ioredis with auto-pipelining; N callers each awaiting one GET at a time.
+  const redis = new Redis(infra.redisUrl, { enableAutoPipelining: true, maxRetriesPerRequest: 1 });
+  const hotKey = `${keyPrefix}umw:${TENANT}:${TYPE}:${HOT_ID}`;
+  const value = await redis.getBuffer(hotKey);
+  if (!value) throw new Error(`redis: ${hotKey} is not cached`);
+  let ops = 0;
+  const redisCpuBefore = await redisCpu(admin);
+  const redisStarted = performance.now();
+  const until = redisStarted + REDIS_SECONDS * 1000;
+  await Promise.all(
+    Array.from({ length: REDIS_CALLERS }, async () => {
+      while (performance.now() < until) {
+        await redis.getBuffer(hotKey);
+        ops++;
+      }
+    }),
+  );
+  const redisSeconds = (performance.now() - redisStarted) / 1000;
+  const redisOps = Math.round(ops / redisSeconds);
+  const redisServerPct = Math.round(((await redisCpu(admin)) - redisCpuBefore) / redisSeconds * 100);
+  redis.disconnect();
+  progress("redis", `ioredis GET of one ${value.length}-byte entry, ${REDIS_CALLERS} concurrent callers, auto-pipelining: ${redisOps.toLocaleString("en-US")} ops/s (redis-server cpu ${redisServerPct}%)`);
+
+  // ---------------------------------------------------------------- results
+  const ratioEdge = round(best.edge.rps / best.floor_rps);
+  const ratioGrpc = round(grpcRun.rps / floorGrpcRps);
+  const figures = {
+    edge_hit_rps: best.edge.rps,
+    edge_hit_p99_ms: best.edge.p99Ms,
+    edge_mode: edgeMode,
+    grpc_hit_rps: grpcRun.rps,
+    floor_http_rps: best.floor_rps,
+    floor_grpc_rps: floorGrpcRps,
+    redis_get_ops: redisOps,
+    redis_get_concurrency: REDIS_CALLERS,
+    ratio_edge_to_floor: ratioEdge,
+    ratio_grpc_to_floor: ratioGrpc,
+    zipf_hit_ratio: round(zipfHitRatio, 4),
+    zipf_backend_share: round(zipfBackendShare, 4),
+  };
+  const targets = {
+    ratio_edge_to_floor: { target: TARGETS.ratio_edge_to_floor, value: ratioEdge, met: ratioEdge >= TARGETS.ratio_edge_to_floor },
+    ratio_grpc_to_floor: { target: TARGETS.ratio_grpc_to_floor, value: ratioGrpc, met: ratioGrpc >= TARGETS.ratio_grpc_to_floor },
+    zipf_hit_ratio: { target: TARGETS.zipf_hit_ratio, value: figures.zipf_hit_ratio, met: zipfHitRatio >= TARGETS.zipf_hit_ratio },
+    zipf_backend_share: { target: TARGETS.zipf_backend_share, value: figures.zipf_backend_share, met: zipfBackendShare <= TARGETS.zipf_backend_share },
+  };
+  const busiest = Math.max(...loadSamples.map((sample) => sample.load1));
+  if (busiest > os.cpus().length) {
+    notes.push(`The machine was busy with other work: 1-minute load average up to ${busiest} on ${os.cpus().length} cpus during the run. Every figure is depressed by it, the multi-process edge path (h2load, edge, query, Redis all waiting for a core) more than the single-process floors.`);
+  }
+  notes.push(
+    "Each server runs in a process of its own (bench/lib/serve.ts); h2load (one thread) shares the machine's cores with them, and with whatever else runs (see machine.load).",
+    `edge: REST GET of one cached entity through the edge (HTTP/1.1 -c ${H1_CLIENTS}, and h2c -c ${H2_CLIENTS} -m ${H2_STREAMS}); edge → QueryService over mTLS gRPC; QueryService on Redis and the streaming replica. edge_hit_* is the faster mode (${edgeMode}); its floor is the bare server of the same protocol (node:http for HTTP/1.1, node:http2 for h2c) answering the edge's bytes and headers.`,
+    "grpc: h2load has no client certificate, so the QueryService instance measured directly and the grpc-js floor both use insecure credentials (the edge's upstream call above is mTLS).",
+    "Floors are measured right before and right after the server they are the floor of; the floor figure is the mean of the two.",
+    `Before the measured runs, the edge (each protocol) and the direct QueryService get ${JIT_WARMUP_S} s of unmeasured load, so that their large hot paths (grpc-js, protobuf-es, node:http2) are JIT-optimized like a long-running server's; the floors need no more than h2load's own ${WARMUP_S} s warm-up, which every measured run has.`,
+    `zipf: Zipf(s=${ZIPF.s}) over ${ZIPF.keys} seeded keys, from a cold cache, ${ZIPF.concurrency} concurrent reads on the QueryService's EntityReader; ratios from the query metrics (hits, backend get count) over reads issued. A cold start has one compulsory miss per distinct key: ${zipfDone.distinctKeys} distinct keys in ${zipfDone.reads} reads bound the hit ratio at ${round(1 - zipfDone.distinctKeys / zipfDone.reads, 4)}.`,
+    "supplementary.cpu_ratio_*: CPU time per request of the floor over that of the measured path (edge + query + Redis for REST; query + Redis for gRPC), from the same runs: how much work a request costs compared with the floor, another view of the same runs (a busy machine inflates it too, less than it depresses req/s).",
+    `redis: ${REDIS_CALLERS} concurrent callers, one GET each at a time, ioredis auto-pipelining (as RedisCache), ${REDIS_SECONDS} s.`,
+  );
+  const results = {
+    ...figures,
+    targets,
+    // Not targets: CPU time per request of the floor over that of the measured path (edge + query +
+    // Redis; query + Redis), from the same runs. Closer to what the ratios would be on an idle machine.
+    supplementary: {
+      cpu_ratio_edge_to_floor: best.cpu_ratio,
+      cpu_ratio_grpc_to_floor: grpcCpuRatio,
+      edge_cpu_us_per_request: best.edge.cpuUsPerRequest,
+      floor_http_cpu_us_per_request: Math.round((best.floorBefore.cpuUsPerRequest + best.floorAfter.cpuUsPerRequest) / 2),
+      grpc_cpu_us_per_request: grpcRun.cpuUsPerRequest,
+      floor_grpc_cpu_us_per_request: Math.round((grpcFloorBefore.cpuUsPerRequest + grpcFloorAfter.cpuUsPerRequest) / 2),
+    },
+    generated_at: new Date().toISOString(),
+    command: "npm run bench:read",
+    duration_s: round((performance.now() - began) / 1000, 1),
+    machine: {
+      cpus: os.cpus().length,
+      cpu_model: os.cpus()[0]?.model,
+      node: process.version,
+      h2load: execFileSync("h2load", ["--version"]).toString().trim().split("\n")[0],
+      load: { at_start: loadStart, at_end: os.loadavg().map((value) => round(value, 2)), by_phase: loadSamples },
+    },
+    h2load: {
+      edge: Object.fromEntries(Object.entries(edgeRuns).map(([mode, run]) => [mode, run.settings])),
+      grpc: describeLoad({ url: "", ...grpcLoad }),
+    },
+    runs: {
+      edge: Object.fromEntries(
+        Object.entries(edgeRuns).map(([mode, run]) => [
+          mode,
+          { floor_rps: run.floor_rps, ratio: run.ratio, cpu_ratio: run.cpu_ratio, floor_before: summary(run.floorBefore), edge: summary(run.edge), floor_after: summary(run.floorAfter), query_counters: run.counters },
+        ]),
+      ),
+      grpc: { floor_rps: floorGrpcRps, cpu_ratio: grpcCpuRatio, floor_before: summary(grpcFloorBefore), query: summary(grpcRun), floor_after: summary(grpcFloorAfter), query_counters: grpcCounters },
+      zipf: { ...ZIPF, ...zipfDone, expected_distinct_keys: Math.round(expectedDistinct), query_counters: zipfCounters },
+      redis: { callers: REDIS_CALLERS, seconds: round(redisSeconds, 2), ops, value_bytes: value.length, auto_pipelining: true, redis_server_cpu_pct: redisServerPct },
+    },
+    edge_channel_options: EDGE_CHANNEL_OPTIONS ?? {},
+    notes,
+  };
+  mkdirSync(dirname(RESULTS), { recursive: true });
+  writeFileSync(RESULTS, JSON.stringify(results, null, 2) + "\n");
+
+  const rows: [string, string, string][] = [
+    ["edge_hit_rps", String(figures.edge_hit_rps), `${edgeMode}`],
+    ["edge_hit_p99_ms", String(figures.edge_hit_p99_ms), ""],
+    ["grpc_hit_rps", String(figures.grpc_hit_rps), "insecure creds"],
+    ["floor_http_rps", String(figures.floor_http_rps), `${edgeMode} floor`],
+    ["floor_grpc_rps", String(figures.floor_grpc_rps), ""],
+    ["redis_get_ops", String(figures.redis_get_ops), `N=${REDIS_CALLERS}`],
+    ["ratio_edge_to_floor", String(ratioEdge), `target ≥ ${TARGETS.ratio_edge_to_floor}: ${targets.ratio_edge_to_floor.met ? "met" : "NOT met"}`],
+    ["ratio_grpc_to_floor", String(ratioGrpc), `target ≥ ${TARGETS.ratio_grpc_to_floor}: ${targets.ratio_grpc_to_floor.met ? "met" : "NOT met"}`],
+    ["zipf_hit_ratio", String(figures.zipf_hit_ratio), `target ≥ ${TARGETS.zipf_hit_ratio}: ${targets.zipf_hit_ratio.met ? "met" : "NOT met"}`],
+    ["zipf_backend_share", String(figures.zipf_backend_share), `target ≤ ${TARGETS.zipf_backend_share}: ${targets.zipf_backend_share.met ? "met" : "NOT met"}`],
+  ];
+  for (const [mode, run] of Object.entries(edgeRuns)) rows.push([`  edge ${mode}`, String(run.edge.rps), `floor ${run.floor_rps} → ratio ${run.ratio}; cpu ratio ${run.cpu_ratio}`]);
+  rows.push([`  grpc cpu ratio`, String(grpcCpuRatio), `${grpcRun.cpuUsPerRequest} µs/req (query + Redis) vs floor ${results.supplementary.floor_grpc_cpu_us_per_request} µs/req`]);
+  console.log("");
+  console.log(`${"field".padEnd(22)} ${"value".padStart(10)}  note`);
+  for (const [field, value, note] of rows) console.log(`${field.padEnd(22)} ${value.padStart(10)}  ${note}`);
+  console.log(`\nload average ${results.machine.load.at_start.join(" / ")} at start, ${results.machine.load.at_end.join(" / ")} at end (${results.machine.cpus} cpus); ${results.duration_s} s`);
+  console.log(`wrote ${RESULTS}`);
+  await admin.quit();
+}
+
+function summary(run: Run) {
+  return { rps: run.rps, requests: run.requests, p50_ms: run.p50Ms, p99_ms: run.p99Ms, cpu_pct: run.cpu, cpu_us_per_request: run.cpuUsPerRequest, load1: run.load1, command: run.command };
+}
+
+async function cleanup(): Promise<void> {
+  await Promise.allSettled([...processes].reverse().map((server) => server.stop()));
+  const redis = new Redis(infra.redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
+  await redis
+    .connect()
+    .then(() => deleteKeys(redis, keyPrefix))
+    .catch(() => undefined)
+    .finally(() => redis.disconnect());
+  await db?.drop().catch((error: unknown) => console.error(`bench: cannot drop ${db?.name}: ${(error as Error).message}`));
+  certs?.remove();
+}
+
+const bound = setTimeout(() => {
+  console.error(`bench:read: not done after ${MAX_S} s; stopping`);
+  for (const server of processes) server.kill();
+  void cleanup().finally(() => process.exit(2));
+}, MAX_S * 1000);
+bound.unref();
+
+main()
+  .then(
+    () => cleanup().then(() => (process.exitCode = 0)),
+    (error: unknown) => {
+      console.error(`bench:read failed: ${(error as Error).stack ?? error}`);
+      return cleanup().then(() => (process.exitCode = 1));
+    },
+  )
+  .finally(() => clearTimeout(bound));
