@@ -105,23 +105,52 @@ export class MeshServer {
     clearTimeout(timer);
   }
 
-  private context(method: DescMethod, call: AnyCall, responseHeaders: Metadata): CallContext {
+  /**
+   * The handler's view of the call. Built on every call, so whatever a handler may not need (the
+   * abort signal, the peer certificate, the child logger) is made on first use.
+   */
+  private context(method: DescMethod, call: AnyCall, responseHeaders: Metadata): CallContext & { settle(): void } {
     const headers: Record<string, string> = {};
     for (const [key, value] of Object.entries(call.metadata.getMap())) {
       if (typeof value === "string") headers[key] = value;
     }
     const requestId = headers["x-request-id"] ?? randomUUID();
     const deadline = call.getDeadline();
-    const cancelled = new AbortController();
-    call.once("cancelled", () => cancelled.abort());
+    const stopping = this.stopping.signal;
+    const baseLog = this.options.log;
+    let cancelled: AbortController | undefined;
+    let signal: AbortSignal | undefined;
+    let log: Logger | undefined;
+    let peer: { value: string | undefined } | undefined;
+    let settled = false;
+    const onCancelled = () => cancelled?.abort();
+    call.once("cancelled", onCancelled);
     return {
       requestId,
       deadline: deadline instanceof Date ? deadline : Number.isFinite(deadline) ? new Date(deadline) : undefined,
-      peer: peerIdentity(call),
+      get peer() {
+        peer ??= { value: peerIdentity(call) };
+        return peer.value;
+      },
       headers,
-      signal: AbortSignal.any([cancelled.signal, this.stopping.signal]),
-      log: this.options.log.child({ requestId, method: methodPath(method) }),
+      get signal() {
+        if (!signal) {
+          cancelled = new AbortController();
+          if (call.cancelled && !settled) cancelled.abort();
+          signal = AbortSignal.any([cancelled.signal, stopping]);
+        }
+        return signal;
+      },
+      get log() {
+        log ??= baseLog.child({ requestId, method: methodPath(method) });
+        return log;
+      },
       setHeader: (key, value) => responseHeaders.set(key, value),
+      // grpc-js emits "cancelled" after every finished call too: once the handler is done, that is not news.
+      settle: () => {
+        settled = true;
+        call.removeListener("cancelled", onCancelled);
+      },
     };
   }
 
@@ -132,11 +161,13 @@ export class MeshServer {
       const started = performance.now();
       runInCall(ctx, () => handler(call.request, ctx)).then(
         (response) => {
+          ctx.settle();
           call.sendMetadata(headers);
           callback(null, response);
           this.logDone(ctx, started, Code.OK);
         },
         (error: unknown) => {
+          ctx.settle();
           const rpcError = this.failure(ctx, error);
           callback(withHeaders(rpcError, headers));
           this.logDone(ctx, started, rpcError.code);
@@ -169,10 +200,12 @@ export class MeshServer {
       };
       runInCall(ctx, pump).then(
         () => {
+          ctx.settle();
           if (!call.cancelled) call.end();
           this.logDone(ctx, started, Code.OK);
         },
         (error: unknown) => {
+          ctx.settle();
           const rpcError = this.failure(ctx, error);
           if (!call.cancelled) call.emit("error", withHeaders(rpcError, headersSent ? new Metadata() : headers));
           this.logDone(ctx, started, rpcError.code);
