@@ -66,6 +66,33 @@ export async function applyAction(tx: Sql, action: CommandAction, fallbackId: st
     return { ok: true, kind: ChangeKind.CREATED, entity: entityFromRow(row) };
   }
 
+  // The common cases in one statement: the entity exists at the expected version (or any, when 0).
+  // Anything else falls through to the general path below, which finds the exact reason.
+  const expectedVersion = action.value.expectedVersion.toString();
+  if (action.case === "update") {
+    const data = action.value.data ?? {};
+    if (!schemas.check(type, data)) {
+      const { rows } = await tx.query<EntityRow>(
+        `UPDATE umw_entities SET data = $4::jsonb, version = version + 1, update_time = now()
+          WHERE tenant = $1 AND type = $2 AND id = $3 AND ($5::bigint = 0 OR version = $5::bigint) RETURNING ${ENTITY_COLUMNS}`,
+        [...where, JSON.stringify(data), expectedVersion],
+      );
+      if (rows[0]) return { ok: true, kind: ChangeKind.UPDATED, entity: entityFromRow(rows[0]) };
+    }
+  } else if (action.case === "delete") {
+    const { rows } = await tx.query<EntityRow>(
+      `WITH gone AS (
+         DELETE FROM umw_entities WHERE tenant = $1 AND type = $2 AND id = $3 AND ($4::bigint = 0 OR version = $4::bigint) RETURNING ${ENTITY_COLUMNS}
+       ), fence AS (
+         INSERT INTO umw_entity_tombstones (tenant, type, id, version) SELECT tenant, type, id, version + 1 FROM gone
+         ON CONFLICT (tenant, type, id) DO UPDATE SET version = EXCLUDED.version, deleted_at = now()
+       )
+       SELECT ${ENTITY_COLUMNS} FROM gone`,
+      [...where, expectedVersion],
+    );
+    if (rows[0]) return { ok: true, kind: ChangeKind.DELETED, entity: deletedEntity(rows[0]) };
+  }
+
   const { rows: current } = await tx.query<EntityRow>(`SELECT ${ENTITY_COLUMNS} FROM umw_entities WHERE tenant = $1 AND type = $2 AND id = $3 FOR UPDATE`, [...where]);
   const existing = current[0];
   if (!existing) return { ok: false, error: new RpcError(Code.NOT_FOUND, "ENTITY_NOT_FOUND", `${type} ${id} does not exist in tenant ${tenant}`, meta) };
@@ -89,9 +116,7 @@ export async function applyAction(tx: Sql, action: CommandAction, fallbackId: st
        ON CONFLICT (tenant, type, id) DO UPDATE SET version = EXCLUDED.version, deleted_at = now()`,
       [...where, (version + 1n).toString()],
     );
-    const entity = entityFromRow({ ...existing, version: version + 1n, data: {}, update_time: new Date() });
-    entity.data = undefined;
-    return { ok: true, kind: ChangeKind.DELETED, entity };
+    return { ok: true, kind: ChangeKind.DELETED, entity: deletedEntity(existing) };
   }
 
   let data: JsonObject;
@@ -114,4 +139,11 @@ export async function applyAction(tx: Sql, action: CommandAction, fallbackId: st
     [...where, JSON.stringify(data)],
   );
   return { ok: true, kind: ChangeKind.UPDATED, entity: entityFromRow(rows[0]!) };
+}
+
+/** The deletion's event entity: the row as it was, at the deletion's version, without data. */
+function deletedEntity(row: EntityRow): Entity {
+  const entity = entityFromRow({ ...row, version: BigInt(row.version) + 1n, data: {}, update_time: new Date() });
+  entity.data = undefined;
+  return entity;
 }

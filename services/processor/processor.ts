@@ -8,13 +8,15 @@ import { cloudEventHeaders, EVENT_TYPES, newEventContext } from "../../runtime/c
 import { entityKey } from "../../runtime/entity.js";
 import { Code, RpcError } from "../../runtime/errors.js";
 import type { Logger } from "../../runtime/logger.js";
-import { appendToOutbox, COMMAND_CHANNEL } from "../../runtime/outbox.js";
+import { COMMAND_CHANNEL } from "../../runtime/outbox.js";
 import type { Resources } from "../../runtime/resources.js";
 import type { Database, Sql } from "../../runtime/sql.js";
 import type { topicNames } from "../../runtime/topics.js";
 import { applyAction, SchemaCheck, type CommandAction } from "./apply.js";
 import { deadLetterMessage, type DeadLetterCause, type DeadLetterReason } from "./dead-letter.js";
 import { backoffDelay, classifyFailure, DEFAULT_BACKOFF, errorCode, type BackoffOptions } from "./failures.js";
+import { inboxTransaction } from "./inbox-transaction.js";
+import { CommitNotifier } from "./notifier.js";
 
 export type Topics = ReturnType<typeof topicNames>;
 
@@ -89,6 +91,15 @@ interface Decoded {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/**
+ * The domain event, in runtime/outbox.ts's layout (the Kafka key in the `umw-key` header), without
+ * its NOTIFY: the relay is woken after the commit (CommitNotifier).
+ */
+const INSERT_EVENT_SQL = `INSERT INTO umw_outbox (id, aggregatetype, aggregateid, type, topic, payload, headers) VALUES ($1, $2, $3, $4, $5, $6, $7)`;
+/** The same and the command's new state in one statement (one round trip less in the transaction). */
+const INSERT_EVENT_AND_APPLY_SQL = `WITH event AS (${INSERT_EVENT_SQL})
+UPDATE umw_commands SET state = 'applied', version = $9, error = NULL, update_time = now() WHERE id = $8::uuid`;
+
 const EVENT_TYPE_OF: Record<ChangeKind, string> = {
   [ChangeKind.UNSPECIFIED]: "",
   [ChangeKind.CREATED]: EVENT_TYPES.entityCreated,
@@ -133,25 +144,35 @@ export function createProcessor(deps: ProcessorDeps): Processor {
   /** The bus already delivers one partition in order; this keeps it so for any bus adapter. */
   const partitionTails = new Map<string, Promise<unknown>>();
   let subscription: Subscription | undefined;
+  const notifier = new CommitNotifier(deps.db, log);
 
-  async function markCommand(tx: Sql, commandId: string, state: "applied" | "rejected", version: bigint | null, error: RpcError | null): Promise<void> {
+  async function markRejected(tx: Sql, commandId: string, error: RpcError): Promise<void> {
     if (!UUID.test(commandId)) return;
-    await tx.query(
-      `UPDATE umw_commands SET state = $2, version = $3, error = $4::jsonb, update_time = now() WHERE id = $1`,
-      [commandId, state, version?.toString() ?? null, error ? JSON.stringify(statusJson(error)) : null],
-    );
-    await tx.query(`SELECT pg_notify('${COMMAND_CHANNEL}', $1)`, [commandId]);
+    await tx.query(`UPDATE umw_commands SET state = 'rejected', version = NULL, error = $2::jsonb, update_time = now() WHERE id = $1`, [
+      commandId,
+      JSON.stringify(statusJson(error)),
+    ]);
   }
 
-  /** One transaction: inbox, effect, domain event in the outbox, command status, notification. */
+  /**
+   * One transaction: inbox, effect, domain event in the outbox, command status; then, after the
+   * commit, the notifications (the relay's wake-up, the command's new state).
+   */
   async function applyOnce(decoded: Decoded): Promise<Outcome> {
+    const { commandId } = decoded;
+    const outcome = await transactOnce(decoded);
+    if (outcome.kind === "applied" || outcome.kind === "rejected") {
+      notifier.committed({ outbox: outcome.kind === "applied", commandId: UUID.test(commandId) ? commandId : undefined });
+    }
+    return outcome;
+  }
+
+  async function transactOnce(decoded: Decoded): Promise<Outcome> {
     const { messageId, commandId, command, action } = decoded;
-    return deps.db.transaction(async (tx) => {
-      const inbox = await tx.query(`INSERT INTO umw_inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING message_id`, [consumer, messageId]);
-      if (inbox.rows.length === 0) return { kind: "duplicate", messageId } as const;
+    return inboxTransaction(deps.db, consumer, messageId, async (tx): Promise<Outcome> => {
       const result = await applyAction(tx, action, commandId, schemas);
       if (!result.ok) {
-        await markCommand(tx, commandId, "rejected", null, result.error);
+        await markRejected(tx, commandId, result.error);
         return { kind: "rejected", commandId, error: result.error } as const;
       }
       const { entity, kind } = result;
@@ -164,19 +185,19 @@ export function createProcessor(deps: ProcessorDeps): Processor {
         tracestate: command.context?.tracestate,
       });
       const event = create(DomainEventSchema, { context, commandId, kind, entity });
-      await appendToOutbox(tx, {
-        id: context.id,
-        aggregatetype: entity.type,
-        aggregateid: key,
-        type: context.type,
-        topic: deps.topics.entityEvents,
+      const eventRow = [
+        context.id,
+        entity.type,
         key,
-        payload: toBinary(DomainEventSchema, event),
-        headers: cloudEventHeaders(context),
-      });
-      await markCommand(tx, commandId, "applied", entity.version, null);
+        context.type,
+        deps.topics.entityEvents,
+        Buffer.from(toBinary(DomainEventSchema, event)),
+        JSON.stringify({ ...cloudEventHeaders(context), "umw-key": key }),
+      ];
+      if (UUID.test(commandId)) await tx.query(INSERT_EVENT_AND_APPLY_SQL, [...eventRow, commandId, entity.version.toString()]);
+      else await tx.query(INSERT_EVENT_SQL, eventRow);
       return { kind: "applied", commandId, change: kind, version: entity.version, eventId: context.id } as const;
-    });
+    }, () => ({ kind: "duplicate", messageId }) as const);
   }
 
   /**
