@@ -36,12 +36,14 @@ export interface PostgresCommandFeedOptions {
   readonly log: Logger;
 }
 
+/** Where command ids arrive: NOTIFY on `umw_command`, however the database delivers it. */
+export type CommandNotifications = (onId: (id: string) => void) => Promise<{ stop(): Promise<void> }>;
+
 /**
  * The processor (and the command service) update `umw_commands` and NOTIFY `umw_command` with the
- * command id; this feed LISTENs, reads the row, and passes each new state on once. Notifications
- * sent while the LISTEN connection is down are missed (it reconnects within a second or two).
+ * command id; this feed reads the row and passes each new state on once, in notification order.
  */
-export function postgresCommandFeed(options: PostgresCommandFeedOptions): CommandFeed {
+export function notifiedCommandFeed(options: { readonly sql: Sql; readonly log: Logger; readonly notifications: CommandNotifications }): CommandFeed {
   const { sql, log } = options;
   return {
     async recent(tenant, principal, sinceMs, limit) {
@@ -55,14 +57,13 @@ export function postgresCommandFeed(options: PostgresCommandFeedOptions): Comman
     },
 
     async start(listener, interested) {
-      let client: pg.Client | undefined;
       let stopped = false;
-      let retry: NodeJS.Timeout | undefined;
       // Reads run one at a time, in notification order, so states reach streams in order.
       let chain = Promise.resolve();
       const lastSent = new Map<string, string>();
 
       const read = async (id: string) => {
+        if (stopped) return;
         const { rows } = await sql.query<CommandRow>(`SELECT ${COMMAND_COLUMNS} FROM umw_commands WHERE id = $1`, [id]);
         const row = rows[0];
         if (!row) return;
@@ -74,12 +75,39 @@ export function postgresCommandFeed(options: PostgresCommandFeedOptions): Comman
         listener({ principal: row.principal, status: commandStatusFromRow(row) });
       };
 
+      const subscription = await options.notifications((id) => {
+        if (stopped || !UUID.test(id) || !interested()) return;
+        chain = chain.then(() => read(id)).catch((error: unknown) => log.warn({ err: error, commandId: id }, "cannot read command status"));
+      });
+      return {
+        async stop() {
+          stopped = true;
+          await subscription.stop();
+          await chain;
+        },
+      };
+    },
+  };
+}
+
+/**
+ * The feed on a Postgres server: a LISTEN connection of its own, reconnected after a second when
+ * lost. Notifications sent while it is down are missed.
+ */
+export function postgresCommandFeed(options: PostgresCommandFeedOptions): CommandFeed {
+  const { log } = options;
+  return notifiedCommandFeed({
+    sql: options.sql,
+    log,
+    async notifications(onId) {
+      let client: pg.Client | undefined;
+      let stopped = false;
+      let retry: NodeJS.Timeout | undefined;
+
       const connect = async (): Promise<void> => {
         const next = new pg.Client({ connectionString: options.url });
         next.on("notification", (message) => {
-          const id = message.payload;
-          if (!id || !UUID.test(id) || !interested()) return;
-          chain = chain.then(() => read(id)).catch((error: unknown) => log.warn({ err: error, commandId: id }, "cannot read command status"));
+          if (message.payload) onId(message.payload);
         });
         next.on("error", (error) => {
           log.warn({ err: error }, "command feed connection failed; reconnecting");
@@ -124,9 +152,8 @@ export function postgresCommandFeed(options: PostgresCommandFeedOptions): Comman
           const current = client;
           client = undefined;
           await current?.end().catch(() => undefined);
-          await chain;
         },
       };
     },
-  };
+  });
 }

@@ -86,11 +86,10 @@ describe("RealtimeService hub against Kafka and Postgres", { timeout: 120_000 },
   test("resume after a dropped connection replays exactly the missed events", async () => {
     const tenant = unique("resume");
     const client = h.client(hubA);
-    const first = new Reader(client, { tenant, topics: [typeTopic()] });
-    const firstMessage = first.next(); // the call starts with the first read
-    await sleep(200);
+    // The (empty) snapshot arrives once the stream is attached to the live feed: only then write.
+    const first = new Reader(client, { tenant, topics: [typeTopic()], snapshot: true });
+    assert.equal((await first.next())?.message.case, "snapshot");
     for (let n = 1; n <= 3; n++) await h.write(tenant, TYPE, "r1", { n });
-    await firstMessage;
     await first.until(() => changeVersions(first.messages).length === 3);
     const position = first.messages.at(-1)!.position;
     first.cancel();
@@ -361,19 +360,18 @@ describe("RealtimeService hub against Kafka and Postgres", { timeout: 120_000 },
     const earlier = await insert("alice", "applied");
     const headers = (principal: string) => ({ "x-umw-tenant": tenant, "x-umw-principal": principal });
     const alice = new Reader(client, { tenant, topics: [{ target: { case: "ownCommands", value: true } }], snapshot: true }, { headers: headers("alice") });
-    const bob = new Reader(client, { tenant, topics: [{ target: { case: "ownCommands", value: true } }] }, { headers: headers("bob") });
+    const bob = new Reader(client, { tenant, topics: [{ target: { case: "ownCommands", value: true } }], snapshot: true }, { headers: headers("bob") });
     assert.equal((await alice.next())?.message.case, "snapshot");
     const catchUp = await alice.next();
     assert.equal(catchUp?.message.case === "command" && catchUp.message.value.commandId, earlier);
-    const bobStarted = bob.next(); // starts bob's call
-    await sleep(300);
+    // Bob's (empty) snapshot arrives once his stream is attached: only then do the commands change.
+    assert.equal((await bob.next())?.message.case, "snapshot");
     const aliceCommand = await insert("alice", "accepted");
     const bobCommand = await insert("bob", "rejected");
     const forAlice = await alice.until((m) => m.message.case === "command");
     assert.ok(forAlice.message.case === "command");
     assert.equal(forAlice.message.value.commandId, aliceCommand);
     assert.equal(forAlice.message.value.state, CommandState.ACCEPTED);
-    await bobStarted;
     const forBob = await bob.find((m) => m.message.case === "command");
     assert.ok(forBob.message.case === "command");
     assert.equal(forBob.message.value.commandId, bobCommand);
