@@ -60,3 +60,18 @@ export async function startMeshServer<S extends DescService>(runtime: ServiceRun
   await server.start();
   return server;
 }
+
+/**
+ * What a starting service has opened, closed in reverse order by `closeAll` (on stop, or when the
+ * start fails halfway). A failing close is logged and does not keep the rest open.
+ */
+export function closeStack(log: Logger): { push(close: () => Promise<unknown>): void; closeAll(): Promise<void> } {
+  const closers: Array<() => Promise<unknown>> = [];
+  return {
+    push: (close) => void closers.push(close),
+    async closeAll() {
+      for (const close of closers.reverse()) await close().catch((error: unknown) => log.warn({ err: error }, "close failed"));
+      closers.length = 0;
+    },
+  };
+}

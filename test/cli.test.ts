@@ -8,7 +8,7 @@ import { loadSync } from "@grpc/proto-loader";
 import { protoPath as healthProtoPath } from "grpc-health-check";
 import { createTestDatabase, type TestDatabase } from "./support/database.js";
 import { testCerts, type TestCerts } from "./support/certs.js";
-import { freePort } from "./support/ports.js";
+import { freeServicePorts } from "./support/ports.js";
 import { runId } from "./support/env.js";
 import { MESH_IDENTITIES } from "../services/registry.js";
 
@@ -68,16 +68,7 @@ describe("umw CLI", () => {
   });
 
   test("serve all: every service answers Health over mTLS, SIGTERM stops them cleanly", async () => {
-    const ports = {
-      UMW_QUERY_PORT: await freePort(),
-      UMW_COMMAND_PORT: await freePort(),
-      UMW_REALTIME_PORT: await freePort(),
-      UMW_RELAY_PORT: await freePort(),
-      UMW_PROCESSOR_PORT: await freePort(),
-      UMW_CACHE_UPDATER_PORT: await freePort(),
-      UMW_EDGE_PORT: await freePort(),
-      UMW_METRICS_PORT: await freePort(),
-    };
+    const ports = await freeServicePorts();
     const child = spawn(process.execPath, [UMW, "serve", "all"], {
       env: {
         ...process.env,

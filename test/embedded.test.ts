@@ -17,7 +17,7 @@ import { createConnectTransport } from "@connectrpc/connect-web";
 import { CommandState } from "../gen/umw/v1/command_pb.js";
 import { RealtimeService, type SubscribeResponse } from "../gen/umw/v1/realtime_pb.js";
 import { MESH_IDENTITIES, SERVICES } from "../services/registry.js";
-import { freePort } from "./support/ports.js";
+import { freeServicePorts } from "./support/ports.js";
 
 const TENANT = "acme";
 const TODOS = `/v1/tenants/${TENANT}/types/todo/entities`;
@@ -58,16 +58,7 @@ describe("umw serve all --embedded", { timeout: 120_000 }, () => {
   };
 
   before(async () => {
-    const ports = {
-      UMW_QUERY_PORT: await freePort(),
-      UMW_COMMAND_PORT: await freePort(),
-      UMW_REALTIME_PORT: await freePort(),
-      UMW_RELAY_PORT: await freePort(),
-      UMW_PROCESSOR_PORT: await freePort(),
-      UMW_CACHE_UPDATER_PORT: await freePort(),
-      UMW_EDGE_PORT: await freePort(),
-      UMW_METRICS_PORT: await freePort(),
-    };
+    const ports = await freeServicePorts();
     edge = `http://127.0.0.1:${ports.UMW_EDGE_PORT}`;
     // A shell without the infrastructure: nothing of the caller's UMW_* (npm test exports the
     // infra URLs), and the infrastructure's URLs on closed ports, so any use of them would fail.

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { unavailable } from "../../runtime/errors.js";
 import { KafkaBus } from "../../runtime/kafka-bus.js";
 import type { Logger } from "../../runtime/logger.js";
-import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
+import { closeStack, startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import { redactUrl } from "../../runtime/sql.js";
 import { topicNames } from "../../runtime/topics.js";
 import { RedisCache } from "../query/redis-cache.js";
@@ -38,11 +38,8 @@ export const cacheUpdaterService: ServiceModule = {
   async start(runtime) {
     const { config, log } = runtime;
     const topics = topicNames(config);
-    const cleanup: Array<() => Promise<unknown>> = [];
-    const closeAll = async () => {
-      for (const close of cleanup.reverse()) await close().catch((error: unknown) => log.warn({ err: error }, "close failed"));
-      cleanup.length = 0;
-    };
+    const cleanup = closeStack(log);
+    const closeAll = cleanup.closeAll;
     try {
       const cache = await connectRedis(config.redisUrl, log);
       cleanup.push(() => cache.close());

@@ -1,6 +1,6 @@
 import type { EventBus } from "../../runtime/bus.js";
 import { KafkaBus } from "../../runtime/kafka-bus.js";
-import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
+import { closeStack, startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import { connectPostgres, type Database } from "../../runtime/sql.js";
 import { topicNames } from "../../runtime/topics.js";
 import { createProcessor } from "./processor.js";
@@ -21,11 +21,8 @@ export const processorService: ServiceModule = {
     const { config } = runtime;
     const log = runtime.log;
     const topics = topicNames(config);
-    const cleanup: Array<() => Promise<unknown>> = [];
-    const closeAll = async () => {
-      for (const close of cleanup.reverse()) await close().catch((error: unknown) => log.warn({ err: error }, "close failed"));
-      cleanup.length = 0;
-    };
+    const cleanup = closeStack(log);
+    const closeAll = cleanup.closeAll;
     try {
       // Each dependency is reached in turn; a failure names it and its address (UNAVAILABLE).
       const db: Database = await connectPostgres({ url: config.pgUrl, role: "primary", log });

@@ -8,3 +8,11 @@ export async function freePort(): Promise<number> {
   await new Promise((resolve) => server.close(resolve));
   return port;
 }
+
+/** A free port for every service's port setting, as `umw serve all` reads them. */
+export async function freeServicePorts(): Promise<Record<string, number>> {
+  const names = ["QUERY", "COMMAND", "REALTIME", "RELAY", "PROCESSOR", "CACHE_UPDATER", "EDGE", "METRICS"];
+  const ports: Record<string, number> = {};
+  for (const name of names) ports[`UMW_${name}_PORT`] = await freePort();
+  return ports;
+}
