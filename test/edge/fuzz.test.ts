@@ -143,7 +143,7 @@ interface Outcome {
 }
 
 async function send(p: Probe): Promise<Outcome> {
-  const response = await fetch(fx.url + p.path, { method: p.method, headers: p.headers, body: p.body, signal: AbortSignal.timeout(10_000) });
+  const response = await fetch(fx.url + p.path, { method: p.method, headers: p.headers, body: p.body ? Buffer.from(p.body) : undefined, signal: AbortSignal.timeout(10_000) });
   // Streams (NDJSON, Connect streaming, gRPC-web) end by themselves: the fake upstreams' streams are short.
   const text = p.method === "HEAD" ? "" : await response.text();
   return { status: response.status, type: response.headers.get("content-type") ?? "", text };
