@@ -69,6 +69,29 @@ const settings = {
       .default("*")
       .transform((value) => value.split(",").map((origin) => origin.trim()).filter(Boolean)),
   },
+  /**
+   * Bounds of every listener (the edge's HTTP/1.1 and h2c servers, the mesh gRPC servers) and of
+   * every call deadline, so that no client can hold a connection or a call open for ever.
+   */
+  /** Longest deadline a caller may ask for (Connect-Timeout-Ms, grpc-timeout); longer ones are clamped to it. */
+  maxCallTimeoutMs: { env: "UMW_MAX_CALL_TIMEOUT_MS", schema: z.coerce.number().int().positive().max(2_147_483_647).default(3_600_000) },
+  /** HTTP/1.1: time to receive a request's headers; the connection is closed (408) past it. */
+  httpHeadersTimeoutMs: { env: "UMW_HTTP_HEADERS_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(10_000) },
+  /** HTTP/1.1 and HTTP/2: time to receive a whole request (headers and body). */
+  httpRequestTimeoutMs: { env: "UMW_HTTP_REQUEST_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(30_000) },
+  /** HTTP/1.1: how long a kept-alive connection may wait idle for its next request. */
+  httpIdleTimeoutMs: { env: "UMW_HTTP_IDLE_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(5_000) },
+  /** HTTP/2 (h2c): a session with no frame in either direction for this long is closed (also a preface-only connection). */
+  http2SessionTimeoutMs: { env: "UMW_HTTP2_SESSION_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(120_000) },
+  /** Mesh gRPC servers: a connection without calls for this long gets GOAWAY. */
+  grpcMaxConnectionIdleMs: { env: "UMW_GRPC_MAX_CONNECTION_IDLE_MS", schema: z.coerce.number().int().positive().default(300_000) },
+  /** Mesh gRPC servers: a connection older than this gets GOAWAY (clients reconnect; spreads load); 0 = no limit, so long streams are not cut. */
+  grpcMaxConnectionAgeMs: { env: "UMW_GRPC_MAX_CONNECTION_AGE_MS", schema: z.coerce.number().int().min(0).default(0) },
+  /** Mesh gRPC servers: how long calls may finish on a connection past its age before it is closed. */
+  grpcMaxConnectionAgeGraceMs: { env: "UMW_GRPC_MAX_CONNECTION_AGE_GRACE_MS", schema: z.coerce.number().int().positive().default(60_000) },
+  /** Mesh gRPC servers: keepalive ping interval, and how long a ping may go unanswered before the connection is closed. */
+  grpcKeepaliveTimeMs: { env: "UMW_GRPC_KEEPALIVE_TIME_MS", schema: z.coerce.number().int().positive().default(60_000) },
+  grpcKeepaliveTimeoutMs: { env: "UMW_GRPC_KEEPALIVE_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(20_000) },
   /** Optional cleartext HTTP/2 port of the edge (gRPC and h2 clients); unset = none. */
   edgeH2cPort: { env: "UMW_EDGE_H2C_PORT", schema: port.optional() },
   queryPort: { env: "UMW_QUERY_PORT", schema: port.default(7001) },

@@ -13,6 +13,7 @@ import { HealthImplementation } from "grpc-health-check";
 import type { DescMessage, DescMethod, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { runInCall, type CallContext } from "./call-context.js";
 import { Code, RpcError, toRpcError } from "./errors.js";
+import type { Config } from "./config.js";
 import type { Logger } from "./logger.js";
 import { addReflection } from "./reflection.js";
 import {
@@ -34,6 +35,41 @@ export interface MeshServerOptions {
   readonly log: Logger;
   /** How long stop() lets in-flight calls finish before cancelling them. */
   readonly drainTimeoutMs?: number;
+  /** Connection and deadline bounds; the defaults are those of runtime/config.ts. */
+  readonly limits?: Partial<MeshServerLimits>;
+}
+
+/** What bounds a mesh server's connections and calls (see the settings of the same names in runtime/config.ts). */
+export interface MeshServerLimits {
+  /** A call's deadline is never later than this from its start, whatever grpc-timeout asked for. */
+  readonly maxCallTimeoutMs: number;
+  readonly maxConnectionIdleMs: number;
+  /** 0: no limit. */
+  readonly maxConnectionAgeMs: number;
+  readonly maxConnectionAgeGraceMs: number;
+  readonly keepaliveTimeMs: number;
+  readonly keepaliveTimeoutMs: number;
+}
+
+export const DEFAULT_MESH_SERVER_LIMITS: MeshServerLimits = {
+  maxCallTimeoutMs: 3_600_000,
+  maxConnectionIdleMs: 300_000,
+  maxConnectionAgeMs: 0,
+  maxConnectionAgeGraceMs: 60_000,
+  keepaliveTimeMs: 60_000,
+  keepaliveTimeoutMs: 20_000,
+};
+
+/** The mesh server limits of a config. */
+export function meshServerLimits(config: Config): MeshServerLimits {
+  return {
+    maxCallTimeoutMs: config.maxCallTimeoutMs,
+    maxConnectionIdleMs: config.grpcMaxConnectionIdleMs,
+    maxConnectionAgeMs: config.grpcMaxConnectionAgeMs,
+    maxConnectionAgeGraceMs: config.grpcMaxConnectionAgeGraceMs,
+    keepaliveTimeMs: config.grpcKeepaliveTimeMs,
+    keepaliveTimeoutMs: config.grpcKeepaliveTimeoutMs,
+  };
 }
 
 type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>;
@@ -43,13 +79,24 @@ type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown,
  * deadline propagation, and a graceful stop that drains calls and ends streams within a bound.
  */
 export class MeshServer {
-  private readonly server = new Server({ "grpc.keepalive_permit_without_calls": 1 });
+  private readonly server: Server;
+  private readonly limits: MeshServerLimits;
   private readonly health = new HealthImplementation({ "": "NOT_SERVING" });
   private readonly services: DescService[] = [];
   private readonly stopping = new AbortController();
   private port = 0;
 
   constructor(private readonly options: MeshServerOptions) {
+    const limits = (this.limits = { ...DEFAULT_MESH_SERVER_LIMITS, ...options.limits });
+    this.server = new Server({
+      "grpc.keepalive_permit_without_calls": 1,
+      "grpc.keepalive_time_ms": limits.keepaliveTimeMs,
+      "grpc.keepalive_timeout_ms": limits.keepaliveTimeoutMs,
+      "grpc.max_connection_idle_ms": limits.maxConnectionIdleMs,
+      ...(limits.maxConnectionAgeMs > 0
+        ? { "grpc.max_connection_age_ms": limits.maxConnectionAgeMs, "grpc.max_connection_age_grace_ms": limits.maxConnectionAgeGraceMs }
+        : {}),
+    });
     this.health.addToServer(this.server);
   }
 
@@ -115,7 +162,7 @@ export class MeshServer {
       if (typeof value === "string") headers[key] = value;
     }
     const requestId = headers["x-request-id"] ?? randomUUID();
-    const deadline = call.getDeadline();
+    const deadline = clampDeadline(call.getDeadline(), this.limits.maxCallTimeoutMs);
     const stopping = this.stopping.signal;
     const baseLog = this.options.log;
     let cancelled: AbortController | undefined;
@@ -127,7 +174,7 @@ export class MeshServer {
     call.once("cancelled", onCancelled);
     return {
       requestId,
-      deadline: deadline instanceof Date ? deadline : Number.isFinite(deadline) ? new Date(deadline) : undefined,
+      deadline: Number.isFinite(deadline) ? new Date(deadline) : undefined,
       get peer() {
         peer ??= { value: peerIdentity(call) };
         return peer.value;
@@ -137,7 +184,10 @@ export class MeshServer {
         if (!signal) {
           cancelled = new AbortController();
           if (call.cancelled && !settled) cancelled.abort();
-          signal = AbortSignal.any([cancelled.signal, stopping]);
+          // The deadline aborts the handler's work too (with a TimeoutError), not only grpc-js's answer.
+          const signals = [cancelled.signal, stopping];
+          if (Number.isFinite(deadline)) signals.push(AbortSignal.timeout(Math.max(0, deadline - Date.now())));
+          signal = AbortSignal.any(signals);
         }
         return signal;
       },
@@ -215,6 +265,11 @@ export class MeshServer {
   }
 
   private failure(ctx: CallContext, error: unknown): RpcError {
+    // Whatever a handler throws once its deadline has passed (an abort, a cancelled downstream
+    // call) means the same to the caller: the deadline expired.
+    if (ctx.deadline && ctx.deadline.getTime() <= Date.now() && !isOwnVerdict(error)) {
+      return new RpcError(Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", "the call's deadline expired");
+    }
     const rpcError = toRpcError(error);
     if (rpcError.code === Code.INTERNAL || rpcError.code === Code.UNKNOWN) ctx.log.error({ err: error }, "call failed");
     return rpcError;
@@ -223,6 +278,17 @@ export class MeshServer {
   private logDone(ctx: CallContext, started: number, code: Code): void {
     ctx.log.debug({ code: Code[code], ms: Math.round((performance.now() - started) * 10) / 10 }, "call done");
   }
+}
+
+/** The call's deadline (epoch ms; Infinity for none), no later than `maxMs` from now when there is one. */
+function clampDeadline(deadline: Date | number, maxMs: number): number {
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(at) ? Math.min(at, Date.now() + maxMs) : Infinity;
+}
+
+/** A failure the handler chose (not a consequence of running out of time). */
+function isOwnVerdict(error: unknown): boolean {
+  return error instanceof RpcError && error.code !== Code.CANCELLED && error.code !== Code.DEADLINE_EXCEEDED && error.code !== Code.UNKNOWN && error.code !== Code.INTERNAL;
 }
 
 /** Response headers set before a failure travel as trailers on the error. */

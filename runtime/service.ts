@@ -1,7 +1,7 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { Config } from "./config.js";
 import type { Logger } from "./logger.js";
-import { MeshServer } from "./server.js";
+import { MeshServer, meshServerLimits } from "./server.js";
 import type { ServiceHandlers } from "./service-definition.js";
 import { loadIdentity, serverCredentials, type MeshIdentity } from "./tls.js";
 
@@ -55,6 +55,7 @@ export async function startMeshServer<S extends DescService>(runtime: ServiceRun
     credentials: serverCredentials(runtime.identity(spec.name)),
     log: runtime.log,
     drainTimeoutMs: runtime.config.drainTimeoutMs,
+    limits: meshServerLimits(runtime.config),
   });
   if (spec.service && spec.handlers) server.addService(spec.service, spec.handlers);
   await server.start();

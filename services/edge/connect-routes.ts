@@ -34,7 +34,7 @@ function unaryForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMethod
       if (headers) passOn(ctx, headers, hctx.responseHeader);
       return response;
     } catch (error) {
-      throw connectError(ctx, upstream, error);
+      throw connectError(ctx, upstream, deadlineExpired(hctx) ? timedOut(upstream) : error);
     }
   };
 }
@@ -53,7 +53,7 @@ function streamForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMetho
       if (ctx.shutdown.aborted) {
         throw connectError(ctx, upstream, EdgeFailure.of(Code.UNAVAILABLE, "SHUTTING_DOWN", "the edge is shutting down; reconnect"));
       }
-      throw connectError(ctx, upstream, error);
+      throw connectError(ctx, upstream, deadlineExpired(hctx) ? timedOut(upstream) : error);
     } finally {
       hctx.signal.removeEventListener("abort", cancel);
       call.cancel();
@@ -77,6 +77,24 @@ function deadline(hctx: HandlerContext, configuredMs: number): number {
   const callerMs = hctx.timeoutMs();
   const ms = callerMs === undefined ? configuredMs : configuredMs > 0 ? Math.min(callerMs, configuredMs) : callerMs;
   return ms > 0 ? Date.now() + ms : Infinity;
+}
+
+/**
+ * The caller's own deadline passed: connect-node aborts the handler's signal, which cancels the
+ * upstream call (CANCELLED) a moment before grpc-js would report DEADLINE_EXCEEDED. Either way the
+ * caller learns its deadline expired.
+ */
+function deadlineExpired(hctx: HandlerContext): boolean {
+  if (!hctx.signal.aborted) return false;
+  const reason: unknown = hctx.signal.reason;
+  if (reason instanceof ConnectError) return reason.code === ConnectCode.DeadlineExceeded;
+  const left = hctx.timeoutMs();
+  return left !== undefined && left <= 0;
+}
+
+function timedOut(upstream: Upstream): EdgeFailure {
+  const service = upstream.service.typeName;
+  return EdgeFailure.of(Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", "the call's deadline expired", { service });
 }
 
 function passOn(ctx: EdgeContext, metadata: Metadata, headers: Headers): void {

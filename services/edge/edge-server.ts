@@ -1,12 +1,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createH2cServer, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from "node:http2";
 import type { AddressInfo } from "node:net";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Socket } from "node:net";
 import { Code } from "../../runtime/errors.js";
+import { connectAdapter } from "./connect-adapter.js";
 import { connectRoutes } from "./connect-routes.js";
 import { Cors } from "./cors.js";
 import { typeRegistry, type EdgeContext } from "./edge-context.js";
-import { EdgeFailure } from "./edge-failure.js";
+import { EdgeFailure, statusJson } from "./edge-failure.js";
 import { liveness, readiness } from "./health-endpoints.js";
 import type { HttpRequest, HttpResponse } from "./http-exchange.js";
 import { resolveEdgeOptions, type EdgeOptions } from "./options.js";
@@ -50,28 +51,30 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
   };
   const rest = new RestGateway(ctx);
   const cors = new Cors(options.corsOrigins, options.forwardHeaders, options.passthroughHeaders);
-  const connect = connectNodeAdapter({
+  const connect = connectAdapter({
     routes: connectRoutes(ctx),
     readMaxBytes: options.maxBodyBytes,
     shutdownSignal: shutdown.signal,
     jsonOptions: { registry: ctx.registry },
+    maxTimeoutMs: options.maxTimeoutMs,
+    log: options.log,
   });
-  const rpcPaths = new Set<string>();
-  for (const upstream of upstreams.values()) {
-    for (const method of upstream.service.methods) rpcPaths.add(`/${upstream.service.typeName}/${method.name}`);
-  }
 
   const handle = (req: AnyRequest, res: AnyResponse): void => {
     const request = req as HttpRequest;
     const response = res as unknown as HttpResponse;
     try {
       const url = req.url ?? "/";
+      if (url.length > options.maxUrlBytes) {
+        return rest.fail(request, response, EdgeFailure.of(Code.INVALID_ARGUMENT, "URI_TOO_LONG", `the request target exceeds ${options.maxUrlBytes} bytes`, { limit: String(options.maxUrlBytes) }, { httpStatus: 414 }), undefined);
+      }
+      if (req.httpVersionMajor === 2) requestBound(req as Http2ServerRequest, res as Http2ServerResponse);
       const q = url.indexOf("?");
       const path = q < 0 ? url : url.slice(0, q);
       const origin = req.headers.origin;
       if (origin !== undefined && cors.apply(request, response, origin)) return;
-      if (rpcPaths.has(path)) {
-        connect(req, res);
+      if (connect.has(path)) {
+        connect.handle(request, response);
         return;
       }
       if (path === "/healthz") return liveness(response);
@@ -90,10 +93,43 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
     }
   };
 
-  const server: Server = createServer(handle);
-  server.on("clientError", (_error, socket) => {
-    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
-    else socket.destroy();
+  /**
+   * h2c has no request timeout of its own: a stream whose request (headers and body) has not
+   * arrived within the bound is answered 408 (or reset once an answer has started).
+   */
+  const requestBound = (req: Http2ServerRequest, res: Http2ServerResponse) => {
+    if (req.readableEnded || req.complete) return;
+    const timer = setTimeout(() => {
+      if (req.complete || res.writableEnded) return;
+      if (res.headersSent) res.stream.close(0x8 /* CANCEL */);
+      else rest.fail(req as unknown as HttpRequest, res as unknown as HttpResponse, requestTimeout(), undefined);
+      req.resume();
+    }, options.requestTimeoutMs);
+    const clear = () => clearTimeout(timer);
+    req.once("end", clear);
+    res.once("close", clear);
+  };
+
+  const server: Server = createServer(
+    {
+      headersTimeout: options.headersTimeoutMs,
+      requestTimeout: options.requestTimeoutMs,
+      keepAliveTimeout: options.idleTimeoutMs,
+      // How often Node checks the two bounds above: a fraction of the smaller one.
+      connectionsCheckingInterval: Math.max(10, Math.min(options.headersTimeoutMs, options.requestTimeoutMs) / 4),
+    },
+    handle,
+  );
+  server.on("clientError", (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
+    if (!socket.writable || (error.code !== undefined && ["ECONNRESET", "EPIPE"].includes(error.code))) {
+      socket.destroy();
+      return;
+    }
+    const [status, failure] = clientFailure(error, options.maxUrlBytes);
+    const body = statusJson(failure.status, ctx.registry);
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nconnection: close\r\ncontent-type: application/json\r\ncache-control: no-store\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
   });
   const port = await listen(server, options.port, options.host);
 
@@ -101,7 +137,9 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
   const sessions = new Set<Http2Session>();
   let h2cPort: number | undefined;
   if (options.h2cPort !== undefined) {
-    h2c = createH2cServer(handle);
+    h2c = createH2cServer({}, handle);
+    // No frame either way for this long (a preface-only connection included): the session is destroyed.
+    h2c.setTimeout(options.sessionTimeoutMs);
     h2c.on("session", (session: Http2Session) => {
       sessions.add(session);
       session.once("close", () => sessions.delete(session));
@@ -148,4 +186,29 @@ function listen(server: Server | Http2Server, port: number, host: string): Promi
       resolve((server.address() as AddressInfo).port);
     });
   });
+}
+
+const STATUS_TEXT: Record<number, string> = { 400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long", 431: "Request Header Fields Too Large" };
+
+/** What a request node:http could not parse, or did not receive in time, is answered with. */
+function clientFailure(error: NodeJS.ErrnoException & { rawPacket?: Buffer }, maxUrlBytes: number): [number, EdgeFailure] {
+  switch (error.code) {
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      return [408, requestTimeout()];
+    case "HPE_HEADER_OVERFLOW": {
+      // The request line alone overflowing means the URL is what is too long.
+      const packet = error.rawPacket;
+      const lineEnd = packet ? packet.indexOf("\r\n") : -1;
+      if (packet && (lineEnd < 0 || lineEnd > maxUrlBytes)) {
+        return [414, EdgeFailure.of(Code.INVALID_ARGUMENT, "URI_TOO_LONG", `the request target exceeds ${maxUrlBytes} bytes`, { limit: String(maxUrlBytes) })];
+      }
+      return [431, EdgeFailure.of(Code.INVALID_ARGUMENT, "HEADERS_TOO_LARGE", "the request headers are too large")];
+    }
+    default:
+      return [400, EdgeFailure.of(Code.INVALID_ARGUMENT, "MALFORMED_REQUEST", "the request is not valid HTTP/1.1")];
+  }
+}
+
+function requestTimeout(): EdgeFailure {
+  return EdgeFailure.of(Code.DEADLINE_EXCEEDED, "REQUEST_TIMEOUT", "the request did not arrive in time", {}, { httpStatus: 408 });
 }

@@ -29,6 +29,11 @@ export const edgeService: ServiceModule = {
       maxBodyBytes: config.edgeMaxBodyBytes,
       corsOrigins: config.edgeCorsOrigins,
       drainTimeoutMs: config.drainTimeoutMs,
+      maxTimeoutMs: config.maxCallTimeoutMs,
+      headersTimeoutMs: config.httpHeadersTimeoutMs,
+      requestTimeoutMs: config.httpRequestTimeoutMs,
+      idleTimeoutMs: config.httpIdleTimeoutMs,
+      sessionTimeoutMs: config.http2SessionTimeoutMs,
       log: runtime.log,
     });
     return { name: "edge", stop: () => edge.stop() };

@@ -40,6 +40,18 @@ export interface EdgeOptions {
   readonly readyTimeoutMs?: number;
   /** How long stop() lets requests finish before closing connections; default 10 s. */
   readonly drainTimeoutMs?: number;
+  /** Longest deadline a caller may ask for (Connect-Timeout-Ms, grpc-timeout); longer ones are clamped. Default 1 h. */
+  readonly maxTimeoutMs?: number;
+  /** HTTP/1.1: time to receive the request headers; default 10 s. */
+  readonly headersTimeoutMs?: number;
+  /** HTTP/1.1 and h2c: time to receive the whole request (headers and body); default 30 s. */
+  readonly requestTimeoutMs?: number;
+  /** HTTP/1.1: how long a kept-alive connection may idle between requests; default 5 s. */
+  readonly idleTimeoutMs?: number;
+  /** h2c: a session without any frame for this long is closed (a preface-only one too); default 120 s. */
+  readonly sessionTimeoutMs?: number;
+  /** Longest request target (path and query); longer ones get 414. Default 8 KiB. */
+  readonly maxUrlBytes?: number;
   readonly channelOptions?: ClientOptions;
   readonly log?: Logger;
 }
@@ -63,6 +75,12 @@ export function resolveEdgeOptions(options: EdgeOptions): ResolvedEdgeOptions {
     versionedTypes: options.versionedTypes ?? ["umw.v1.Entity"],
     readyTimeoutMs: options.readyTimeoutMs ?? 1_000,
     drainTimeoutMs: options.drainTimeoutMs ?? 10_000,
+    maxTimeoutMs: Math.min(options.maxTimeoutMs ?? 3_600_000, 2_147_483_647),
+    headersTimeoutMs: options.headersTimeoutMs ?? 10_000,
+    requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
+    idleTimeoutMs: options.idleTimeoutMs ?? 5_000,
+    sessionTimeoutMs: options.sessionTimeoutMs ?? 120_000,
+    maxUrlBytes: options.maxUrlBytes ?? 8_192,
     channelOptions: options.channelOptions ?? {},
     log: options.log ?? pino({ level: "silent" }),
   };

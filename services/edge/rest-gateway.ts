@@ -184,7 +184,8 @@ export class RestGateway {
 
     /** HTTP headers go out with the upstream's headers, or the first message, whichever is first. */
     const start = (upstreamHeaders?: Metadata) => {
-      if (started) return;
+      // Already answered (a failure before the first message, e.g. at shutdown): upstream headers arriving later change nothing.
+      if (started || res.headersSent || res.destroyed) return;
       started = true;
       const headers: OutgoingHttpHeaders = { "content-type": NDJSON_TYPE, "cache-control": "no-store", [REQUEST_ID]: requestId, "x-accel-buffering": "no" };
       if (upstreamHeaders) this.passOn(upstreamHeaders, headers);

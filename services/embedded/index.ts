@@ -161,6 +161,7 @@ export function embeddedServices({ db, bus, cache }: EmbeddedStores): Record<str
         port: config.realtimePort,
         groupPrefix: config.topicPrefix,
         trustedPeers: config.trustedPrincipalPeers,
+        resourceTypes: Object.keys(config.resources),
         drainTimeoutMs: config.drainTimeoutMs,
       });
       return { name: "realtime", stop: () => running.stop() };

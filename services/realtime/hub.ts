@@ -35,6 +35,11 @@ export interface RealtimeHubOptions {
   /** mTLS peers trusted to assert x-umw-principal and x-umw-connection-id (config.trustedPrincipalPeers); default the edge. */
   readonly trustedPeers?: readonly string[];
   /**
+   * The configured resource types (config.resources): a topic on any other type is NOT_FOUND
+   * (UNKNOWN_RESOURCE_TYPE) at once, as a read of it is. Unset: any well-formed type is accepted.
+   */
+  readonly resourceTypes?: readonly string[];
+  /**
    * Start from the oldest retained event instead of the newest. For a fresh topic (tests, bench) it
    * closes the moment between joining the group and the first fetch; on a long-lived topic it
    * replays the whole retention through the ring, so leave it off there.
@@ -313,6 +318,13 @@ export class RealtimeHub implements StreamHost {
     }
   }
 
+  private checkKnownType(type: string): void {
+    checkType(type);
+    if (this.options.resourceTypes && !this.options.resourceTypes.includes(type)) {
+      throw new RpcError(Code.NOT_FOUND, "UNKNOWN_RESOURCE_TYPE", `resource type ${JSON.stringify(type)} is not configured`, { type });
+    }
+  }
+
   /** Validates the request, reads the caller, checks the token's expiry and asks the policy. */
   private async plan(request: SubscribeRequest, ctx: CallContext): Promise<StreamPlan> {
     checkName("tenant", request.tenant);
@@ -328,13 +340,13 @@ export class RealtimeHub implements StreamHost {
         case "entity": {
           const tenant = target.value.tenant || request.tenant;
           checkName("tenant", tenant);
-          checkType(target.value.type);
+          this.checkKnownType(target.value.type);
           checkName("id", target.value.id);
           topics.push({ kind: "entity", tenant, type: target.value.type, id: target.value.id });
           break;
         }
         case "type":
-          checkType(target.value);
+          this.checkKnownType(target.value);
           topics.push({ kind: "type", tenant: request.tenant, type: target.value });
           break;
         case "ownCommands":

@@ -40,6 +40,7 @@ export interface RealtimeHubServerDeps {
   readonly group?: string;
   readonly groupPrefix?: string;
   readonly trustedPeers?: readonly string[];
+  readonly resourceTypes?: readonly string[];
   readonly fromBeginning?: boolean;
   readonly drainTimeoutMs?: number;
 }
@@ -71,6 +72,7 @@ export async function startRealtimeHub(deps: RealtimeHubServerDeps): Promise<Run
     group: deps.group,
     groupPrefix: deps.groupPrefix,
     trustedPeers: deps.trustedPeers,
+    resourceTypes: deps.resourceTypes,
     fromBeginning: deps.fromBeginning,
   });
   await hub.start();
@@ -126,6 +128,7 @@ export const realtimeService: ServiceModule = {
       log,
       groupPrefix: config.topicPrefix,
       trustedPeers: config.trustedPrincipalPeers,
+      resourceTypes: Object.keys(config.resources),
     });
     try {
       await hub.start();
