@@ -136,7 +136,7 @@ describe("Envoy on the xDS control plane", { timeout: 240_000 }, () => {
     assert.match(a.proc.output(), /deregistered|registered with the control plane/);
   });
 
-  test("a killed instance leaves EDS; a client-sent x-umw-principal does not reach the service", async () => {
+  test("a killed instance leaves EDS; the routes Envoy applied strip client-sent mesh headers", async () => {
     const c = await queryInstance();
     const cAddress = `127.0.0.1:${c.port}`;
     await eventually("C in the cluster", async () => ((await clusterHosts(adminPort, "query")).some((h) => h.address === cAddress) ? true : undefined));
@@ -146,5 +146,11 @@ describe("Envoy on the xDS control plane", { timeout: 240_000 }, () => {
     assert.equal(read.status, 200);
     await read.arrayBuffer();
     assert.match(controlPlane.output(), /instance gone/);
+    // What Envoy runs (from RDS), not what was sent: the route configuration removes the mesh-only headers.
+    const dump = (await (await fetch(`http://127.0.0.1:${adminPort}/config_dump?resource=dynamic_route_configs`)).json()) as {
+      configs: Array<{ route_config: { name: string; request_headers_to_remove?: string[] } }>;
+    };
+    const routes = dump.configs.find((config) => config.route_config.name === "umw");
+    assert.ok(routes?.route_config.request_headers_to_remove?.includes("x-umw-principal"), JSON.stringify(dump).slice(0, 2000));
   });
 });
