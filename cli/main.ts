@@ -42,6 +42,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case "dlq":
       return (await import("./dlq.js")).runDlq(args);
+    case "envoy-config": case "control-plane": return (await import("./envoy.js")).runEnvoyCommand(command, args);
     case "infra":
       return spawnSync(INFRA_SCRIPT, args, { stdio: "inherit" }).status ?? 1;
     case undefined:

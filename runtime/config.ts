@@ -106,6 +106,9 @@ const settings = {
   queryAddress: { env: "UMW_QUERY_ADDRESS", schema: z.string().optional() },
   commandAddress: { env: "UMW_COMMAND_ADDRESS", schema: z.string().optional() },
   realtimeAddress: { env: "UMW_REALTIME_ADDRESS", schema: z.string().optional() },
+  /** The xDS control plane's port (`umw control-plane`), and where services register with it (host:port; unset = they do not). */
+  controlPlanePort: { env: "UMW_CONTROL_PLANE_PORT", schema: port.default(7007) },
+  controlPlaneAddress: { env: "UMW_CONTROL_PLANE_ADDRESS", schema: z.string().regex(/^[^:\s]+:\d+$/, "must be host:port").optional() },
   /** Run on the embedded adapters (PGlite, in-process bus, in-memory cache) instead of Postgres, Kafka and Redis; also `umw serve --embedded`. */
   embedded: { env: "UMW_EMBEDDED", schema: z.preprocess((value) => (typeof value === "boolean" ? String(value) : value), z.stringbool()).default(false) },
   /** PGlite's folder in embedded mode; unset = in memory, gone when the process ends. */

