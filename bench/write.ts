@@ -34,7 +34,7 @@ import pg from "pg";
 import { CommandService, CreateEntityRequestSchema, CreateEntityResponseSchema, UpdateEntityRequestSchema } from "../gen/umw/v1/command_pb.js";
 import { DomainEventSchema } from "../gen/umw/v1/envelope_pb.js";
 import { topicNames } from "../runtime/topics.js";
-import { cacheKey } from "../services/query/keys.js";
+import { cacheKey } from "../runtime/cache/keys.js";
 import { MESH_IDENTITIES } from "../services/registry.js";
 import { createTestDatabase, type TestDatabase } from "../test/support/database.js";
 import { testCerts, type TestCerts } from "../test/support/certs.js";

@@ -6,10 +6,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import pg from "pg";
 import kafkajs from "kafkajs";
+import { waitFor } from "./support/wait.js";
 
 const REDIS_URL = process.env.UMW_REDIS_URL ?? "redis://127.0.0.1:16379";
 const PG_URL = process.env.UMW_PG_URL ?? "postgres://umw:umw@127.0.0.1:15432/umw";
@@ -18,16 +18,6 @@ const KAFKA_BROKERS = (process.env.UMW_KAFKA_BROKERS ?? "127.0.0.1:19092").split
 
 const unique = (prefix: string): string => `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString("hex")}`;
 
-/** Poll `fn` until it returns a value other than undefined, or fail after `timeoutMs`. */
-async function waitFor<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs}ms waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 test("redis: SET/GET/DEL", { timeout: 10_000 }, async () => {
   const redis = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 1 });
@@ -62,7 +52,7 @@ test("postgres: primary writes stream to the read-only replica", { timeout: 20_0
     await primary.query(`insert into ${table} (id, note) values (1, $1)`, [note]);
 
     // Streaming replication: the row shows up on the replica without any action.
-    const replicated = await waitFor(`row in ${table} on the replica`, 10_000, async () => {
+    const replicated = await waitFor(async () => {
       try {
         const res = await replica.query<{ note: string }>(`select note from ${table} where id = 1`);
         return res.rows[0]?.note;
@@ -70,7 +60,7 @@ test("postgres: primary writes stream to the read-only replica", { timeout: 20_0
         if ((err as { code?: string }).code === "42P01") return undefined; // table not replayed yet
         throw err;
       }
-    });
+    }, { what: `row in ${table} on the replica`, timeoutMs: 10_000 });
     assert.equal(replicated, note);
 
     // Writes on the replica are refused: read_only_sql_transaction.

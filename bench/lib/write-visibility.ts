@@ -7,7 +7,7 @@
 // Each entry carries `loadedAt`, the cache updater's clock right before its write: the server-side
 // visibility time, which does not depend on how promptly this process gets to run.
 import { Redis } from "ioredis";
-import { encodedVersion } from "../../services/query/entry.js";
+import { encodedVersion } from "../../runtime/cache/entry.js";
 
 interface Waiter {
   readonly version: bigint;

@@ -4,14 +4,12 @@ import { KafkaBus } from "../../runtime/kafka-bus.js";
 import type { Logger } from "../../runtime/logger.js";
 import { closeStack, startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import { redactUrl } from "../../runtime/sql.js";
-import { topicNames } from "../../runtime/topics.js";
-import { RedisCache } from "../query/redis-cache.js";
-import { writePathTopics } from "../processor/settings.js";
+import { RedisCache } from "../../runtime/cache/redis-cache.js";
+import { configuredPolicies, versionedWriter } from "../../runtime/cache/versioned-writer.js";
+import { topicNames, topicSpecs } from "../../runtime/topics.js";
 import { createCacheUpdater } from "./updater.js";
-import { cacheWriter } from "./writer.js";
 
 export { createCacheUpdater, type CacheOutcome, type CacheUpdater, type CacheUpdaterDeps } from "./updater.js";
-export { cacheWriter, type VersionedCacheWriter } from "./writer.js";
 
 /** Unlike the query service (which may start degraded), the updater has nothing to do without Redis. */
 async function connectRedis(url: string, log: Logger, timeoutMs = 15_000): Promise<RedisCache> {
@@ -46,13 +44,12 @@ export const cacheUpdaterService: ServiceModule = {
       const bus = new KafkaBus({ brokers: config.kafkaBrokers, clientId: "umw-cache-updater", log });
       cleanup.push(() => bus.close());
       await bus.connect();
-      await bus.ensureTopics(writePathTopics(topics, config.topicPartitions));
+      await bus.ensureTopics(topicSpecs(topics, config.topicPartitions));
       const updater = createCacheUpdater({
         bus,
-        writer: cacheWriter(cache, { keyPrefix: config.cacheKeyPrefix, resources: config.resources }),
+        writer: versionedWriter(cache, { keyPrefix: config.cacheKeyPrefix, policyOf: configuredPolicies(config.resources) }),
         topic: topics.entityEvents,
         log,
-        resources: config.resources,
         group: `${config.topicPrefix}umw-cache-updater`,
       });
       await updater.start();

@@ -2,17 +2,15 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { ChangeKind, DomainEventSchema, type DomainEvent } from "../../gen/umw/v1/envelope_pb.js";
 import type { EventBus, IncomingMessage, Subscription } from "../../runtime/bus.js";
 import type { Logger } from "../../runtime/logger.js";
-import type { Resources } from "../../runtime/resources.js";
-import { cachePolicy, type VersionedCacheWriter } from "./writer.js";
+import type { VersionedWriter } from "../../runtime/cache/versioned-writer.js";
 
 export interface CacheUpdaterDeps {
   readonly bus: EventBus;
-  readonly writer: VersionedCacheWriter;
+  /** Knows each type's `cache.onEvent`: write-through (default) or invalidate. */
+  readonly writer: VersionedWriter;
   /** The entity-events topic (`topicNames(config).entityEvents`). */
   readonly topic: string;
   readonly log: Logger;
-  /** Per type `cache.onEvent`: "write-through" (default) or "invalidate". */
-  readonly resources?: Resources;
   readonly group?: string;
   /** Called with what each event did (metrics, tests). */
   readonly onOutcome?: (outcome: CacheOutcome, message: IncomingMessage) => void;
@@ -39,7 +37,6 @@ export const DEFAULT_CACHE_UPDATER_GROUP = "umw-cache-updater";
  */
 export function createCacheUpdater(deps: CacheUpdaterDeps): CacheUpdater {
   const log = deps.log.child({ component: "cache-updater" });
-  const resources = deps.resources ?? {};
   const group = deps.group ?? DEFAULT_CACHE_UPDATER_GROUP;
   let subscription: Subscription | undefined;
 
@@ -61,10 +58,7 @@ export function createCacheUpdater(deps: CacheUpdaterDeps): CacheUpdater {
     if (event.kind === ChangeKind.DELETED) {
       return { kind: "tombstoned", stored: await deps.writer.invalidate(tenant, type, id, version), version };
     }
-    if (cachePolicy(resources, type).onEvent === "invalidate") {
-      return { kind: "invalidated", stored: await deps.writer.invalidate(tenant, type, id, version), version };
-    }
-    return { kind: "written", stored: await deps.writer.writeThrough(entity), version };
+    return { ...(await deps.writer.apply(entity)), version };
   }
 
   return {

@@ -8,14 +8,14 @@ import { startMeshServer, type RunningService, type ServiceModule, type ServiceR
 import type { Database } from "../../runtime/sql.js";
 import { serverCredentials } from "../../runtime/tls.js";
 import { topicNames } from "../../runtime/topics.js";
+import { MemoryCache } from "../../runtime/cache/memory-cache.js";
+import { configuredPolicies, versionedWriter } from "../../runtime/cache/versioned-writer.js";
 import { createCacheUpdater } from "../cache-updater/updater.js";
-import { cacheWriter } from "../cache-updater/writer.js";
 import { createCommandService } from "../command/command-service.js";
 import { edgeService } from "../edge/index.js";
 import { createProcessor } from "../processor/processor.js";
 import { catalogFromConfig } from "../query/catalog.js";
 import { startQueryServer } from "../query/index.js";
-import { MemoryCache } from "../query/memory-cache.js";
 import { startRealtimeHub } from "../realtime/index.js";
 import { limitsFromEnv } from "../realtime/limits.js";
 import { postgresSnapshotSource } from "../realtime/snapshot-source.js";
@@ -228,10 +228,9 @@ export function embeddedServices({ db, bus, cache }: EmbeddedStores): Record<str
       const { config, log } = runtime;
       const updater = createCacheUpdater({
         bus,
-        writer: cacheWriter(cache, { keyPrefix: config.cacheKeyPrefix, resources: config.resources }),
+        writer: versionedWriter(cache, { keyPrefix: config.cacheKeyPrefix, policyOf: configuredPolicies(config.resources) }),
         topic: topicNames(config).entityEvents,
         log,
-        resources: config.resources,
         group: `${config.topicPrefix}umw-cache-updater`,
       });
       await updater.start();

@@ -34,6 +34,11 @@ export class ResourceCatalog {
     return resource;
   }
 
+  /** The configured type, or undefined (no checks, no error). */
+  find(type: string): Resource | undefined {
+    return this.resources.get(type);
+  }
+
   get types(): string[] {
     return [...this.resources.keys()];
   }

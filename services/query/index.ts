@@ -5,22 +5,22 @@ import type { Logger } from "../../runtime/logger.js";
 import { defaultRegistry, serveMetrics, type MetricsServer, type Registry } from "../../runtime/metrics.js";
 import { MeshServer } from "../../runtime/server.js";
 import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
-import type { Cache } from "./cache.js";
+import type { Cache } from "../../runtime/cache/cache.js";
 import { catalogFromConfig, type ResourceCatalog } from "./catalog.js";
 import { queryHandlers } from "./handlers.js";
 import { QueryMetrics } from "./metrics.js";
 import { EntityReader, type EntityReaderOptions } from "./reader.js";
-import { RedisCache } from "./redis-cache.js";
+import { RedisCache } from "../../runtime/cache/redis-cache.js";
 
 export { EntityReader } from "./reader.js";
 export type { ReadResult, ReadRequest } from "./reader.js";
-export { RedisCache } from "./redis-cache.js";
-export { MemoryCache } from "./memory-cache.js";
+export { RedisCache } from "../../runtime/cache/redis-cache.js";
+export { MemoryCache } from "../../runtime/cache/memory-cache.js";
 export { ResourceCatalog, cachePolicy, catalogFromConfig } from "./catalog.js";
 export { PostgresBackend } from "./postgres-backend.js";
 export { HttpBackend } from "./http-backend.js";
 export type { EntityBackend } from "./backend.js";
-export type { Cache } from "./cache.js";
+export type { Cache } from "../../runtime/cache/cache.js";
 export { CACHE_STATUS_HEADER, formatCacheStatus, type CacheStatus } from "./cache-status.js";
 export { QueryMetrics } from "./metrics.js";
 

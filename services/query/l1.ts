@@ -1,9 +1,9 @@
-import type { CacheEntry } from "./entry.js";
+import type { CacheEntry } from "../../runtime/cache/entry.js";
 
 /**
  * The optional in-process layer in front of Redis: entries live for min(l1Ms, freshness), at most
- * `maxEntries` (oldest inserted evicted first). This instance's writeThrough/invalidate update it;
- * other instances' copies are kept coherent by the domain events each instance applies.
+ * `maxEntries` (oldest inserted evicted first). A write through this instance's EntityReader.writer
+ * drops its copy of the key; any other copy is at most l1Ms old.
  */
 export class L1Cache {
   private readonly entries = new Map<string, { entry: CacheEntry; until: number }>();

@@ -5,11 +5,12 @@ import { Code, invalidArgument, RpcError, unavailable } from "../../runtime/erro
 import type { Logger } from "../../runtime/logger.js";
 import type { CachePolicy } from "../../runtime/resources.js";
 import { isBackendFailure, withTimeout } from "./backend.js";
-import type { Cache, Fill, FillError, SetResult } from "./cache.js";
+import type { Cache, Fill, FillError, SetResult } from "../../runtime/cache/cache.js";
+import { entityEntry, jitter, negativeEntry, type CacheEntry } from "../../runtime/cache/entry.js";
+import { cacheKey, type CacheKey } from "../../runtime/cache/keys.js";
+import { versionedWriter, type VersionedWriter } from "../../runtime/cache/versioned-writer.js";
 import type { CacheStatus } from "./cache-status.js";
 import type { Resource, ResourceCatalog } from "./catalog.js";
-import { entityEntry, jitter, negativeEntry, tombstoneEntry, type CacheEntry } from "./entry.js";
-import { cacheKey, type CacheKey } from "./keys.js";
 import { L1Cache } from "./l1.js";
 import type { QueryMetrics } from "./metrics.js";
 import { SingleFlight } from "./single-flight.js";
@@ -71,8 +72,9 @@ interface Target {
  * Read-through cache of entities: L1 (optional) → cache (Redis) → backend, with one load per key
  * across all instances (in-process single-flight + cache lease + fill announcements), versioned
  * writes, negative caching, jittered TTLs, XFetch early refresh, serve-stale on backend failure,
- * and read-your-writes through min_version. Also the write side the cache updater calls:
- * writeThrough and invalidate, both safe against reordered events.
+ * and read-your-writes through min_version. Writes go through `writer`, the shared
+ * VersionedWriter (runtime/cache) the cache updater uses too, bound to this reader's cache, key
+ * prefix and policies, and dropping this instance's L1 copy of every key it writes.
  */
 export class EntityReader {
   private readonly cache: Cache;
@@ -86,6 +88,8 @@ export class EntityReader {
   private readonly background = new Set<Promise<void>>();
   private readonly refreshing = new Set<string>();
   private lastCacheWarning = 0;
+  /** Versioned write-through and invalidation of this reader's keys (embedded runs, tests, tools). */
+  readonly writer: VersionedWriter;
 
   constructor(private readonly options: EntityReaderOptions) {
     this.cache = options.cache;
@@ -95,9 +99,15 @@ export class EntityReader {
     this.prefix = options.keyPrefix ?? "";
     this.random = options.random ?? Math.random;
     this.l1 = new L1Cache(options.l1MaxEntries);
+    this.writer = versionedWriter(this.cache, {
+      keyPrefix: this.prefix,
+      policyOf: (type) => this.catalog.find(type)?.policy,
+      random: this.random,
+      afterWrite: (key) => this.l1.delete(key.local),
+    });
   }
 
-  /** The cache names of one entity (for tests, tools and the cache updater). */
+  /** The cache names of one entity (for tests and tools). */
   keyOf(tenant: string, type: string, id: string): CacheKey {
     return cacheKey(this.prefix, tenant, type, id);
   }
@@ -228,42 +238,6 @@ export class EntityReader {
       timer({ outcome: "error" });
       throw this.backendError(error, `list ${tenant}/${type}`);
     }
-  }
-
-  /**
-   * Cache updater: store the entity's new state (versioned; an older state never replaces a newer
-   * one, nor passes a tombstone). Rejects when the cache is unreachable, so the event is retried.
-   */
-  async writeThrough(entity: Entity): Promise<SetResult> {
-    const target = this.target(entity.tenant, entity.type, entity.id);
-    const { policy } = target.resource;
-    const now = Date.now();
-    const ttlMs = jitter(policy.ttlMs, this.random);
-    const entry = entityEntry(entity, { now, ttlMs, graceMs: policy.staleGraceMs, loadMs: 0 });
-    const result = await this.cache.set(target.key, entry, ttlMs + policy.staleGraceMs);
-    if (result.stored) this.l1.set(target.key.local, entry, policy.l1Ms, now);
-    else this.l1.delete(target.key.local);
-    return result;
-  }
-
-  /**
-   * Cache updater: "nothing below `version`" for the key. An entry older than `version` is
-   * replaced by a tombstone that refuses every load of an older state (a lagging replica, a slow
-   * loader) for ttl + staleGrace; an entry at `version` or newer stays. True when the tombstone was written.
-   */
-  async invalidate(tenant: string, type: string, id: string, version: bigint): Promise<boolean> {
-    const target = this.target(tenant, type, id);
-    const { policy } = target.resource;
-    const lifetimeMs = policy.ttlMs + policy.staleGraceMs;
-    this.l1.delete(target.key.local);
-    return this.cache.invalidate(target.key, tombstoneEntry(version, Date.now(), lifetimeMs), lifetimeMs);
-  }
-
-  /** Cache updater: apply one entity change as the type's policy says (write-through or invalidate). */
-  async applyChange(entity: Entity): Promise<void> {
-    const { policy } = this.catalog.resolve(entity.type);
-    if (policy.onEvent === "write-through") await this.writeThrough(entity);
-    else await this.invalidate(entity.tenant, entity.type, entity.id, entity.version);
   }
 
   /** Drops this process's L1 copy of a key (e.g. on an event for another instance's write). */

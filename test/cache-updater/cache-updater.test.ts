@@ -11,15 +11,15 @@ import { entityKey } from "../../runtime/entity.js";
 import { KafkaBus } from "../../runtime/kafka-bus.js";
 import { rootLogger } from "../../runtime/logger.js";
 import { resourceSchema, type Resources } from "../../runtime/resources.js";
-import { topicNames } from "../../runtime/topics.js";
+import { topicNames, topicSpecs } from "../../runtime/topics.js";
 import { createCacheUpdater, type CacheOutcome, type CacheUpdater } from "../../services/cache-updater/updater.js";
-import { cacheWriter } from "../../services/cache-updater/writer.js";
-import { writePathTopics } from "../../services/processor/settings.js";
-import { entityEntry } from "../../services/query/entry.js";
-import { cacheKey } from "../../services/query/keys.js";
-import { RedisCache } from "../../services/query/redis-cache.js";
+import { configuredPolicies, versionedWriter } from "../../runtime/cache/versioned-writer.js";
+import { entityEntry } from "../../runtime/cache/entry.js";
+import { cacheKey } from "../../runtime/cache/keys.js";
+import { RedisCache } from "../../runtime/cache/redis-cache.js";
 import { infra } from "../support/env.js";
-import { dropKafkaPrefix, runPrefix, waitFor } from "../processor/support.js";
+import { dropKafkaPrefix, runPrefix } from "../processor/support.js";
+import { waitFor } from "../support/wait.js";
 
 const log = rootLogger("silent");
 const TENANT = "acme";
@@ -47,14 +47,13 @@ describe("cache updater on Kafka and Redis", { timeout: 60_000 }, () => {
     topics = topicNames({ topicPrefix: prefix });
     bus = new KafkaBus({ brokers: infra.kafkaBrokers, clientId: "umw-test-cache-updater", log });
     await bus.connect();
-    await bus.ensureTopics(writePathTopics(topics, 3));
+    await bus.ensureTopics(topicSpecs(topics, 3));
     cache = await RedisCache.connect({ url: infra.redisUrl, log });
     updater = createCacheUpdater({
       bus,
-      writer: cacheWriter(cache, { keyPrefix: prefix, resources }),
+      writer: versionedWriter(cache, { keyPrefix: prefix, policyOf: configuredPolicies(resources) }),
       topic: topics.entityEvents,
       log,
-      resources,
       group: `${prefix}umw-cache-updater`,
       onOutcome: (outcome, message) => seen.push({ outcome, id: message.headers.ce_id ?? "" }),
     });
@@ -86,10 +85,10 @@ describe("cache updater on Kafka and Redis", { timeout: 60_000 }, () => {
   async function deliver(...events: Outgoing[]): Promise<CacheOutcome[]> {
     await bus.publish(topics.entityEvents, events);
     const ids = events.map((e) => e.headers.ce_id!);
-    return waitFor(`${events.length} events handled`, () => {
+    return waitFor(() => {
       const outcomes = ids.map((id) => seen.find((entry) => entry.id === id)?.outcome);
       return outcomes.every(Boolean) ? (outcomes as CacheOutcome[]) : undefined;
-    });
+    }, { what: `${events.length} events handled` });
   }
 
   const read = (type: string, id: string) => cache.get(cacheKey(prefix, TENANT, type, id));

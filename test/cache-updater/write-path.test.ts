@@ -11,17 +11,17 @@ import { KafkaBus } from "../../runtime/kafka-bus.js";
 import { rootLogger } from "../../runtime/logger.js";
 import { appendToOutbox } from "../../runtime/outbox.js";
 import { connectPostgres, type Database } from "../../runtime/sql.js";
-import { topicNames } from "../../runtime/topics.js";
+import { topicNames, topicSpecs } from "../../runtime/topics.js";
 import { createCacheUpdater, type CacheUpdater } from "../../services/cache-updater/updater.js";
-import { cacheWriter } from "../../services/cache-updater/writer.js";
+import { versionedWriter } from "../../runtime/cache/versioned-writer.js";
 import { createProcessor, type Processor } from "../../services/processor/processor.js";
-import { writePathTopics } from "../../services/processor/settings.js";
-import { cacheKey } from "../../services/query/keys.js";
-import { RedisCache } from "../../services/query/redis-cache.js";
+import { cacheKey } from "../../runtime/cache/keys.js";
+import { RedisCache } from "../../runtime/cache/redis-cache.js";
 import { createOutboxRelay, type OutboxRelay } from "../../services/relay/relay.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { infra } from "../support/env.js";
-import { dropKafkaPrefix, runPrefix, waitFor } from "../processor/support.js";
+import { dropKafkaPrefix, runPrefix } from "../processor/support.js";
+import { waitFor } from "../support/wait.js";
 
 const log = rootLogger("silent");
 const TENANT = "acme";
@@ -45,12 +45,12 @@ describe("write path: processor -> outbox -> relay -> cache updater", { timeout:
     database = db;
     bus = new KafkaBus({ brokers: infra.kafkaBrokers, clientId: "umw-test-write-path", log });
     await bus.connect();
-    const specs = writePathTopics(topics, 3);
+    const specs = topicSpecs(topics, 3);
     await bus.ensureTopics(specs);
     cache = await RedisCache.connect({ url: infra.redisUrl, log });
     processor = createProcessor({ db, bus, topics, log, group: `${prefix}umw-processor` });
     relay = createOutboxRelay({ db, bus, topics: specs, log, pollMs: 100 });
-    updater = createCacheUpdater({ bus, writer: cacheWriter(cache, { keyPrefix: prefix }), topic: topics.entityEvents, log, group: `${prefix}umw-cache-updater` });
+    updater = createCacheUpdater({ bus, writer: versionedWriter(cache, { keyPrefix: prefix }), topic: topics.entityEvents, log, group: `${prefix}umw-cache-updater` });
     relay.start();
     await Promise.all([processor.start(), updater.start(), relay.whenLeader()]);
   });
@@ -92,20 +92,20 @@ describe("write path: processor -> outbox -> relay -> cache updater", { timeout:
   }
 
   async function applied(commandId: string): Promise<string> {
-    return waitFor(`command ${commandId} applied`, async () => {
+    return waitFor(async () => {
       const { rows } = await database.query<{ state: string; version: string }>("SELECT state, version::text AS version FROM umw_commands WHERE id = $1", [commandId]);
       if (rows[0] && rows[0].state !== "accepted" && rows[0].state !== "applied") assert.fail(`command ${commandId} ${rows[0].state}`);
       return rows[0]?.state === "applied" ? rows[0].version : undefined;
-    });
+    }, { what: `command ${commandId} applied` });
   }
 
   test("each applied change reaches the cache at its version; the deletion leaves a tombstone", async () => {
     const id = `w-${randomUUID().slice(0, 8)}`;
     const key = cacheKey(prefix, TENANT, "note", id);
-    const cached = (version: bigint) => waitFor(`cache at v${version}`, async () => {
+    const cached = (version: bigint) => waitFor(async () => {
       const entry = await cache.get(key);
       return entry && entry.version === version ? entry : undefined;
-    });
+    }, { what: `cache at v${version}` });
 
     assert.equal(await applied(await accept({ case: "create", value: { tenant: TENANT, type: "note", id, data: { title: "one" } } })), "1");
     assert.deepEqual((await cached(1n)).entity?.data, { title: "one" });
@@ -119,9 +119,9 @@ describe("write path: processor -> outbox -> relay -> cache updater", { timeout:
     // Every message went through one inbox row each, and the relay marked every outbox row.
     const { rows } = await database.query<{ inbox: number }>("SELECT count(*)::int AS inbox FROM umw_inbox");
     assert.equal(rows[0]!.inbox, 3);
-    await waitFor("the outbox drained", async () => {
+    await waitFor(async () => {
       const { rows: left } = await database.query<{ n: number }>("SELECT count(*)::int AS n FROM umw_outbox WHERE published_at IS NULL");
       return left[0]!.n === 0 ? true : undefined;
-    });
+    }, { what: "the outbox drained" });
   });
 });

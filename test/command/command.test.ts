@@ -19,6 +19,7 @@ import { rootLogger } from "../../runtime/logger.js";
 import { MeshServer } from "../../runtime/server.js";
 import { connectPostgres, type Database } from "../../runtime/sql.js";
 import { clientCredentials, serverCredentials } from "../../runtime/tls.js";
+import { topicNames } from "../../runtime/topics.js";
 import { createCommandService, type CommandServiceImpl } from "../../services/command/command-service.js";
 import { keyLockId, parseIdempotencyKey } from "../../services/command/idempotency.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
@@ -26,7 +27,7 @@ import { closedPort, freshDatabase, type TestDatabase } from "../relay/fixture.j
 import { RESOURCES } from "./resources.js";
 
 const log = rootLogger("silent");
-const TOPIC = "test.umw.commands.v1";
+const TOPIC = topicNames({ topicPrefix: "test." }).commands;
 
 
 type Client = MeshClient<typeof CommandService>;

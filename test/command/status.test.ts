@@ -20,7 +20,8 @@ import { connectPostgres, type Database } from "../../runtime/sql.js";
 import { clientCredentials, serverCredentials } from "../../runtime/tls.js";
 import { createCommandService, type CommandServiceImpl } from "../../services/command/command-service.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
-import { freshDatabase, waitFor, type TestDatabase } from "../relay/fixture.js";
+import { freshDatabase, type TestDatabase } from "../relay/fixture.js";
+import { waitFor } from "../support/wait.js";
 import { RESOURCES } from "./resources.js";
 
 const log = rootLogger("silent");
@@ -53,8 +54,9 @@ describe("command status", () => {
     server.addService(CommandService, impl.handlers);
     client = createClient(CommandService, `127.0.0.1:${await server.start()}`, clientCredentials(certs.identity("cli")));
     // The shared LISTEN connection is up once its backend shows in pg_stat_activity.
-    await waitFor("the command feed to LISTEN", 5_000, async () =>
-      (await db.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query = $1", [`LISTEN ${COMMAND_CHANNEL}`])).rows[0]!.n === "1",
+    await waitFor(
+      async () => (await db.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query = $1", [`LISTEN ${COMMAND_CHANNEL}`])).rows[0]!.n === "1",
+      { what: "the command feed to LISTEN", timeoutMs: 5_000 },
     );
   });
 
@@ -108,7 +110,7 @@ describe("command status", () => {
         if (message.command!.state === CommandState.APPLIED) appliedAt = Date.now();
       }
     })();
-    await waitFor("the first status", 5_000, () => seen.length === 1);
+    await waitFor(() => seen.length === 1, { what: "the first status", timeoutMs: 5_000 });
     assert.equal(seen[0]!.state, CommandState.ACCEPTED);
     settledAt = Date.now();
     await settle(receipt.commandId, "applied", 1);
@@ -124,11 +126,11 @@ describe("command status", () => {
     const stream = (async () => {
       for await (const message of client.watchCommand({ tenant: "acme", commandId: receipt.commandId }, { timeoutMs: 20_000 })) seen.push(message.command!);
     })();
-    await waitFor("the first status", 5_000, () => seen.length === 1);
+    await waitFor(() => seen.length === 1, { what: "the first status", timeoutMs: 5_000 });
     // An intermediate change that is not terminal (e.g. a retry recorded by the processor).
     await db.query("UPDATE umw_commands SET update_time = now() + interval '1 second' WHERE id = $1", [receipt.commandId]);
     await db.query("SELECT pg_notify($1, $2)", [COMMAND_CHANNEL, receipt.commandId]);
-    await waitFor("the intermediate status", 5_000, () => seen.length === 2);
+    await waitFor(() => seen.length === 2, { what: "the intermediate status", timeoutMs: 5_000 });
     // The processor stores google.rpc.Status JSON (ErrorInfo in details).
     const rejection = new RpcError(Code.FAILED_PRECONDITION, "VERSION_CONFLICT", "expected version 3, found 4", { expected: "3", actual: "4" });
     await settle(receipt.commandId, "rejected", null, toJson(StatusSchema, rejection.toStatus(), { registry: createRegistry(ErrorInfoSchema) }) as object);
@@ -182,7 +184,7 @@ describe("command status", () => {
     const stream = (async () => {
       for await (const message of client.watchCommand({ tenant: "acme", commandId: receipt.commandId }, { signal: cancel.signal })) seen.push(message.command!);
     })();
-    await waitFor("the first status", 5_000, () => seen.length === 1);
+    await waitFor(() => seen.length === 1, { what: "the first status", timeoutMs: 5_000 });
     cancel.abort();
     await assert.rejects(stream, (error: RpcError) => error.code === Code.CANCELLED);
 
@@ -196,7 +198,7 @@ describe("command status", () => {
         states.push(CommandState[message.command!.state!]!);
       }
     })();
-    await waitFor("the first status", 5_000, () => states.length === 1);
+    await waitFor(() => states.length === 1, { what: "the first status", timeoutMs: 5_000 });
     await db.query("UPDATE umw_commands SET state = 'applied', version = 2, update_time = now() WHERE id = $1", [receipt.commandId]);
     await watching;
     assert.deepEqual(states, ["ACCEPTED", "APPLIED"]);
@@ -209,7 +211,7 @@ describe("command status", () => {
     const ended = (async () => {
       for await (const _ of polling.handlers.watchCommand(create(WatchCommandRequestSchema, { tenant: "acme", commandId: other.commandId }), ctx2)) count.n++;
     })();
-    await waitFor("the first status", 5_000, () => count.n === 1);
+    await waitFor(() => count.n === 1, { what: "the first status", timeoutMs: 5_000 });
     abort.abort();
     await ended;
     await polling.close();

@@ -13,12 +13,12 @@ import { openPglite } from "../../runtime/pglite.js";
 import type { Database } from "../../runtime/sql.js";
 import { topicNames } from "../../runtime/topics.js";
 import { createCacheUpdater } from "../../services/cache-updater/updater.js";
-import { cacheWriter } from "../../services/cache-updater/writer.js";
+import { versionedWriter } from "../../runtime/cache/versioned-writer.js";
 import { createProcessor, type Outcome } from "../../services/processor/processor.js";
 import { writePathTopics } from "../../services/processor/settings.js";
-import { cacheKey } from "../../services/query/keys.js";
-import { MemoryCache } from "../../services/query/memory-cache.js";
-import { waitFor } from "./support.js";
+import { cacheKey } from "../../runtime/cache/keys.js";
+import { MemoryCache } from "../../runtime/cache/memory-cache.js";
+import { waitFor } from "../support/wait.js";
 
 const log = rootLogger("silent");
 let db: Database;
@@ -38,7 +38,7 @@ test("embedded: PGlite + MemoryBus + MemoryCache carry a command to the cache", 
   const cache = new MemoryCache();
   const outcomes: Outcome[] = [];
   const processor = createProcessor({ db, bus, topics, log, onOutcome: (outcome) => outcomes.push(outcome) });
-  const updater = createCacheUpdater({ bus, writer: cacheWriter(cache), topic: topics.entityEvents, log });
+  const updater = createCacheUpdater({ bus, writer: versionedWriter(cache), topic: topics.entityEvents, log });
   await processor.start();
   await updater.start();
 
@@ -48,14 +48,14 @@ test("embedded: PGlite + MemoryBus + MemoryCache carry a command to the cache", 
   const command = create(CommandSchema, { context, tenant: "acme", principal: "p", idempotencyKey: "k", action: { case: "create", value: { tenant: "acme", type: "note", id: "e1", data: { title: "embedded" } } } });
   const message = { key, value: toBinary(CommandSchema, command), headers: cloudEventHeaders(context) };
   await bus.publish(topics.commands, [message, message]);
-  await waitFor("both deliveries handled", () => (outcomes.length === 2 ? true : undefined));
+  await waitFor(() => (outcomes.length === 2 ? true : undefined), { what: "both deliveries handled" });
   assert.deepEqual(outcomes.map((outcome) => outcome.kind), ["applied", "duplicate"]);
 
   const { rows } = await db.query<{ payload: Uint8Array; headers: Record<string, string> }>("SELECT payload, headers FROM umw_outbox WHERE topic = $1", [topics.entityEvents]);
   assert.equal(rows.length, 1);
   const { "umw-key": eventKey, ...headers } = rows[0]!.headers;
   await bus.publish(topics.entityEvents, [{ key: eventKey!, value: rows[0]!.payload, headers }]);
-  const entry = await waitFor("the cache entry", () => cache.get(cacheKey("", "acme", "note", "e1")));
+  const entry = await waitFor(() => cache.get(cacheKey("", "acme", "note", "e1")), { what: "the cache entry" });
   assert.equal(entry.version, 1n);
   assert.deepEqual(entry.entity?.data, { title: "embedded" });
 

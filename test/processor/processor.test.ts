@@ -19,7 +19,8 @@ import { writePathTopics } from "../../services/processor/settings.js";
 import { runDlq } from "../../cli/dlq.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { infra } from "../support/env.js";
-import { dropKafkaPrefix, flakyDatabase, runPrefix, waitFor, type FlakyDatabase } from "./support.js";
+import { dropKafkaPrefix, flakyDatabase, runPrefix, type FlakyDatabase } from "./support.js";
+import { waitFor } from "../support/wait.js";
 
 const log = rootLogger("silent");
 const TENANT = "acme";
@@ -116,10 +117,10 @@ describe("processor on Postgres and Kafka", { timeout: 60_000 }, () => {
   }
 
   async function settled(commandId: string): Promise<CommandRow> {
-    return waitFor(`command ${commandId} to settle`, async () => {
+    return waitFor(async () => {
       const { rows } = await database.query<CommandRow>("SELECT state, version::text AS version, error FROM umw_commands WHERE id = $1", [commandId]);
       return rows[0] && rows[0].state !== "accepted" ? rows[0] : undefined;
-    });
+    }, { what: `command ${commandId} to settle` });
   }
 
   async function entity(type: string, id: string): Promise<{ version: string; data: JsonObject } | undefined> {
@@ -218,8 +219,9 @@ describe("processor on Postgres and Kafka", { timeout: 60_000 }, () => {
     const updateCmd = command({ case: "update", value: { tenant: TENANT, type: "note", id, data: { title: "twice?" } } });
     await accept(updateCmd);
     await publish(updateCmd, 3);
-    await waitFor("the duplicates to be seen", () =>
-      outcomes.filter((o) => o.outcome.kind === "duplicate" && [createCmd.id, updateCmd.id].includes(o.messageId)).length === 3 ? true : undefined,
+    await waitFor(
+      () => (outcomes.filter((o) => o.outcome.kind === "duplicate" && [createCmd.id, updateCmd.id].includes(o.messageId)).length === 3 ? true : undefined),
+      { what: "the duplicates to be seen" },
     );
     assert.equal((await settled(updateCmd.id)).version, "2");
     assert.deepEqual(await entity("note", id), { version: "2", data: { title: "twice?" } });
@@ -323,15 +325,15 @@ describe("processor on Postgres and Kafka", { timeout: 60_000 }, () => {
     const replayed: string[] = [];
     assert.equal(await runDlq(["replay", commandId], { config, out: (line) => replayed.push(line), log }), 0);
     assert.match(replayed.join("\n"), new RegExp(`replayed ${commandId}`));
-    await waitFor("the replayed command to apply", async () => {
+    await waitFor(async () => {
       const { rows } = await database.query<CommandRow>("SELECT state, version::text AS version FROM umw_commands WHERE id = $1", [commandId]);
       return rows[0]?.state === "applied" ? rows[0] : undefined;
-    });
+    }, { what: "the replayed command to apply" });
     assert.deepEqual(await entity("note", id), { version: "1", data: { title: "dead letter" } });
 
     // The replay is the original message: its id is in the inbox now, a second replay is a duplicate.
     assert.equal(await runDlq(["replay", commandId], { config, out: () => undefined, log }), 0);
-    await waitFor("the second replay to be skipped", () => (outcomes.some((o) => o.messageId === commandId && o.outcome.kind === "duplicate") ? true : undefined));
+    await waitFor(() => (outcomes.some((o) => o.messageId === commandId && o.outcome.kind === "duplicate") ? true : undefined), { what: "the second replay to be skipped" });
     assert.equal((await entity("note", id))?.version, "1");
     assert.equal(await runDlq(["replay", randomUUID()], { config, out: () => undefined, err: () => undefined, log }), 1);
     assert.equal(await runDlq(["nonsense"], { config, out: () => undefined, err: () => undefined, log }), 2);

@@ -16,14 +16,15 @@ import { createRuntime, type RunningService } from "../../runtime/service.js";
 import { topicNames } from "../../runtime/topics.js";
 import { cacheUpdaterService } from "../../services/cache-updater/index.js";
 import { processorService } from "../../services/processor/index.js";
-import { cacheKey } from "../../services/query/keys.js";
-import { RedisCache } from "../../services/query/redis-cache.js";
+import { cacheKey } from "../../runtime/cache/keys.js";
+import { RedisCache } from "../../runtime/cache/redis-cache.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { infra } from "../support/env.js";
 import { freePort } from "../support/ports.js";
 import pg from "pg";
-import { dropKafkaPrefix, runPrefix, waitFor } from "./support.js";
+import { dropKafkaPrefix, runPrefix } from "./support.js";
+import { waitFor } from "../support/wait.js";
 
 const log = rootLogger("silent");
 
@@ -104,10 +105,10 @@ describe("processor and cache updater served as ServiceModules", { timeout: 60_0
       await bus.publish(topics.commands, [{ key, value: toBinary(CommandSchema, command), headers: cloudEventHeaders(context) }]);
       const db = new pg.Client({ connectionString: testDb.url });
       await db.connect();
-      const event = await waitFor("the domain event in the outbox", async () => {
+      const event = await waitFor(async () => {
         const { rows } = await db.query<{ payload: Buffer; headers: Record<string, string> }>("SELECT payload, headers FROM umw_outbox WHERE aggregateid = $1", [key]);
         return rows[0];
-      });
+      }, { what: "the domain event in the outbox" });
       await db.end();
       const { "umw-key": eventKey, ...headers } = event.headers;
       await bus.publish(topics.entityEvents, [{ key: eventKey!, value: event.payload, headers }]);
@@ -116,7 +117,7 @@ describe("processor and cache updater served as ServiceModules", { timeout: 60_0
     }
     const cache = await RedisCache.connect({ url: infra.redisUrl, log });
     try {
-      const entry = await waitFor("the entity in the cache", async () => (await cache.get(cacheKey(prefix, "acme", "note", id))) ?? undefined);
+      const entry = await waitFor(async () => (await cache.get(cacheKey(prefix, "acme", "note", id))) ?? undefined, { what: "the entity in the cache" });
       assert.equal(entry.version, 1n);
       assert.deepEqual(entry.entity?.data, { title: "served" });
     } finally {

@@ -1,19 +1,6 @@
-import assert from "node:assert/strict";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { Database, Sql } from "../../runtime/sql.js";
 
 export { dropKafkaPrefix, runPrefix } from "../support/kafka.js";
-
-/** Polls `fn` until it returns something other than undefined. */
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 /**
  * A Database whose next transactions fail, as an outage or a conflict would: the work runs, then

@@ -2,19 +2,19 @@
 // adapter; plus the entry envelope, TTL jitter, page tokens and the metrics registry.
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import { EntitySchema } from "../../gen/umw/v1/entity_pb.js";
 import { Code, RpcError } from "../../runtime/errors.js";
 import { Registry } from "../../runtime/metrics.js";
-import type { Cache } from "../../services/query/cache.js";
+import type { Cache } from "../../runtime/cache/cache.js";
 import { batchCacheStatus, formatCacheStatus } from "../../services/query/cache-status.js";
-import { decodeEntry, encodeEntry, entityEntry, jitter, negativeEntry, tombstoneEntry } from "../../services/query/entry.js";
-import { cacheKey } from "../../services/query/keys.js";
-import { MemoryCache } from "../../services/query/memory-cache.js";
+import { decodeEntry, encodeEntry, entityEntry, jitter, negativeEntry, tombstoneEntry } from "../../runtime/cache/entry.js";
+import { cacheKey } from "../../runtime/cache/keys.js";
+import { MemoryCache } from "../../runtime/cache/memory-cache.js";
 import { decodePageToken, encodePageToken, pageSizeOf } from "../../services/query/page-token.js";
-import { RedisCache } from "../../services/query/redis-cache.js";
+import { RedisCache } from "../../runtime/cache/redis-cache.js";
 import { deleteKeys, log, REDIS_URL, unique } from "./helpers.js";
+import { waitFor } from "../support/wait.js";
 
 const entity = (id: string, version: number) => create(EntitySchema, { tenant: "acme", type: "thing", id, version: BigInt(version), data: { id, v: version } });
 const entry = (id: string, version: number) => entityEntry(entity(id, version), { now: Date.now(), ttlMs: 60_000, graceMs: 10_000, loadMs: 2 });
@@ -107,8 +107,10 @@ for (const [name, make] of adapters) {
         assert.equal(await cache.acquireLease(k, "c", 200), false);
         await cache.complete(k, "a", { kind: "pass", entry: entry("l", 1) });
         assert.equal(await cache.acquireLease(k, "c", 100), true);
-        await sleep(150);
-        assert.equal(await cache.acquireLease(k, "d", 100), true, "an expired lease can be taken");
+        const takenAt = Date.now();
+        const taken = await waitFor(async () => await cache.acquireLease(k, "d", 100), { what: "c's 100 ms lease to expire", timeoutMs: 2_000 });
+        assert.equal(taken, true, "an expired lease can be taken");
+        assert.ok(Date.now() - takenAt >= 80, `taken ${Date.now() - takenAt} ms after c's 100 ms lease began: it had expired, not been ignored`);
       } finally {
         await cache.close();
       }

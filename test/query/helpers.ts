@@ -11,7 +11,10 @@ import { createTestDatabase as createIsolatedDatabase } from "../support/databas
 import { testCerts } from "../support/certs.js";
 import { infra } from "../support/env.js";
 import { clientCredentials, serverCredentials } from "../../runtime/tls.js";
+import type { Cache } from "../../runtime/cache/cache.js";
+import type { CacheKey } from "../../runtime/cache/keys.js";
 import type { EntityBackend } from "../../services/query/backend.js";
+import { waitFor } from "../support/wait.js";
 
 export const REDIS_URL = infra.redisUrl;
 
@@ -94,6 +97,8 @@ export { freePort as closedPort } from "../support/ports.js";
 /** Wraps a backend: counts calls, and can delay or fail them. */
 export class CountingBackend implements EntityBackend {
   gets = 0;
+  /** Gets whose inner read has answered (the state they return is fixed from then on). */
+  reads = 0;
   batchGets = 0;
   batchIds = 0;
   lists = 0;
@@ -118,6 +123,7 @@ export class CountingBackend implements EntityBackend {
     if (this.delayMs) await sleep(this.delayMs);
     if (this.failWith) throw this.failWith;
     const entity = await this.inner.get(tenant, type, id, signal);
+    this.reads++;
     if (this.delayAfterMs) await sleep(this.delayAfterMs);
     return this.override ? this.override(entity) : entity;
   }
@@ -140,11 +146,15 @@ export class CountingBackend implements EntityBackend {
   }
 }
 
-/** Polls until `check` returns true. */
-export async function eventually(what: string, timeoutMs: number, check: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
-  }
+/** Waits until the cached entry of `key` is past its fresh lifetime (or gone): the next read misses. */
+export async function untilStale(cache: Cache, key: CacheKey, timeoutMs = 5_000): Promise<void> {
+  await waitFor(async () => {
+    const entry = await cache.get(key);
+    return !entry || Date.now() >= entry.freshUntil;
+  }, { what: `the cached ${key.local} to go stale`, timeoutMs });
+}
+
+/** Waits until the cache no longer holds `key` at all (its PX, the end of any grace, has passed). */
+export async function untilGone(cache: Cache, key: CacheKey, timeoutMs = 5_000): Promise<void> {
+  await waitFor(async () => (await cache.get(key)) === undefined, { what: `the cached ${key.local} to expire`, timeoutMs });
 }

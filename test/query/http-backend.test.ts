@@ -4,7 +4,6 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { setTimeout as sleep } from "node:timers/promises";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { createClient } from "../../runtime/client.js";
 import { Code, RpcError } from "../../runtime/errors.js";
@@ -14,8 +13,8 @@ import { HttpBackend } from "../../services/query/http-backend.js";
 import { startQueryServer } from "../../services/query/index.js";
 import { QueryMetrics } from "../../services/query/metrics.js";
 import { EntityReader } from "../../services/query/reader.js";
-import { RedisCache } from "../../services/query/redis-cache.js";
-import { closedPort, deleteKeys, log, REDIS_URL, testCertificates, unique } from "./helpers.js";
+import { RedisCache } from "../../runtime/cache/redis-cache.js";
+import { closedPort, deleteKeys, log, REDIS_URL, testCertificates, unique, untilStale } from "./helpers.js";
 
 const prefix = `${unique("umwtest")}:`;
 let upstream: Server;
@@ -106,7 +105,7 @@ test("an unreachable upstream is UNAVAILABLE; a timing-out one serves stale with
   const flaky = reader(`${base}/things/{tenant}/{type}/{id}`, { ttlMs: 100, staleGraceMs: 30_000, earlyRefreshBeta: 0 });
   assert.equal((await flaky.get({ tenant: "stale-co", type: "remote", id: "flaky" })).entity?.version, 5n);
   hanging.add("flaky");
-  await sleep(150);
+  await untilStale(redis, flaky.keyOf("stale-co", "remote", "flaky"));
   const stale = await flaky.get({ tenant: "stale-co", type: "remote", id: "flaky" });
   assert.deepEqual(stale.status, { kind: "stale", detail: "backend-timeout" });
   assert.equal(stale.entity?.version, 5n);

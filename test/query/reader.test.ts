@@ -3,21 +3,21 @@
 // lease expiry. Each test uses its own resource type so policies and keys do not mix.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { setTimeout as sleep } from "node:timers/promises";
 import { create } from "@bufbuild/protobuf";
 import pg from "pg";
 import { EntitySchema } from "../../gen/umw/v1/entity_pb.js";
 import { Code, RpcError } from "../../runtime/errors.js";
 import { Registry } from "../../runtime/metrics.js";
 import type { CachePolicy } from "../../runtime/resources.js";
-import type { Cache } from "../../services/query/cache.js";
+import type { Cache } from "../../runtime/cache/cache.js";
 import { ResourceCatalog } from "../../services/query/catalog.js";
-import { MemoryCache } from "../../services/query/memory-cache.js";
+import { MemoryCache } from "../../runtime/cache/memory-cache.js";
 import { QueryMetrics } from "../../services/query/metrics.js";
 import { PostgresBackend } from "../../services/query/postgres-backend.js";
 import { EntityReader } from "../../services/query/reader.js";
-import { RedisCache } from "../../services/query/redis-cache.js";
-import { closedPort, CountingBackend, createTestDatabase, deleteKeys, eventually, log, REDIS_URL, unique, type TestDatabase } from "./helpers.js";
+import { RedisCache } from "../../runtime/cache/redis-cache.js";
+import { closedPort, CountingBackend, createTestDatabase, deleteKeys, log, REDIS_URL, unique, untilGone, untilStale, type TestDatabase } from "./helpers.js";
+import { waitFor } from "../support/wait.js";
 
 const TABLE = { table: "umw_entities", keyColumn: "id", tenantColumn: "tenant", versionColumn: "version", dataColumn: "data", typeColumn: "type" };
 const TENANT = "acme";
@@ -110,7 +110,7 @@ test("NOT_FOUND is cached for negativeTtlMs, then loaded again", async () => {
   assert.ok(pttl > 0 && pttl <= 330, `negative entry lives ~300 ms (±10%), PX ${pttl}`);
   await db.insert(TENANT, type, "ghost", 1);
   await db.syncReplica();
-  await sleep(400);
+  await untilGone(redis, reader.keyOf(TENANT, type, "ghost"));
   const third = await reader.get({ tenant: TENANT, type, id: "ghost" });
   assert.equal(third.entity?.version, 1n);
   assert.equal(backend.gets, 2);
@@ -131,13 +131,13 @@ test("XFetch refreshes early in the background without blocking the caller", asy
   assert.equal(hit.status.kind, "hit");
   assert.equal(hit.entity?.version, 1n, "the caller gets the cached copy at once");
   // The refresh has started (a second backend call) but not finished when the caller has its answer.
-  await eventually("the background refresh to reach the backend", 300, () => backend.gets === 2);
+  await waitFor(() => backend.gets === 2, { what: "the background refresh to reach the backend", timeoutMs: 300 });
   assert.equal((await redis.get(reader.keyOf(TENANT, type, "hot")))?.version, 1n);
   assert.ok(elapsed < 400, `caller waited ${elapsed.toFixed(1)} ms (the refresh takes 500)`);
   // Hits during the refresh do not start another one.
   await reader.get({ tenant: TENANT, type, id: "hot" });
   assert.equal(metrics.earlyRefreshes.get({ tenant: TENANT, type }), 1);
-  await eventually("the background refresh", 3_000, async () => ((await redis.get(reader.keyOf(TENANT, type, "hot")))?.version ?? 0n) === 2n);
+  await waitFor(async () => ((await redis.get(reader.keyOf(TENANT, type, "hot")))?.version ?? 0n) === 2n, { what: "the background refresh", timeoutMs: 3_000 });
   assert.equal(backend.gets, 2);
   assert.ok((await redis.get(reader.keyOf(TENANT, type, "hot")))!.loadedAt > firstLoad);
 
@@ -146,7 +146,7 @@ test("XFetch refreshes early in the background without blocking the caller", asy
   await db.syncReplica();
   await off.reader.get({ tenant: TENANT, type: off.type, id: "cold" });
   for (let i = 0; i < 20; i++) await off.reader.get({ tenant: TENANT, type: off.type, id: "cold" });
-  await sleep(50);
+  await off.reader.close(); // waits for any background refresh the hits started
   assert.equal(off.backend.gets, 1, "beta 0 never refreshes early");
 });
 
@@ -158,7 +158,7 @@ test("serve-stale: an expired entry answers within the grace when the backend is
   assert.equal((await up.reader.get({ tenant: TENANT, type: up.type, id: "s1" })).entity?.version, 4n);
   // A second instance whose replica connection is refused (closed port), same cache.
   const down = setup(policy, { type: up.type, pool: deadPool });
-  await sleep(300);
+  await untilStale(redis, up.reader.keyOf(TENANT, up.type, "s1"));
   const stale = await down.reader.get({ tenant: TENANT, type: up.type, id: "s1" });
   assert.deepEqual(stale.status, { kind: "stale", detail: "backend-unavailable" });
   assert.equal(stale.entity?.version, 4n);
@@ -173,7 +173,7 @@ test("serve-stale: an expired entry answers within the grace when the backend is
   await db.syncReplica();
   await short.reader.get({ tenant: TENANT, type: short.type, id: "s2" });
   const shortDown = setup({ ttlMs: 100, staleGraceMs: 100 }, { type: short.type, pool: deadPool });
-  await sleep(250);
+  await untilGone(redis, short.reader.keyOf(TENANT, short.type, "s2"));
   await assert.rejects(shortDown.reader.get({ tenant: TENANT, type: short.type, id: "s2" }), (e: unknown) => e instanceof RpcError && e.code === Code.UNAVAILABLE);
 
   // A backend slower than the load bound (the lease) counts as down too.
@@ -181,7 +181,7 @@ test("serve-stale: an expired entry answers within the grace when the backend is
   await db.insert(TENANT, slow.type, "s3", 2);
   await db.syncReplica();
   await slow.reader.get({ tenant: TENANT, type: slow.type, id: "s3" });
-  await sleep(150);
+  await untilStale(redis, slow.reader.keyOf(TENANT, slow.type, "s3"));
   slow.backend.delayMs = 1_000;
   const timedOut = await slow.reader.get({ tenant: TENANT, type: slow.type, id: "s3" });
   assert.deepEqual(timedOut.status, { kind: "stale", detail: "backend-timeout" });
@@ -203,7 +203,9 @@ test("Redis down: reads are answered from the backend (degraded, single-flight k
   const batch = await reader.getMany(TENANT, type, ["d1", "d2", "nope"]);
   assert.deepEqual(batch.map(({ result }) => result.entity?.version), [3n, 1n, undefined]);
   assert.ok(metrics.cacheErrors.sum() >= 2);
-  await assert.rejects(reader.writeThrough(create(EntitySchema, { tenant: TENANT, type, id: "d1", version: 4n })), "the cache updater must learn that its write failed");
+  // The cache updater must learn that its write failed (and retry the event).
+  await assert.rejects(reader.writer.writeThrough(create(EntitySchema, { tenant: TENANT, type, id: "d1", version: 4n })), (e: unknown) => e instanceof RpcError && e.code === Code.UNAVAILABLE && e.reason === "CACHE_UNAVAILABLE");
+  await assert.rejects(reader.writer.invalidate(TENANT, type, "d1", 4n), (e: unknown) => e instanceof RpcError && e.code === Code.UNAVAILABLE && e.reason === "CACHE_UNAVAILABLE");
 });
 
 test("stale-set fencing: a slow load started before an invalidation cannot overwrite it", async () => {
@@ -212,10 +214,10 @@ test("stale-set fencing: a slow load started before an invalidation cannot overw
   await db.syncReplica();
   backend.delayAfterMs = 300;
   const slow = reader.get({ tenant: TENANT, type, id: "f1" });
-  await sleep(100);
+  await waitFor(() => backend.reads === 1, { what: "the slow load to read version 1", timeoutMs: 5_000 });
   // The write of version 2 commits and its event invalidates while the load is in flight.
   await db.insert(TENANT, type, "f1", 2);
-  assert.equal(await reader.invalidate(TENANT, type, "f1", 2n), true);
+  assert.equal(await reader.writer.invalidate(TENANT, type, "f1", 2n), true);
   const result = await slow;
   assert.equal(result.entity?.version, 1n, "the concurrent caller still gets what was read");
   assert.deepEqual(result.status, { kind: "miss", fwd: "miss", stored: false, detail: "fenced" });
@@ -233,22 +235,22 @@ test("stale-set fencing: a slow load started before an invalidation cannot overw
 test("writeThrough and invalidate are safe against reordered events", async () => {
   const { type, backend, reader } = setup();
   const v = (version: number) => create(EntitySchema, { tenant: TENANT, type, id: "r1", version: BigInt(version), data: { v: version } });
-  assert.deepEqual(await reader.writeThrough(v(3)), { stored: true });
-  assert.deepEqual(await reader.writeThrough(v(2)), { stored: false, current: 3n });
-  assert.equal(await reader.invalidate(TENANT, type, "r1", 2n), false, "an older invalidation does not evict a newer entry");
+  assert.deepEqual(await reader.writer.writeThrough(v(3)), { stored: true });
+  assert.deepEqual(await reader.writer.writeThrough(v(2)), { stored: false, current: 3n });
+  assert.equal(await reader.writer.invalidate(TENANT, type, "r1", 2n), false, "an older invalidation does not evict a newer entry");
   let got = await reader.get({ tenant: TENANT, type, id: "r1" });
   assert.equal(got.status.kind, "hit");
   assert.equal(got.entity?.version, 3n);
   assert.equal(backend.gets, 0);
-  assert.equal(await reader.invalidate(TENANT, type, "r1", 5n), true);
-  assert.deepEqual(await reader.writeThrough(v(4)), { stored: false, current: 5n }, "version 4 arriving after the invalidation of 5 is refused");
+  assert.equal(await reader.writer.invalidate(TENANT, type, "r1", 5n), true);
+  assert.deepEqual(await reader.writer.writeThrough(v(4)), { stored: false, current: 5n }, "version 4 arriving after the invalidation of 5 is refused");
   await db.insert(TENANT, type, "r1", 5);
   await db.syncReplica();
   got = await reader.get({ tenant: TENANT, type, id: "r1" });
   assert.equal(got.entity?.version, 5n);
-  assert.deepEqual(await reader.writeThrough(v(5)), { stored: true });
-  assert.deepEqual(await reader.writeThrough(v(6)), { stored: true });
-  await reader.applyChange(v(7));
+  assert.deepEqual(await reader.writer.writeThrough(v(5)), { stored: true });
+  assert.deepEqual(await reader.writer.writeThrough(v(6)), { stored: true });
+  await reader.writer.apply(v(7));
   assert.equal((await reader.get({ tenant: TENANT, type, id: "r1" })).entity?.version, 7n);
 });
 
@@ -327,7 +329,7 @@ test("a peer's failed load is every waiter's answer (no second load)", async () 
     () => assert.fail("the failing loader cannot succeed"),
     (error: unknown) => error,
   );
-  await sleep(50);
+  await waitFor(() => failing.backend.gets === 1, { what: "the failing instance to hold the lease and load", timeoutMs: 5_000 });
   const started = performance.now();
   await assert.rejects(healthy.reader.get({ tenant: TENANT, type: failing.type, id: "p1" }), (e: unknown) => e instanceof RpcError && e.reason === "BACKEND_UNAVAILABLE");
   assert.ok(performance.now() - started < 1_000, "the waiter learned of the failure from the announcement");
@@ -358,9 +360,9 @@ test("L1 in front of Redis answers without a round trip and follows local writes
   const hit = await reader.get({ tenant: TENANT, type, id: "l1" });
   assert.equal(hit.status.kind === "hit" && hit.status.layer, "l1");
   assert.equal(metrics.hits.get({ tenant: TENANT, type, layer: "l1" }), 1);
-  await reader.writeThrough(create(EntitySchema, { tenant: TENANT, type, id: "l1", version: 2n }));
+  await reader.writer.writeThrough(create(EntitySchema, { tenant: TENANT, type, id: "l1", version: 2n }));
   assert.equal((await reader.get({ tenant: TENANT, type, id: "l1" })).entity?.version, 2n);
-  await reader.invalidate(TENANT, type, "l1", 3n);
+  await reader.writer.invalidate(TENANT, type, "l1", 3n);
   await db.insert(TENANT, type, "l1", 3);
   await db.syncReplica();
   const after = await reader.get({ tenant: TENANT, type, id: "l1" });

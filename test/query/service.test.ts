@@ -14,8 +14,9 @@ import { createRuntime } from "../../runtime/service.js";
 import { ResourceCatalog } from "../../services/query/catalog.js";
 import { queryService, startQueryServer, type QueryServer } from "../../services/query/index.js";
 import { PostgresBackend } from "../../services/query/postgres-backend.js";
-import { RedisCache } from "../../services/query/redis-cache.js";
-import { closedPort, CountingBackend, createTestDatabase, deleteKeys, eventually, log, REDIS_URL, testCertificates, unique, type TestDatabase } from "./helpers.js";
+import { RedisCache } from "../../runtime/cache/redis-cache.js";
+import { closedPort, CountingBackend, createTestDatabase, deleteKeys, log, REDIS_URL, testCertificates, unique, type TestDatabase } from "./helpers.js";
+import { waitFor } from "../support/wait.js";
 
 const TABLE = { table: "umw_entities", keyColumn: "id", tenantColumn: "tenant", versionColumn: "version", dataColumn: "data", typeColumn: "type" };
 const TENANT = "acme";
@@ -98,7 +99,7 @@ test("stampede: 500 concurrent cold reads of one key across two instances make e
     Array.from({ length: 500 }, (_, i) => (i % 2 ? a.client : b.client).getEntity({ tenant: TENANT, type: TYPE, id: "hot-key" }, { onHeaders: statusHeader(statuses) })),
   );
   const waiting = () => a.server.metrics.waiting.get({ tenant: TENANT, type: TYPE }) + b.server.metrics.waiting.get({ tenant: TENANT, type: TYPE });
-  await eventually("500 callers waiting on the load", 20_000, () => waiting() === 500);
+  await waitFor(() => waiting() === 500, { what: "500 callers waiting on the load", timeoutMs: 20_000 });
   release();
   const results = await calls;
   a.backend.gate = b.backend.gate = undefined;

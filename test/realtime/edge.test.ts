@@ -6,7 +6,6 @@
 //   node --import tsx --test test/realtime/edge.test.ts
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { createRegistry, type MessageInitShape } from "@bufbuild/protobuf";
@@ -15,6 +14,7 @@ import { RealtimeService, type SubscribeRequestSchema, type SubscribeResponse } 
 import { clientCredentials } from "../../runtime/tls.js";
 import { startEdge, type RunningEdge } from "../../services/edge/index.js";
 import type { RunningRealtimeHub } from "../../services/realtime/index.js";
+import { waitFor } from "../support/wait.js";
 import { Harness, log, unique } from "./harness.js";
 
 const TYPE = "doc";
@@ -22,13 +22,6 @@ const TYPE = "doc";
 const jsonOptions = { registry: createRegistry(file_google_rpc_error_details) };
 const entityTopic = (tenant: string, id: string) => ({ target: { case: "entity" as const, value: { tenant, type: TYPE, id } } });
 
-async function until(condition: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) assert.fail(`timed out: ${what}`);
-    await sleep(20);
-  }
-}
 
 /** A browser-protocol stream read message by message, with a bound on each wait. */
 class WebReader {
@@ -127,7 +120,7 @@ describe("RealtimeService through the edge (Connect and gRPC-web)", { timeout: 4
       // Closing the browser stream cancels the upstream one: the hub lets it go.
       assert.equal(hub.stats().streams, 1);
       reader.close();
-      await until(() => hub.stats().streams === 0, "the edge cancelled the upstream stream");
+      await waitFor(() => hub.stats().streams === 0, { what: "the edge cancelled the upstream stream" });
     });
 
     test(`${name}: a cross-tenant subscription is PERMISSION_DENIED with reason CROSS_TENANT_SUBSCRIPTION`, async () => {

@@ -20,7 +20,8 @@ import { CommandSchema } from "../../gen/umw/v1/envelope_pb.js";
 import type { CallContext } from "../../runtime/call-context.js";
 import { createCommandService } from "../../services/command/command-service.js";
 import { RESOURCES } from "../command/resources.js";
-import { closedPort, deleteTopics, freshDatabase, KAFKA_BROKERS, testTopicPrefix, waitFor, type TestDatabase } from "./fixture.js";
+import { closedPort, deleteTopics, freshDatabase, KAFKA_BROKERS, testTopicPrefix, type TestDatabase } from "./fixture.js";
+import { waitFor } from "../support/wait.js";
 
 const log = rootLogger("silent");
 
@@ -106,10 +107,10 @@ describe("outbox relay", () => {
   const unpublished = async () => Number((await db.query<{ n: string }>("SELECT count(*) AS n FROM umw_outbox WHERE published_at IS NULL")).rows[0]!.n);
   const receivedIds = () => new Set(received.map((m) => m.headers["umw-outbox-id"]));
   const waitForDelivery = (ids: string[], timeoutMs = 20_000) =>
-    waitFor(`${ids.length} messages on Kafka`, timeoutMs, () => {
+    waitFor(() => {
       const got = receivedIds();
       return ids.every((id) => got.has(id));
-    });
+    }, { what: `${ids.length} messages on Kafka`, timeoutMs });
 
   test("publishes in seq order with key and headers, then marks the rows", { timeout: 45_000 }, async (t) => {
     const rows = Array.from({ length: 60 }, (_, i) => ({ key: `acme/todo/${i % 4}`, topic: i % 5 === 0 ? topics.entityEvents : topics.commands }));
@@ -117,7 +118,7 @@ describe("outbox relay", () => {
     const leader = relay({ batchSize: 16, maxBatchBytes: 2_000 });
     await leaderWithin(leader);
     await waitForDelivery(ids);
-    await waitFor("rows marked published", 5_000, async () => (await unpublished()) === 0);
+    await waitFor(async () => (await unpublished()) === 0, { what: "rows marked published", timeoutMs: 5_000 });
 
     const seqOf = new Map((await db.query<{ id: string; seq: string }>("SELECT id::text AS id, seq::text AS seq FROM umw_outbox")).rows.map((r) => [r.id, BigInt(r.seq)]));
     const mine = received.filter((m) => seqOf.has(m.headers["umw-outbox-id"]!));
@@ -176,7 +177,7 @@ describe("outbox relay", () => {
     const first = relay();
     await leaderWithin(first);
     const second = relay();
-    await waitFor("the second relay to stand by", 5_000, () => second.status().role === "standby");
+    await waitFor(() => second.status().role === "standby", { what: "the second relay to stand by", timeoutMs: 5_000 });
     assert.equal(first.status().role, "leader");
 
     // A steady stream of writes while leaders die.
@@ -197,8 +198,9 @@ describe("outbox relay", () => {
     const killedPid = first.status().sessionPid;
     assert.ok(killedPid);
     await db.query("SELECT pg_terminate_backend($1)", [killedPid]);
-    const newLeader = await waitFor("a new leader on another connection", 5_000, () =>
-      [first, second].find((each) => each.status().role === "leader" && each.status().sessionPid !== killedPid),
+    const newLeader = await waitFor(
+      () => [first, second].find((each) => each.status().role === "leader" && each.status().sessionPid !== killedPid),
+      { what: "a new leader on another connection", timeoutMs: 5_000 },
     );
     const takeover = Date.now() - killedAt;
     assert.ok(takeover < 5_000, `took over in ${takeover} ms`);
@@ -207,7 +209,7 @@ describe("outbox relay", () => {
 
     // Then the new leader stops abruptly (no unlock, no final round): the other takes over.
     const survivor = newLeader === second ? first : second;
-    await waitFor("the survivor to stand by", 5_000, () => survivor.status().role === "standby");
+    await waitFor(() => survivor.status().role === "standby", { what: "the survivor to stand by", timeoutMs: 5_000 });
     const abruptAt = Date.now();
     await newLeader.kill();
     await leaderWithin(survivor);
@@ -219,7 +221,7 @@ describe("outbox relay", () => {
     await writer;
 
     await waitForDelivery(written, 20_000);
-    await waitFor("every row marked", 5_000, async () => (await unpublished()) === 0);
+    await waitFor(async () => (await unpublished()) === 0, { what: "every row marked", timeoutMs: 5_000 });
     const duplicates = received.length - receivedIds().size;
     assert.ok(written.length > 50, `${written.length} rows written`);
     // Duplicates are allowed (a crash between ack and mark); loss is not.
@@ -233,7 +235,7 @@ describe("outbox relay", () => {
     const broken = relay({ bus: badBus, kafkaLabel: `Kafka at 127.0.0.1:${port}`, retryMinMs: 200, retryMaxMs: 1_000 });
     await leaderWithin(broken);
     const ids = await append([{ key: "down/1" }, { key: "down/2" }, { key: "down/1" }]);
-    const error = await waitFor("the relay to report the outage", 40_000, () => broken.status().lastError, 200);
+    const error = await waitFor(() => broken.status().lastError, { what: "the relay to report the outage", timeoutMs: 40_000, everyMs: 200 });
     assert.match(error, new RegExp(`Kafka at 127\\.0\\.0\\.1:${port}`));
     assert.match(error, /rows stay unpublished/);
     t.diagnostic(`reported: ${error}`);
@@ -243,7 +245,7 @@ describe("outbox relay", () => {
     // Topics exist but the broker goes away for publishing: same report, rows kept.
     const halfBus: EventBus = { ensureTopics: (specs) => bus.ensureTopics(specs), publish: (topic, messages) => badBus.publish(topic, messages), subscribe: (options) => badBus.subscribe(options), close: async () => undefined };
     const half = relay({ bus: halfBus, kafkaLabel: `Kafka at 127.0.0.1:${port}`, retryMinMs: 200, retryMaxMs: 1_000 });
-    const publishError = await waitFor("the relay to report the failed publish", 40_000, () => half.status().lastError, 200);
+    const publishError = await waitFor(() => half.status().lastError, { what: "the relay to report the failed publish", timeoutMs: 40_000, everyMs: 200 });
     assert.match(publishError, new RegExp(`cannot publish 3 message\\(s\\) to ${prefix.replace(".", "\\.")}umw\\.commands\\.v1 on Kafka at 127\\.0\\.0\\.1:${port}; rows stay unpublished`));
     t.diagnostic(`reported: ${publishError}`);
     assert.equal(await unpublished(), 3);
@@ -252,7 +254,7 @@ describe("outbox relay", () => {
 
     const healthy = relay();
     await waitForDelivery(ids);
-    await waitFor("rows marked", 5_000, async () => (await unpublished()) === 0);
+    await waitFor(async () => (await unpublished()) === 0, { what: "rows marked", timeoutMs: 5_000 });
     assert.equal(healthy.status().lastError, undefined);
     await healthy.stop();
   });
@@ -260,7 +262,7 @@ describe("outbox relay", () => {
   test("Postgres unreachable: a clear error naming it, retried until it answers", { timeout: 45_000 }, async (t) => {
     const port = await closedPort();
     const lost = relay({ db: `postgres://umw:umw@127.0.0.1:${port}/nothing`, postgresLabel: `Postgres primary at 127.0.0.1:${port}`, retryMinMs: 100, retryMaxMs: 200 });
-    const error = await waitFor("the relay to report the outage", 10_000, () => lost.status().lastError);
+    const error = await waitFor(() => lost.status().lastError, { what: "the relay to report the outage", timeoutMs: 10_000 });
     assert.match(error, new RegExp(`cannot reach Postgres primary at 127\\.0\\.0\\.1:${port}`));
     assert.equal(lost.status().role, "connecting");
     t.diagnostic(`reported: ${error}`);
@@ -285,7 +287,7 @@ describe("outbox relay", () => {
   test("published rows older than the retention are pruned", { timeout: 45_000 }, async (t) => {
     await append([{ key: "prune/1" }, { key: "prune/2" }]);
     const pruner = relay({ retentionMs: 0, pruneEveryMs: 100 });
-    await waitFor("an empty outbox", 10_000, async () => Number((await db.query<{ n: string }>("SELECT count(*) AS n FROM umw_outbox")).rows[0]!.n) === 0);
+    await waitFor(async () => Number((await db.query<{ n: string }>("SELECT count(*) AS n FROM umw_outbox")).rows[0]!.n) === 0, { what: "an empty outbox", timeoutMs: 10_000 });
     assert.ok(pruner.status().pruned > 0);
     await pruner.stop();
   });

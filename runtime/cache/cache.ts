@@ -32,9 +32,10 @@ export interface FillWatch {
 }
 
 /**
- * The shared cache behind every query instance (port). Entries carry a version; writes are
- * versioned (a lower version never replaces a higher one, tombstones included), leases give one
- * loader per key across instances, and fills are announced to the instances that wait.
+ * The shared cache (port) that every query instance reads and fills and the cache updater writes
+ * (through VersionedWriter). Entries carry a version; writes are versioned (a lower version never
+ * replaces a higher one, tombstones included), leases give one loader per key across instances,
+ * and fills are announced to the instances that wait. Adapters: RedisCache, MemoryCache.
  * Methods reject when the cache is unreachable; the reader then degrades to the backend.
  */
 export interface Cache {

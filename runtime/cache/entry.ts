@@ -1,6 +1,5 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { EntitySchema, type Entity } from "../../gen/umw/v1/entity_pb.js";
-import type { FillError, FillMessage } from "./cache.js";
 
 /**
  * One cache entry: an entity, a cached NOT_FOUND (negative) or a tombstone ("nothing below
@@ -110,23 +109,4 @@ export function negativeEntry(times: Omit<EntryTimes, "graceMs">): CacheEntry {
 
 export function tombstoneEntry(version: bigint, now: number, lifetimeMs: number): CacheEntry {
   return { kind: "tombstone", version, loadedAt: now, freshUntil: now, staleUntil: now + lifetimeMs, loadMs: 0 };
-}
-
-/** Fill announcements: 'S' stored entry, 'U' unstored entry (handed out, not cached), 'F' failure. */
-export function encodeFillMessage(message: FillMessage): Buffer {
-  if (message.kind === "error") return Buffer.concat([Buffer.from("F"), Buffer.from(JSON.stringify(message.error))]);
-  return Buffer.concat([Buffer.from(message.stored ? "S" : "U"), encodeEntry(message.entry)]);
-}
-
-export function decodeFillMessage(bytes: Buffer): FillMessage {
-  const flag = bytes.toString("latin1", 0, 1);
-  if (flag === "F") {
-    const parsed = JSON.parse(bytes.toString("utf8", 1)) as Partial<FillError>;
-    return {
-      kind: "error",
-      error: { code: Number(parsed.code ?? 14), reason: String(parsed.reason ?? "BACKEND_UNAVAILABLE"), message: String(parsed.message ?? "load failed") },
-    };
-  }
-  if (flag !== "S" && flag !== "U") throw new EntryFormatError("not a umw fill message");
-  return { kind: "entry", entry: decodeEntry(bytes.subarray(1)), stored: flag === "S" };
 }

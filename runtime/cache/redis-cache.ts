@@ -1,7 +1,8 @@
 import { Redis } from "ioredis";
-import type { Logger } from "../../runtime/logger.js";
+import type { Logger } from "../logger.js";
 import type { Cache, Fill, FillMessage, FillWatch, SetResult } from "./cache.js";
-import { decodeEntry, decodeFillMessage, encodeEntry, type CacheEntry } from "./entry.js";
+import { decodeEntry, encodeEntry, type CacheEntry } from "./entry.js";
+import { decodeFillMessage } from "./fill-message.js";
 import { nextMessage } from "./fill-queue.js";
 import type { CacheKey } from "./keys.js";
 
