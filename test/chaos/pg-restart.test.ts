@@ -178,7 +178,7 @@ describe("chaos: the Postgres primary restarts under load", { timeout: 150_000 }
           status = (error as Error).name;
         }
         count(answers, String(status));
-        if (Date.now() > giveUpAt) {
+        if (Date.now() > giveUpAt || exit !== undefined || !loading) {
           givenUp.push(`${key}: last answer ${status} after ${attempt} attempts`);
           return undefined;
         }
@@ -230,7 +230,8 @@ describe("chaos: the Postgres primary restarts under load", { timeout: 150_000 }
     const writePathResumes = async () => {
       const back = performance.now();
       const probe = await create();
-      assert.ok(probe, "the probe command was accepted");
+      alive();
+      assert.ok(probe, `the probe command was accepted: ${givenUp.at(-1)}`);
       const acceptedAfter = performance.now() - back;
       await waitUntil(`probe ${probe.commandId} applied`, RESUME_BOUND_MS * 2, () => applied(probe.commandId));
       return { acceptedMs: acceptedAfter, appliedMs: performance.now() - back };
@@ -239,44 +240,50 @@ describe("chaos: the Postgres primary restarts under load", { timeout: 150_000 }
     const restarts: string[] = [];
     const resumed: number[] = [];
     let readyzSawPrimaryDown = 0;
-    await waitUntil("the first accepted commands", 15_000, async () => (accepted.length >= 10 ? true : undefined));
-    for (let i = 1; i <= RESTARTS; i++) {
-      await sleep(BETWEEN_MS);
-      alive();
-      const fast = i % 2 === 1;
-      const before = performance.now();
-      let downFor: number;
-      if (fast) {
-        // As in production: the primary gone for a fraction of a second.
-        await postgres.restart();
-        downFor = performance.now() - before;
-      } else {
-        await postgres.stop();
-        // While it is down, /readyz must say the primary is not ready (and be 503).
-        const seen = await waitUntil("/readyz to report the primary down", 10_000, async () => {
-          const response = await fetch(`${edge}/readyz`);
-          const body = (await response.json()) as { notReady: string[] };
-          return response.status === 503 && body.notReady.some((name) => name.startsWith("postgres primary")) ? body.notReady : undefined;
-        });
-        readyzSawPrimaryDown++;
-        await postgres.start();
-        downFor = performance.now() - before;
-        assert.ok(seen.length > 0);
+    const stopLoad = async () => {
+      loading = false;
+      await load;
+      await Promise.all(inFlight);
+    };
+    try {
+      await waitUntil("the first accepted commands", 15_000, async () => (accepted.length >= 10 ? true : undefined));
+      for (let i = 1; i <= RESTARTS; i++) {
+        await sleep(BETWEEN_MS);
+        alive();
+        const fast = i % 2 === 1;
+        const before = performance.now();
+        let downFor: number;
+        if (fast) {
+          // As in production: the primary gone for a fraction of a second.
+          await postgres.restart();
+          downFor = performance.now() - before;
+        } else {
+          await postgres.stop();
+          // While it is down, /readyz must say the primary is not ready (and be 503).
+          const seen = await waitUntil("/readyz to report the primary down", 10_000, async () => {
+            const response = await fetch(`${edge}/readyz`);
+            const body = (await response.json()) as { notReady: string[] };
+            return response.status === 503 && body.notReady.some((name) => name.startsWith("postgres primary")) ? body.notReady : undefined;
+          });
+          readyzSawPrimaryDown++;
+          await postgres.start();
+          downFor = performance.now() - before;
+          assert.ok(seen.length > 0);
+        }
+        alive();
+        const resume = await writePathResumes();
+        alive();
+        resumed.push(resume.appliedMs);
+        restarts.push(
+          `#${i} ${fast ? "restart -m fast" : "stop/start"}: down ${downFor.toFixed(0)} ms; a new command accepted ${resume.acceptedMs.toFixed(0)} ms and applied ${resume.appliedMs.toFixed(0)} ms after the primary was back`,
+        );
+        // /readyz comes back to 200 once every pool has seen the primary again.
+        await waitUntil("/readyz 200 again", RESUME_BOUND_MS, async () => ((await fetch(`${edge}/readyz`)).status === 200 ? true : undefined));
       }
-      alive();
-      const resume = await writePathResumes();
-      alive();
-      resumed.push(resume.appliedMs);
-      restarts.push(
-        `#${i} ${fast ? "restart -m fast" : "stop/start"}: down ${downFor.toFixed(0)} ms; a new command accepted ${resume.acceptedMs.toFixed(0)} ms and applied ${resume.appliedMs.toFixed(0)} ms after the primary was back`,
-      );
-      // /readyz comes back to 200 once every pool has seen the primary again.
-      await waitUntil("/readyz 200 again", RESUME_BOUND_MS, async () => ((await fetch(`${edge}/readyz`)).status === 200 ? true : undefined));
+      await sleep(BETWEEN_MS);
+    } finally {
+      await stopLoad();
     }
-    await sleep(BETWEEN_MS);
-    loading = false;
-    await load;
-    await Promise.all(inFlight);
     alive();
 
     // Drain: every accepted command applied.
