@@ -4,6 +4,7 @@ import { ConfigError, loadConfig, type Config } from "../runtime/config.js";
 import { createDevCertificates } from "../runtime/certs.js";
 import { rootLogger } from "../runtime/logger.js";
 import { migrate } from "../runtime/migrate.js";
+import { processReadiness } from "../runtime/readiness.js";
 import { createRuntime, type RunningService } from "../runtime/service.js";
 import { MESH_IDENTITIES, SERVICES } from "../services/registry.js";
 
@@ -77,18 +78,44 @@ async function serve(config: Config, args: string[]): Promise<number> {
     }
     stopping = true;
     log.info({ signal }, "stopping");
-    for (const service of running.reverse()) await service.stop().catch((error) => log.error({ err: error, service: service.name }, "stop failed"));
+    // The edge first (no new requests), then the others in the reverse order of their start.
+    const order = [...running.filter((service) => service.name === "edge"), ...running.filter((service) => service.name !== "edge").reverse()];
+    for (const service of order) await service.stop().catch((error) => log.error({ err: error, service: service.name }, "stop failed"));
     await embedded?.close().catch((error: unknown) => log.error({ err: error }, "closing the embedded stores failed"));
     log.info("stopped");
     process.exit(0);
   };
   process.on("SIGINT", () => void stopAll("SIGINT"));
   process.on("SIGTERM", () => void stopAll("SIGTERM"));
-  for (const name of wanted) {
-    const module = embedded ? embedded.services[name]! : await SERVICES[name]!();
-    running.push(await module.start({ ...runtime, log: log.child({ service: name }) }));
+  const started = Date.now();
+  const startOne = async (name: string) => {
+    const health = processReadiness.reporter("service", name);
+    health.notReady("starting");
+    try {
+      const module = embedded ? embedded.services[name]! : await SERVICES[name]!();
+      const service = await module.start({ ...runtime, log: log.child({ service: name }) });
+      running.push(service);
+      health.ready();
+      log.info({ service: name, startMs: Date.now() - started }, "service started");
+    } catch (error) {
+      health.notReady(`failed to start: ${(error as Error).message}`);
+      throw error;
+    }
+  };
+  // The edge listens first: /healthz answers at once, /readyz says what is still starting, and
+  // requests whose upstream is not up yet get a prompt 503 instead of a refused connection. The
+  // other services start side by side (each waits on its own stores and consumer group join).
+  if (wanted.includes("edge")) await startOne("edge");
+  const rest = wanted.filter((name) => name !== "edge");
+  if (embedded) {
+    // One in-process PGlite and bus: nothing to gain from starting side by side.
+    for (const name of rest) await startOne(name);
+  } else {
+    const results = await Promise.allSettled(rest.map(startOne));
+    const failed = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
+    if (failed) throw failed.reason;
   }
-  log.info({ services: wanted, ...(embedded && { embedded: true }) }, "umw ready");
+  log.info({ services: wanted, startMs: Date.now() - started, ...(embedded && { embedded: true }) }, "umw ready");
   return new Promise<number>(() => undefined);
 }
 

@@ -2,6 +2,17 @@ import { Kafka, logLevel, type Consumer, type Producer, type LogEntry } from "ka
 import type { EventBus, IncomingMessage, OutgoingMessage, SubscribeOptions, Subscription, TopicSpec } from "./bus.js";
 import type { Logger } from "./logger.js";
 import { unavailable } from "./errors.js";
+import { processReadiness } from "./readiness.js";
+
+/**
+ * A consumer's own retries (joining its group, fetching, committing, and a handler that rejects):
+ * generous, so that a broker restart or a coordinator that is still loading ("The coordinator is
+ * loading and hence can't process requests") is waited out inside the consumer, not by crashing
+ * and rebuilding it. About 25 s of attempts before kafkajs gives up and restarts the consumer.
+ */
+const CONSUMER_RETRY = { retries: 30, initialRetryTime: 100, maxRetryTime: 1_000 };
+/** How long to wait before rebuilding a consumer that kafkajs stopped for good (a non-retriable crash). */
+const RESUBSCRIBE_BACKOFF_MS = { initial: 250, max: 5_000 };
 
 export interface KafkaBusOptions {
   readonly brokers: readonly string[];
@@ -85,39 +96,107 @@ export class KafkaBus implements EventBus {
     });
   }
 
+  /**
+   * A supervised consumer: kafkajs rejoins by itself after retriable failures (a broker restart, a
+   * rebalance, a loading coordinator); when it gives up for good (a crash it does not restart) the
+   * consumer is rebuilt here with backoff, so a subscription only ends when `stop` is called. The
+   * first start still fails loudly (a bad broker address at start is the operator's to see).
+   */
   async subscribe(options: SubscribeOptions): Promise<Subscription> {
-    const consumer = this.kafka.consumer({
-      groupId: options.group,
-      sessionTimeout: 10_000,
-      heartbeatInterval: 1_000,
-      rebalanceTimeout: 10_000,
-      maxWaitTimeInMs: 100,
-      retry: { retries: 8, initialRetryTime: 100, maxRetryTime: 2_000 },
-    });
-    this.consumers.add(consumer);
-    await consumer.connect();
-    for (const topic of options.topics) await consumer.subscribe({ topic, fromBeginning: options.fromBeginning ?? false });
-    await consumer.run({
-      autoCommit: true,
-      autoCommitInterval: 1_000,
-      partitionsConsumedConcurrently: 8,
-      eachMessage: async ({ topic, partition, message }) => {
-        const incoming: IncomingMessage = {
-          topic,
-          partition,
-          offset: BigInt(message.offset),
-          key: message.key?.toString() ?? "",
-          value: message.value ?? Buffer.alloc(0),
-          headers: decodeHeaders(message.headers),
-          timestamp: Number(message.timestamp),
-        };
-        await options.handle(incoming);
-      },
-    });
+    const log = this.options.log.child({ component: "kafka", group: options.group });
+    const health = processReadiness.reporter("dependency", `kafka consumer ${options.group}`);
+    health.notReady("joining the group");
+    let stopped = false;
+    let current: Consumer | undefined;
+    let rebuild: NodeJS.Timeout | undefined;
+    let delay = RESUBSCRIBE_BACKOFF_MS.initial;
+
+    const startConsumer = async (): Promise<void> => {
+      const consumer = this.kafka.consumer({
+        groupId: options.group,
+        sessionTimeout: 10_000,
+        heartbeatInterval: 1_000,
+        rebalanceTimeout: 10_000,
+        maxWaitTimeInMs: 100,
+        retry: {
+          ...CONSUMER_RETRY,
+          restartOnFailure: async (error) => {
+            log.warn({ err: error.message }, "Kafka consumer failed; kafkajs restarts it");
+            return !stopped;
+          },
+        },
+      });
+      current = consumer;
+      this.consumers.add(consumer);
+      consumer.on(consumer.events.GROUP_JOIN, () => {
+        delay = RESUBSCRIBE_BACKOFF_MS.initial;
+        health.ready();
+      });
+      consumer.on(consumer.events.CRASH, ({ payload }) => {
+        health.notReady(payload.error.message);
+        if (payload.restart || stopped || current !== consumer) return;
+        log.error({ err: payload.error.message, retryInMs: delay }, "Kafka consumer stopped for good; rebuilding it");
+        scheduleRebuild(consumer);
+      });
+      try {
+        await consumer.connect();
+        for (const topic of options.topics) await consumer.subscribe({ topic, fromBeginning: options.fromBeginning ?? false });
+        await consumer.run({
+          autoCommit: true,
+          autoCommitInterval: 1_000,
+          partitionsConsumedConcurrently: 8,
+          eachMessage: async ({ topic, partition, message }) => {
+            const incoming: IncomingMessage = {
+              topic,
+              partition,
+              offset: BigInt(message.offset),
+              key: message.key?.toString() ?? "",
+              value: message.value ?? Buffer.alloc(0),
+              headers: decodeHeaders(message.headers),
+              timestamp: Number(message.timestamp),
+            };
+            await options.handle(incoming);
+          },
+        });
+      } catch (error) {
+        this.consumers.delete(consumer);
+        await consumer.disconnect().catch(() => undefined);
+        throw error;
+      }
+    };
+
+    const scheduleRebuild = (failed: Consumer) => {
+      this.consumers.delete(failed);
+      void failed.disconnect().catch(() => undefined);
+      if (stopped || rebuild) return;
+      rebuild = setTimeout(() => {
+        rebuild = undefined;
+        if (stopped) return;
+        startConsumer().catch((error: unknown) => {
+          health.notReady((error as Error).message);
+          log.warn({ err: (error as Error).message, retryInMs: delay }, "Kafka consumer cannot start yet; retrying");
+          delay = Math.min(delay * 2, RESUBSCRIBE_BACKOFF_MS.max);
+          scheduleRebuild(current!);
+        });
+      }, delay);
+    };
+
+    try {
+      await startConsumer();
+    } catch (error) {
+      health.remove();
+      throw error;
+    }
     return {
       stop: async () => {
-        this.consumers.delete(consumer);
-        await consumer.disconnect();
+        stopped = true;
+        clearTimeout(rebuild);
+        health.remove();
+        const consumer = current;
+        if (consumer) {
+          this.consumers.delete(consumer);
+          await consumer.disconnect();
+        }
       },
     };
   }

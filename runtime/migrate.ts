@@ -24,6 +24,9 @@ export function readMigrations(dir = MIGRATIONS_DIR): Migration[] {
  */
 export async function migrate(connectionString: string, migrations = readMigrations()): Promise<Migration[]> {
   const client = new pg.Client({ connectionString });
+  // The server going away mid-migration fails the statement in flight; without a listener the
+  // client's 'error' event would end the process instead.
+  client.on("error", () => undefined);
   await client.connect();
   try {
     await client.query("SELECT pg_advisory_lock(hashtext('umw_schema_migrations'))");

@@ -1,6 +1,7 @@
 import pg from "pg";
 import { unavailable } from "./errors.js";
 import type { Logger } from "./logger.js";
+import { processReadiness, type Reporter } from "./readiness.js";
 
 export interface QueryResult<R> {
   readonly rows: R[];
@@ -39,41 +40,130 @@ export interface PostgresOptions {
   readonly connectTimeoutMs?: number;
 }
 
+const CONNECTION_SQLSTATE = /^(08|57P0[123]|53300)/;
+const CONNECTION_NODE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN"]);
+const CONNECTION_MESSAGES = /connection terminated|timeout exceeded when trying to connect|client has encountered a connection error|connection (?:is )?(?:closed|ended)|cannot use a pool after calling end/i;
+
+/**
+ * The error says the connection (or the server behind it) is gone, not that the statement is
+ * wrong: a restart (57P01 admin_shutdown), a refused or reset socket, a pool that cannot connect.
+ * Such a failure is retryable (UNAVAILABLE for callers).
+ */
+export function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && (CONNECTION_SQLSTATE.test(code) || CONNECTION_NODE_CODES.has(code))) return true;
+  return CONNECTION_MESSAGES.test(String((error as Error | null)?.message ?? ""));
+}
+
+/**
+ * Makes a pool safe against its connections dying, and tells the process's readiness about it.
+ *
+ * pg-pool listens for 'error' only on idle clients: while a client is checked out (a transaction,
+ * a dedicated session) its 'error' (e.g. 57P01 when the server restarts between two statements) has
+ * no listener, and an EventEmitter 'error' without one ends the process. So every client the pool
+ * opens gets a listener of its own for its whole life; the statement in flight still fails (the
+ * caller retries), and pg-pool drops the dead client when it is released.
+ */
+export function guardPool(pool: pg.Pool, options: { readonly role: string; readonly log: Logger; readonly probeMs?: number }): { readonly health: Reporter; down(error: Error): void; stop(): void } {
+  const { log, role } = options;
+  const health = processReadiness.reporter("dependency", `postgres ${role}`);
+  let down = false;
+  let probing: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const probe = () => {
+    if (probing || stopped) return;
+    if (pool.ending) {
+      stopped = true;
+      health.remove();
+      return;
+    }
+    probing = setTimeout(() => {
+      pool.query("SELECT 1").then(
+        () => {
+          probing = undefined;
+          if (down) log.info({ role }, "Postgres reachable again");
+          down = false;
+          health.ready();
+        },
+        () => {
+          probing = undefined;
+          probe();
+        },
+      );
+    }, options.probeMs ?? 250);
+    probing.unref();
+  };
+  const lost = (error: Error) => {
+    if (stopped) return;
+    if (!down) log.warn({ err: error, role }, "Postgres connection lost");
+    down = true;
+    health.notReady(error.message);
+    probe();
+  };
+  pool.on("connect", (client) => client.on("error", lost));
+  pool.on("error", lost);
+  return {
+    health,
+    down: lost,
+    stop() {
+      stopped = true;
+      clearTimeout(probing);
+      health.remove();
+    },
+  };
+}
+
 /** A pg.Pool that proves it can reach the server before a service starts on it. */
 export async function connectPostgres(options: PostgresOptions): Promise<Database & { readonly pool: pg.Pool }> {
   const pool = new pg.Pool({ connectionString: options.url, max: options.max ?? 10, connectionTimeoutMillis: 3_000 });
-  pool.on("error", (error) => options.log.warn({ err: error, role: options.role }, "idle Postgres connection failed"));
+  const guard = guardPool(pool, { role: options.role, log: options.log });
+  guard.health.notReady("connecting");
   const deadline = Date.now() + (options.connectTimeoutMs ?? 15_000);
   for (;;) {
     try {
       await pool.query("SELECT 1");
+      guard.health.ready();
       break;
     } catch (error) {
       if (Date.now() > deadline) {
+        guard.stop();
         await pool.end().catch(() => undefined);
         throw unavailable("POSTGRES_UNREACHABLE", `cannot reach Postgres ${options.role} at ${redactUrl(options.url)}: ${(error as Error).message}`);
       }
+      guard.health.notReady((error as Error).message);
       options.log.warn({ role: options.role, url: redactUrl(options.url) }, "Postgres not reachable yet; retrying");
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
   }
+  /** A failed statement that says the server is gone marks the primary not ready until a probe succeeds. */
+  const observe = <T>(promise: Promise<T>): Promise<T> =>
+    promise.catch((error: unknown) => {
+      if (isConnectionError(error)) guard.down(error as Error);
+      throw error;
+    });
   return {
     pool,
-    query: (text, params) => pool.query(text, params) as never,
+    query: (text, params) => observe(pool.query(text, params) as never),
     async transaction(fn) {
-      const client = await pool.connect();
+      const client = await observe(pool.connect());
+      let broken: Error | undefined;
       try {
         await client.query("BEGIN");
         const result = await fn({ query: (text, params) => client.query(text, params) as never });
         await client.query("COMMIT");
         return result;
       } catch (error) {
-        await client.query("ROLLBACK").catch(() => undefined);
+        if (isConnectionError(error)) guard.down(error as Error);
+        // A connection that cannot even roll back is dropped, not handed to the next transaction.
+        await client.query("ROLLBACK").catch((rollbackError: unknown) => (broken = rollbackError as Error));
         throw error;
       } finally {
-        client.release();
+        client.release(broken);
       }
     },
-    close: () => pool.end(),
+    async close() {
+      guard.stop();
+      await pool.end();
+    },
   };
 }

@@ -1,3 +1,5 @@
+import { isConnectionError } from "../../runtime/sql.js";
+
 /**
  * How the processor treats an error thrown while applying a message:
  * - transient: the database (or the way to it) is briefly unable; the same attempt can succeed
@@ -40,6 +42,8 @@ export function errorCode(error: unknown): string | undefined {
 }
 
 export function classifyFailure(error: unknown): FailureKind {
+  // The connection (or the server) went away mid-transaction, e.g. 57P01 on a primary restart.
+  if (isConnectionError(error)) return "transient";
   const code = errorCode(error);
   if (code && /^[0-9A-Z]{5}$/.test(code) && !code.startsWith("E")) {
     if (TRANSIENT_SQLSTATES.has(code) || TRANSIENT_CLASSES.has(code.slice(0, 2))) return "transient";

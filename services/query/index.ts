@@ -6,6 +6,7 @@ import { defaultRegistry, serveMetrics, type MetricsServer, type Registry } from
 import { MeshServer } from "../../runtime/server.js";
 import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import type { Cache } from "../../runtime/cache/cache.js";
+import { guardPool } from "../../runtime/sql.js";
 import { catalogFromConfig, type ResourceCatalog } from "./catalog.js";
 import { queryHandlers } from "./handlers.js";
 import { QueryMetrics } from "./metrics.js";
@@ -93,6 +94,7 @@ export const queryService: ServiceModule = {
       if (!pool) {
         pool = new pg.Pool({ connectionString: config.pgReplicaUrl, max: 16, connectionTimeoutMillis: 2_000, query_timeout: 10_000, statement_timeout: 10_000, application_name: "umw-query" });
         pool.on("error", (error) => log.warn({ err: error.message }, "idle replica connection failed"));
+        guardPool(pool, { role: "replica", log });
       }
       return pool;
     };

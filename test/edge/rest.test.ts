@@ -371,10 +371,14 @@ describe("errors", () => {
     assert.ok(Date.now() - started < 5_000);
     const ready = await fetch(`${edge.url}/readyz`);
     assert.equal(ready.status, 503);
-    assert.deepEqual(await ready.json(), {
-      status: "NOT_SERVING",
-      upstreams: { "umw.v1.QueryService": "UNREACHABLE", "umw.v1.CommandService": "UNREACHABLE" },
-    });
+    const readyBody = (await ready.json()) as { status: string; upstreams: unknown; notReady: string[] };
+    assert.equal(readyBody.status, "NOT_SERVING");
+    assert.deepEqual(readyBody.upstreams, { "umw.v1.QueryService": "UNREACHABLE", "umw.v1.CommandService": "UNREACHABLE" });
+    assert.deepEqual(
+      readyBody.notReady.filter((name) => name.startsWith("upstream ")),
+      ["upstream umw.v1.QueryService", "upstream umw.v1.CommandService"],
+      "the body names what is not ready",
+    );
     assert.equal((await fetch(`${edge.url}/healthz`)).status, 200);
     await edge.stop();
   });
@@ -476,10 +480,10 @@ describe("health and CORS", () => {
     assert.deepEqual(await live.json(), { status: "SERVING" });
     const ready = await fetch(fx.url + "/readyz");
     assert.equal(ready.status, 200);
-    assert.deepEqual(await ready.json(), {
-      status: "SERVING",
-      upstreams: { "umw.v1.QueryService": "SERVING", "umw.v1.CommandService": "SERVING" },
-    });
+    const readyBody = (await ready.json()) as { status: string; upstreams: unknown; notReady: string[] };
+    assert.equal(readyBody.status, "SERVING");
+    assert.deepEqual(readyBody.upstreams, { "umw.v1.QueryService": "SERVING", "umw.v1.CommandService": "SERVING" });
+    assert.deepEqual(readyBody.notReady, []);
   });
 
   test("preflight and actual requests carry CORS headers (any origin by default)", async () => {
