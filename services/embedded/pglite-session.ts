@@ -1,5 +1,5 @@
 import type { PGlite } from "@electric-sql/pglite";
-import type { QueryResult } from "../../runtime/sql.js";
+import type { QueryResult, Sql } from "../../runtime/sql.js";
 import type { OpenSession, PgSession } from "../relay/pg-session.js";
 
 /**
@@ -7,6 +7,8 @@ import type { OpenSession, PgSession } from "../relay/pg-session.js";
  * LISTEN, WatchCommand's LISTEN). PGlite is one connection shared by the whole process, so every
  * session is a view of it: session advisory locks are always granted (and re-entrant), LISTEN is
  * PGlite's own `listen()`. A session is lost only when released; releasing drops its listeners.
+ * So a plain `SET` on a session would change the connection of every component in the process:
+ * session settings go in a `transaction` with `SET LOCAL`.
  */
 export function pgliteSessionOpener(pglite: PGlite): OpenSession {
   return async () => {
@@ -28,9 +30,13 @@ function openSession(pglite: PGlite): PgSession {
     },
     async query<R>(text: string, params?: unknown[]): Promise<QueryResult<R>> {
       if (isLost) throw new Error("PGlite session released");
-      const result = await pglite.query<R>(text, params);
-      // pg's rowCount: rows returned, or rows changed by INSERT/UPDATE/DELETE without RETURNING.
-      return { rows: result.rows, rowCount: result.rows.length || (result.affectedRows ?? 0) };
+      return asPgResult(await pglite.query<R>(text, params));
+    },
+    async transaction(fn) {
+      if (isLost) throw new Error("PGlite session released");
+      // PGlite's own transaction holds the connection for its whole length: no other component's
+      // statement lands inside it, as one would between separate BEGIN / COMMIT queries.
+      return pglite.transaction((tx) => fn({ query: async <R>(text: string, params?: unknown[]) => asPgResult(await tx.query<R>(text, params)) } satisfies Sql));
     },
     async listen(channel, onNotify) {
       if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`bad channel name ${channel}`);
@@ -46,4 +52,9 @@ function openSession(pglite: PGlite): PgSession {
       }
     },
   };
+}
+
+/** pg's rowCount: rows returned, or rows changed by INSERT/UPDATE/DELETE without RETURNING. */
+function asPgResult<R>(result: { rows: R[]; affectedRows?: number }): QueryResult<R> {
+  return { rows: result.rows, rowCount: result.rows.length || (result.affectedRows ?? 0) };
 }

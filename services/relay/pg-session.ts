@@ -12,6 +12,12 @@ export interface PgSession extends Sql {
   /** Resolves (never rejects) with the reason once the connection is gone. */
   readonly lost: Promise<Error>;
   readonly isLost: boolean;
+  /**
+   * Runs fn in one transaction on this session: committed when it resolves, rolled back when it
+   * throws. Settings that must not outlive it go in with `SET LOCAL` (the session may be a
+   * connection other components share, as in the embedded mode).
+   */
+  transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T>;
   /** LISTEN on a channel; `onNotify` gets each payload. */
   listen(channel: string, onNotify: (payload: string) => void): Promise<void>;
   /** Gives the connection up (closed, never returned to a pool: it may hold locks or LISTENs). */
@@ -64,13 +70,25 @@ export async function openPgSession(source: SessionSource): Promise<PgSession> {
   client.on("notification", (message: pg.Notification) => listeners.get(message.channel)?.(message.payload ?? ""));
 
   let released = false;
+  const query = <R>(text: string, params?: unknown[]) => client.query(text, params) as unknown as Promise<QueryResult<R>>;
   return {
     pid: (client as unknown as { processID?: number }).processID,
     lost,
     get isLost() {
       return isLost;
     },
-    query: <R>(text: string, params?: unknown[]) => client.query(text, params) as unknown as Promise<QueryResult<R>>,
+    query,
+    async transaction(fn) {
+      await query("BEGIN");
+      try {
+        const result = await fn({ query });
+        await query("COMMIT");
+        return result;
+      } catch (error) {
+        await query("ROLLBACK").catch(() => undefined);
+        throw error;
+      }
+    },
     async listen(channel, onNotify) {
       if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`bad channel name ${channel}`);
       listeners.set(channel, onNotify);

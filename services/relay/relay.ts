@@ -1,5 +1,6 @@
 import type { EventBus, OutgoingMessage, TopicSpec } from "../../runtime/bus.js";
 import type { Logger } from "../../runtime/logger.js";
+import type { Sql } from "../../runtime/sql.js";
 import { OUTBOX_CHANNEL } from "../../runtime/outbox.js";
 import { sessionOpener, type OpenSession, type PgSession, type SessionSource } from "./pg-session.js";
 
@@ -202,10 +203,6 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       if (current.isLost) throw new SessionLost("connection lost while standing by");
     }
     pending = true;
-    // Marks (and prunes) need no flush of their own: a mark lost in a crash re-sends its rows, which
-    // consumers dedup, exactly as a crash between the broker's ack and the mark does. Without the
-    // WAL flush a round is one fsync shorter, and so is the wait of every row that arrives meanwhile.
-    await current.query("SET synchronous_commit = off");
     await current.listen(OUTBOX_CHANNEL, () => {
       pending = true;
       wake();
@@ -284,7 +281,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     });
     if (acked.length) {
       // Acked by the broker: mark. If the session died meanwhile, the next leader re-sends (dedup'd).
-      await current.query("UPDATE umw_outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [acked]);
+      await withoutFlush(current, (tx) => tx.query("UPDATE umw_outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [acked]));
       published += acked.length;
     }
     if (failure) throw failure;
@@ -294,12 +291,14 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
 
   async function prune(current: PgSession): Promise<void> {
     for (;;) {
-      const result = await current.query(
-        `DELETE FROM umw_outbox WHERE seq IN (
+      const result = await withoutFlush(current, (tx) =>
+        tx.query(
+          `DELETE FROM umw_outbox WHERE seq IN (
            SELECT seq FROM umw_outbox
             WHERE published_at IS NOT NULL AND published_at < now() - make_interval(secs => $1::double precision / 1000)
             ORDER BY seq LIMIT 5000)`,
-        [retentionMs],
+          [retentionMs],
+        ),
       );
       const count = result.rowCount ?? 0;
       pruned += count;
@@ -347,6 +346,22 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       });
     },
   };
+}
+
+/**
+ * Runs the relay's own bookkeeping (marks, prunes) in a transaction that commits without waiting
+ * for the WAL flush: a mark lost in a crash re-sends its rows, which consumers dedup, exactly as a
+ * crash between the broker's ack and the mark does, so a round is one fsync shorter, and so is the
+ * wait of every row that arrives meanwhile. `SET LOCAL` ends with the transaction: the setting
+ * never reaches anyone else's writes, even where the session is a shared connection (PGlite in the
+ * embedded mode, where a session-wide `SET synchronous_commit = off` made every acknowledged write
+ * of the process volatile until a clean close).
+ */
+function withoutFlush<T>(session: PgSession, fn: (tx: Sql) => Promise<T>): Promise<T> {
+  return session.transaction(async (tx) => {
+    await tx.query("SET LOCAL synchronous_commit = off");
+    return fn(tx);
+  });
 }
 
 class BusError extends Error {

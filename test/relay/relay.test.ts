@@ -284,6 +284,19 @@ describe("outbox relay", () => {
     await flaky.stop();
   });
 
+  test("the relay's own settings stay in its transactions: its session commits synchronously after marking rows", { timeout: 45_000 }, async () => {
+    let session: Awaited<ReturnType<typeof openPgSession>> | undefined;
+    const watched = relay({ db: async () => (session = await openPgSession(db)), retentionMs: 0, pruneEveryMs: 100 });
+    await leaderWithin(watched);
+    const ids = await append([{ key: "setting/1" }, { key: "setting/2" }]);
+    await waitForDelivery(ids);
+    await waitFor("rows marked and pruned", 10_000, async () => watched.status().pruned >= 2);
+    // The same connection the relay marks and prunes on (a shared one, in the embedded mode).
+    const { rows } = await session!.query<{ synchronous_commit: string }>("SHOW synchronous_commit");
+    assert.equal(rows[0]!.synchronous_commit, "on");
+    await watched.stop();
+  });
+
   test("published rows older than the retention are pruned", { timeout: 45_000 }, async (t) => {
     await append([{ key: "prune/1" }, { key: "prune/2" }]);
     const pruner = relay({ retentionMs: 0, pruneEveryMs: 100 });
