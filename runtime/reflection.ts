@@ -52,14 +52,15 @@ export function addReflection(server: Server, services: readonly DescService[]):
 /** Reflection's answers over a closed set of files: the services' files, the extra files, and all they import. */
 export class DescriptorIndex {
   private readonly serviceNames: string[];
+  /** By file name as imports spell it ("umw/v1/query.proto"; DescFile.name drops the ".proto"). */
   private readonly files = new Map<string, DescFile>();
   private readonly registry: Registry;
 
   constructor(services: readonly DescService[], extraFiles: readonly DescFile[] = []) {
     this.serviceNames = services.map((service) => service.typeName);
     const visit = (file: DescFile) => {
-      if (this.files.has(file.name)) return;
-      this.files.set(file.name, file);
+      if (this.files.has(file.proto.name)) return;
+      this.files.set(file.proto.name, file);
       for (const dependency of file.dependencies) visit(dependency);
     };
     for (const file of [...services.map((service) => service.file), ...extraFiles]) visit(file);
@@ -111,8 +112,8 @@ export class DescriptorIndex {
     if (!file) return notFound(missing);
     const closure = new Map<string, DescFile>();
     const visit = (current: DescFile) => {
-      if (closure.has(current.name)) return;
-      closure.set(current.name, current);
+      if (closure.has(current.proto.name)) return;
+      closure.set(current.proto.name, current);
       for (const dependency of current.dependencies) visit(dependency);
     };
     visit(file);
