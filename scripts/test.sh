@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # npm test: typecheck, bring up Redis/Postgres/Kafka (scripts/infra.sh), install grpcurl
-# (scripts/tools.sh), then every *.test.ts
-# under test/, services/ and runtime/ with Node's test runner. Extra arguments go to node --test.
+# (scripts/tools.sh), then every *.test.ts under test/, services/ and runtime/ with Node's test
+# runner. Extra arguments go to node --test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
