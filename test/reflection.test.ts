@@ -128,7 +128,9 @@ describe("reflection: grpcurl against every mesh server over mTLS", { timeout: 2
   after(async () => {
     if (child && child.exitCode === null && child.signalCode === null) {
       child.kill("SIGTERM");
+      const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
       await once(child, "exit");
+      clearTimeout(killer);
     }
     rmSync(dir, { recursive: true, force: true });
   });
