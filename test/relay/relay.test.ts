@@ -290,7 +290,7 @@ describe("outbox relay", () => {
     await leaderWithin(watched);
     const ids = await append([{ key: "setting/1" }, { key: "setting/2" }]);
     await waitForDelivery(ids);
-    await waitFor("rows marked and pruned", 10_000, async () => watched.status().pruned >= 2);
+    await waitFor(async () => watched.status().pruned >= 2, { what: "rows marked and pruned", timeoutMs: 10_000 });
     // The same connection the relay marks and prunes on (a shared one, in the embedded mode).
     const { rows } = await session!.query<{ synchronous_commit: string }>("SHOW synchronous_commit");
     assert.equal(rows[0]!.synchronous_commit, "on");
