@@ -38,7 +38,7 @@ export const clientErrors: ClientInterceptor = (next) => async (req) => {
 };
 
 function fromWire(error: unknown): unknown {
-  if (!isServiceError(error)) return error;
+  if (error instanceof RpcError || !isServiceError(error)) return error;
   const rpcError = RpcError.fromServiceError(error);
   rpcError.cause = error;
   return rpcError;
@@ -46,6 +46,7 @@ function fromWire(error: unknown): unknown {
 
 /** The grpc-js error behind a mesh client failure (all Status details, all trailers), if it came from the wire. */
 export function wireError(error: unknown): ServiceError | undefined {
-  if (isServiceError(error)) return error;
-  return error instanceof RpcError && isServiceError(error.cause) ? error.cause : undefined;
+  // An RpcError looks like a grpc-js error (a numeric code, a `metadata` record): ask it first.
+  if (error instanceof RpcError) return isServiceError(error.cause) ? error.cause : undefined;
+  return isServiceError(error) ? error : undefined;
 }
