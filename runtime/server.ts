@@ -302,9 +302,10 @@ class GrpcCallContext implements ServerCallContext {
     return this.logger;
   }
 
-  setHeader(key: string, value: string): void {
+  /** An own function, not a method: handlers pass `ctx.setHeader` on detached. */
+  readonly setHeader = (key: string, value: string): void => {
     this.responseHeaders.set(key, value);
-  }
+  };
 
   /** grpc-js emits "cancelled" after every finished call too: once the handler is done, that is not news. */
   settle(): void {
