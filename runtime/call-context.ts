@@ -19,8 +19,8 @@ export interface CallContext {
 
 const storage = new AsyncLocalStorage<CallContext>();
 
-export function runInCall<T>(ctx: CallContext, fn: () => T): T {
-  return storage.run(ctx, fn);
+export function runInCall<A extends unknown[], T>(ctx: CallContext, fn: (...args: A) => T, ...args: A): T {
+  return storage.run(ctx, fn, ...args);
 }
 
 /** The call being served on this async path, if any: used to propagate deadline and request id. */

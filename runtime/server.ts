@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import {
   Metadata,
@@ -11,9 +10,15 @@ import {
 } from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import type { DescMessage, DescMethod, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
-import { runInCall, type CallContext } from "./call-context.js";
+import { runInCall } from "./call-context.js";
 import { Code, RpcError, toRpcError } from "./errors.js";
 import type { Config } from "./config.js";
+import { composeChain, type ServerCallContext, type ServerInterceptor, type ServerRequest, type ServerResponse } from "./interceptor.js";
+import { serverDeadline } from "./interceptor-deadline.js";
+import { serverErrors } from "./interceptor-errors.js";
+import { serverLogging } from "./interceptor-logging.js";
+import { serverMetrics, type CallMetrics } from "./interceptor-metrics.js";
+import { serverRequestId } from "./interceptor-request-id.js";
 import type { Logger } from "./logger.js";
 import { addReflection } from "./reflection.js";
 import {
@@ -37,6 +42,13 @@ export interface MeshServerOptions {
   readonly drainTimeoutMs?: number;
   /** Connection and deadline bounds; the defaults are those of runtime/config.ts. */
   readonly limits?: Partial<MeshServerLimits>;
+  /**
+   * Run inside the default chain (request id, metrics, logging, error mapping, deadline), in this
+   * order, around every handler: authentication, authorization, tracing and the like.
+   */
+  readonly interceptors?: readonly ServerInterceptor[];
+  /** Where each finished call is reported (e.g. prometheusCallMetrics()); none by default. */
+  readonly metrics?: CallMetrics;
 }
 
 /** What bounds a mesh server's connections and calls (see the settings of the same names in runtime/config.ts). */
@@ -75,12 +87,14 @@ export function meshServerLimits(config: Config): MeshServerLimits {
 type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>;
 
 /**
- * One grpc-js server: typed protobuf-es handlers, Health (Check and Watch), reflection, request ids,
- * deadline propagation, and a graceful stop that drains calls and ends streams within a bound.
+ * One grpc-js server: typed protobuf-es handlers behind an interceptor chain (request id, metrics,
+ * logging, error mapping, deadline, then the caller's own), Health (Check and Watch), reflection,
+ * and a graceful stop that drains calls and ends streams within a bound.
  */
 export class MeshServer {
   private readonly server: Server;
   private readonly limits: MeshServerLimits;
+  private readonly interceptors: readonly ServerInterceptor[];
   private readonly health = new HealthImplementation({ "": "NOT_SERVING" });
   private readonly services: DescService[] = [];
   private readonly stopping = new AbortController();
@@ -88,6 +102,14 @@ export class MeshServer {
 
   constructor(private readonly options: MeshServerOptions) {
     const limits = (this.limits = { ...DEFAULT_MESH_SERVER_LIMITS, ...options.limits });
+    this.interceptors = [
+      serverRequestId,
+      ...(options.metrics ? [serverMetrics(options.metrics)] : []),
+      serverLogging(options.log),
+      serverErrors,
+      serverDeadline(limits.maxCallTimeoutMs),
+      ...(options.interceptors ?? []),
+    ];
     this.server = new Server({
       "grpc.keepalive_permit_without_calls": 1,
       "grpc.keepalive_time_ms": limits.keepaliveTimeMs,
@@ -152,143 +174,155 @@ export class MeshServer {
     clearTimeout(timer);
   }
 
-  /**
-   * The handler's view of the call. Built on every call, so whatever a handler may not need (the
-   * abort signal, the peer certificate, the child logger) is made on first use.
-   */
-  private context(method: DescMethod, call: AnyCall, responseHeaders: Metadata): CallContext & { settle(): void } {
-    const headers: Record<string, string> = {};
-    for (const [key, value] of Object.entries(call.metadata.getMap())) {
-      if (typeof value === "string") headers[key] = value;
-    }
-    const requestId = headers["x-request-id"] ?? randomUUID();
-    const deadline = clampDeadline(call.getDeadline(), this.limits.maxCallTimeoutMs);
-    const stopping = this.stopping.signal;
-    const baseLog = this.options.log;
-    let cancelled: AbortController | undefined;
-    let signal: AbortSignal | undefined;
-    let log: Logger | undefined;
-    let peer: { value: string | undefined } | undefined;
-    let settled = false;
-    const onCancelled = () => cancelled?.abort();
-    call.once("cancelled", onCancelled);
-    return {
-      requestId,
-      deadline: Number.isFinite(deadline) ? new Date(deadline) : undefined,
-      get peer() {
-        peer ??= { value: peerIdentity(call) };
-        return peer.value;
-      },
-      headers,
-      get signal() {
-        if (!signal) {
-          cancelled = new AbortController();
-          if (call.cancelled && !settled) cancelled.abort();
-          // The deadline aborts the handler's work too (with a TimeoutError), not only grpc-js's answer.
-          const signals = [cancelled.signal, stopping];
-          if (Number.isFinite(deadline)) signals.push(AbortSignal.timeout(Math.max(0, deadline - Date.now())));
-          signal = AbortSignal.any(signals);
-        }
-        return signal;
-      },
-      get log() {
-        log ??= baseLog.child({ requestId, method: methodPath(method) });
-        return log;
-      },
-      setHeader: (key, value) => responseHeaders.set(key, value),
-      // grpc-js emits "cancelled" after every finished call too: once the handler is done, that is not news.
-      settle: () => {
-        settled = true;
-        call.removeListener("cancelled", onCancelled);
-      },
-    };
-  }
-
+  /** grpc-js handler of a unary method: the chain, composed once, then the handler. */
   private unary(method: DescMethod, handler: UnaryHandler<DescMessage, DescMessage>) {
+    const chain = composeChain<ServerRequest, ServerResponse>(this.interceptors, async (req) => ({
+      stream: false,
+      message: await handler(req.message as MessageShape<DescMessage>, req.context),
+    }));
+    const stopping = this.stopping.signal;
+    const log = this.options.log;
     return (call: ServerUnaryCall<MessageShape<DescMessage>, unknown>, callback: sendUnaryData<unknown>) => {
       const headers = new Metadata();
-      const ctx = this.context(method, call, headers);
-      const started = performance.now();
-      runInCall(ctx, () => handler(call.request, ctx)).then(
+      const ctx = new GrpcCallContext(method, call, headers, stopping, log);
+      runInCall(ctx, chain, { method, message: call.request, context: ctx }).then(
         (response) => {
           ctx.settle();
           call.sendMetadata(headers);
-          callback(null, response);
-          this.logDone(ctx, started, Code.OK);
+          callback(null, response.message);
         },
         (error: unknown) => {
           ctx.settle();
-          const rpcError = this.failure(ctx, error);
-          callback(withHeaders(rpcError, headers));
-          this.logDone(ctx, started, rpcError.code);
+          callback(withHeaders(toRpcError(error), headers));
         },
       );
     };
   }
 
+  /** grpc-js handler of a server-streaming method: the chain, composed once, then the handler's messages, written with flow control. */
   private serverStreaming(method: DescMethod, handler: ServerStreamingHandler<DescMessage, DescMessage>) {
+    const stopping = this.stopping.signal;
+    const name = this.options.name;
+    const log = this.options.log;
+    const chain = composeChain<ServerRequest, ServerResponse>(this.interceptors, async (req) => ({
+      stream: true,
+      message: untilAborted(req.context as GrpcCallContext, handler(req.message as MessageShape<DescMessage>, req.context), stopping, name),
+    }));
+    const pump = async (call: ServerWritableStream<MessageShape<DescMessage>, unknown>, ctx: GrpcCallContext, headers: Metadata) => {
+      const response = await chain({ method, message: call.request, context: ctx });
+      const messages = response.stream ? response.message : [response.message];
+      for await (const message of messages) {
+        if (!ctx.headersSent) {
+          call.sendMetadata(headers);
+          ctx.headersSent = true;
+        }
+        // Respect HTTP/2 flow control: wait for the peer to take what was written.
+        if (!call.write(message as MessageInitShape<DescMessage>)) {
+          await once(call, "drain", { signal: ctx.signal }).catch(() => undefined);
+        }
+      }
+    };
     return (call: ServerWritableStream<MessageShape<DescMessage>, unknown>) => {
       const headers = new Metadata();
-      const ctx = this.context(method, call, headers);
-      const started = performance.now();
-      let headersSent = false;
-      const pump = async () => {
-        for await (const message of handler(call.request, ctx)) {
-          if (ctx.signal.aborted) break;
-          if (!headersSent) {
-            call.sendMetadata(headers);
-            headersSent = true;
-          }
-          // Respect HTTP/2 flow control: wait for the peer to take what was written.
-          if (!call.write(message as MessageInitShape<DescMessage>)) {
-            await once(call, "drain", { signal: ctx.signal }).catch(() => undefined);
-          }
-        }
-        if (this.stopping.signal.aborted && !call.cancelled) {
-          throw new RpcError(Code.UNAVAILABLE, "SHUTTING_DOWN", `${this.options.name} is shutting down; reconnect`);
-        }
-      };
-      runInCall(ctx, pump).then(
+      const ctx = new GrpcCallContext(method, call, headers, stopping, log);
+      runInCall(ctx, pump, call, ctx, headers).then(
         () => {
           ctx.settle();
           if (!call.cancelled) call.end();
-          this.logDone(ctx, started, Code.OK);
         },
         (error: unknown) => {
           ctx.settle();
-          const rpcError = this.failure(ctx, error);
-          if (!call.cancelled) call.emit("error", withHeaders(rpcError, headersSent ? new Metadata() : headers));
-          this.logDone(ctx, started, rpcError.code);
+          if (!call.cancelled) call.emit("error", withHeaders(toRpcError(error), ctx.headersSent ? new Metadata() : headers));
         },
       );
     };
   }
+}
 
-  private failure(ctx: CallContext, error: unknown): RpcError {
-    // Whatever a handler throws once its deadline has passed (an abort, a cancelled downstream
-    // call) means the same to the caller: the deadline expired.
-    if (ctx.deadline && ctx.deadline.getTime() <= Date.now() && !isOwnVerdict(error)) {
-      return new RpcError(Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", "the call's deadline expired");
+/**
+ * The handler's view of a grpc-js call. Made on every call, so whatever a handler may not need
+ * (the header record, the abort signal, the peer certificate, the child logger) is made on first
+ * use. Request id and deadline are settled by the interceptors before the handler runs.
+ */
+class GrpcCallContext implements ServerCallContext {
+  requestId = "";
+  deadline: Date | undefined;
+  headersSent = false;
+  private headerRecord: Record<string, string> | undefined;
+  private peerName: { value: string | undefined } | undefined;
+  private abortSignal: AbortSignal | undefined;
+  private cancelled: AbortController | undefined;
+  private logger: Logger | undefined;
+  private settled = false;
+  private readonly onCancelled = () => this.cancelled?.abort();
+
+  constructor(
+    private readonly method: DescMethod,
+    readonly call: AnyCall,
+    private readonly responseHeaders: Metadata,
+    private readonly stopping: AbortSignal,
+    private readonly baseLog: Logger,
+  ) {
+    const deadline = call.getDeadline();
+    if (deadline instanceof Date) this.deadline = deadline;
+    else if (Number.isFinite(deadline)) this.deadline = new Date(deadline);
+    call.once("cancelled", this.onCancelled);
+  }
+
+  get headers(): Readonly<Record<string, string>> {
+    if (!this.headerRecord) {
+      const headers: Record<string, string> = {};
+      for (const [key, value] of Object.entries(this.call.metadata.getMap())) {
+        if (typeof value === "string") headers[key] = value;
+      }
+      this.headerRecord = headers;
     }
-    const rpcError = toRpcError(error);
-    if (rpcError.code === Code.INTERNAL || rpcError.code === Code.UNKNOWN) ctx.log.error({ err: error }, "call failed");
-    return rpcError;
+    return this.headerRecord;
   }
 
-  private logDone(ctx: CallContext, started: number, code: Code): void {
-    ctx.log.debug({ code: Code[code], ms: Math.round((performance.now() - started) * 10) / 10 }, "call done");
+  get peer(): string | undefined {
+    this.peerName ??= { value: peerIdentity(this.call) };
+    return this.peerName.value;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.abortSignal) {
+      const cancelled = (this.cancelled = new AbortController());
+      if (this.call.cancelled && !this.settled) cancelled.abort();
+      // The deadline (as the deadline interceptor settled it) aborts the handler's work too, with a TimeoutError.
+      const signals = [cancelled.signal, this.stopping];
+      if (this.deadline) signals.push(AbortSignal.timeout(Math.max(0, this.deadline.getTime() - Date.now())));
+      this.abortSignal = AbortSignal.any(signals);
+    }
+    return this.abortSignal;
+  }
+
+  get log(): Logger {
+    this.logger ??= this.baseLog.child({ requestId: this.requestId, method: methodPath(this.method) });
+    return this.logger;
+  }
+
+  /** An own function, not a method: handlers pass `ctx.setHeader` on detached. */
+  readonly setHeader = (key: string, value: string): void => {
+    this.responseHeaders.set(key, value);
+  };
+
+  /** grpc-js emits "cancelled" after every finished call too: once the handler is done, that is not news. */
+  settle(): void {
+    this.settled = true;
+    this.call.removeListener("cancelled", this.onCancelled);
   }
 }
 
-/** The call's deadline (epoch ms; Infinity for none), no later than `maxMs` from now when there is one. */
-function clampDeadline(deadline: Date | number, maxMs: number): number {
-  const at = deadline instanceof Date ? deadline.getTime() : deadline;
-  return Number.isFinite(at) ? Math.min(at, Date.now() + maxMs) : Infinity;
-}
-
-/** A failure the handler chose (not a consequence of running out of time). */
-function isOwnVerdict(error: unknown): boolean {
-  return error instanceof RpcError && error.code !== Code.CANCELLED && error.code !== Code.DEADLINE_EXCEEDED && error.code !== Code.UNKNOWN && error.code !== Code.INTERNAL;
+/** A handler's messages until the call is aborted; a stream cut short by shutdown ends UNAVAILABLE, so clients reconnect. */
+async function* untilAborted(ctx: GrpcCallContext, messages: AsyncIterable<unknown>, stopping: AbortSignal, name: string): AsyncIterable<unknown> {
+  for await (const message of messages) {
+    if (ctx.signal.aborted) break;
+    yield message;
+  }
+  if (stopping.aborted && !ctx.call.cancelled) {
+    throw new RpcError(Code.UNAVAILABLE, "SHUTTING_DOWN", `${name} is shutting down; reconnect`);
+  }
 }
 
 /** Response headers set before a failure travel as trailers on the error. */

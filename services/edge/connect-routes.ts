@@ -1,10 +1,10 @@
 import { Code as ConnectCode, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import type { MethodImpl } from "@connectrpc/connect";
-import type { DescMethod, DescMethodServerStreaming, DescMethodUnary, Message } from "@bufbuild/protobuf";
-import type { Metadata, ServiceError } from "@grpc/grpc-js";
+import type { DescMethod, DescMethodServerStreaming, DescMethodUnary } from "@bufbuild/protobuf";
+import type { Metadata } from "@grpc/grpc-js";
 import { Code } from "../../runtime/errors.js";
 import type { EdgeContext } from "./edge-context.js";
-import { EdgeFailure, toEdgeFailure } from "./edge-failure.js";
+import { EdgeFailure, toEdgeFailure, upstreamFailure } from "./edge-failure.js";
 import { metadataFromHeaders, REQUEST_ID, requestIdOf } from "./forwarded-headers.js";
 import type { Upstream } from "./upstream.js";
 
@@ -28,11 +28,11 @@ export function connectRoutes(ctx: EdgeContext): (router: ConnectRouter) => void
 
 function unaryForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMethod): MethodImpl<DescMethodUnary> {
   return async (request, hctx) => {
-    const metadata = prepare(ctx, hctx);
+    const headers = prepare(ctx, hctx);
     try {
-      const { response, headers } = await upstream.unaryAsync(method, request, metadata, deadline(hctx, ctx.options.timeoutMs), hctx.signal);
-      if (headers) passOn(ctx, headers, hctx.responseHeader);
-      return response;
+      const response = await upstream.client.unary(method, request, { headers, deadline: deadline(hctx, ctx.options.timeoutMs), signal: hctx.signal });
+      if (response.header) passOn(ctx, response.header, hctx.responseHeader);
+      return response.message;
     } catch (error) {
       throw connectError(ctx, upstream, deadlineExpired(hctx) ? timedOut(upstream) : error);
     }
@@ -41,22 +41,20 @@ function unaryForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMethod
 
 function streamForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMethod): MethodImpl<DescMethodServerStreaming> {
   return async function* (request, hctx) {
-    const metadata = prepare(ctx, hctx);
-    const call = upstream.serverStream(method, request, metadata, deadline(hctx, ctx.options.streamTimeoutMs));
-    // Upstream headers come before the first message, in time to become the response headers.
-    call.on("metadata", (headers: Metadata) => passOn(ctx, headers, hctx.responseHeader));
-    const cancel = () => call.cancel();
-    hctx.signal.addEventListener("abort", cancel, { once: true });
+    const messages = upstream.client.serverStream(method, request, {
+      headers: prepare(ctx, hctx),
+      deadline: deadline(hctx, ctx.options.streamTimeoutMs),
+      signal: hctx.signal,
+      // Upstream headers come before the first message, in time to become the response headers.
+      onHeaders: (headers) => passOn(ctx, headers, hctx.responseHeader),
+    });
     try {
-      for await (const message of call) yield message as Message;
+      yield* messages;
     } catch (error) {
       if (ctx.shutdown.aborted) {
         throw connectError(ctx, upstream, EdgeFailure.of(Code.UNAVAILABLE, "SHUTTING_DOWN", "the edge is shutting down; reconnect"));
       }
       throw connectError(ctx, upstream, deadlineExpired(hctx) ? timedOut(upstream) : error);
-    } finally {
-      hctx.signal.removeEventListener("abort", cancel);
-      call.cancel();
     }
   };
 }
@@ -106,10 +104,7 @@ function passOn(ctx: EdgeContext, metadata: Metadata, headers: Headers): void {
 
 function connectError(ctx: EdgeContext, upstream: Upstream, error: unknown): ConnectError {
   if (error instanceof ConnectError) return error;
-  const failure = isServiceError(error)
-    ? EdgeFailure.fromUpstream(error, upstream.service.typeName, ctx.options.passthroughHeaders)
-    : toEdgeFailure(error);
-  return failureToConnectError(failure);
+  return failureToConnectError(upstreamFailure(error, upstream.service.typeName, ctx.options.passthroughHeaders));
 }
 
 export function failureToConnectError(failure: EdgeFailure): ConnectError {
@@ -120,8 +115,4 @@ export function failureToConnectError(failure: EdgeFailure): ConnectError {
     value: detail.value,
   }));
   return error;
-}
-
-function isServiceError(error: unknown): error is ServiceError {
-  return error instanceof Error && typeof (error as ServiceError).code === "number" && "metadata" in error;
 }

@@ -1,6 +1,7 @@
 import { create, fromBinary, toJson, type JsonObject, type Registry } from "@bufbuild/protobuf";
 import type { Metadata, ServiceError } from "@grpc/grpc-js";
 import { StatusSchema, type Status } from "../../gen/google/rpc/status_pb.js";
+import { wireError } from "../../runtime/client.js";
 import { Code, RpcError } from "../../runtime/errors.js";
 
 const STATUS_DETAILS_KEY = "grpc-status-details-bin";
@@ -64,6 +65,12 @@ export class EdgeFailure extends Error {
         return new EdgeFailure(new RpcError(code, Code[code] ?? "UNKNOWN", error.details || "upstream failure", { service }).toStatus(), headers);
     }
   }
+}
+
+/** A failed upstream call (mesh client): the upstream's Status whole when it came over the wire. */
+export function upstreamFailure(error: unknown, service: string, passthrough: readonly string[]): EdgeFailure {
+  const wire = wireError(error);
+  return wire ? EdgeFailure.fromUpstream(wire, service, passthrough) : toEdgeFailure(error);
 }
 
 /** Anything else thrown on the way is a bug: the caller learns only that. */

@@ -1,9 +1,10 @@
+import { once, type EventEmitter } from "node:events";
 import type { OutgoingHttpHeaders } from "node:http";
 import { toJson, toJsonString, type Message } from "@bufbuild/protobuf";
-import type { Metadata, StatusObject } from "@grpc/grpc-js";
+import type { Metadata } from "@grpc/grpc-js";
 import { Code } from "../../runtime/errors.js";
 import type { EdgeContext } from "./edge-context.js";
-import { EdgeFailure, statusJson, toEdgeFailure } from "./edge-failure.js";
+import { EdgeFailure, statusJson, toEdgeFailure, upstreamFailure } from "./edge-failure.js";
 import { entityTag, noneMatch } from "./entity-tags.js";
 import { metadataFromIncoming, REQUEST_ID, requestIdOf } from "./forwarded-headers.js";
 import type { HttpRequest, HttpResponse } from "./http-exchange.js";
@@ -99,16 +100,21 @@ export class RestGateway {
     }
     if (binding.method.methodKind === "server_streaming") return this.stream(req, res, binding, upstream, request, metadata, requestId);
     let done = false;
-    const call = upstream.unary(binding.method, request, metadata, Date.now() + this.ctx.options.timeoutMs, (error, response, headers) => {
-      done = true;
-      this.guard(req, res, requestId, () => {
-        if (error) this.fail(req, res, EdgeFailure.fromUpstream(error, upstream.service.typeName, this.ctx.options.passthroughHeaders), requestId);
-        else this.respond(req, res, binding, response!, headers, requestId);
-      });
-    });
+    const cancel = new AbortController();
+    const { passthroughHeaders } = this.ctx.options;
+    upstream.client.unary(binding.method, request, { headers: metadata, deadline: Date.now() + this.ctx.options.timeoutMs, signal: cancel.signal }).then(
+      (response) => {
+        done = true;
+        this.guard(req, res, requestId, () => this.respond(req, res, binding, response.message, response.header, requestId));
+      },
+      (error: unknown) => {
+        done = true;
+        this.guard(req, res, requestId, () => this.fail(req, res, upstreamFailure(error, upstream.service.typeName, passthroughHeaders), requestId));
+      },
+    );
     // The client went away: nobody waits for the answer.
     res.on("close", () => {
-      if (!done) call.cancel();
+      if (!done) cancel.abort();
     });
   }
 
@@ -152,7 +158,7 @@ export class RestGateway {
 
   /**
    * JSON of a response, rendered once per (binding, message): the upstream hands out one shared
-   * message per distinct response bytes (Upstream), so a cached entity is rendered once.
+   * message per distinct response bytes (upstream.ts), so a cached entity is rendered once.
    */
   private responseJson(binding: HttpBinding, response: Message): string {
     const known = this.rendered.get(response);
@@ -172,15 +178,13 @@ export class RestGateway {
     return JSON.stringify(json[field.jsonName] ?? null);
   }
 
-  /** Server-streaming over REST: NDJSON, one message a line, written as it arrives. */
+  /** Server-streaming over REST: NDJSON, one message a line, written as it arrives (and as fast as the client reads). */
   private stream(req: HttpRequest, res: HttpResponse, binding: HttpBinding, upstream: Upstream, request: Message, metadata: Metadata, requestId: string): void {
-    const { streamTimeoutMs } = this.ctx.options;
-    const call = upstream.serverStream(binding.method, request, metadata, streamTimeoutMs > 0 ? Date.now() + streamTimeoutMs : Infinity);
+    const { streamTimeoutMs, passthroughHeaders } = this.ctx.options;
     const jsonOptions = { registry: this.ctx.registry };
+    const cancel = new AbortController();
     let started = false;
     let finished = false;
-    let ended = false;
-    let status: StatusObject | undefined;
 
     /** HTTP headers go out with the upstream's headers, or the first message, whichever is first. */
     const start = (upstreamHeaders?: Metadata) => {
@@ -197,6 +201,7 @@ export class RestGateway {
       if (finished) return;
       finished = true;
       this.ctx.shutdown.removeEventListener("abort", onShutdown);
+      cancel.abort();
       if (res.destroyed) return;
       if (!failure) {
         start();
@@ -207,60 +212,47 @@ export class RestGateway {
         res.end(`{"error":${statusJson(failure.status, this.ctx.registry)}}\n`);
       }
     };
-    /** The status comes once; messages still buffered for a slow client go out before it. */
-    const settle = () => {
-      if (finished || !status || (!ended && call.readableLength > 0)) return;
-      finish(status.code === Code.OK ? undefined : EdgeFailure.fromUpstream(status, upstream.service.typeName, this.ctx.options.passthroughHeaders));
-    };
-    const onShutdown = () => {
-      finish(EdgeFailure.of(Code.UNAVAILABLE, "SHUTTING_DOWN", "the edge is shutting down; reconnect"));
-      call.cancel();
-    };
-    /** grpc-js emits events from its own stack: a throw there must end this request, not the process. */
-    const safely = <A extends unknown[]>(handler: (...args: A) => void) => (...args: A) => {
-      try {
-        handler(...args);
-      } catch (error) {
-        this.ctx.log.error({ err: error, method: binding.method.name }, "NDJSON stream failed");
-        call.cancel();
-        finish(EdgeFailure.of(Code.INTERNAL, "INTERNAL", "internal error"));
-      }
+    const onShutdown = () => finish(EdgeFailure.of(Code.UNAVAILABLE, "SHUTTING_DOWN", "the edge is shutting down; reconnect"));
+    /** A throw of the edge's own (not an upstream failure): this request ends INTERNAL. */
+    const broken = (error: unknown) => {
+      this.ctx.log.error({ err: error, method: binding.method.name }, "NDJSON stream failed");
+      finish(EdgeFailure.of(Code.INTERNAL, "INTERNAL", "internal error"));
     };
 
-    call.on("metadata", safely((headers: Metadata) => start(headers)));
-    call.on(
-      "data",
-      safely((message: Message) => {
-        if (finished) return;
-        const line = toJsonString(binding.method.output, message, jsonOptions) + "\n";
-        start();
-        if (!res.write(line)) {
-          call.pause();
-          res.once("drain", () => call.resume());
+    const messages = upstream.client.serverStream(binding.method, request, {
+      headers: metadata,
+      deadline: streamTimeoutMs > 0 ? Date.now() + streamTimeoutMs : Infinity,
+      signal: cancel.signal,
+      // grpc-js calls this from its own stack: a throw there must end this request, not the process.
+      onHeaders: (headers) => {
+        try {
+          start(headers);
+        } catch (error) {
+          broken(error);
         }
-      }),
-    );
-    call.on(
-      "end",
-      safely(() => {
-        ended = true;
-        settle();
-      }),
-    );
-    call.on(
-      "status",
-      safely((received: StatusObject) => {
-        status = received;
-        settle();
-      }),
-    );
-    // Failures arrive as the status too; this listener keeps 'error' from being unhandled.
-    call.on("error", () => undefined);
+      },
+    });
+    const pump = async () => {
+      for await (const message of messages) {
+        if (finished) return;
+        let line: string;
+        try {
+          line = toJsonString(binding.method.output, message, jsonOptions) + "\n";
+          start();
+        } catch (error) {
+          return broken(error);
+        }
+        // The upstream is read no faster than the client takes the lines.
+        if (!res.write(line)) await once(res as unknown as EventEmitter, "drain", { signal: cancel.signal });
+      }
+      finish(undefined);
+    };
+    pump().catch((error: unknown) => finish(upstreamFailure(error, upstream.service.typeName, passthroughHeaders)));
     res.on("close", () => {
       if (finished) return;
       finished = true;
       this.ctx.shutdown.removeEventListener("abort", onShutdown);
-      call.cancel();
+      cancel.abort();
     });
     if (this.ctx.shutdown.aborted) onShutdown();
     else this.ctx.shutdown.addEventListener("abort", onShutdown, { once: true });

@@ -1,36 +1,19 @@
-import {
-  Client,
-  Metadata,
-  type ChannelCredentials,
-  type ClientOptions,
-  type ClientReadableStream,
-  type ClientUnaryCall,
-  type ServiceError,
-} from "@grpc/grpc-js";
-import { fromBinary, toBinary, type DescMessage, type DescMethod, type DescService, type Message } from "@bufbuild/protobuf";
+import { Metadata, type ChannelCredentials, type ClientOptions } from "@grpc/grpc-js";
+import { fromBinary, type DescMessage, type DescService, type Message } from "@bufbuild/protobuf";
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-
-/** How one method travels over grpc-js: its path and binary codecs, built once. */
-interface MethodCodec {
-  readonly path: string;
-  readonly serialize: (message: Message) => Buffer;
-  readonly deserialize: (bytes: Buffer) => Message;
-}
-
-export type UnaryCallback = (error: ServiceError | null, response: Message | undefined, headers: Metadata | undefined) => void;
+import { ServiceClient } from "../../runtime/client.js";
 
 export type HealthState = "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN" | "UNKNOWN" | "UNREACHABLE";
 
 /**
- * One internal gRPC service the edge forwards to, over grpc-js with the edge's mTLS identity.
- * Generic over the protobuf-es descriptor: every unary and server-streaming method of the service.
- * Unlike runtime/client.ts it hands back the raw grpc-js error, so the edge keeps the upstream's
- * trailers (e.g. umw-cache-status on a failure) and tells a service's own UNAVAILABLE from a
- * channel that cannot connect.
+ * One internal gRPC service the edge forwards to: the mesh client (runtime/client.ts) over the
+ * edge's mTLS identity, with unary responses decoded once per distinct bytes, and the service's
+ * health for the edge's readiness. Failures reject with RpcErrors whose `wireError` keeps the
+ * upstream's whole Status and trailers (e.g. umw-cache-status), so the edge passes them on and
+ * tells a service's own UNAVAILABLE from a channel that cannot connect (EdgeFailure.fromUpstream).
  */
 export class Upstream {
-  private readonly client: Client;
-  private readonly codecs = new Map<DescMethod, MethodCodec>();
+  readonly client: ServiceClient;
 
   constructor(
     readonly service: DescService,
@@ -38,57 +21,16 @@ export class Upstream {
     credentials: ChannelCredentials,
     options: ClientOptions = {},
   ) {
-    this.client = new Client(address, credentials, options);
-    for (const method of service.methods) {
-      const decoded = new DecodedResponses(method.output, MEMO_ENTRIES);
-      this.codecs.set(method, {
-        path: `/${service.typeName}/${method.name}`,
-        serialize: serializer(method.input),
-        deserialize: method.methodKind === "unary" ? (bytes) => decoded.decode(bytes) : (bytes) => fromBinary(method.output, bytes),
-      });
-    }
-  }
-
-  /** Starts a unary call; `deadline` is epoch milliseconds or Infinity. */
-  unary(method: DescMethod, request: Message, metadata: Metadata, deadline: number, callback: UnaryCallback): ClientUnaryCall {
-    const codec = this.codec(method);
-    let headers: Metadata | undefined;
-    // grpc-js takes a stack trace (`new Error()`) on every call, only to append "for call at" to
-    // a failed call's stack; here that would always name this method, and taking it costs about as
-    // much as decoding the response. None is taken (the limit is restored right after: the call
-    // starts synchronously). The error itself (code, details, metadata) is unchanged.
-    const stackTraceLimit = Error.stackTraceLimit;
-    Error.stackTraceLimit = 0;
-    let call: ClientUnaryCall;
-    try {
-      call = this.client.makeUnaryRequest(codec.path, codec.serialize, codec.deserialize, request, metadata, { deadline }, (error, response) =>
-        callback(error, response, headers),
-      );
-    } finally {
-      Error.stackTraceLimit = stackTraceLimit;
-    }
-    call.on("metadata", (received: Metadata) => (headers = received));
-    return call;
-  }
-
-  /** Promise form of `unary`, cancelled by `signal`. */
-  unaryAsync(method: DescMethod, request: Message, metadata: Metadata, deadline: number, signal?: AbortSignal): Promise<{ response: Message; headers: Metadata | undefined }> {
-    return new Promise((resolve, reject) => {
-      const call = this.unary(method, request, metadata, deadline, (error, response, headers) => {
-        signal?.removeEventListener("abort", cancel);
-        if (error) reject(error);
-        else resolve({ response: response!, headers });
-      });
-      const cancel = () => call.cancel();
-      if (signal?.aborted) call.cancel();
-      else signal?.addEventListener("abort", cancel, { once: true });
+    this.client = new ServiceClient(service, address, credentials, {
+      channel: options,
+      // The edge forwards the caller's headers it is configured to (forwarded-headers.ts), nothing implicit.
+      forwardMetadata: [],
+      responseDecoder: (method) => {
+        if (method.methodKind !== "unary") return undefined;
+        const decoded = new DecodedResponses(method.output, MEMO_ENTRIES);
+        return (bytes) => decoded.decode(bytes);
+      },
     });
-  }
-
-  /** Starts a server-streaming call: an object-mode readable of response messages. */
-  serverStream(method: DescMethod, request: Message, metadata: Metadata, deadline: number): ClientReadableStream<Message> {
-    const codec = this.codec(method);
-    return this.client.makeServerStreamRequest(codec.path, codec.serialize, codec.deserialize, request, metadata, { deadline });
   }
 
   /**
@@ -106,7 +48,7 @@ export class Upstream {
 
   private check(service: string, timeoutMs: number): Promise<HealthState> {
     return new Promise((resolve) => {
-      this.client.makeUnaryRequest<string, HealthState>(
+      this.client.grpc.makeUnaryRequest<string, HealthState>(
         "/grpc.health.v1.Health/Check",
         encodeHealthCheckRequest,
         decodeHealthCheckResponse,
@@ -119,12 +61,6 @@ export class Upstream {
         },
       );
     });
-  }
-
-  private codec(method: DescMethod): MethodCodec {
-    const codec = this.codecs.get(method);
-    if (!codec) throw new Error(`${method.parent.typeName}/${method.name} is not a method of ${this.service.typeName}`);
-    return codec;
   }
 }
 
@@ -156,13 +92,6 @@ class DecodedResponses {
     }
     return message;
   }
-}
-
-function serializer(schema: DescMessage) {
-  return (message: Message): Buffer => {
-    const bytes = toBinary(schema, message);
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  };
 }
 
 // grpc.health.v1: HealthCheckRequest { string service = 1; }, HealthCheckResponse { ServingStatus status = 1; }
