@@ -97,8 +97,10 @@ const OUTBOX_KEY_HEADER = "umw-key";
  * Acceptance in ONE statement (one implicit transaction, one round trip):
  * - `existing`: a live key row (same fingerprint: replay; else: reused); nothing else happens;
  * - `current`, `precondition` (only for a conditional write, $17): the entity's version on the
- *   primary, against If-Match / If-None-Match / expected_version; when it fails, nothing is written
- *   (412); a replay is answered first, whatever the entity's version by then;
+ *   primary, against If-Match / If-None-Match / expected_version; when it fails and no earlier
+ *   command of the entity is still pending (one may yet bring it to the expected version; the
+ *   processor then decides), nothing is written (412); a replay is answered first, whatever the
+ *   entity's version by then;
  * - `lock` (only without a live row): pg_try_advisory_xact_lock on the key's hash, held until
  *   commit: false = a request with this key is still being accepted;
  * - `claimed` (only when locked): the key row (replacing an expired one; the primary key makes the
@@ -120,6 +122,8 @@ WITH existing AS MATERIALIZED (
     OR ($19::boolean AND NOT EXISTS (SELECT 1 FROM current))
     OR ($20::boolean AND EXISTS (SELECT 1 FROM current))
     OR ($21::bigint[] IS NOT NULL AND EXISTS (SELECT 1 FROM current WHERE version = ANY($21::bigint[])))
+  ) OR EXISTS (
+    SELECT 1 FROM umw_commands WHERE $17::boolean AND tenant = $2 AND type = $9 AND entity_id = $10 AND state = 'accepted'
   ) AS ok
 ), lock AS MATERIALIZED (
   SELECT pg_try_advisory_xact_lock($1::bigint) AS locked
