@@ -35,10 +35,13 @@ export function checkPayload(data: JsonObject, limits: PayloadLimits, field = "d
   }
 }
 
-/** The size of `data` encoded as google.protobuf.Struct, for payloads that pass checkPayload. */
+/** The size of `data` encoded as google.protobuf.Struct; nothing is checked. */
 export function structSize(data: JsonObject): number {
-  return objectSize(data, 1, "data", { maxDepth: Infinity, maxBytes: Infinity });
+  return objectSize(data, 1, "data", UNCHECKED);
 }
+
+/** Limits that only measure: no depth bound, and strings and numbers are not checked. */
+const UNCHECKED: PayloadLimits = { maxDepth: Infinity, maxBytes: Infinity };
 
 // Sizes of the protobuf encoding of Struct (field 1: map<string, Value>), ListValue (field 1:
 // repeated Value) and Value (a oneof: 1 null, 2 double, 3 string, 4 bool, 5 Struct, 6 ListValue).
@@ -48,7 +51,7 @@ function objectSize(object: JsonObject, depth: number, path: string, limits: Pay
   let size = 0;
   for (const [key, value] of Object.entries(object)) {
     const at = memberPath(path, key);
-    checkString(key, at, "key");
+    if (limits !== UNCHECKED) checkString(key, at, "key");
     const keyBytes = Buffer.byteLength(key, "utf8");
     const valueBytes = valueSize(value, depth, at, limits);
     const entry = 1 + varintSize(keyBytes) + keyBytes + 1 + varintSize(valueBytes) + valueBytes;
@@ -72,14 +75,14 @@ function valueSize(value: JsonValue, depth: number, path: string, limits: Payloa
   if (value === null) return 2;
   switch (typeof value) {
     case "number":
-      if (!Number.isFinite(value)) {
+      if (limits !== UNCHECKED && !Number.isFinite(value)) {
         throw invalidArgument("NUMBER_OUT_OF_RANGE", `${path}: numbers must be finite doubles (about ±1.8e308)`, { field: path });
       }
       return 9;
     case "boolean":
       return 2;
     case "string": {
-      checkString(value, path, "string");
+      if (limits !== UNCHECKED) checkString(value, path, "string");
       const bytes = Buffer.byteLength(value, "utf8");
       return 1 + varintSize(bytes) + bytes;
     }

@@ -205,6 +205,7 @@ export function embeddedServices({ db, bus, cache }: EmbeddedStores): Record<str
         topics: topicNames(config),
         log,
         resources: config.resources,
+        payloadMaxBytes: config.payloadMaxBytes,
         group: `${config.topicPrefix}umw-processor`,
         maxAttempts: config.processorMaxAttempts,
       });

@@ -61,7 +61,7 @@ export async function startWriteStack(options: { resources: Resources; payloadLi
     const specs = writePathTopics(topics, 2);
     await bus.ensureTopics(specs);
 
-    const processor: Processor = createProcessor({ db, bus, topics, log, resources: options.resources, group: `${prefix}umw-processor`, maxAttempts: 2 });
+    const processor: Processor = createProcessor({ db, bus, topics, log, resources: options.resources, payloadMaxBytes: options.payloadLimits?.maxBytes, group: `${prefix}umw-processor`, maxAttempts: 2 });
     cleanups.push(() => processor.stop());
     const relay: OutboxRelay = createOutboxRelay({ db, bus, topics: specs, log, pollMs: 50 });
     cleanups.push(() => relay.stop());
