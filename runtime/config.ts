@@ -58,6 +58,15 @@ const settings = {
   relayLockRetryMs: { env: "UMW_RELAY_LOCK_RETRY_MS", schema: z.coerce.number().int().min(50).default(1_000) },
   /** How long published outbox rows are kept before pruning. */
   outboxRetentionMs: { env: "UMW_OUTBOX_RETENTION_MS", schema: z.coerce.number().int().min(0).default(3_600_000) },
+  /**
+   * The one limit on an entity payload (`data`), enforced by the edge (REST, Connect, gRPC-web) and
+   * again by CommandService: nesting depth of objects and arrays ({} is 1), and size encoded as
+   * google.protobuf.Struct (what travels over gRPC, through the outbox and Kafka). protobuf-es
+   * decodes at most 100 nested messages and a Struct spends two per level, plus the envelopes
+   * around it, so the depth stays at or below 40 and every decoder on the way can read it back.
+   */
+  payloadMaxDepth: { env: "UMW_PAYLOAD_MAX_DEPTH", schema: z.coerce.number().int().min(1).max(40).default(32) },
+  payloadMaxBytes: { env: "UMW_PAYLOAD_MAX_BYTES", schema: z.coerce.number().int().min(1_024).max(900_000).default(262_144) },
   /** Deadline of each call the edge makes upstream. */
   edgeTimeoutMs: { env: "UMW_EDGE_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(15_000) },
   edgeMaxBodyBytes: { env: "UMW_EDGE_MAX_BODY_BYTES", schema: z.coerce.number().int().positive().default(1_048_576) },

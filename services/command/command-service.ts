@@ -35,6 +35,8 @@ import {
   REPLAYED_HEADER,
 } from "./idempotency.js";
 import { PayloadSchemas, type PayloadKind } from "./payload-schema.js";
+import { checkPayload, DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from "./payload-limits.js";
+import { expectedVersionOf, preconditionFailed, readPreconditions, type Preconditions } from "./preconditions.js";
 
 export interface CommandServiceOptions {
   /** The primary: every accepted write is one transaction on it. */
@@ -58,6 +60,8 @@ export interface CommandServiceOptions {
   readonly trustedPrincipalPeers?: readonly string[];
   /** CloudEvents `source` of the command messages. */
   readonly source?: string;
+  /** Payload depth and size limits (runtime/config.ts payloadMaxDepth, payloadMaxBytes). */
+  readonly payloadLimits?: PayloadLimits;
 }
 
 export interface CommandServiceImpl {
@@ -80,6 +84,8 @@ interface WriteSpec {
   readonly action: Action;
   readonly eventType: string;
   readonly payload?: { readonly kind: PayloadKind; readonly data: JsonObject };
+  /** The request's expected_version (0: none; creates have none). */
+  readonly expectedVersion?: bigint;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -90,6 +96,11 @@ const OUTBOX_KEY_HEADER = "umw-key";
 /**
  * Acceptance in ONE statement (one implicit transaction, one round trip):
  * - `existing`: a live key row (same fingerprint: replay; else: reused); nothing else happens;
+ * - `current`, `precondition` (only for a conditional write, $17): the entity's version on the
+ *   primary, against If-Match / If-None-Match / expected_version; when it fails and no earlier
+ *   command of the entity is still pending (one may yet bring it to the expected version; the
+ *   processor then decides), nothing is written (412); a replay is answered first, whatever the
+ *   entity's version by then;
  * - `lock` (only without a live row): pg_try_advisory_xact_lock on the key's hash, held until
  *   commit: false = a request with this key is still being accepted;
  * - `claimed` (only when locked): the key row (replacing an expired one; the primary key makes the
@@ -103,8 +114,20 @@ const ACCEPT_SQL = `
 WITH existing AS MATERIALIZED (
   SELECT fingerprint, response, expires_at FROM umw_idempotency_keys
    WHERE tenant = $2 AND principal = $3 AND key = $4 AND expires_at > now()
+), current AS MATERIALIZED (
+  SELECT version FROM umw_entities WHERE $17::boolean AND tenant = $2 AND type = $9 AND id = $10
+), precondition AS MATERIALIZED (
+  SELECT NOT (
+       ($18::bigint[] IS NOT NULL AND NOT EXISTS (SELECT 1 FROM current WHERE version = ANY($18::bigint[])))
+    OR ($19::boolean AND NOT EXISTS (SELECT 1 FROM current))
+    OR ($20::boolean AND EXISTS (SELECT 1 FROM current))
+    OR ($21::bigint[] IS NOT NULL AND EXISTS (SELECT 1 FROM current WHERE version = ANY($21::bigint[])))
+  ) OR EXISTS (
+    SELECT 1 FROM umw_commands WHERE $17::boolean AND tenant = $2 AND type = $9 AND entity_id = $10 AND state = 'accepted'
+  ) AS ok
 ), lock AS MATERIALIZED (
-  SELECT pg_try_advisory_xact_lock($1::bigint) AS locked WHERE NOT EXISTS (SELECT 1 FROM existing)
+  SELECT pg_try_advisory_xact_lock($1::bigint) AS locked
+   WHERE NOT EXISTS (SELECT 1 FROM existing) AND (SELECT ok FROM precondition)
 ), claimed AS (
   INSERT INTO umw_idempotency_keys (tenant, principal, key, fingerprint, command_id, response, expires_at)
   SELECT $2, $3, $4, $5, $6::uuid, $7, now() + make_interval(secs => $8::double precision / 1000)
@@ -122,11 +145,14 @@ WITH existing AS MATERIALIZED (
   SELECT $6::uuid, $9, $12, $13, $14, $15, $16::jsonb FROM claimed
 )
 SELECT (SELECT locked FROM lock) AS locked, (SELECT expires_at FROM claimed) AS claimed_until,
+       (SELECT ok FROM precondition) AS precondition_ok, (SELECT version::text FROM current) AS current_version,
        existing.fingerprint, existing.response, existing.expires_at
   FROM (SELECT 1) AS one LEFT JOIN existing ON true`;
 
 interface AcceptRow {
-  locked: boolean;
+  locked: boolean | null;
+  precondition_ok: boolean;
+  current_version: string | null;
   claimed_until: Date | null;
   fingerprint: string | null;
   response: Buffer | null;
@@ -164,6 +190,7 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
   const feed = listenSource === false ? undefined : new CommandFeed(typeof listenSource === "function" ? listenSource : sessionOpener(listenSource), log);
   let sweeper: NodeJS.Timeout | undefined;
   const waker = new OutboxWaker(db, log);
+  const payloadLimits = options.payloadLimits ?? DEFAULT_PAYLOAD_LIMITS;
 
   async function write(spec: WriteSpec, ctx: CallContext): Promise<{ receipt: CommandReceipt }> {
     const key = parseIdempotencyKey(ctx.headers[IDEMPOTENCY_KEY_HEADER]);
@@ -171,11 +198,20 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
     checkType(spec.type);
     schemas.checkType(spec.type);
     checkName("id", spec.entityId);
-    if (spec.payload) schemas.validate(spec.type, spec.payload.kind, spec.payload.data);
+    if (spec.payload) {
+      checkPayload(spec.payload.data, payloadLimits);
+      schemas.validate(spec.type, spec.payload.kind, spec.payload.data);
+    }
+    const preconditions = readPreconditions(ctx.headers, spec.expectedVersion ?? 0n);
+    const conditional = preconditions.versions !== undefined || preconditions.mustExist || preconditions.mustNotExist || preconditions.notVersions !== undefined;
+    // Several acceptable versions: the processor enforces one, the one the entity is at now.
+    const expectedVersion = expectedVersionOf(preconditions) ?? (await currentVersion(spec)) ?? 0n;
+    const action = spec.action.case === "create" ? spec.action : ({ case: spec.action.case, value: { ...spec.action.value, expectedVersion } } as Action);
 
     const principal = principalOf(ctx, trustedPeers);
     const path = methodPath(spec.method);
-    const print = fingerprint(path, toJson(spec.method.input, spec.request));
+    const request = toJson(spec.method.input, spec.request);
+    const print = fingerprint(path, preconditions.headers ? { request, preconditions: preconditions.headers } : request);
     const commandId = randomUUID();
     const receipt = create(CommandReceiptSchema, {
       commandId,
@@ -191,7 +227,7 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
       traceparent: ctx.headers.traceparent,
       tracestate: ctx.headers.tracestate,
     });
-    const command = create(CommandSchema, { context, tenant: spec.tenant, principal, idempotencyKey: key, action: spec.action });
+    const command = create(CommandSchema, { context, tenant: spec.tenant, principal, idempotencyKey: key, action });
 
     const outcome = await guard(log, async () => {
       const { rows } = await prepared<AcceptRow>(db, "umw_accept_command", ACCEPT_SQL, [
@@ -205,16 +241,22 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
         ttlMs,
         spec.type,
         spec.entityId,
-        spec.action.case,
+        action.case,
         entityKey(spec.tenant, spec.type, spec.entityId),
         spec.eventType,
         options.topics.commands,
         Buffer.from(toBinary(CommandSchema, command)),
         JSON.stringify({ ...cloudEventHeaders(context), "umw-command-id": commandId, "umw-tenant": spec.tenant, [OUTBOX_KEY_HEADER]: entityKey(spec.tenant, spec.type, spec.entityId) }),
+        conditional,
+        preconditions.versions?.map(String) ?? null,
+        preconditions.mustExist,
+        preconditions.mustNotExist,
+        preconditions.notVersions?.map(String) ?? null,
       ]);
       const row = rows[0]!;
       if (row.claimed_until) return { receipt, expiresAt: row.claimed_until, replayed: false };
       if (row.fingerprint !== null) return answerStored(row, print);
+      if (!row.precondition_ok) throw preconditionFailed(preconditions, row.current_version === null ? null : BigInt(row.current_version));
       if (!row.locked) throw keyInUse();
       // Committed by another request after this statement's snapshot, before it took the lock.
       const again = await db.query<{ fingerprint: string; response: Buffer; expires_at: Date }>(
@@ -231,6 +273,13 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
     ctx.setHeader(EXPIRES_HEADER, outcome.expiresAt.toUTCString());
     if (outcome.replayed) ctx.setHeader(REPLAYED_HEADER, "true");
     return { receipt: outcome.receipt };
+  }
+
+  async function currentVersion(spec: WriteSpec): Promise<bigint | undefined> {
+    const { rows } = await guard(log, () =>
+      db.query<{ version: string }>("SELECT version::text AS version FROM umw_entities WHERE tenant = $1 AND type = $2 AND id = $3", [spec.tenant, spec.type, spec.entityId]),
+    );
+    return rows[0] ? BigInt(rows[0].version) : undefined;
   }
 
   function answerStored(row: { fingerprint: string | null; response: Buffer | null; expires_at: Date | null }, print: string) {
@@ -298,6 +347,7 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
           type: request.type,
           entityId: request.id,
           action: { case: "update", value: { ...request, data } },
+          expectedVersion: request.expectedVersion,
           eventType: EVENT_TYPES.updateEntity,
           payload: { kind: "full", data },
         },
@@ -316,6 +366,7 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
           type: request.type,
           entityId: request.id,
           action: { case: "patch", value: { ...request, data } },
+          expectedVersion: request.expectedVersion,
           eventType: EVENT_TYPES.patchEntity,
           payload: { kind: "patch", data },
         },
@@ -332,6 +383,7 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
           type: request.type,
           entityId: request.id,
           action: { case: "delete", value: request },
+          expectedVersion: request.expectedVersion,
           eventType: EVENT_TYPES.deleteEntity,
         },
         ctx,

@@ -27,6 +27,7 @@ export const commandService: ServiceModule = {
       idempotencySweepMs: config.idempotencySweepMs,
       watchPollMs: config.commandWatchPollMs,
       trustedPrincipalPeers: config.trustedPrincipalPeers,
+      payloadLimits: { maxDepth: config.payloadMaxDepth, maxBytes: config.payloadMaxBytes },
     });
     try {
       impl.start();

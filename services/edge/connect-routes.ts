@@ -6,6 +6,7 @@ import { Code } from "../../runtime/errors.js";
 import type { EdgeContext } from "./edge-context.js";
 import { EdgeFailure, toEdgeFailure, upstreamFailure } from "./edge-failure.js";
 import { metadataFromHeaders, REQUEST_ID, requestIdOf } from "./forwarded-headers.js";
+import { checkRequestPayloads } from "./payload-check.js";
 import type { Upstream } from "./upstream.js";
 
 /**
@@ -29,6 +30,11 @@ export function connectRoutes(ctx: EdgeContext): (router: ConnectRouter) => void
 function unaryForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMethod): MethodImpl<DescMethodUnary> {
   return async (request, hctx) => {
     const headers = prepare(ctx, hctx);
+    try {
+      checkRequestPayloads(method.input, request, ctx.options.payloadLimits);
+    } catch (error) {
+      throw failureToConnectError(toEdgeFailure(error));
+    }
     try {
       const response = await upstream.client.unary(method, request, { headers, deadline: deadline(hctx, ctx.options.timeoutMs), signal: hctx.signal });
       if (response.header) passOn(ctx, response.header, hctx.responseHeader);

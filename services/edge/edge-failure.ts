@@ -5,6 +5,8 @@ import { wireError } from "../../runtime/client.js";
 import { Code, RpcError } from "../../runtime/errors.js";
 
 const STATUS_DETAILS_KEY = "grpc-status-details-bin";
+/** Upstream metadata naming the HTTP status the service means (see httpStatusAsked). */
+const HTTP_STATUS_KEY = "x-http-status";
 
 /**
  * A failure the edge answers with: a google.rpc.Status (code, message, details such as ErrorInfo),
@@ -48,7 +50,7 @@ export class EdgeFailure extends Error {
       try {
         const status = fromBinary(StatusSchema, raw);
         status.code = error.code;
-        return new EdgeFailure(status, headers);
+        return new EdgeFailure(status, headers, httpStatusAsked(error.code, error.metadata));
       } catch {
         // An unreadable Status: fall through to the code and message.
       }
@@ -72,6 +74,20 @@ export function upstreamFailure(error: unknown, service: string, passthrough: re
   const wire = wireError(error);
   return wire ? EdgeFailure.fromUpstream(wire, service, passthrough) : toEdgeFailure(error);
 }
+
+/**
+ * The HTTP status a failing service asks for in `x-http-status`, honoured narrowly: only with
+ * FAILED_PRECONDITION, whose HTTP meaning depends on which precondition failed (422 for an
+ * idempotency key reused with another request, 412 for If-Match / expected_version), and only
+ * for 409, 412, 422 and 428. Any other code keeps the standard mapping (http-status.ts).
+ */
+function httpStatusAsked(code: number, metadata: Metadata | undefined): number | undefined {
+  if (code !== Code.FAILED_PRECONDITION) return undefined;
+  const asked = Number(metadata?.get(HTTP_STATUS_KEY)[0]);
+  return PRECONDITION_HTTP_STATUSES.has(asked) ? asked : undefined;
+}
+
+const PRECONDITION_HTTP_STATUSES = new Set([409, 412, 422, 428]);
 
 /** Anything else thrown on the way is a bug: the caller learns only that. */
 export function toEdgeFailure(error: unknown): EdgeFailure {

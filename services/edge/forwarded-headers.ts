@@ -11,6 +11,7 @@ export const DEFAULT_FORWARDED_HEADERS: readonly string[] = [
   "authorization",
   "idempotency-key",
   "if-match",
+  "if-none-match",
   "traceparent",
   "tracestate",
 ];

@@ -27,6 +27,7 @@ export const edgeService: ServiceModule = {
       credentials: clientCredentials(runtime.identity("edge")),
       timeoutMs: config.edgeTimeoutMs,
       maxBodyBytes: config.edgeMaxBodyBytes,
+      payloadLimits: { maxDepth: config.payloadMaxDepth, maxBytes: config.payloadMaxBytes },
       corsOrigins: config.edgeCorsOrigins,
       drainTimeoutMs: config.drainTimeoutMs,
       maxTimeoutMs: config.maxCallTimeoutMs,

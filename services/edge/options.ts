@@ -2,6 +2,7 @@ import type { ChannelCredentials, ClientOptions } from "@grpc/grpc-js";
 import type { DescService } from "@bufbuild/protobuf";
 import { pino } from "pino";
 import type { Logger } from "../../runtime/logger.js";
+import { DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from "../command/payload-limits.js";
 import { DEFAULT_FORWARDED_HEADERS, DEFAULT_PASSTHROUGH_HEADERS } from "./forwarded-headers.js";
 
 /** An internal service the edge exposes, and where it listens (host:port, mTLS gRPC). */
@@ -26,6 +27,8 @@ export interface EdgeOptions {
   readonly streamTimeoutMs?: number;
   /** Largest REST or Connect request body; default 1 MiB. */
   readonly maxBodyBytes?: number;
+  /** Limits of an entity payload (a request's google.protobuf.Struct), as CommandService enforces them. */
+  readonly payloadLimits?: PayloadLimits;
   /** Origins allowed by CORS; `*` (the default) allows any. */
   readonly corsOrigins?: readonly string[];
   /** Cache-Control of successful GET answers; default `private, max-age=0, must-revalidate`. */
@@ -68,6 +71,7 @@ export function resolveEdgeOptions(options: EdgeOptions): ResolvedEdgeOptions {
     timeoutMs: options.timeoutMs ?? 15_000,
     streamTimeoutMs: options.streamTimeoutMs ?? 0,
     maxBodyBytes: options.maxBodyBytes ?? 1024 * 1024,
+    payloadLimits: options.payloadLimits ?? DEFAULT_PAYLOAD_LIMITS,
     corsOrigins: options.corsOrigins ?? ["*"],
     cacheControl: options.cacheControl ?? "private, max-age=0, must-revalidate",
     forwardHeaders: (options.forwardHeaders ?? DEFAULT_FORWARDED_HEADERS).map((name) => name.toLowerCase()),

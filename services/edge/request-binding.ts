@@ -3,6 +3,8 @@ import { Code } from "../../runtime/errors.js";
 import { EdgeFailure } from "./edge-failure.js";
 import { fieldPathName, fieldTextToJson, FieldTextError, resolveFieldPath } from "./field-text.js";
 import type { HttpBinding } from "./http-rules.js";
+import type { PayloadLimits } from "../command/payload-limits.js";
+import { checkRequestPayloads } from "./payload-check.js";
 
 /**
  * Builds the request message of a REST call, as grpc-gateway does: the body (all of it for
@@ -11,7 +13,8 @@ import type { HttpBinding } from "./http-rules.js";
  * ignored; not read when the body is `*`), then the path variables, which win.
  *
  * Path and query texts are converted per field type first, so a bad one is reported by name; the
- * result is handed to protobuf-es `fromJson` as one proto3 JSON object.
+ * result is handed to protobuf-es `fromJson` as one proto3 JSON object. The body must be UTF-8
+ * (invalid bytes are refused, not replaced), and entity payloads must be within `limits`.
  */
 export function bindRequest(
   binding: HttpBinding,
@@ -19,6 +22,7 @@ export function bindRequest(
   query: string | undefined,
   body: Buffer | undefined,
   registry: Registry,
+  limits?: PayloadLimits,
 ): Message {
   let json: JsonObject = {};
   const hasBody = body !== undefined && body.length > 0 && binding.body !== undefined;
@@ -46,8 +50,9 @@ export function bindRequest(
     }
     setAt(json, chain, value, true);
   }
+  let message: Message;
   try {
-    return fromJson(binding.method.input, json, { registry });
+    message = fromJson(binding.method.input, json, { registry });
   } catch (error) {
     const detail = (error as Error).message;
     if (hasBody) {
@@ -56,11 +61,21 @@ export function bindRequest(
     }
     throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_ARGUMENT", detail);
   }
+  if (limits) checkRequestPayloads(binding.method.input, message, limits);
+  return message;
 }
 
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
 function parseJson(body: Buffer): JsonValue {
+  let text: string;
   try {
-    return JSON.parse(body.toString("utf8")) as JsonValue;
+    text = UTF8.decode(body);
+  } catch {
+    throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_UTF8", "the request body is not valid UTF-8");
+  }
+  try {
+    return JSON.parse(text) as JsonValue;
   } catch (error) {
     throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_JSON", `the request body is not valid JSON: ${(error as Error).message}`);
   }

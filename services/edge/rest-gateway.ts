@@ -93,7 +93,7 @@ export class RestGateway {
     let request: Message;
     let metadata: Metadata;
     try {
-      request = bindRequest(binding, match.values, query, body, this.ctx.registry);
+      request = bindRequest(binding, match.values, query, body, this.ctx.registry, this.ctx.options.payloadLimits);
       metadata = metadataFromIncoming(req.headers, this.ctx.options.forwardHeaders, requestId);
     } catch (error) {
       return this.fail(req, res, toEdgeFailure(error), requestId);

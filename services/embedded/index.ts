@@ -130,6 +130,7 @@ export function embeddedServices({ db, bus, cache }: EmbeddedStores): Record<str
         idempotencySweepMs: config.idempotencySweepMs,
         watchPollMs: config.commandWatchPollMs,
         trustedPrincipalPeers: config.trustedPrincipalPeers,
+        payloadLimits: { maxDepth: config.payloadMaxDepth, maxBytes: config.payloadMaxBytes },
       });
       impl.start();
       try {
@@ -205,6 +206,7 @@ export function embeddedServices({ db, bus, cache }: EmbeddedStores): Record<str
         topics: topicNames(config),
         log,
         resources: config.resources,
+        payloadMaxBytes: config.payloadMaxBytes,
         group: `${config.topicPrefix}umw-processor`,
         maxAttempts: config.processorMaxAttempts,
       });

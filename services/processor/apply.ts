@@ -7,6 +7,7 @@ import { entityFromRow, type EntityRow } from "../../runtime/entity.js";
 import { Code, RpcError } from "../../runtime/errors.js";
 import type { Resources } from "../../runtime/resources.js";
 import type { Sql } from "../../runtime/sql.js";
+import { DEFAULT_PAYLOAD_LIMITS, structSize } from "../command/payload-limits.js";
 import { applyFieldMask, FieldMaskError, mergePatchObject } from "./merge-patch.js";
 
 /** What a command did to its entity: a change to announce, or a refusal to record. */
@@ -18,15 +19,30 @@ export type CommandAction = Exclude<Command["action"], { case: undefined }>;
 
 const ENTITY_COLUMNS = "tenant, type, id, version, data, create_time, update_time";
 
-/** Validates the new state of an entity against its resource type's JSON Schema, if one is declared. */
+/**
+ * Validates the new state of an entity: its size (a patch can grow an entity past the payload
+ * limit, which CommandService checks on each payload alone) and its resource type's JSON Schema,
+ * if one is declared.
+ */
 export class SchemaCheck {
   private readonly ajv = new Ajv2020({ allErrors: true, strict: false });
   private readonly compiled = new Map<string, ValidateFunction>();
 
-  constructor(private readonly resources: Resources = {}) {}
+  constructor(
+    private readonly resources: Resources = {},
+    private readonly maxBytes = DEFAULT_PAYLOAD_LIMITS.maxBytes,
+  ) {}
 
   /** A rejection listing the offending paths, or undefined when the data is valid. */
   check(type: string, data: JsonObject): RpcError | undefined {
+    const size = structSize(data);
+    if (size > this.maxBytes) {
+      return new RpcError(Code.INVALID_ARGUMENT, "PAYLOAD_TOO_LARGE", `the resulting ${type} is ${size} bytes encoded; the limit is ${this.maxBytes}`, {
+        type,
+        size: String(size),
+        max_bytes: String(this.maxBytes),
+      });
+    }
     const resource = this.resources[type];
     if (!resource) return undefined;
     let validate = this.compiled.get(type);

@@ -38,6 +38,7 @@ export const processorService: ServiceModule = {
         topics,
         log,
         resources: config.resources,
+        payloadMaxBytes: config.payloadMaxBytes,
         group: `${config.topicPrefix}umw-processor`,
         maxAttempts: config.processorMaxAttempts,
       });

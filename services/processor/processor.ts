@@ -28,6 +28,8 @@ export interface ProcessorDeps {
   readonly log: Logger;
   /** Resource types: their JSON Schema is checked against the new state (patches included). */
   readonly resources?: Resources;
+  /** Largest entity state, encoded as google.protobuf.Struct (runtime/config.ts payloadMaxBytes). */
+  readonly payloadMaxBytes?: number;
   /** Consumer group on the commands topic. */
   readonly group?: string;
   /** Name in `umw_inbox.consumer`. */
@@ -139,7 +141,7 @@ export function createProcessor(deps: ProcessorDeps): Processor {
   const source = deps.source ?? "/umw/processor";
   const maxAttempts = Math.max(1, deps.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
   const backoff = deps.backoff ?? DEFAULT_BACKOFF;
-  const schemas = new SchemaCheck(deps.resources);
+  const schemas = new SchemaCheck(deps.resources, deps.payloadMaxBytes);
   const stopping = new AbortController();
   /** The bus already delivers one partition in order; this keeps it so for any bus adapter. */
   const partitionTails = new Map<string, Promise<unknown>>();

@@ -290,9 +290,11 @@ describe("CommandService writes", () => {
 
   test("update, patch and delete are accepted as commands with their action", async () => {
     const h = () => ({ headers: { "idempotency-key": randomUUID() } });
+    // The entity as the processor left it (none runs here): expected_version is checked against it at accept.
+    await db.query("INSERT INTO umw_entities (tenant, type, id, version, data) VALUES ('acme', 'todo', 'u1', 3, '{\"title\":\"old\"}')");
     const update = await cli.updateEntity({ tenant: "acme", type: "todo", id: "u1", data: { title: "new" }, expectedVersion: 3n }, h());
     const patch = await cli.patchEntity({ tenant: "acme", type: "todo", id: "u1", data: { done: true } }, h());
-    const remove = await cli.deleteEntity({ tenant: "acme", type: "todo", id: "u1", expectedVersion: 4n }, h());
+    const remove = await cli.deleteEntity({ tenant: "acme", type: "todo", id: "u1", expectedVersion: 3n }, h());
     const rows = (await db.query<{ id: string; action: string; payload: Buffer; type: string }>(
       "SELECT c.id::text AS id, c.action, o.payload, o.type FROM umw_commands c JOIN umw_outbox o ON o.id = c.id WHERE c.entity_id = 'u1' ORDER BY o.seq",
     )).rows;
@@ -303,7 +305,7 @@ describe("CommandService writes", () => {
     ]);
     const deleted = fromBinary(CommandSchema, rows[2]!.payload);
     assert.equal(deleted.action.case, "delete");
-    assert.equal(deleted.action.case === "delete" && deleted.action.value.expectedVersion, 4n);
+    assert.equal(deleted.action.case === "delete" && deleted.action.value.expectedVersion, 3n);
   });
 
   test("expired keys no longer replay and are swept", async () => {

@@ -22,6 +22,8 @@ import { infra } from "../support/env.js";
 import { dropKafkaPrefix, flakyDatabase, runPrefix, type FlakyDatabase } from "./support.js";
 import { waitFor } from "../support/wait.js";
 
+/** Small, so that a patch can grow an entity past it. */
+const PAYLOAD_MAX_BYTES = 4_096;
 const log = rootLogger("silent");
 const TENANT = "acme";
 const MAX_ATTEMPTS = 3;
@@ -63,6 +65,7 @@ describe("processor on Postgres and Kafka", { timeout: 60_000 }, () => {
       group: `${prefix}umw-processor`,
       maxAttempts: MAX_ATTEMPTS,
       backoff: { initialMs: 10, maxMs: 40 },
+      payloadMaxBytes: PAYLOAD_MAX_BYTES,
       resources: {
         note: resourceSchema.parse({ schema: { type: "object", required: ["title"], properties: { title: { type: "string" } } } }),
       },
@@ -250,6 +253,10 @@ describe("processor on Postgres and Kafka", { timeout: 60_000 }, () => {
     // The merged result must still match the type's JSON Schema (title is required).
     const invalid = await settled(await send({ case: "patch", value: { tenant: TENANT, type: "note", id, data: { title: null } } }));
     assert.deepEqual([invalid.state, invalid.error?.code, reasonOf(invalid)], ["rejected", 3, "SCHEMA_VIOLATION"]);
+
+    // Each patch alone is within the payload limit; what it would make of the entity is not.
+    const grown = await settled(await send({ case: "patch", value: { tenant: TENANT, type: "note", id, data: { blob: "x".repeat(PAYLOAD_MAX_BYTES) } } }));
+    assert.deepEqual([grown.state, grown.error?.code, reasonOf(grown)], ["rejected", 3, "PAYLOAD_TOO_LARGE"]);
 
     assert.deepEqual(await entity("note", id), { version: "1", data: { title: "v1" } });
     assert.equal((await eventsFor("note", id)).length, 1);
