@@ -85,7 +85,8 @@ export function edgeRoutes(name: string, options: Pick<EdgeOptions, "corsOrigins
     allowMethods: "GET, PUT, POST, PATCH, DELETE, OPTIONS",
     allowHeaders:
       "authorization, content-type, idempotency-key, if-match, if-none-match, x-grpc-web, x-user-agent, grpc-timeout, connect-protocol-version, connect-timeout-ms",
-    exposeHeaders: "cache-status, etag, location, grpc-status, grpc-message, grpc-status-details-bin",
+    exposeHeaders:
+      "cache-status, etag, location, idempotent-replayed, idempotency-key-expires, retry-after, allow, x-request-id, grpc-status, grpc-message, grpc-status-details-bin",
     maxAge: "600",
   };
   return create(RouteConfigurationSchema, {
@@ -142,7 +143,14 @@ function restFallbackRoutes(): MessageInitShape<typeof RouteSchema>[] {
   for (const path of REST.paths) {
     const allow = path.allow.join(", ");
     const pathMatch = { case: "safeRegex" as const, value: { regex: path.regex } };
+    // Envoy's CORS filter acts only on routes to a cluster, never on direct responses: preflights and
+    // the allowed methods (which the transcoder takes before the router) match one.
+    const forCors = { case: "route" as const, value: { clusterSpecifier: { case: "cluster" as const, value: "query" } } };
     routes.push(
+      {
+        match: { pathSpecifier: pathMatch, headers: [{ name: "access-control-request-method" }] },
+        action: forCors,
+      },
       {
         match: { pathSpecifier: pathMatch, headers: [{ name: ":method", headerMatchSpecifier: { case: "exactMatch" as const, value: "OPTIONS" } }] },
         action: direct(204, undefined),
@@ -156,6 +164,7 @@ function restFallbackRoutes(): MessageInitShape<typeof RouteSchema>[] {
         action: direct(405, statusJson(12, "METHOD_NOT_ALLOWED", `the method is not allowed on this path; allowed: ${allow}`, { allow })),
         responseHeadersToAdd: headersOf([{ key: "allow", value: allow }]),
       },
+      { match: { pathSpecifier: pathMatch }, action: forCors },
     );
   }
   routes.push({ match: { pathSpecifier: { case: "prefix" as const, value: "/" } }, action: direct(404, statusJson(5, "ROUTE_NOT_FOUND", "no route for this method and path")), responseHeadersToAdd: headersOf([]) });

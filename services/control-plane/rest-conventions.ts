@@ -24,7 +24,8 @@ export const READ_CACHE_CONTROL = "private, max-age=0, must-revalidate";
  * whether the request is conditional, and turns HEAD into GET (Envoy's codec still sends no body).
  * On the response: the status the service asked for in `x-http-status` (202 for accepted writes),
  * `umw-cache-status` as RFC 9211 `Cache-Status`, the weak ETag `W/"<version>"` of a response
- * carrying one entity, If-None-Match → 304, FAILED_PRECONDITION of a conditional request → 412,
+ * carrying one entity, If-None-Match → 304, FAILED_PRECONDITION of a conditional request → 412
+ * (of a reused Idempotency-Key → 422),
  * Cache-Control, and no gRPC headers.
  */
 export function restResponseLua(versioned: readonly VersionedResponse[]): string {
@@ -89,10 +90,16 @@ function envoy_on_response(handle)
   local json = (headers:get("content-type") or ""):sub(1, 16) == "application/json"
   if status >= 400 then
     headers:replace("cache-control", "no-store")
-    if status == 400 and meta.conditional and json then
+    if status == 400 and json then
       local body = handle:body()
-      local code = body:getBytes(0, math.min(16, body:length())):match('^{"code":(%d+)')
-      if code == "9" then handle:headers():replace(":status", "412") end
+      local text = body:getBytes(0, body:length())
+      if text:match('^{"code":9,') then
+        if meta.conditional then
+          handle:headers():replace(":status", "412")
+        elseif text:find('"reason":"IDEMPOTENCY_KEY_REUSED"', 1, true) then
+          handle:headers():replace(":status", "422")
+        end
+      end
     end
     return
   end
