@@ -12,6 +12,7 @@ import { UpstreamTlsContextSchema } from "../../gen/envoy/extensions/transport_s
 import { HttpProtocolOptionsSchema } from "../../gen/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.js";
 import {
   ADS,
+  EDGE_FILTER_SCHEMAS,
   edgeListener,
   edgeRoutes,
   loadAssignment,
@@ -91,6 +92,7 @@ export const TYPED_CONFIGS = createRegistry(
   RouterSchema,
   UpstreamTlsContextSchema,
   HttpProtocolOptionsSchema,
+  ...EDGE_FILTER_SCHEMAS,
 );
 
 /** Envoy's JSON form (proto field names), as Envoy reads it from YAML. */

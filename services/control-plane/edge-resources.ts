@@ -5,6 +5,7 @@ import { ApiVersion, ConfigSourceSchema } from "../../gen/envoy/config/core/v3/c
 import { ClusterLoadAssignmentSchema, type ClusterLoadAssignment } from "../../gen/envoy/config/endpoint/v3/endpoint_pb.js";
 import { ListenerSchema, type Listener } from "../../gen/envoy/config/listener/v3/listener_pb.js";
 import { RouteConfigurationSchema, type RouteConfiguration } from "../../gen/envoy/config/route/v3/route_pb.js";
+import { RouteSchema } from "../../gen/envoy/config/route/v3/route_components_pb.js";
 import { CorsPolicySchema, CorsSchema } from "../../gen/envoy/extensions/filters/http/cors/v3/cors_pb.js";
 import { GrpcJsonTranscoderSchema } from "../../gen/envoy/extensions/filters/http/grpc_json_transcoder/v3/transcoder_pb.js";
 import { GrpcWebSchema } from "../../gen/envoy/extensions/filters/http/grpc_web/v3/grpc_web_pb.js";
@@ -17,6 +18,15 @@ import { SubjectAltNameMatcher_SanType } from "../../gen/envoy/extensions/transp
 import { SecretSchema, type Secret } from "../../gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js";
 import { UpstreamTlsContextSchema } from "../../gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.js";
 import { HttpProtocolOptionsSchema } from "../../gen/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.js";
+import { BrotliSchema } from "../../gen/envoy/extensions/compression/brotli/compressor/v3/brotli_pb.js";
+import { GzipSchema } from "../../gen/envoy/extensions/compression/gzip/compressor/v3/gzip_pb.js";
+import { CompressorSchema } from "../../gen/envoy/extensions/filters/http/compressor/v3/compressor_pb.js";
+import { FilterConfigSchema as ConnectGrpcBridgeSchema } from "../../gen/envoy/extensions/filters/http/connect_grpc_bridge/v3/config_pb.js";
+import { HealthCheckSchema } from "../../gen/envoy/extensions/filters/http/health_check/v3/health_check_pb.js";
+import { LuaSchema } from "../../gen/envoy/extensions/filters/http/lua/v3/lua_pb.js";
+import { CommandService } from "../../gen/umw/v1/command_pb.js";
+import { QueryService } from "../../gen/umw/v1/query_pb.js";
+import { restPaths, restResponseLua, statusJson } from "./rest-conventions.js";
 
 import { ROUTED_SERVICES, type RoutedService } from "./routed-services.js";
 
@@ -30,6 +40,15 @@ const TRANSCODED_SERVICES = ["umw.v1.QueryService", "umw.v1.CommandService"];
  * strips the same (services/edge/forwarded-headers.ts); Envoy removes them before routing.
  */
 export const MESH_ONLY_HEADERS = ["x-umw-principal", "x-umw-connection-id", "x-umw-tenant", "x-umw-token-expires-at"];
+
+/** Responses at least this large are compressed (gzip or br, as Accept-Encoding prefers); the Node edge uses the same threshold. */
+export const COMPRESSION_MIN_BYTES = 1024;
+
+/** The typed configs of the edge's filters beyond the core ones, for rendering them as JSON/YAML (bootstrap.ts). */
+export const EDGE_FILTER_SCHEMAS = [LuaSchema, CompressorSchema, GzipSchema, BrotliSchema, ConnectGrpcBridgeSchema, HealthCheckSchema] as const;
+
+/** REST paths and versioned responses, from the google.api.http annotations of the transcoded services. */
+const REST = restPaths([QueryService, CommandService]);
 
 /** Names of the TLS secrets the clusters refer to; their files are in the bootstrap (see bootstrap.ts). */
 export const SECRET = { identity: "umw-identity", ca: "umw-mesh-ca" } as const;
@@ -66,7 +85,8 @@ export function edgeRoutes(name: string, options: Pick<EdgeOptions, "corsOrigins
     allowMethods: "GET, PUT, POST, PATCH, DELETE, OPTIONS",
     allowHeaders:
       "authorization, content-type, idempotency-key, if-match, if-none-match, x-grpc-web, x-user-agent, grpc-timeout, connect-protocol-version, connect-timeout-ms",
-    exposeHeaders: "cache-status, etag, location, grpc-status, grpc-message, grpc-status-details-bin",
+    exposeHeaders:
+      "cache-status, etag, location, idempotent-replayed, idempotency-key-expires, retry-after, allow, x-request-id, grpc-status, grpc-message, grpc-status-details-bin",
     maxAge: "600",
   };
   return create(RouteConfigurationSchema, {
@@ -97,10 +117,58 @@ export function edgeRoutes(name: string, options: Pick<EdgeOptions, "corsOrigins
               value: { clusterSpecifier: { case: "cluster", value: "realtime" }, timeout: seconds(0), retryPolicy: { retryOn: RETRY_ON.realtime, numRetries: 2 } },
             },
           },
+          ...restFallbackRoutes(),
         ],
       },
     ],
   });
+}
+
+const JSON_HEADERS = [{ header: { key: "content-type", value: "application/json" } }, { header: { key: "cache-control", value: "no-store" } }];
+
+/**
+ * What reaches the router untranscoded: `/healthz`; on a REST path, a method no binding accepts
+ * (405 + Allow, or 204 + Allow for a plain OPTIONS); anything else 404. Bodies are google.rpc.Status
+ * JSON with the Node edge's ErrorInfo reasons. (`/readyz` is answered by the health_check filter.)
+ */
+function restFallbackRoutes(): MessageInitShape<typeof RouteSchema>[] {
+  const direct = (status: number, body: string | undefined) => ({
+    case: "directResponse" as const,
+    value: { status, ...(body !== undefined && { body: { specifier: { case: "inlineString" as const, value: body } } }) },
+  });
+  const headersOf = (extra: { key: string; value: string }[]) => [...JSON_HEADERS, ...extra.map((header) => ({ header }))];
+  const routes: MessageInitShape<typeof RouteSchema>[] = [
+    { match: { pathSpecifier: { case: "path" as const, value: "/healthz" } }, action: direct(200, '{"status":"SERVING"}'), responseHeadersToAdd: headersOf([]) },
+  ];
+  for (const path of REST.paths) {
+    const allow = path.allow.join(", ");
+    const pathMatch = { case: "safeRegex" as const, value: { regex: path.regex } };
+    // Envoy's CORS filter acts only on routes to a cluster, never on direct responses: preflights and
+    // the allowed methods (which the transcoder takes before the router) match one.
+    const forCors = { case: "route" as const, value: { clusterSpecifier: { case: "cluster" as const, value: "query" } } };
+    routes.push(
+      {
+        match: { pathSpecifier: pathMatch, headers: [{ name: "access-control-request-method" }] },
+        action: forCors,
+      },
+      {
+        match: { pathSpecifier: pathMatch, headers: [{ name: ":method", headerMatchSpecifier: { case: "exactMatch" as const, value: "OPTIONS" } }] },
+        action: direct(204, undefined),
+        responseHeadersToAdd: [{ header: { key: "allow", value: allow } }],
+      },
+      {
+        match: {
+          pathSpecifier: pathMatch,
+          headers: [{ name: ":method", headerMatchSpecifier: { case: "safeRegexMatch" as const, value: { regex: `^(${path.allow.join("|")})$` } }, invertMatch: true }],
+        },
+        action: direct(405, statusJson(12, "METHOD_NOT_ALLOWED", `the method is not allowed on this path; allowed: ${allow}`, { allow })),
+        responseHeadersToAdd: headersOf([{ key: "allow", value: allow }]),
+      },
+      { match: { pathSpecifier: pathMatch }, action: forCors },
+    );
+  }
+  routes.push({ match: { pathSpecifier: { case: "prefix" as const, value: "/" } }, action: direct(404, statusJson(5, "ROUTE_NOT_FOUND", "no route for this method and path")), responseHeadersToAdd: headersOf([]) });
+  return routes;
 }
 
 /** The CORS policy allows any origin with `*`, else exactly the listed ones. */
@@ -130,12 +198,32 @@ export function edgeListener(options: EdgeOptions, routes: { inline: RouteConfig
                 statPrefix: "edge",
                 codecType: HttpConnectionManager_CodecType.AUTO,
                 requestTimeout: seconds(0),
+                alwaysSetRequestIdInResponse: true,
                 streamIdleTimeout: seconds(300),
                 routeSpecifier: routeConfig
                   ? { case: "routeConfig", value: routeConfig }
                   : { case: "rds", value: { routeConfigName: (routes as { rds: string }).rds, configSource: ADS } },
                 httpFilters: [
+                  // Decoding runs top down, encoding bottom up: Lua sees transcoded responses, the compressors Lua's.
                   { name: "envoy.filters.http.cors", configType: { case: "typedConfig", value: pack(CorsSchema, {}) } },
+                  {
+                    name: "envoy.filters.http.health_check",
+                    configType: {
+                      case: "typedConfig",
+                      value: pack(HealthCheckSchema, {
+                        passThroughMode: false,
+                        headers: [{ name: ":path", headerMatchSpecifier: { case: "exactMatch", value: "/readyz" } }],
+                        // Ready while every routed service has a healthy instance.
+                        clusterMinHealthyPercentages: Object.fromEntries(ROUTED_SERVICES.map((service) => [service, { value: 1 }])),
+                      }),
+                    },
+                  },
+                  compressor("gzip", pack(GzipSchema, {})),
+                  compressor("br", pack(BrotliSchema, {})),
+                  {
+                    name: "envoy.filters.http.lua",
+                    configType: { case: "typedConfig", value: pack(LuaSchema, { defaultSourceCode: { specifier: { case: "inlineString", value: restResponseLua(REST.versioned) } } }) },
+                  },
                   { name: "envoy.filters.http.grpc_web", configType: { case: "typedConfig", value: pack(GrpcWebSchema, {}) } },
                   {
                     name: "envoy.filters.http.grpc_json_transcoder",
@@ -149,11 +237,15 @@ export function edgeListener(options: EdgeOptions, routes: { inline: RouteConfig
                         services: TRANSCODED_SERVICES,
                         autoMapping: false,
                         convertGrpcStatus: true,
-                        printOptions: { alwaysPrintPrimitiveFields: false, preserveProtoFieldNames: false },
-                        requestValidationOptions: { rejectUnknownMethod: true, rejectUnknownQueryParameters: true },
+                        // Like the Node edge: unknown query parameters are ignored; untranscoded paths go on to the 404/405 routes.
+                        ignoreUnknownQueryParameters: true,
+                        caseInsensitiveEnumParsing: true,
+                        printOptions: { alwaysPrintPrimitiveFields: false, preserveProtoFieldNames: false, streamNewlineDelimited: true },
                       }),
                     },
                   },
+                  // Connect unary (after the transcoder, so REST JSON is never taken for Connect).
+                  { name: "envoy.filters.http.connect_grpc_bridge", configType: { case: "typedConfig", value: pack(ConnectGrpcBridgeSchema, {}) } },
                   { name: "envoy.filters.http.router", configType: { case: "typedConfig", value: pack(RouterSchema, {}) } },
                 ],
               }),
@@ -163,6 +255,20 @@ export function edgeListener(options: EdgeOptions, routes: { inline: RouteConfig
       },
     ],
   });
+}
+
+/** One response compressor (Envoy picks among them by the Accept-Encoding q-values). */
+function compressor(encoding: "gzip" | "br", library: Any) {
+  return {
+    name: "envoy.filters.http.compressor",
+    configType: {
+      case: "typedConfig" as const,
+      value: pack(CompressorSchema, {
+        compressorLibrary: { name: encoding, typedConfig: library },
+        responseDirectionConfig: { commonConfig: { minContentLength: COMPRESSION_MIN_BYTES, contentType: ["application/json"] } },
+      }),
+    },
+  };
 }
 
 /** How each mesh cluster finds its endpoints: EDS from the control plane, or DNS names (static configuration). */

@@ -19,7 +19,7 @@ export interface HttpResponse {
   setHeader(name: string, value: string | number | readonly string[]): unknown;
   getHeader(name: string): string | number | string[] | undefined;
   write(chunk: string): boolean;
-  end(chunk?: string): unknown;
+  end(chunk?: string | Uint8Array): unknown;
   destroy(error?: Error): unknown;
   on(event: "close" | "drain", listener: () => void): unknown;
   once(event: "close" | "drain", listener: () => void): unknown;

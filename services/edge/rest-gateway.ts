@@ -13,11 +13,13 @@ import { httpStatusOf } from "./http-status.js";
 import { PathDecodeError } from "./path-template.js";
 import { bindRequest } from "./request-binding.js";
 import { ClientGoneError, readBody } from "./request-body.js";
+import { compressBody, COMPRESSION_MIN_BYTES } from "./response-compression.js";
 import { RouteTable, type RouteMatch } from "./route-table.js";
 import type { Upstream } from "./upstream.js";
 
 const JSON_TYPE = "application/json";
 const NDJSON_TYPE = "application/x-ndjson";
+const SSE_TYPE = "text/event-stream";
 /** Upstream response metadata with a meaning at the edge, not passed on as such. */
 const UPSTREAM_CACHE_STATUS = "umw-cache-status";
 const UPSTREAM_HTTP_STATUS = "x-http-status";
@@ -151,6 +153,15 @@ export class RestGateway {
       this.ctx.log.error({ err: error, method: binding.method.name }, "cannot encode the response as JSON");
       return this.fail(req, res, EdgeFailure.of(Code.INTERNAL, "INTERNAL", "the response cannot be encoded as JSON"), requestId);
     }
+    const compressed = compressBody(body, req.headers["accept-encoding"]);
+    if (Buffer.byteLength(body) >= COMPRESSION_MIN_BYTES) headers.vary = "Accept-Encoding";
+    if (compressed) {
+      headers["content-encoding"] = compressed.coding;
+      headers["content-length"] = compressed.bytes.length;
+      res.writeHead(status, headers);
+      res.end(compressed.bytes);
+      return;
+    }
     headers["content-length"] = Buffer.byteLength(body);
     res.writeHead(status, headers);
     res.end(body);
@@ -178,20 +189,23 @@ export class RestGateway {
     return JSON.stringify(json[field.jsonName] ?? null);
   }
 
-  /** Server-streaming over REST: NDJSON, one message a line, written as it arrives (and as fast as the client reads). */
+  /** Server-streaming over REST: NDJSON, one message a line, written as it arrives (or server-sent events on `Accept: text/event-stream`). */
   private stream(req: HttpRequest, res: HttpResponse, binding: HttpBinding, upstream: Upstream, request: Message, metadata: Metadata, requestId: string): void {
     const { streamTimeoutMs, passthroughHeaders } = this.ctx.options;
     const jsonOptions = { registry: this.ctx.registry };
     const cancel = new AbortController();
     let started = false;
     let finished = false;
+    // Server-sent events when the client asks for them: one `data:` event a message, an `error` event for a failure.
+    const sse = (req.headers.accept ?? "").toLowerCase().includes(SSE_TYPE);
+    const frame = (json: string, event?: string) => (sse ? `${event ? `event: ${event}\n` : ""}data: ${json}\n\n` : `${json}\n`);
 
     /** HTTP headers go out with the upstream's headers, or the first message, whichever is first. */
     const start = (upstreamHeaders?: Metadata) => {
       // Already answered (a failure before the first message, e.g. at shutdown): upstream headers arriving later change nothing.
       if (started || res.headersSent || res.destroyed) return;
       started = true;
-      const headers: OutgoingHttpHeaders = { "content-type": NDJSON_TYPE, "cache-control": "no-store", [REQUEST_ID]: requestId, "x-accel-buffering": "no" };
+      const headers: OutgoingHttpHeaders = { "content-type": sse ? SSE_TYPE : NDJSON_TYPE, "cache-control": "no-store", [REQUEST_ID]: requestId, "x-accel-buffering": "no" };
       if (upstreamHeaders) this.passOn(upstreamHeaders, headers);
       res.writeHead(200, headers);
       (res as { flushHeaders?: () => void }).flushHeaders?.();
@@ -209,7 +223,8 @@ export class RestGateway {
       } else if (!started) {
         this.fail(req, res, failure, requestId);
       } else {
-        res.end(`{"error":${statusJson(failure.status, this.ctx.registry)}}\n`);
+        const error = statusJson(failure.status, this.ctx.registry);
+        res.end(sse ? frame(error, "error") : frame(`{"error":${error}}`));
       }
     };
     const onShutdown = () => finish(EdgeFailure.of(Code.UNAVAILABLE, "SHUTTING_DOWN", "the edge is shutting down; reconnect"));
@@ -237,7 +252,7 @@ export class RestGateway {
         if (finished) return;
         let line: string;
         try {
-          line = toJsonString(binding.method.output, message, jsonOptions) + "\n";
+          line = frame(toJsonString(binding.method.output, message, jsonOptions));
           start();
         } catch (error) {
           return broken(error);

@@ -1,0 +1,108 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import { adsBootstrap, bootstrapYaml } from "../../services/control-plane/bootstrap.js";
+import { MESH_IDENTITIES } from "../../services/registry.js";
+import { testCerts, type TestCerts } from "../support/certs.js";
+import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { infra } from "../support/env.js";
+import { dropKafkaPrefix, runPrefix } from "../support/kafka.js";
+import { freePort, freeServicePorts } from "../support/ports.js";
+import { clusterHosts, eventually, requireEnvoy, startProcess, umw, type Proc } from "../envoy/support.js";
+
+/** One edge under test: where REST/Connect/gRPC-web (HTTP/1.1) and gRPC (HTTP/2) reach it. */
+export interface EdgeUnderTest {
+  readonly name: "node" | "envoy";
+  /** HTTP/1.1 base URL (REST, Connect, gRPC-web). */
+  readonly url: string;
+  /** host:port speaking HTTP/2 cleartext (gRPC). */
+  readonly h2c: string;
+}
+
+/**
+ * The whole write path on real infrastructure, with both edges in front of the same services:
+ * `umw serve all` (query, command, realtime, relay, processor, cache updater and the Node edge)
+ * registering with `umw control-plane`, and Envoy on that control plane. Own database, key prefix
+ * and topic prefix; `stop()` removes them.
+ */
+export interface Stack {
+  readonly node: EdgeUnderTest;
+  readonly envoy: EdgeUnderTest;
+  readonly db: TestDatabase;
+  readonly keyPrefix: string;
+  /** The last output of every process (services, control plane, Envoy), for failure messages. */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+export async function startStack(): Promise<Stack> {
+  requireEnvoy();
+  const certs: TestCerts = testCerts(MESH_IDENTITIES);
+  const db = await createTestDatabase();
+  const prefix = runPrefix();
+  const keyPrefix = prefix.replace(/\.$/, ":");
+  const dir = mkdtempSync(join(tmpdir(), "umw-conformance-"));
+  const procs: Proc[] = [];
+  const stop = async () => {
+    for (const proc of procs.reverse()) await proc.stop().catch(() => undefined);
+    await db.drop().catch(() => undefined);
+    certs.remove();
+    rmSync(dir, { recursive: true, force: true });
+    const redis = new Redis(infra.redisUrl);
+    const keys = await redis.keys(`${keyPrefix}*`);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+    await dropKafkaPrefix(prefix).catch(() => undefined);
+  };
+  try {
+    const [envoyPort, adminPort, controlPlanePort, nodeH2cPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const controlPlane = umw(["control-plane"], { UMW_CERTS_DIR: certs.dir, UMW_CONTROL_PLANE_PORT: String(controlPlanePort), UMW_EDGE_PORT: String(envoyPort) });
+    procs.push(controlPlane);
+    await controlPlane.waitFor(/control plane ready/);
+
+    const ports = await freeServicePorts();
+    const services = umw(["serve", "all"], {
+      ...Object.fromEntries(Object.entries(ports).map(([key, value]) => [key, String(value)])),
+      UMW_EDGE_H2C_PORT: String(nodeH2cPort),
+      UMW_CERTS_DIR: certs.dir,
+      UMW_CONFIG: "config/demo.yaml",
+      UMW_PG_URL: db.url,
+      UMW_PG_REPLICA_URL: db.replicaUrl,
+      UMW_REDIS_URL: infra.redisUrl,
+      UMW_CACHE_KEY_PREFIX: keyPrefix,
+      UMW_TOPIC_PREFIX: prefix,
+      UMW_CONTROL_PLANE_ADDRESS: `127.0.0.1:${controlPlanePort}`,
+      UMW_RELAY_POLL_MS: "100",
+      UMW_COMMAND_WATCH_POLL_MS: "100",
+      UMW_LOG_LEVEL: "info",
+    });
+    procs.push(services);
+    await services.waitFor(/umw ready/, 60_000);
+
+    const bootstrap = join(dir, "bootstrap.yaml");
+    writeFileSync(
+      bootstrap,
+      bootstrapYaml(adsBootstrap({ certsDir: certs.dir, adminPort, controlPlane: { host: "127.0.0.1", port: controlPlanePort }, nodeId: "conformance" }), "conformance bootstrap"),
+    );
+    const envoy = startProcess(requireEnvoy(), ["-c", bootstrap, "--use-dynamic-base-id", "--concurrency", "1", "--log-level", "warn", "--drain-time-s", "1"]);
+    procs.push(envoy);
+    // Every routed cluster has a healthy endpoint: Envoy got listener, routes, clusters and endpoints.
+    for (const cluster of ["query", "command", "realtime"]) {
+      await eventually(`Envoy's ${cluster} cluster healthy`, async () => ((await clusterHosts(adminPort, cluster)).some((host) => host.healthFlags === "healthy") ? true : undefined), 45_000);
+    }
+    await eventually("Envoy's edge listener", async () => ((await fetch(`http://127.0.0.1:${envoyPort}/healthz`)).status < 500 ? true : undefined));
+    return {
+      node: { name: "node", url: `http://127.0.0.1:${ports.UMW_EDGE_PORT}`, h2c: `127.0.0.1:${nodeH2cPort}` },
+      envoy: { name: "envoy", url: `http://127.0.0.1:${envoyPort}`, h2c: `127.0.0.1:${envoyPort}` },
+      db,
+      keyPrefix,
+      output: () => procs.map((proc) => proc.output().slice(-3000)).join("\n---\n"),
+      stop,
+    };
+  } catch (error) {
+    const outputs = procs.map((proc) => proc.output().slice(-3000)).join("\n---\n");
+    await stop();
+    throw new Error(`${(error as Error).message}\n${outputs}`);
+  }
+}
