@@ -1,13 +1,13 @@
 // Unit tests: entity tags and If-None-Match (RFC 9110 weak comparison), gRPC -> HTTP status.
 //
-//   node --import tsx --test test/edge/conditional.test.ts
+//   node --import tsx --test services/edge/entity-tags.test.ts
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { GetEntityResponseSchema, QueryService, BatchGetEntitiesResponseSchema } from "../../gen/umw/v1/query_pb.js";
 import { EntitySchema } from "../../gen/umw/v1/entity_pb.js";
-import { entityTag, noneMatch, versionLocator } from "../../services/edge/entity-tags.js";
-import { httpStatusOf } from "../../services/edge/http-status.js";
+import { entityTag, noneMatch, versionLocator } from "./entity-tags.js";
+import { httpStatusOf } from "./http-status.js";
 
 const versioned = new Set(["umw.v1.Entity"]);
 
@@ -30,7 +30,7 @@ test("If-None-Match: weak comparison over a list, and *", () => {
   assert.equal(noneMatch('"a,b"', 'W/"a,b"'), true);
 });
 
-test("gRPC codes map to HTTP statuses (DESIGN.md §4)", () => {
+test("gRPC codes map to HTTP statuses as grpc-gateway and Envoy map them", () => {
   const expected = [200, 499, 500, 400, 504, 404, 409, 403, 429, 400, 409, 400, 501, 500, 503, 500, 401];
   assert.deepEqual(expected.map((_, code) => httpStatusOf(code)), expected);
   assert.equal(httpStatusOf(9, true), 412, "FAILED_PRECONDITION of a conditional request");
