@@ -58,12 +58,14 @@ async function once() {
   const env = { ...process.env, ...(await ports()), UMW_CERTS_DIR: certs, UMW_LOG_LEVEL: "warn" };
   spawnSync(process.execPath, ["bin/umw.mjs", "certs"], { env, stdio: "ignore" });
   const started = performance.now();
-  const child = mode === "embedded" ? spawn("scripts/start-embedded.sh", [], { env, stdio: "ignore" }) : spawn(process.execPath, ["bin/umw.mjs", "serve", "query"], { env, stdio: "ignore" });
+  const child = mode === "embedded" ? spawn("scripts/start-embedded.sh", [], { env, stdio: ["ignore", "ignore", "pipe"] }) : spawn(process.execPath, ["bin/umw.mjs", "serve", "query"], { env, stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (chunk) => (stderr = (stderr + chunk).slice(-2_000)));
   let exited = false;
   child.on("exit", () => (exited = true));
   try {
     while (performance.now() - started < DEADLINE_MS) {
-      if (exited) throw new Error(`${mode}: the process exited before it was ready`);
+      if (exited) throw new Error(`${mode}: the process exited before it was ready:\n${stderr}`);
       if (mode === "embedded" ? await readyEmbedded(env) : await readyQuery(env, certs)) return performance.now() - started;
       await sleep(25);
     }
