@@ -8,6 +8,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
+import { builtinModules } from "node:module";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -39,6 +40,23 @@ describe("npm run build", { timeout: 240_000 }, () => {
     assert.deepEqual(files.filter((file) => file.endsWith(".test.js")), [], "tests are not part of the build");
     const js = files.filter((file) => file.endsWith(".js"));
     assert.deepEqual(js.filter((file) => /from "tsx|import\("tsx/.test(readFileSync(join(out, file), "utf8"))), []);
+  });
+
+  test("the compiled modules import only Node built-ins and production dependencies (npm ci --omit=dev)", () => {
+    const pkg = JSON.parse(readFileSync("package.json", "utf8")) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+    assert.ok(!("tsx" in pkg.dependencies) && !("typescript" in pkg.dependencies), "tsx and typescript are build-time only");
+    const js = readdirSync(out, { recursive: true }).map(String).filter((file) => !file.startsWith("scripts") && file.endsWith(".js"));
+    const missing = new Set<string>();
+    for (const file of js) {
+      const text = readFileSync(join(out, file), "utf8");
+      for (const [, from, dynamic, bare] of text.matchAll(/\bfrom\s*["']([^"']+)["']|\bimport\(\s*["']([^"']+)["']\s*\)|^import\s*["']([^"']+)["']/gm)) {
+        const specifier = from ?? dynamic ?? bare;
+        if (!specifier || specifier.startsWith(".") || specifier.startsWith("node:")) continue;
+        const name = specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!;
+        if (!(name in pkg.dependencies) && !builtinModules.includes(name)) missing.add(`${name} (${file})`);
+      }
+    }
+    assert.deepEqual([...missing], [], "imported at run time but not a production dependency");
   });
 
   test("the compiled CLI answers help, and refuses an unknown command", () => {
