@@ -1,6 +1,6 @@
 // npm run bench:read — the read path's throughput against floors measured in the same run, and the
 // cache's hit ratio under Zipf(1.1) traffic from cold. Everything on loopback, h2load as the load
-// generator (a Node client would saturate first, DESIGN.md §3), each server in a process of its own.
+// generator (a Node client would saturate first), each server in a process of its own.
 // Writes bench/results/read.json. Bounded: about 2 minutes, hard stop at BENCH_MAX_S (default 240 s).
 //
 // Knobs (environment): BENCH_DURATION_S (5 per h2load run), BENCH_JIT_WARMUP_S (3), BENCH_WARMUP_S (1), BENCH_H1_CLIENTS (64),

@@ -12,16 +12,35 @@ const url = (protocols: string[]) =>
       return false;
     }
   }, `must be a ${protocols.join(" or ")} URL`);
+const count = z.coerce.number().int().min(0);
 
-/** Every setting, its default, and the environment variable that overrides it. */
+/** One setting: the environment variable that sets it, its type with its default, what it does. */
+interface Setting {
+  readonly env: string;
+  readonly schema: z.ZodType;
+  readonly description: string;
+}
+
+/**
+ * Every setting, declared once: the environment variable that sets it, its zod type with the
+ * default, and a description (docs/configuration.md is generated from these: `npm run gen:docs`).
+ */
 const settings = {
-  host: { env: "UMW_HOST", schema: z.string().min(1).default("127.0.0.1") },
-  logLevel: { env: "UMW_LOG_LEVEL", schema: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info") },
-  certsDir: { env: "UMW_CERTS_DIR", schema: z.string().min(1).default(".certs") },
-  drainTimeoutMs: { env: "UMW_DRAIN_TIMEOUT_MS", schema: z.coerce.number().int().min(0).default(10_000) },
-  redisUrl: { env: "UMW_REDIS_URL", schema: url(["redis:", "rediss:"]).default("redis://127.0.0.1:16379") },
-  pgUrl: { env: "UMW_PG_URL", schema: url(["postgres:", "postgresql:"]).default("postgres://umw:umw@127.0.0.1:15432/umw") },
-  pgReplicaUrl: { env: "UMW_PG_REPLICA_URL", schema: url(["postgres:", "postgresql:"]).default("postgres://umw:umw@127.0.0.1:15433/umw") },
+  host: { env: "UMW_HOST", schema: z.string().min(1).default("127.0.0.1"), description: "Address every server binds." },
+  logLevel: {
+    env: "UMW_LOG_LEVEL",
+    schema: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+    description: "pino log level.",
+  },
+  certsDir: { env: "UMW_CERTS_DIR", schema: z.string().min(1).default(".certs"), description: "Folder of the mesh CA and of one certificate per mesh identity (`umw certs`)." },
+  drainTimeoutMs: { env: "UMW_DRAIN_TIMEOUT_MS", schema: z.coerce.number().int().min(0).default(10_000), description: "How long a stopping server lets calls finish before it cancels them." },
+  redisUrl: { env: "UMW_REDIS_URL", schema: url(["redis:", "rediss:"]).default("redis://127.0.0.1:16379"), description: "Redis (the cache)." },
+  pgUrl: { env: "UMW_PG_URL", schema: url(["postgres:", "postgresql:"]).default("postgres://umw:umw@127.0.0.1:15432/umw"), description: "Postgres primary (commands, outbox, entities)." },
+  pgReplicaUrl: {
+    env: "UMW_PG_REPLICA_URL",
+    schema: url(["postgres:", "postgresql:"]).default("postgres://umw:umw@127.0.0.1:15433/umw"),
+    description: "Postgres streaming replica (reads on a cache miss).",
+  },
   kafkaBrokers: {
     env: "UMW_KAFKA_BROKERS",
     schema: z
@@ -29,100 +48,131 @@ const settings = {
       .default("127.0.0.1:19092")
       .transform((value) => value.split(",").map((broker) => broker.trim()).filter(Boolean))
       .pipe(z.array(z.string().regex(/^[^:\s]+:\d+$/, "must be host:port")).min(1)),
+    description: "Kafka brokers, comma-separated host:port.",
   },
-  topicPrefix: { env: "UMW_TOPIC_PREFIX", schema: z.string().default("") },
-  /** Partitions of the topics a service creates at start (existing topics are left as they are). */
-  topicPartitions: { env: "UMW_TOPIC_PARTITIONS", schema: z.coerce.number().int().min(1).max(1_000).default(6) },
-  /** Prefix of every Redis key and channel (shared by the query service and the cache updater). */
-  cacheKeyPrefix: { env: "UMW_CACHE_KEY_PREFIX", schema: z.string().default("") },
-  /** Attempts at a failing command before it goes to the dead-letter topic. */
-  processorMaxAttempts: { env: "UMW_PROCESSOR_MAX_ATTEMPTS", schema: z.coerce.number().int().min(1).max(100).default(5) },
-  /** How long a stored Idempotency-Key answer is replayed (published in `idempotency-key-expires`). */
-  idempotencyTtlMs: { env: "UMW_IDEMPOTENCY_TTL_MS", schema: z.coerce.number().int().min(1_000).default(86_400_000) },
-  idempotencySweepMs: { env: "UMW_IDEMPOTENCY_SWEEP_MS", schema: z.coerce.number().int().min(100).default(60_000) },
-  /** WatchCommand's polling fallback while the LISTEN connection is down. */
-  commandWatchPollMs: { env: "UMW_COMMAND_WATCH_POLL_MS", schema: z.coerce.number().int().min(50).default(1_000) },
-  /** mTLS peers allowed to assert the caller (x-umw-principal, x-umw-connection-id): the edge. */
+  topicPrefix: { env: "UMW_TOPIC_PREFIX", schema: z.string().default(""), description: "Prefix of every Kafka topic and consumer group." },
+  topicPartitions: {
+    env: "UMW_TOPIC_PARTITIONS",
+    schema: z.coerce.number().int().min(1).max(1_000).default(6),
+    description: "Partitions of the topics a service creates at start (existing topics are left as they are).",
+  },
+  cacheKeyPrefix: { env: "UMW_CACHE_KEY_PREFIX", schema: z.string().default(""), description: "Prefix of every Redis key and channel (shared by the query service and the cache updater)." },
+  processorMaxAttempts: {
+    env: "UMW_PROCESSOR_MAX_ATTEMPTS",
+    schema: z.coerce.number().int().min(1).max(100).default(5),
+    description: "Attempts at a failing command before it goes to the dead-letter topic (`umw dlq`).",
+  },
+  idempotencyTtlMs: {
+    env: "UMW_IDEMPOTENCY_TTL_MS",
+    schema: z.coerce.number().int().min(1_000).default(86_400_000),
+    description: "How long a stored Idempotency-Key answer is replayed (published in `idempotency-key-expires`).",
+  },
+  idempotencySweepMs: { env: "UMW_IDEMPOTENCY_SWEEP_MS", schema: z.coerce.number().int().min(100).default(60_000), description: "How often expired idempotency keys are deleted." },
+  commandWatchPollMs: {
+    env: "UMW_COMMAND_WATCH_POLL_MS",
+    schema: z.coerce.number().int().min(50).default(1_000),
+    description: "WatchCommand's polling period while its LISTEN connection is down (otherwise NOTIFY wakes it).",
+  },
   trustedPrincipalPeers: {
     env: "UMW_TRUSTED_PRINCIPAL_PEERS",
     schema: z
       .string()
       .default("edge")
       .transform((value) => value.split(",").map((peer) => peer.trim()).filter(Boolean)),
+    description: "mTLS peers (comma-separated) allowed to assert the caller (`x-umw-principal`, `x-umw-connection-id`): the edge.",
   },
-  /** Outbox rows the relay reads per round. */
-  relayBatchSize: { env: "UMW_RELAY_BATCH_SIZE", schema: z.coerce.number().int().min(1).default(500) },
-  /** The relay's polling fallback when no NOTIFY wakes it. */
-  relayPollMs: { env: "UMW_RELAY_POLL_MS", schema: z.coerce.number().int().min(10).default(500) },
-  /** How often a standby relay tries to take the leader lock. */
-  relayLockRetryMs: { env: "UMW_RELAY_LOCK_RETRY_MS", schema: z.coerce.number().int().min(50).default(1_000) },
-  /** How long published outbox rows are kept before pruning. */
-  outboxRetentionMs: { env: "UMW_OUTBOX_RETENTION_MS", schema: z.coerce.number().int().min(0).default(3_600_000) },
-  /**
-   * The one limit on an entity payload (`data`), enforced by the edge (REST, Connect, gRPC-web) and
-   * again by CommandService: nesting depth of objects and arrays ({} is 1), and size encoded as
-   * google.protobuf.Struct (what travels over gRPC, through the outbox and Kafka). protobuf-es
-   * decodes at most 100 nested messages and a Struct spends two per level, plus the envelopes
-   * around it, so the depth stays at or below 40 and every decoder on the way can read it back.
-   */
-  payloadMaxDepth: { env: "UMW_PAYLOAD_MAX_DEPTH", schema: z.coerce.number().int().min(1).max(40).default(32) },
-  payloadMaxBytes: { env: "UMW_PAYLOAD_MAX_BYTES", schema: z.coerce.number().int().min(1_024).max(900_000).default(262_144) },
-  /** Deadline of each call the edge makes upstream. */
-  edgeTimeoutMs: { env: "UMW_EDGE_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(15_000) },
-  edgeMaxBodyBytes: { env: "UMW_EDGE_MAX_BODY_BYTES", schema: z.coerce.number().int().positive().default(1_048_576) },
-  /** Comma-separated origins allowed by CORS; `*` allows any. */
+  relayBatchSize: { env: "UMW_RELAY_BATCH_SIZE", schema: z.coerce.number().int().min(1).default(500), description: "Outbox rows the relay reads per round." },
+  relayPollMs: { env: "UMW_RELAY_POLL_MS", schema: z.coerce.number().int().min(10).default(500), description: "The relay's polling fallback when no NOTIFY wakes it." },
+  relayLockRetryMs: { env: "UMW_RELAY_LOCK_RETRY_MS", schema: z.coerce.number().int().min(50).default(1_000), description: "How often a standby relay tries to take the leader lock." },
+  outboxRetentionMs: { env: "UMW_OUTBOX_RETENTION_MS", schema: z.coerce.number().int().min(0).default(3_600_000), description: "How long published outbox rows are kept before pruning." },
+  edgeTimeoutMs: { env: "UMW_EDGE_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(15_000), description: "Deadline of each call the edge makes upstream." },
+  edgeMaxBodyBytes: { env: "UMW_EDGE_MAX_BODY_BYTES", schema: z.coerce.number().int().positive().default(1_048_576), description: "Largest request body the edge accepts." },
+  payloadMaxDepth: { env: "UMW_PAYLOAD_MAX_DEPTH", schema: z.coerce.number().int().min(1).max(40).default(32), description: "Deepest nesting of an entity payload (`data`; `{}` is 1), checked by the edge and by CommandService. At most 40, so every protobuf decoder on the way (100 nested messages, two per Struct level) can read it." },
+  payloadMaxBytes: { env: "UMW_PAYLOAD_MAX_BYTES", schema: z.coerce.number().int().min(1_024).max(900_000).default(262_144), description: "Largest entity payload, measured encoded as google.protobuf.Struct (what travels over gRPC, the outbox and Kafka); checked by the edge and by CommandService." },
   edgeCorsOrigins: {
     env: "UMW_EDGE_CORS_ORIGINS",
     schema: z
       .string()
       .default("*")
       .transform((value) => value.split(",").map((origin) => origin.trim()).filter(Boolean)),
+    description: "Comma-separated origins allowed by CORS; `*` allows any.",
   },
-  /**
-   * Bounds of every listener (the edge's HTTP/1.1 and h2c servers, the mesh gRPC servers) and of
-   * every call deadline, so that no client can hold a connection or a call open for ever.
-   */
-  /** Longest deadline a caller may ask for (Connect-Timeout-Ms, grpc-timeout); longer ones are clamped to it. */
-  maxCallTimeoutMs: { env: "UMW_MAX_CALL_TIMEOUT_MS", schema: z.coerce.number().int().positive().max(2_147_483_647).default(3_600_000) },
-  /** HTTP/1.1: time to receive a request's headers; the connection is closed (408) past it. */
-  httpHeadersTimeoutMs: { env: "UMW_HTTP_HEADERS_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(10_000) },
-  /** HTTP/1.1 and HTTP/2: time to receive a whole request (headers and body). */
-  httpRequestTimeoutMs: { env: "UMW_HTTP_REQUEST_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(30_000) },
-  /** HTTP/1.1: how long a kept-alive connection may wait idle for its next request. */
-  httpIdleTimeoutMs: { env: "UMW_HTTP_IDLE_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(5_000) },
-  /** HTTP/2 (h2c): a session with no frame in either direction for this long is closed (also a preface-only connection). */
-  http2SessionTimeoutMs: { env: "UMW_HTTP2_SESSION_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(120_000) },
-  /** Mesh gRPC servers: a connection without calls for this long gets GOAWAY. */
-  grpcMaxConnectionIdleMs: { env: "UMW_GRPC_MAX_CONNECTION_IDLE_MS", schema: z.coerce.number().int().positive().default(300_000) },
-  /** Mesh gRPC servers: a connection older than this gets GOAWAY (clients reconnect; spreads load); 0 = no limit, so long streams are not cut. */
-  grpcMaxConnectionAgeMs: { env: "UMW_GRPC_MAX_CONNECTION_AGE_MS", schema: z.coerce.number().int().min(0).default(0) },
-  /** Mesh gRPC servers: how long calls may finish on a connection past its age before it is closed. */
-  grpcMaxConnectionAgeGraceMs: { env: "UMW_GRPC_MAX_CONNECTION_AGE_GRACE_MS", schema: z.coerce.number().int().positive().default(60_000) },
-  /** Mesh gRPC servers: keepalive ping interval, and how long a ping may go unanswered before the connection is closed. */
-  grpcKeepaliveTimeMs: { env: "UMW_GRPC_KEEPALIVE_TIME_MS", schema: z.coerce.number().int().positive().default(60_000) },
-  grpcKeepaliveTimeoutMs: { env: "UMW_GRPC_KEEPALIVE_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(20_000) },
-  /** Optional cleartext HTTP/2 port of the edge (gRPC and h2 clients); unset = none. */
-  edgeH2cPort: { env: "UMW_EDGE_H2C_PORT", schema: port.optional() },
-  queryPort: { env: "UMW_QUERY_PORT", schema: port.default(7001) },
-  commandPort: { env: "UMW_COMMAND_PORT", schema: port.default(7002) },
-  realtimePort: { env: "UMW_REALTIME_PORT", schema: port.default(7003) },
-  relayPort: { env: "UMW_RELAY_PORT", schema: port.default(7004) },
-  processorPort: { env: "UMW_PROCESSOR_PORT", schema: port.default(7005) },
-  cacheUpdaterPort: { env: "UMW_CACHE_UPDATER_PORT", schema: port.default(7006) },
-  edgePort: { env: "UMW_EDGE_PORT", schema: port.default(8080) },
-  metricsPort: { env: "UMW_METRICS_PORT", schema: port.default(9464) },
-  /** Where the mesh services are reachable from each other (host:port); defaults to host + port. */
-  queryAddress: { env: "UMW_QUERY_ADDRESS", schema: z.string().optional() },
-  commandAddress: { env: "UMW_COMMAND_ADDRESS", schema: z.string().optional() },
-  realtimeAddress: { env: "UMW_REALTIME_ADDRESS", schema: z.string().optional() },
-  /** The xDS control plane's port (`umw control-plane`), and where services register with it (host:port; unset = they do not). */
-  controlPlanePort: { env: "UMW_CONTROL_PLANE_PORT", schema: port.default(7007) },
-  controlPlaneAddress: { env: "UMW_CONTROL_PLANE_ADDRESS", schema: z.string().regex(/^[^:\s]+:\d+$/, "must be host:port").optional() },
-  /** Run on the embedded adapters (PGlite, in-process bus, in-memory cache) instead of Postgres, Kafka and Redis; also `umw serve --embedded`. */
-  embedded: { env: "UMW_EMBEDDED", schema: z.preprocess((value) => (typeof value === "boolean" ? String(value) : value), z.stringbool()).default(false) },
-  /** PGlite's folder in embedded mode; unset = in memory, gone when the process ends. */
-  embeddedDataDir: { env: "UMW_EMBEDDED_DATA_DIR", schema: z.string().min(1).optional() },
-  /** Resource types by name: backend, cache policy, JSON Schema. JSON in the env var, a mapping in the file. */
+  maxCallTimeoutMs: { env: "UMW_MAX_CALL_TIMEOUT_MS", schema: z.coerce.number().int().positive().max(2_147_483_647).default(3_600_000), description: "Longest deadline a caller may ask for (Connect-Timeout-Ms, grpc-timeout) at the edge and the mesh servers; longer ones are clamped to it." },
+  httpHeadersTimeoutMs: { env: "UMW_HTTP_HEADERS_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(10_000), description: "HTTP/1.1: time to receive a request's headers; the connection is closed (408) past it." },
+  httpRequestTimeoutMs: { env: "UMW_HTTP_REQUEST_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(30_000), description: "HTTP/1.1 and HTTP/2: time to receive a whole request (headers and body)." },
+  httpIdleTimeoutMs: { env: "UMW_HTTP_IDLE_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(5_000), description: "HTTP/1.1: how long a kept-alive connection may wait idle for its next request." },
+  http2SessionTimeoutMs: { env: "UMW_HTTP2_SESSION_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(120_000), description: "HTTP/2 (h2c): a session with no frame in either direction for this long is closed (also a preface-only connection)." },
+  grpcMaxConnectionIdleMs: { env: "UMW_GRPC_MAX_CONNECTION_IDLE_MS", schema: z.coerce.number().int().positive().default(300_000), description: "Mesh gRPC servers: a connection without calls for this long gets GOAWAY." },
+  grpcMaxConnectionAgeMs: { env: "UMW_GRPC_MAX_CONNECTION_AGE_MS", schema: z.coerce.number().int().min(0).default(0), description: "Mesh gRPC servers: a connection older than this gets GOAWAY (clients reconnect; spreads load); 0 = no limit, so long streams are not cut." },
+  grpcMaxConnectionAgeGraceMs: { env: "UMW_GRPC_MAX_CONNECTION_AGE_GRACE_MS", schema: z.coerce.number().int().positive().default(60_000), description: "Mesh gRPC servers: how long calls may finish on a connection past its age before it is closed." },
+  grpcKeepaliveTimeMs: { env: "UMW_GRPC_KEEPALIVE_TIME_MS", schema: z.coerce.number().int().positive().default(60_000), description: "Mesh gRPC servers: keepalive ping interval." },
+  grpcKeepaliveTimeoutMs: { env: "UMW_GRPC_KEEPALIVE_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(20_000), description: "Mesh gRPC servers: how long a keepalive ping may go unanswered before the connection is closed." },
+  controlPlanePort: { env: "UMW_CONTROL_PLANE_PORT", schema: port.default(7007), description: "The xDS control plane's port (`umw control-plane`)." },
+  controlPlaneAddress: { env: "UMW_CONTROL_PLANE_ADDRESS", schema: z.string().regex(/^[^:\s]+:\d+$/, "must be host:port").optional(), description: "host:port of the xDS control plane that query, command and realtime instances register with; unset = they do not register." },
+  edgeH2cPort: { env: "UMW_EDGE_H2C_PORT", schema: port.optional(), description: "Optional cleartext HTTP/2 port of the edge (gRPC and h2 clients); unset = none." },
+  queryPort: { env: "UMW_QUERY_PORT", schema: port.default(7001), description: "gRPC port of the query service." },
+  commandPort: { env: "UMW_COMMAND_PORT", schema: port.default(7002), description: "gRPC port of the command service." },
+  realtimePort: { env: "UMW_REALTIME_PORT", schema: port.default(7003), description: "gRPC port of the realtime hub." },
+  relayPort: { env: "UMW_RELAY_PORT", schema: port.default(7004), description: "Health port of the outbox relay." },
+  processorPort: { env: "UMW_PROCESSOR_PORT", schema: port.default(7005), description: "Health port of the processor." },
+  cacheUpdaterPort: { env: "UMW_CACHE_UPDATER_PORT", schema: port.default(7006), description: "Health port of the cache updater." },
+  edgePort: { env: "UMW_EDGE_PORT", schema: port.default(8080), description: "Public HTTP port of the Node edge (REST, Connect, gRPC-web, `/healthz`, `/readyz`)." },
+  metricsPort: { env: "UMW_METRICS_PORT", schema: port.default(9464), description: "Prometheus `/metrics` of the query service." },
+  queryAddress: { env: "UMW_QUERY_ADDRESS", schema: z.string().optional(), description: "host:port where the other services reach the query service; unset = host + queryPort." },
+  commandAddress: { env: "UMW_COMMAND_ADDRESS", schema: z.string().optional(), description: "host:port where the other services reach the command service; unset = host + commandPort." },
+  realtimeAddress: { env: "UMW_REALTIME_ADDRESS", schema: z.string().optional(), description: "host:port where the other services reach the realtime hub; unset = host + realtimePort." },
+  embedded: {
+    env: "UMW_EMBEDDED",
+    schema: z.preprocess((value) => (typeof value === "boolean" ? String(value) : value), z.stringbool()).default(false),
+    description: "Run on the embedded adapters (PGlite, in-process bus, in-memory cache) instead of Postgres, Kafka and Redis; also `umw serve --embedded`.",
+  },
+  embeddedDataDir: { env: "UMW_EMBEDDED_DATA_DIR", schema: z.string().min(1).optional(), description: "PGlite's folder in embedded mode; unset = in memory, gone when the process ends." },
+  realtimeHistoryPerPartition: {
+    env: "UMW_REALTIME_HISTORY_PER_PARTITION",
+    schema: count.default(10_000),
+    description: "Events the hub keeps per partition for resume; a resume older than that gets a reset and a fresh snapshot.",
+  },
+  realtimeSnapshotLimit: {
+    env: "UMW_REALTIME_SNAPSHOT_LIMIT",
+    schema: count.default(1_000),
+    description: "Most entities a type snapshot carries (ordered by id); `x-umw-snapshot-truncated: true` says when more exist.",
+  },
+  realtimeMaxTopicsPerStream: { env: "UMW_REALTIME_MAX_TOPICS_PER_STREAM", schema: count.default(100), description: "Topics one Subscribe may name." },
+  realtimeSlowAfterMs: {
+    env: "UMW_REALTIME_SLOW_AFTER_MS",
+    schema: count.default(100),
+    description: "A message waiting this long for the client to take it marks the stream slow: pending changes then conflate.",
+  },
+  realtimeMaxQueuedEvents: {
+    env: "UMW_REALTIME_MAX_QUEUED_EVENTS",
+    schema: count.default(1_024),
+    description: "Pending events of one stream past which changes conflate even before the slow delay (e.g. a burst during a snapshot read).",
+  },
+  realtimeMaxPendingEntities: {
+    env: "UMW_REALTIME_MAX_PENDING_ENTITIES",
+    schema: count.default(1_000),
+    description: "Distinct entities pending for one stream past which it ends with RESOURCE_EXHAUSTED / SLOW_CONSUMER.",
+  },
+  realtimeMaxStuckMs: {
+    env: "UMW_REALTIME_MAX_STUCK_MS",
+    schema: count.default(30_000),
+    description: "How long a stream may hold pending changes without the client taking any before it ends with SLOW_CONSUMER.",
+  },
+  realtimeHeartbeatMs: { env: "UMW_REALTIME_HEARTBEAT_MS", schema: count.default(15_000), description: "An idle stream gets a Heartbeat after this long without a message." },
+  realtimeSweepIntervalMs: { env: "UMW_REALTIME_SWEEP_INTERVAL_MS", schema: count.default(1_000), description: "Period of the hub's sweep (heartbeats, stuck streams)." },
+  realtimeMaxStreamsPerConnection: {
+    env: "UMW_REALTIME_MAX_STREAMS_PER_CONNECTION",
+    schema: count.default(10_000),
+    description: "Open streams per client connection (`x-umw-connection-id` from the edge) or, without it, per mTLS peer.",
+  },
+  realtimeMaxStreamsPerTenant: { env: "UMW_REALTIME_MAX_STREAMS_PER_TENANT", schema: count.default(10_000), description: "Open streams per tenant on one hub." },
+  realtimeDedupWindow: { env: "UMW_REALTIME_DEDUP_WINDOW", schema: count.default(100_000), description: "Message ids the hub remembers to drop re-sent duplicates." },
+  realtimeCommandCatchUpMs: {
+    env: "UMW_REALTIME_COMMAND_CATCH_UP_MS",
+    schema: count.default(300_000),
+    description: "With a snapshot or reset, own-command statuses updated this recently are sent as a catch-up.",
+  },
+  realtimeCommandCatchUpLimit: { env: "UMW_REALTIME_COMMAND_CATCH_UP_LIMIT", schema: count.default(100), description: "Most command statuses in that catch-up." },
   resources: {
     env: "UMW_RESOURCES",
     schema: z.preprocess((value, ctx) => {
@@ -134,8 +184,9 @@ const settings = {
         return z.NEVER;
       }
     }, resourcesSchema),
+    description: "Resource types by name: backend, cache policy, JSON Schema (`config/demo.yaml` has examples). JSON in the variable, a mapping in the file.",
   },
-} satisfies Record<string, { env: string; schema: z.ZodType }>;
+} satisfies Record<string, Setting>;
 
 type Settings = typeof settings;
 export type Config = { [K in keyof Settings]: z.output<Settings[K]["schema"]> };
@@ -144,6 +195,34 @@ export type Config = { [K in keyof Settings]: z.output<Settings[K]["schema"]> };
 export const CONFIG_ENV: Readonly<Record<keyof Config, string>> = Object.fromEntries(
   Object.entries(settings).map(([key, setting]) => [key, setting.env]),
 ) as Record<keyof Config, string>;
+
+/** One row of the configuration reference (docs/configuration.md). */
+export interface SettingDoc {
+  readonly key: keyof Config;
+  readonly env: string;
+  /** The default as the schema produces it; undefined = unset. */
+  readonly defaultValue: unknown;
+  readonly description: string;
+}
+
+/** Every setting in declaration order, with its default: what `npm run gen:docs` renders. */
+export function describeSettings(): SettingDoc[] {
+  const defaults = configDefaults();
+  return Object.entries(settings).map(([key, setting]) => ({
+    key: key as keyof Config,
+    env: setting.env,
+    defaultValue: defaults[key as keyof Config],
+    description: setting.description,
+  }));
+}
+
+let defaults: Config | undefined;
+
+/** The config with nothing set: every default, taken from the schema. */
+export function configDefaults(): Config {
+  defaults ??= loadConfig({});
+  return defaults;
+}
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";

@@ -1,7 +1,7 @@
 // A bare gRPC unary client on node:http2: the request bytes are encoded by the caller and framed
 // here, headers go as given (a new idempotency-key per call), the answer is the response message's
 // bytes. Several times cheaper per call than a grpc-js client, so that the load generator takes as
-// little as it can of the cores it shares with the servers (DESIGN.md §3).
+// little as it can of the cores it shares with the servers.
 import { connect, constants, type ClientHttp2Session } from "node:http2";
 import { loadIdentity } from "../../runtime/tls.js";
 

@@ -1,5 +1,5 @@
 // Child process of bench/write.ts: a closed-loop load generator on its own event loop (a Node gRPC
-// client saturates before the server does, DESIGN.md §3, so the load is spread over processes).
+// client saturates before the server does, so the load is spread over processes).
 // Answers the parent over IPC:
 //   {cmd: "accept", load}: CreateEntity calls, each with a new idempotency key (and so a new
 //     command and entity): by default over bare node:http2 with the request bytes encoded once and

@@ -1,6 +1,6 @@
 import { Code } from "../../runtime/errors.js";
 
-/** gRPC code -> HTTP status (DESIGN.md §4, as grpc-gateway and Envoy's transcoder map them). */
+/** gRPC code -> HTTP status, as grpc-gateway and Envoy's transcoder map them. */
 const HTTP_STATUS_BY_CODE: readonly number[] = [
   /* OK */ 200,
   /* CANCELLED */ 499,

@@ -17,7 +17,7 @@ import { createProcessor } from "../processor/processor.js";
 import { catalogFromConfig } from "../query/catalog.js";
 import { startQueryServer } from "../query/index.js";
 import { startRealtimeHub } from "../realtime/index.js";
-import { limitsFromEnv } from "../realtime/limits.js";
+import { realtimeLimits } from "../realtime/limits.js";
 import { postgresSnapshotSource } from "../realtime/snapshot-source.js";
 import { umwTopics } from "../relay/index.js";
 import { createOutboxRelay } from "../relay/relay.js";
@@ -155,7 +155,7 @@ export function embeddedServices({ db, bus, cache }: EmbeddedStores): Record<str
         topic: topicNames(config).entityEvents,
         snapshots: postgresSnapshotSource(db),
         commands: pgliteCommandFeed({ pglite: db.pglite, sql: db, log }),
-        limits: limitsFromEnv(),
+        limits: realtimeLimits(config),
         credentials: serverCredentials(runtime.identity("realtime")),
         log,
         host: config.host,

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,8 +9,20 @@ import { readMigrations } from "../../runtime/migrate.js";
 import { openPglite } from "../../runtime/pglite.js";
 import type { Database } from "../../runtime/sql.js";
 
-/** Where templates are kept: the usual place of tool caches; `npm ci` clears it, the next start refills it. */
-export const DEFAULT_TEMPLATE_DIR = fileURLToPath(new URL("../../node_modules/.cache/umw/", import.meta.url));
+/**
+ * Where templates are kept: node_modules/.cache/umw of the installation (the usual place of tool
+ * caches; `npm ci` clears it, the next start refills it), found from this file whether it runs
+ * from the sources or from dist/.
+ */
+export const DEFAULT_TEMPLATE_DIR = join(installationRoot(), "node_modules", ".cache", "umw");
+
+function installationRoot(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (let dir = here; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, "node_modules"))) return dir;
+    if (dirname(dir) === dir) return join(here, "..", "..");
+  }
+}
 
 export interface EmbeddedDatabaseOptions {
   /** PGlite's folder; undefined = in memory. */

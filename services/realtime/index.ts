@@ -10,12 +10,12 @@ import { connectPostgres } from "../../runtime/sql.js";
 import { topicNames } from "../../runtime/topics.js";
 import { postgresCommandFeed, type CommandFeed } from "./command-feed.js";
 import { RealtimeHub, type RealtimeHubStats } from "./hub.js";
-import { limitsFromEnv, type RealtimeLimits } from "./limits.js";
+import { realtimeLimits, type RealtimeLimits } from "./limits.js";
 import type { SubscriptionPolicy } from "./policy.js";
 import { postgresSnapshotSource, type EntitySnapshotSource } from "./snapshot-source.js";
 
 export { RealtimeHub, type RealtimeHubOptions, type RealtimeHubStats } from "./hub.js";
-export { DEFAULT_LIMITS, limitsFromEnv, type RealtimeLimits } from "./limits.js";
+export { DEFAULT_LIMITS, realtimeLimits, type RealtimeLimits } from "./limits.js";
 export { tenantIsolation, HEADERS, type SubscriptionPolicy, type Caller, type TopicTarget } from "./policy.js";
 export { postgresSnapshotSource, type EntitySnapshotSource, type Snapshot, type SnapshotQuery } from "./snapshot-source.js";
 export { postgresCommandFeed, type CommandFeed, type CommandUpdate } from "./command-feed.js";
@@ -113,7 +113,7 @@ export const realtimeService: ServiceModule = {
   async start(runtime) {
     const { config } = runtime;
     const log = runtime.log;
-    const limits = limitsFromEnv();
+    const limits = realtimeLimits(config);
     const topics = topicNames(config);
     const bus = new KafkaBus({ brokers: config.kafkaBrokers, clientId: `umw-realtime-${hostname()}-${process.pid}`, log });
     await bus.connect();

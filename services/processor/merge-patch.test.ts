@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
-import { applyFieldMask, FieldMaskError, mergePatch } from "../../services/processor/merge-patch.js";
-import { backoffDelay, classifyFailure } from "../../services/processor/failures.js";
+import { applyFieldMask, FieldMaskError, mergePatch } from "./merge-patch.js";
+import { backoffDelay, classifyFailure } from "./failures.js";
 
 test("merge patch: the examples of RFC 7396 appendix A", () => {
   const cases: [JsonValue, JsonValue, JsonValue][] = [

@@ -5,11 +5,12 @@ import { EntitySchema } from "../../gen/umw/v1/entity_pb.js";
 import { ChangeKind } from "../../gen/umw/v1/envelope_pb.js";
 import type { SubscribeResponse } from "../../gen/umw/v1/realtime_pb.js";
 import { RpcError } from "../../runtime/errors.js";
-import type { HubEvent } from "../../services/realtime/events.js";
-import { PartitionHistory, RecentIds } from "../../services/realtime/history.js";
-import { DEFAULT_LIMITS, limitEnvName, limitsFromEnv } from "../../services/realtime/limits.js";
-import { decodePosition, encodePosition } from "../../services/realtime/position.js";
-import { Stream, type StreamHost, type StreamPlan } from "../../services/realtime/stream.js";
+import type { HubEvent } from "./events.js";
+import { PartitionHistory, RecentIds } from "./history.js";
+import { ConfigError, loadConfig } from "../../runtime/config.js";
+import { DEFAULT_LIMITS, LIMIT_NAMES, limitSetting, realtimeLimits } from "./limits.js";
+import { decodePosition, encodePosition } from "./position.js";
+import { Stream, type StreamHost, type StreamPlan } from "./stream.js";
 
 function event(partition: number, offset: number, id: string, version: number): HubEvent {
   const entity = create(EntitySchema, { tenant: "t", type: "doc", id, version: BigInt(version) });
@@ -56,11 +57,17 @@ describe("partition history", () => {
 });
 
 describe("limits", () => {
-  test("UMW_REALTIME_* variables override the defaults; bad values are named", () => {
-    assert.equal(limitEnvName("heartbeatMs"), "UMW_REALTIME_HEARTBEAT_MS");
-    assert.equal(limitsFromEnv({ UMW_REALTIME_HEARTBEAT_MS: "500" }).heartbeatMs, 500);
-    assert.equal(limitsFromEnv({}).snapshotLimit, DEFAULT_LIMITS.snapshotLimit);
-    assert.throws(() => limitsFromEnv({ UMW_REALTIME_SNAPSHOT_LIMIT: "lots" }), /UMW_REALTIME_SNAPSHOT_LIMIT/);
+  test("UMW_REALTIME_* variables override the defaults through the config; bad values are named", () => {
+    assert.equal(limitSetting("heartbeatMs"), "realtimeHeartbeatMs");
+    assert.equal(realtimeLimits(loadConfig({ UMW_REALTIME_HEARTBEAT_MS: "500" })).heartbeatMs, 500);
+    assert.equal(realtimeLimits(loadConfig({})).snapshotLimit, 1_000);
+    assert.equal(DEFAULT_LIMITS.heartbeatMs, 15_000);
+    assert.throws(() => loadConfig({ UMW_REALTIME_SNAPSHOT_LIMIT: "lots" }), (error: Error) => error instanceof ConfigError && /UMW_REALTIME_SNAPSHOT_LIMIT="lots"/.test(error.message));
+    assert.throws(() => loadConfig({ UMW_REALTIME_MAX_STUCK_MS: "-1" }), /UMW_REALTIME_MAX_STUCK_MS/);
+  });
+
+  test("every limit is a setting with a default", () => {
+    for (const name of LIMIT_NAMES) assert.equal(typeof DEFAULT_LIMITS[name], "number", name);
   });
 });
 

@@ -1,6 +1,6 @@
 // Unit tests: HttpRule path template parsing and matching, and the route table's precedence.
 //
-//   node --import tsx --test test/edge/path-template.test.ts
+//   node --import tsx --test services/edge/path-template.test.ts
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import {
@@ -10,9 +10,9 @@ import {
   PathDecodeError,
   PathTemplateError,
   splitRequestPath,
-} from "../../services/edge/path-template.js";
-import { readHttpBindings } from "../../services/edge/http-rules.js";
-import { RouteTable } from "../../services/edge/route-table.js";
+} from "./path-template.js";
+import { readHttpBindings } from "./http-rules.js";
+import { RouteTable } from "./route-table.js";
 import { CommandService } from "../../gen/umw/v1/command_pb.js";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
 
