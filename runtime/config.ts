@@ -94,6 +94,14 @@ const settings = {
   grpcKeepaliveTimeoutMs: { env: "UMW_GRPC_KEEPALIVE_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(20_000) },
   /** Optional cleartext HTTP/2 port of the edge (gRPC and h2 clients); unset = none. */
   edgeH2cPort: { env: "UMW_EDGE_H2C_PORT", schema: port.optional() },
+  /**
+   * TLS next to plain HTTP at the edge (the Node edge's own HTTPS listener; Envoy's second listener
+   * from the control plane): ALPN h2 and http/1.1, so browsers get HTTP/2. The port turns it on; the
+   * certificate chain and key are PEM files (for Envoy: paths on Envoy's machine). Unset = none.
+   */
+  edgeTlsPort: { env: "UMW_EDGE_TLS_PORT", schema: port.optional() },
+  edgeTlsCert: { env: "UMW_EDGE_TLS_CERT", schema: z.string().min(1).optional() },
+  edgeTlsKey: { env: "UMW_EDGE_TLS_KEY", schema: z.string().min(1).optional() },
   queryPort: { env: "UMW_QUERY_PORT", schema: port.default(7001) },
   commandPort: { env: "UMW_COMMAND_PORT", schema: port.default(7002) },
   realtimePort: { env: "UMW_REALTIME_PORT", schema: port.default(7003) },
@@ -183,4 +191,14 @@ export function serviceAddress(config: Config, service: "query" | "command" | "r
   if (explicit) return explicit;
   const host = config.host === "0.0.0.0" ? "127.0.0.1" : config.host;
   return `${host}:${config[`${service}Port`]}`;
+}
+
+/** The edge's TLS listener, when UMW_EDGE_TLS_PORT is set; its certificate and key must be named too. */
+export function edgeTls(config: Config): { port: number; certFile: string; keyFile: string } | undefined {
+  if (config.edgeTlsPort === undefined) {
+    if (config.edgeTlsCert || config.edgeTlsKey) throw new ConfigError("invalid configuration: UMW_EDGE_TLS_CERT / UMW_EDGE_TLS_KEY are set but UMW_EDGE_TLS_PORT is not");
+    return undefined;
+  }
+  if (!config.edgeTlsCert || !config.edgeTlsKey) throw new ConfigError("invalid configuration: UMW_EDGE_TLS_PORT needs UMW_EDGE_TLS_CERT and UMW_EDGE_TLS_KEY (PEM files)");
+  return { port: config.edgeTlsPort, certFile: config.edgeTlsCert, keyFile: config.edgeTlsKey };
 }
