@@ -163,8 +163,8 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
       h2c?.close();
       throw new Error(`edge: cannot read the TLS certificate or key (${certFile}, ${keyFile}): ${(error as Error).message}`);
     }
-    // HTTP/2 for clients that offer it (every browser), HTTP/1.1 for the others.
-    tlsServer = createSecureServer({ ...pem, allowHTTP1: true, ALPNProtocols: ["h2", "http/1.1"] }, handle);
+    // ALPN h2 for clients that offer it (every browser), http/1.1 for the others (Node offers both with allowHTTP1).
+    tlsServer = createSecureServer({ ...pem, allowHTTP1: true }, handle);
     tlsServer.setTimeout(options.sessionTimeoutMs);
     tlsServer.on("session", (session: Http2Session) => {
       sessions.add(session);
