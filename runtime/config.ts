@@ -110,6 +110,9 @@ const settings = {
   controlPlanePort: { env: "UMW_CONTROL_PLANE_PORT", schema: port.default(7007), description: "The xDS control plane's port (`umw control-plane`)." },
   controlPlaneAddress: { env: "UMW_CONTROL_PLANE_ADDRESS", schema: z.string().regex(/^[^:\s]+:\d+$/, "must be host:port").optional(), description: "host:port of the xDS control plane that query, command and realtime instances register with; unset = they do not register." },
   edgeH2cPort: { env: "UMW_EDGE_H2C_PORT", schema: port.optional(), description: "Optional cleartext HTTP/2 port of the edge (gRPC and h2 clients); unset = none." },
+  edgeTlsPort: { env: "UMW_EDGE_TLS_PORT", schema: port.optional(), description: "TLS port of the edge next to plain HTTP (ALPN h2 and http/1.1, so browsers get HTTP/2): the Node edge's HTTPS listener and Envoy's second listener. Needs UMW_EDGE_TLS_CERT and UMW_EDGE_TLS_KEY; unset = none." },
+  edgeTlsCert: { env: "UMW_EDGE_TLS_CERT", schema: z.string().min(1).optional(), description: "PEM certificate chain of the edge's TLS listener (for Envoy: a path on Envoy's machine)." },
+  edgeTlsKey: { env: "UMW_EDGE_TLS_KEY", schema: z.string().min(1).optional(), description: "PEM private key of the edge's TLS listener (for Envoy: a path on Envoy's machine)." },
   queryPort: { env: "UMW_QUERY_PORT", schema: port.default(7001), description: "gRPC port of the query service." },
   commandPort: { env: "UMW_COMMAND_PORT", schema: port.default(7002), description: "gRPC port of the command service." },
   realtimePort: { env: "UMW_REALTIME_PORT", schema: port.default(7003), description: "gRPC port of the realtime hub." },
@@ -271,4 +274,14 @@ export function serviceAddress(config: Config, service: "query" | "command" | "r
   if (explicit) return explicit;
   const host = config.host === "0.0.0.0" ? "127.0.0.1" : config.host;
   return `${host}:${config[`${service}Port`]}`;
+}
+
+/** The edge's TLS listener, when UMW_EDGE_TLS_PORT is set; its certificate and key must be named too. */
+export function edgeTls(config: Config): { port: number; certFile: string; keyFile: string } | undefined {
+  if (config.edgeTlsPort === undefined) {
+    if (config.edgeTlsCert || config.edgeTlsKey) throw new ConfigError("invalid configuration: UMW_EDGE_TLS_CERT / UMW_EDGE_TLS_KEY are set but UMW_EDGE_TLS_PORT is not");
+    return undefined;
+  }
+  if (!config.edgeTlsCert || !config.edgeTlsKey) throw new ConfigError("invalid configuration: UMW_EDGE_TLS_PORT needs UMW_EDGE_TLS_CERT and UMW_EDGE_TLS_KEY (PEM files)");
+  return { port: config.edgeTlsPort, certFile: config.edgeTlsCert, keyFile: config.edgeTlsKey };
 }

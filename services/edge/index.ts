@@ -1,7 +1,7 @@
 import { CommandService } from "../../gen/umw/v1/command_pb.js";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { RealtimeService } from "../../gen/umw/v1/realtime_pb.js";
-import { serviceAddress } from "../../runtime/config.js";
+import { edgeTls, serviceAddress } from "../../runtime/config.js";
 import type { ServiceModule } from "../../runtime/service.js";
 import { clientCredentials } from "../../runtime/tls.js";
 import { startEdge } from "./edge-server.js";
@@ -19,6 +19,7 @@ export const edgeService: ServiceModule = {
       host: config.host,
       port: config.edgePort,
       h2cPort: config.edgeH2cPort,
+      tls: edgeTls(config),
       upstreams: [
         { service: QueryService, address: serviceAddress(config, "query") },
         { service: CommandService, address: serviceAddress(config, "command") },

@@ -18,6 +18,8 @@ export interface EdgeOptions {
   readonly port: number;
   /** Optional HTTP/2 cleartext (h2c) port serving the same, plus gRPC for clients that need HTTP/2. */
   readonly h2cPort?: number;
+  /** Optional TLS port serving the same with ALPN h2 and http/1.1 (browsers speak HTTP/2 only over TLS). */
+  readonly tls?: EdgeTlsOptions;
   readonly upstreams: readonly UpstreamSpec[];
   /** The edge's mTLS client credentials (runtime/tls.ts clientCredentials(identity("edge"))). */
   readonly credentials: ChannelCredentials;
@@ -59,13 +61,21 @@ export interface EdgeOptions {
   readonly log?: Logger;
 }
 
-export type ResolvedEdgeOptions = Required<Omit<EdgeOptions, "h2cPort">> & Pick<EdgeOptions, "h2cPort">;
+/** The edge's public TLS listener: its port (0 picks a free one) and PEM files of the certificate chain and key. */
+export interface EdgeTlsOptions {
+  readonly port: number;
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+export type ResolvedEdgeOptions = Required<Omit<EdgeOptions, "h2cPort" | "tls">> & Pick<EdgeOptions, "h2cPort" | "tls">;
 
 export function resolveEdgeOptions(options: EdgeOptions): ResolvedEdgeOptions {
   return {
     host: options.host ?? "127.0.0.1",
     port: options.port,
     h2cPort: options.h2cPort,
+    tls: options.tls,
     upstreams: options.upstreams,
     credentials: options.credentials,
     timeoutMs: options.timeoutMs ?? 15_000,
