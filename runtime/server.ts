@@ -11,7 +11,7 @@ import {
 import { HealthImplementation } from "grpc-health-check";
 import type { DescMessage, DescMethod, DescService, MessageInitShape, MessageShape } from "@bufbuild/protobuf";
 import { runInCall } from "./call-context.js";
-import { Code, RpcError, toRpcError } from "./errors.js";
+import { Code, invalidArgument, RpcError, toRpcError } from "./errors.js";
 import type { Config } from "./config.js";
 import { composeChain, type ServerCallContext, type ServerInterceptor, type ServerRequest, type ServerResponse } from "./interceptor.js";
 import { serverDeadline } from "./interceptor-deadline.js";
@@ -27,6 +27,7 @@ import {
   type ServerStreamingHandler,
   type ServiceHandlers,
   type UnaryHandler,
+  UndecodableRequest,
 } from "./service-definition.js";
 import { peerIdentity } from "./tls.js";
 
@@ -82,6 +83,14 @@ export function meshServerLimits(config: Config): MeshServerLimits {
     keepaliveTimeMs: config.grpcKeepaliveTimeMs,
     keepaliveTimeoutMs: config.grpcKeepaliveTimeoutMs,
   };
+}
+
+/** The request as the handler takes it; one that did not decode is the caller's mistake (INVALID_ARGUMENT). */
+function decoded(method: DescMethod, message: unknown): MessageShape<DescMessage> {
+  if (message instanceof UndecodableRequest) {
+    throw invalidArgument("INVALID_MESSAGE", `the request is not a valid ${method.input.typeName}: ${message.reason}`);
+  }
+  return message as MessageShape<DescMessage>;
 }
 
 type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>;
@@ -178,7 +187,7 @@ export class MeshServer {
   private unary(method: DescMethod, handler: UnaryHandler<DescMessage, DescMessage>) {
     const chain = composeChain<ServerRequest, ServerResponse>(this.interceptors, async (req) => ({
       stream: false,
-      message: await handler(req.message as MessageShape<DescMessage>, req.context),
+      message: await handler(decoded(method, req.message), req.context),
     }));
     const stopping = this.stopping.signal;
     const log = this.options.log;
@@ -206,7 +215,7 @@ export class MeshServer {
     const log = this.options.log;
     const chain = composeChain<ServerRequest, ServerResponse>(this.interceptors, async (req) => ({
       stream: true,
-      message: untilAborted(req.context as GrpcCallContext, handler(req.message as MessageShape<DescMessage>, req.context), stopping, name),
+      message: untilAborted(req.context as GrpcCallContext, handler(decoded(method, req.message), req.context), stopping, name),
     }));
     const pump = async (call: ServerWritableStream<MessageShape<DescMessage>, unknown>, ctx: GrpcCallContext, headers: Metadata) => {
       const response = await chain({ method, message: call.request, context: ctx });

@@ -53,13 +53,30 @@ export function grpcServiceDefinition(service: DescService): ServiceDefinition {
       requestStream: false,
       responseStream: method.methodKind === "server_streaming",
       requestSerialize: (value) => Buffer.from(toBinary(method.input, toMessage(method.input, value))),
-      requestDeserialize: (bytes: Buffer) => fromBinary(method.input, bytes),
+      requestDeserialize: (bytes: Buffer) => decodeRequest(method.input, bytes),
       responseSerialize: (value) => Buffer.from(toBinary(method.output, toMessage(method.output, value))),
       responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
       originalName: method.name,
     };
   }
   return definition;
+}
+
+/**
+ * A request that does not decode (garbage bytes, nesting past protobuf-es' recursion limit). grpc-js
+ * answers INTERNAL for a throwing deserializer, so the failure travels to the server as this value
+ * and the server answers INVALID_ARGUMENT: the caller's mistake, not umw's.
+ */
+export class UndecodableRequest {
+  constructor(readonly reason: string) {}
+}
+
+function decodeRequest(schema: DescMessage, bytes: Buffer): unknown {
+  try {
+    return fromBinary(schema, bytes);
+  } catch (error) {
+    return new UndecodableRequest((error as Error).message);
+  }
 }
 
 /** Handlers may return init shapes ({...} without $typeName): build the message when needed. */

@@ -1,6 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { credentials, loadPackageDefinition, Metadata, type GrpcObject, type ServiceClientConstructor } from "@grpc/grpc-js";
+import { Client as GrpcClient, credentials, loadPackageDefinition, Metadata, type GrpcObject, type ServiceClientConstructor } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { protoPath as healthProtoPath } from "grpc-health-check";
 import { create } from "@bufbuild/protobuf";
@@ -183,6 +183,25 @@ describe("mesh runtime over mTLS", () => {
       return true;
     });
     client.close();
+  });
+
+  test("a request that does not decode is INVALID_ARGUMENT (INVALID_MESSAGE), not INTERNAL: garbage bytes and nesting past the decoder's limit", async () => {
+    const raw = new GrpcClient(address, clientCredentials(certs.identity("cli")));
+    const send = (bytes: Buffer) =>
+      new Promise<{ code: number; reason?: string }>((resolve) =>
+        raw.makeUnaryRequest(
+          "/umw.v1.QueryService/GetEntity",
+          (value: Buffer) => value,
+          (value: Buffer) => value,
+          bytes,
+          (error) => resolve({ code: error?.code ?? 0, reason: error ? RpcError.fromServiceError(error).reason : undefined }),
+        ),
+      );
+    // Field 1 (tenant) as a length-delimited value that runs past the end of the message.
+    assert.deepEqual(await send(Buffer.from([0x0a, 0x7f, 0x61])), { code: Code.INVALID_ARGUMENT, reason: "INVALID_MESSAGE" });
+    // A group start with no end, nested: protobuf-es refuses it, grpc-js would have said INTERNAL.
+    assert.deepEqual(await send(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f])), { code: Code.INVALID_ARGUMENT, reason: "INVALID_MESSAGE" });
+    raw.close();
   });
 
   test("the deadline and request id propagate to downstream calls", async () => {
