@@ -26,7 +26,9 @@ function transport(baseUrl: string, protocol: Protocol): Transport {
   const key = `${protocol} ${baseUrl}`;
   let found = transports.get(key);
   if (!found) {
-    found = protocol === "connect" ? createConnectTransport({ baseUrl }) : createGrpcWebTransport({ baseUrl });
+    // Connect with the binary codec: Envoy's connect_grpc_bridge turns Connect JSON into gRPC with
+    // `application/grpc+json`, which the grpc-js services do not decode (a documented difference).
+    found = protocol === "connect" ? createConnectTransport({ baseUrl, useBinaryFormat: true }) : createGrpcWebTransport({ baseUrl });
     transports.set(key, found);
   }
   return found;
