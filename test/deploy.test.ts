@@ -62,6 +62,12 @@ test("envoy.yaml is a valid Bootstrap by Envoy's own protos", () => {
     "envoy/extensions/filters/http/router/v3/router.proto",
     "envoy/extensions/transport_sockets/tls/v3/tls.proto",
     "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
+    "envoy/extensions/filters/http/lua/v3/lua.proto",
+    "envoy/extensions/filters/http/compressor/v3/compressor.proto",
+    "envoy/extensions/compression/gzip/compressor/v3/gzip.proto",
+    "envoy/extensions/compression/brotli/compressor/v3/brotli.proto",
+    "envoy/extensions/filters/http/connect_grpc_bridge/v3/config.proto",
+    "envoy/extensions/filters/http/health_check/v3/health_check.proto",
   ]);
   assert.deepEqual(checkAgainstProto(root, "envoy.config.bootstrap.v3.Bootstrap", envoy), []);
   // The checker itself must catch a misspelt field, or the assertion above proves nothing.
