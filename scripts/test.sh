@@ -17,6 +17,11 @@ UNIT_IN_TEST=(
   test/edge/rest.test.ts
   test/edge/connect.test.ts
   test/edge/transcoding.test.ts
+  test/edge/bad-requests.test.ts
+  test/edge/fuzz.test.ts
+  test/edge/slow-clients.test.ts
+  test/edge/realtime-unknown-type.test.ts
+  test/interceptors.test.ts
   test/embedded.test.ts
   test/processor/embedded.test.ts
 )

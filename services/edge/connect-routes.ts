@@ -89,9 +89,9 @@ function deadline(hctx: HandlerContext, configuredMs: number): number {
  * caller learns its deadline expired.
  */
 function deadlineExpired(hctx: HandlerContext): boolean {
-  if (!hctx.signal.aborted) return false;
   const reason: unknown = hctx.signal.reason;
-  if (reason instanceof ConnectError) return reason.code === ConnectCode.DeadlineExceeded;
+  if (hctx.signal.aborted && reason instanceof ConnectError) return reason.code === ConnectCode.DeadlineExceeded;
+  // Either timer may fire first (grpc-js' for the upstream call, connect-node's for the caller): the clock decides.
   const left = hctx.timeoutMs();
   return left !== undefined && left <= 0;
 }
