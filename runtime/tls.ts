@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ChannelCredentials, ServerCredentials, type ServerUnaryCall } from "@grpc/grpc-js";
-import type { PeerCertificate } from "node:tls";
+import { checkServerIdentity, type PeerCertificate } from "node:tls";
 
 /** PEM material of one mesh identity: the CA every peer must chain to, and this identity's pair. */
 export interface MeshIdentity {
@@ -27,8 +27,29 @@ export function serverCredentials(identity: MeshIdentity): ServerCredentials {
   return ServerCredentials.createSsl(identity.ca, [{ cert_chain: identity.cert, private_key: identity.key }], true);
 }
 
-export function clientCredentials(identity: MeshIdentity): ChannelCredentials {
-  return ChannelCredentials.createSsl(identity.ca, identity.key, identity.cert);
+/**
+ * Client credentials of a mesh identity. With `expectedPeer`, the server's certificate must also
+ * name that mesh identity (a DNS SAN): every mesh certificate carries localhost/127.0.0.1, so the
+ * host name alone would let any mesh member answer for any service.
+ */
+export function clientCredentials(identity: MeshIdentity, expectedPeer?: string): ChannelCredentials {
+  if (!expectedPeer) return ChannelCredentials.createSsl(identity.ca, identity.key, identity.cert);
+  return ChannelCredentials.createSsl(identity.ca, identity.key, identity.cert, {
+    checkServerIdentity(host, cert) {
+      const standard = checkServerIdentity(host, cert);
+      if (standard) return standard;
+      const names = dnsNames(cert);
+      return names.includes(expectedPeer) ? undefined : new Error(`the server's certificate names ${names.join(", ") || "nothing"}, not ${expectedPeer}`);
+    },
+  });
+}
+
+function dnsNames(cert: PeerCertificate): string[] {
+  return (cert.subjectaltname ?? "")
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter((entry) => entry.startsWith("DNS:"))
+    .map((entry) => entry.slice(4));
 }
 
 /** The peer's mesh name: the first DNS SAN of its certificate, else its CN. */

@@ -204,6 +204,19 @@ describe("mesh runtime over mTLS", () => {
     raw.close();
   });
 
+  test("a client that expects a mesh identity refuses a server whose certificate names another", async () => {
+    const right = createClient(QueryService, address, clientCredentials(certs.identity("cli"), "query"));
+    assert.equal((await right.getEntity({ tenant: "t", type: "x", id: "a" }, { deadline: Date.now() + 5_000 })).entity?.id, "a");
+    const wrong = createClient(QueryService, address, clientCredentials(certs.identity("cli"), "command"));
+    await assert.rejects(wrong.getEntity({ tenant: "t", type: "x", id: "a" }, { deadline: Date.now() + 3_000 }), (error: unknown) => {
+      assert.ok(error instanceof RpcError);
+      assert.ok(error.code === Code.UNAVAILABLE || error.code === Code.DEADLINE_EXCEEDED, `code ${Code[error.code]}`);
+      return true;
+    });
+    right.close();
+    wrong.close();
+  });
+
   test("the deadline and request id propagate to downstream calls", async () => {
     const client = createClient(QueryService, address, clientCredentials(certs.identity("cli")));
     const before = Date.now();

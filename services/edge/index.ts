@@ -21,9 +21,9 @@ export const edgeService: ServiceModule = {
       h2cPort: config.edgeH2cPort,
       tls: edgeTls(config),
       upstreams: [
-        { service: QueryService, address: serviceAddress(config, "query") },
-        { service: CommandService, address: serviceAddress(config, "command") },
-        { service: RealtimeService, address: serviceAddress(config, "realtime") },
+        { service: QueryService, address: serviceAddress(config, "query"), credentials: clientCredentials(runtime.identity("edge"), "query") },
+        { service: CommandService, address: serviceAddress(config, "command"), credentials: clientCredentials(runtime.identity("edge"), "command") },
+        { service: RealtimeService, address: serviceAddress(config, "realtime"), credentials: clientCredentials(runtime.identity("edge"), "realtime") },
       ],
       credentials: clientCredentials(runtime.identity("edge")),
       timeoutMs: config.edgeTimeoutMs,

@@ -9,6 +9,8 @@ import { DEFAULT_FORWARDED_HEADERS, DEFAULT_PASSTHROUGH_HEADERS } from "./forwar
 export interface UpstreamSpec {
   readonly service: DescService;
   readonly address: string;
+  /** mTLS credentials for this upstream (e.g. verifying its identity); default: `credentials`. */
+  readonly credentials?: ChannelCredentials;
 }
 
 export interface EdgeOptions {
