@@ -185,7 +185,7 @@ describe("mesh runtime over mTLS", () => {
     client.close();
   });
 
-  test("a request that does not decode is INVALID_ARGUMENT (INVALID_MESSAGE), not INTERNAL: garbage bytes and nesting past the decoder's limit", async () => {
+  test("a request that does not decode is INVALID_ARGUMENT (INVALID_MESSAGE), not INTERNAL: garbage bytes, a truncated field, invalid UTF-8", async () => {
     const raw = new GrpcClient(address, clientCredentials(certs.identity("cli")));
     const send = (bytes: Buffer) =>
       new Promise<{ code: number; reason?: string }>((resolve) =>
@@ -201,6 +201,8 @@ describe("mesh runtime over mTLS", () => {
     assert.deepEqual(await send(Buffer.from([0x0a, 0x7f, 0x61])), { code: Code.INVALID_ARGUMENT, reason: "INVALID_MESSAGE" });
     // A group start with no end, nested: protobuf-es refuses it, grpc-js would have said INTERNAL.
     assert.deepEqual(await send(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f])), { code: Code.INVALID_ARGUMENT, reason: "INVALID_MESSAGE" });
+    // A string field that is not valid UTF-8 (proto3 strings must be): refused, not replaced by U+FFFD.
+    assert.deepEqual(await send(Buffer.from([0x0a, 0x02, 0xff, 0xfe])), { code: Code.INVALID_ARGUMENT, reason: "INVALID_MESSAGE" });
     raw.close();
   });
 
