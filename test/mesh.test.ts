@@ -199,7 +199,7 @@ describe("mesh runtime over mTLS", () => {
       );
     // Field 1 (tenant) as a length-delimited value that runs past the end of the message.
     assert.deepEqual(await send(Buffer.from([0x0a, 0x7f, 0x61])), { code: Code.INVALID_ARGUMENT, reason: "INVALID_MESSAGE" });
-    // A group start with no end, nested: protobuf-es refuses it, grpc-js would have said INTERNAL.
+    // A tag whose field number and wire type are out of range.
     assert.deepEqual(await send(Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f])), { code: Code.INVALID_ARGUMENT, reason: "INVALID_MESSAGE" });
     // A string field that is not valid UTF-8 (proto3 strings must be): refused, not replaced by U+FFFD.
     assert.deepEqual(await send(Buffer.from([0x0a, 0x02, 0xff, 0xfe])), { code: Code.INVALID_ARGUMENT, reason: "INVALID_MESSAGE" });
