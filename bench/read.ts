@@ -21,6 +21,7 @@ import { createTestDatabase, type TestDatabase } from "../test/support/database.
 import { testCerts, type TestCerts } from "../test/support/certs.js";
 import { infra } from "../test/support/env.js";
 import { ServerProcess } from "./lib/children.js";
+import { startEnvoy } from "./lib/envoy.js";
 import { entityId, seedEntities } from "./lib/dataset.js";
 import { describeLoad, grpcFrame, h2load, type LoadOptions, type LoadResult } from "./lib/h2load.js";
 import { scrape, sumOf, type Sample } from "./lib/prometheus.js";
@@ -85,7 +86,14 @@ interface Run extends LoadResult {
   readonly load1: number;
 }
 
-async function measure(options: LoadOptions, watched: readonly ServerProcess[], redis?: Redis): Promise<Run> {
+/** A process whose CPU a run accounts for: a ServerProcess, or Envoy. */
+interface CpuWatched {
+  readonly name: string;
+  markCpu(): Promise<void>;
+  cpuSince(): Promise<number>;
+}
+
+async function measure(options: LoadOptions, watched: readonly CpuWatched[], redis?: Redis): Promise<Run> {
   await Promise.all(watched.map((server) => server.markCpu()));
   const redisBefore = redis ? await redisCpu(redis) : 0;
   const started = performance.now();
@@ -218,7 +226,7 @@ async function main(): Promise<void> {
   const admin = new Redis(infra.redisUrl, { maxRetriesPerRequest: 1 });
 
   // ------------------------------------------------------------------ setup
-  certs = testCerts(["query", "edge"]);
+  certs = testCerts(["query", "edge", "envoy"]);
   db = await createTestDatabase({ replica: true });
   const seeded = await seedEntities(db.url, db.replicaUrl, TENANT, TYPE, ZIPF.keys);
   if (seeded.rows !== ZIPF.keys) throw new Error(`the replica holds ${seeded.rows} of ${ZIPF.keys} seeded entities`);
@@ -291,6 +299,44 @@ async function main(): Promise<void> {
     const cpuRatio = round((floorBefore.cpuUsPerRequest + floorAfter.cpuUsPerRequest) / 2 / edgeRun.cpuUsPerRequest);
     edgeRuns[mode] = { floorBefore, edge: edgeRun, floorAfter, counters, floor_rps: floorRps, ratio: round(edgeRun.rps / floorRps), cpu_ratio: cpuRatio, settings: describeLoad({ url: "", ...load, ...timing }) };
   }
+  // -------------------------------------------------------------- Envoy hit
+  // The production edge in front of the same QueryService: Envoy 1.40 (--concurrency 1) on the static
+  // config `umw envoy-config` renders (REST transcoding, mTLS upstream), HTTP/1.1 like the node:http floor.
+  const envoy = await startEnvoy({ certsDir: certs.dir, queryAddress: query.info.address!, workDir: certs.dir });
+  const envoyUrl = `http://127.0.0.1:${envoy.port}${REST_PATH}`;
+  const envoyDeadline = Date.now() + 30_000;
+  for (;;) {
+    // Envoy routes once its health check has passed the query instance.
+    const answer = await httpGet(envoy.port, REST_PATH).catch(() => undefined);
+    if (answer?.status === 200 && /^umw; hit/.test(answer.headers["cache-status"] ?? "")) break;
+    if (Date.now() > envoyDeadline) throw new Error(`Envoy: GET ${REST_PATH} answered ${answer?.status} (${answer?.headers["cache-status"]})`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  const h1 = modes[0]!.load;
+  await h2load({ url: envoyUrl, ...h1, durationS: JIT_WARMUP_S, warmupS: 0 });
+  const envoyCountersBefore = await queryCounters(query);
+  const envoyRun = await measure({ url: envoyUrl, ...h1, durationS: DURATION_S, warmupS: WARMUP_S }, [envoy, query], admin);
+  const envoyCounters = delta(await queryCounters(query), envoyCountersBefore);
+  if (envoyCounters.hits < envoyRun.requests || envoyCounters.misses + envoyCounters.collapsed + envoyCounters.cacheErrors > 0) {
+    throw new Error(`envoy: ${envoyRun.requests} requests but query hits ${envoyCounters.hits}, misses ${envoyCounters.misses}`);
+  }
+  await envoy.stop();
+  const h1Runs = edgeRuns["http/1.1"]!;
+  const usPerRequest = (run: Run, name: string) => Math.round(((run.cpu[name] ?? 0) / 100) * (1e6 / run.rps));
+  const envoyFigures = {
+    envoy_hit_rps: envoyRun.rps,
+    envoy_hit_p99_ms: envoyRun.p99Ms,
+    ratio_envoy_to_floor: round(envoyRun.rps / h1Runs.floor_rps),
+    ratio_envoy_to_node_edge: round(envoyRun.rps / h1Runs.edge.rps),
+    cpu_us_per_request: {
+      envoy: usPerRequest(envoyRun, "envoy"),
+      query_behind_envoy: usPerRequest(envoyRun, "query"),
+      node_edge: usPerRequest(h1Runs.edge, "edge"),
+      query_behind_node_edge: usPerRequest(h1Runs.edge, "query"),
+    },
+  };
+  progress("envoy", `HTTP/1.1 Envoy → query (mTLS) → Redis: ${fmt(envoyRun)}; ratio to the floor ${envoyFigures.ratio_envoy_to_floor}, to the Node edge ${envoyFigures.ratio_envoy_to_node_edge}`);
+
   await retire(floorHttp);
   await retire(floorH2c);
   await retire(edge);
@@ -379,6 +425,7 @@ async function main(): Promise<void> {
     ratio_grpc_to_floor: ratioGrpc,
     zipf_hit_ratio: round(zipfHitRatio, 4),
     zipf_backend_share: round(zipfBackendShare, 4),
+    ...envoyFigures,
   };
   const targets = {
     ratio_edge_to_floor: { target: TARGETS.ratio_edge_to_floor, value: ratioEdge, met: ratioEdge >= TARGETS.ratio_edge_to_floor },
@@ -457,6 +504,8 @@ async function main(): Promise<void> {
     ["zipf_backend_share", String(figures.zipf_backend_share), `target ≤ ${TARGETS.zipf_backend_share}: ${targets.zipf_backend_share.met ? "met" : "NOT met"}`],
   ];
   for (const [mode, run] of Object.entries(edgeRuns)) rows.push([`  edge ${mode}`, String(run.edge.rps), `floor ${run.floor_rps} → ratio ${run.ratio}; cpu ratio ${run.cpu_ratio}`]);
+  rows.push(["envoy_hit_rps", String(envoyFigures.envoy_hit_rps), `HTTP/1.1; ratio to floor ${envoyFigures.ratio_envoy_to_floor}, to the Node edge ${envoyFigures.ratio_envoy_to_node_edge}`]);
+  rows.push(["  cpu µs/req", "", `envoy ${envoyFigures.cpu_us_per_request.envoy} + query ${envoyFigures.cpu_us_per_request.query_behind_envoy}; node edge ${envoyFigures.cpu_us_per_request.node_edge} + query ${envoyFigures.cpu_us_per_request.query_behind_node_edge}`]);
   rows.push([`  grpc cpu ratio`, String(grpcCpuRatio), `${grpcRun.cpuUsPerRequest} µs/req (query + Redis) vs floor ${results.supplementary.floor_grpc_cpu_us_per_request} µs/req`]);
   console.log("");
   console.log(`${"field".padEnd(22)} ${"value".padStart(10)}  note`);

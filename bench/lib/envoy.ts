@@ -1,0 +1,59 @@
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { requireEnvoy, startProcess, type Proc } from "../../test/envoy/support.js";
+import { freePort } from "../../test/support/ports.js";
+
+/** Clock ticks per second of /proc/<pid>/stat's CPU times. */
+const CLOCK_TICKS = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
+
+/** Envoy 1.40 (scripts/infra.sh envoy) on the static config `umw envoy-config` renders, in front of one QueryService. */
+export interface BenchEnvoy {
+  readonly name: "envoy";
+  readonly port: number;
+  readonly adminPort: number;
+  /** The same CPU window as a ServerProcess: markCpu(), then the share of one core used since. */
+  markCpu(): Promise<void>;
+  cpuSince(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+export async function startEnvoy(options: { certsDir: string; queryAddress: string; workDir: string }): Promise<BenchEnvoy> {
+  const bin = requireEnvoy();
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const config = join(options.workDir, "envoy-bench.yaml");
+  // Only the query cluster is reachable: command and realtime point at a closed port (unused here).
+  execFileSync(process.execPath, [
+    "bin/umw.mjs", "envoy-config", "--out", config, "--certs", options.certsDir, "--admin-port", String(adminPort), "--port", String(port),
+    "--descriptor", join(process.cwd(), "gen/umw.binpb"), "--query", options.queryAddress, "--command", "127.0.0.1:1", "--realtime", "127.0.0.1:1",
+  ]);
+  const proc: Proc = startProcess(bin, ["-c", config, "--concurrency", "1", "--log-level", "warn", "--base-id", String(port)]);
+  const pid = proc.child.pid!;
+  const cpuTicks = () => {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return Number(fields[11]) + Number(fields[12]); // utime + stime (fields 14 and 15 of the whole line)
+  };
+  let mark = { ticks: 0, at: 0 };
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const ready = await fetch(`http://127.0.0.1:${adminPort}/ready`).then((r) => r.ok, () => false);
+    if (ready) break;
+    if (proc.child.exitCode !== null || Date.now() > deadline) throw new Error(`Envoy did not become ready:\n${proc.output().slice(-3000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    name: "envoy",
+    port,
+    adminPort,
+    async markCpu() {
+      mark = { ticks: cpuTicks(), at: performance.now() };
+    },
+    async cpuSince() {
+      const cpuMs = ((cpuTicks() - mark.ticks) / CLOCK_TICKS) * 1000;
+      return Math.round((cpuMs / (performance.now() - mark.at)) * 100);
+    },
+    async stop() {
+      await proc.stop();
+    },
+  };
+}
