@@ -158,6 +158,13 @@ export const CASES: ConformanceCase[] = [
     },
   },
   {
+    name: "503 with the service's reason when a type's backend is down (nothing cached to serve stale)",
+    async run(fx) {
+      const answer = await curl(`${fx.edge.url}/v1/tenants/${fx.tenant}/types/remote/entities/r1`);
+      assertStatus(answer, 503, "BACKEND_UNAVAILABLE");
+    },
+  },
+  {
     name: "404 for a missing entity (the service's reason) and for a path no binding has (ROUTE_NOT_FOUND)",
     async run(fx) {
       assertStatus(await curl(entities(fx, "/missing")), 404, "ENTITY_NOT_FOUND");

@@ -1,7 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
+import { parse, stringify } from "yaml";
 import { adsBootstrap, bootstrapYaml } from "../../services/control-plane/bootstrap.js";
 import { MESH_IDENTITIES } from "../../services/registry.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
@@ -62,11 +63,16 @@ export async function startStack(): Promise<Stack> {
     await controlPlane.waitFor(/control plane ready/);
 
     const ports = await freeServicePorts();
+    // The demo types, plus `remote`: a type whose HTTP backend is down (a closed port), for the 503 case.
+    const demo = parse(readFileSync("config/demo.yaml", "utf8")) as { resources: Record<string, unknown> };
+    demo.resources.remote = { backend: { kind: "http", urlTemplate: `http://127.0.0.1:${await freePort()}/things/{tenant}/{id}`, timeoutMs: 500 } };
+    const configFile = join(dir, "config.yaml");
+    writeFileSync(configFile, stringify(demo));
     const services = umw(["serve", "all"], {
       ...Object.fromEntries(Object.entries(ports).map(([key, value]) => [key, String(value)])),
       UMW_EDGE_H2C_PORT: String(nodeH2cPort),
       UMW_CERTS_DIR: certs.dir,
-      UMW_CONFIG: "config/demo.yaml",
+      UMW_CONFIG: configFile,
       UMW_PG_URL: db.url,
       UMW_PG_REPLICA_URL: db.replicaUrl,
       UMW_REDIS_URL: infra.redisUrl,
