@@ -14,6 +14,7 @@ import { cloudEventHeaders, EVENT_TYPES, newEventContext } from "../../runtime/c
 import { checkName, checkType, entityKey } from "../../runtime/entity.js";
 import { Code, invalidArgument, notFound, RpcError } from "../../runtime/errors.js";
 import type { Logger } from "../../runtime/logger.js";
+import { classifyPgError } from "../../runtime/pg-errors.js";
 import { OutboxWaker } from "./outbox-waker.js";
 import type { Resources } from "../../runtime/resources.js";
 import { methodPath, type ServiceHandlers } from "../../runtime/service-definition.js";
@@ -463,25 +464,21 @@ function prepared<R>(db: Database, name: string, text: string, values: unknown[]
 }
 
 /**
- * Database failures as the caller should see them: the primary unreachable or restarting →
- * UNAVAILABLE (retry; with the same idempotency key a retry is safe); a serialization failure or
- * deadlock → ABORTED; anything else stays INTERNAL (logged by the server).
+ * Database failures as the caller should see them (runtime/pg-errors.ts): the primary unreachable,
+ * restarting, demoted or timing out → UNAVAILABLE (retry; with the same idempotency key a retry is
+ * safe); a serialization failure, deadlock or lock timeout → ABORTED; anything else stays INTERNAL
+ * (logged by the server).
  */
 async function guard<T>(log: Logger, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (error) {
     if (error instanceof RpcError) throw error;
-    const code = String((error as { code?: unknown }).code ?? "");
-    const message = String((error as Error)?.message ?? "");
-    if (code === "40001" || code === "40P01") {
+    const kind = classifyPgError(error);
+    if (kind === "conflict") {
       throw new RpcError(Code.ABORTED, "TRANSACTION_CONFLICT", "the write conflicted with another one; retry with the same idempotency key");
     }
-    if (
-      /^(08|57P0|53)/.test(code) ||
-      ["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH"].includes(code) ||
-      /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connection ended/i.test(message)
-    ) {
+    if (kind === "connection" || kind === "failover" || kind === "timeout") {
       log.warn({ err: error }, "primary database unavailable");
       throw new RpcError(Code.UNAVAILABLE, "DATABASE_UNAVAILABLE", "the primary database is unavailable; retry later (with the same idempotency key for writes)");
     }

@@ -4,6 +4,7 @@ import type pg from "pg";
 import type { Entity } from "../../gen/umw/v1/entity_pb.js";
 import { entityFromRow } from "../../runtime/entity.js";
 import { Code, RpcError, unavailable } from "../../runtime/errors.js";
+import { classifyPgError } from "../../runtime/pg-errors.js";
 import type { EntityBackend } from "./backend.js";
 
 /** The table of one resource type (the postgres backend of runtime/resources.ts). */
@@ -139,16 +140,16 @@ function asObject(data: unknown): JsonObject {
   return { value: (data ?? null) as JsonObject[string] };
 }
 
-const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EPIPE", "57P01", "57P02", "57P03", "53300", "53000"]);
-
 /** A pg failure as the caller should see it: store unreachable, slow, or a bug (details only in logs). */
 export function pgFailure(error: unknown, what: string): RpcError {
   if (error instanceof RpcError) return error;
   const { code, message = "" } = (error ?? {}) as { code?: string; message?: string };
+  const kind = classifyPgError(error);
   let failure: RpcError;
-  if (code === "57014" || /timeout/i.test(message)) {
+  if (kind === "timeout" || (kind === "unknown" && /timeout/i.test(message))) {
     failure = unavailable("BACKEND_TIMEOUT", `${what} timed out`);
-  } else if ((code && (code.startsWith("08") || UNAVAILABLE_CODES.has(code))) || /Connection terminated|after calling end|connect|not queryable/i.test(message)) {
+  } else if (kind === "connection" || kind === "failover" || kind === "conflict" || (kind === "unknown" && /not queryable/i.test(message))) {
+    // A replica's recovery conflict is 40001 too: the read can be retried.
     failure = unavailable("BACKEND_UNAVAILABLE", `${what}: the database is not reachable`, code ? { cause: code } : {});
   } else {
     failure = new RpcError(Code.INTERNAL, "BACKEND_ERROR", `${what} failed`, code ? { sqlstate: code } : {});
