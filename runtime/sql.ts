@@ -1,5 +1,6 @@
 import pg from "pg";
 import { unavailable } from "./errors.js";
+import { withRetry } from "./retry.js";
 import type { Logger } from "./logger.js";
 import { processReadiness, type Reporter } from "./readiness.js";
 
@@ -119,22 +120,23 @@ export async function connectPostgres(options: PostgresOptions): Promise<Databas
   const guard = guardPool(pool, { role: options.role, log: options.log });
   guard.health.notReady("connecting");
   const deadline = Date.now() + (options.connectTimeoutMs ?? 15_000);
-  for (;;) {
-    try {
-      await pool.query("SELECT 1");
-      guard.health.ready();
-      break;
-    } catch (error) {
-      if (Date.now() > deadline) {
-        guard.stop();
-        await pool.end().catch(() => undefined);
-        throw unavailable("POSTGRES_UNREACHABLE", `cannot reach Postgres ${options.role} at ${redactUrl(options.url)}: ${(error as Error).message}`);
-      }
-      guard.health.notReady((error as Error).message);
-      options.log.warn({ role: options.role, url: redactUrl(options.url) }, "Postgres not reachable yet; retrying");
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
+  try {
+    await withRetry(() => pool.query("SELECT 1"), {
+      initialDelayMs: 250,
+      maxDelayMs: 1_000,
+      deadline,
+      onRetry(error) {
+        guard.health.notReady((error as Error).message);
+        options.log.warn({ role: options.role, url: redactUrl(options.url) }, "Postgres not reachable yet; retrying");
+      },
+    });
+    guard.health.ready();
+  } catch (error) {
+    guard.stop();
+    await pool.end().catch(() => undefined);
+    throw unavailable("POSTGRES_UNREACHABLE", `cannot reach Postgres ${options.role} at ${redactUrl(options.url)}: ${(error as Error).message}`);
   }
+
   /** A failed statement that says the server is gone marks the primary not ready until a probe succeeds. */
   const observe = <T>(promise: Promise<T>): Promise<T> =>
     promise.catch((error: unknown) => {
