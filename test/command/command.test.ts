@@ -17,7 +17,7 @@ import { EVENT_TYPES } from "../../runtime/cloudevents.js";
 import { Code, RpcError } from "../../runtime/errors.js";
 import { rootLogger } from "../../runtime/logger.js";
 import { MeshServer } from "../../runtime/server.js";
-import { connectPostgres, type Database } from "../../runtime/sql.js";
+import { connectPostgres, databaseOnPool, type Database } from "../../runtime/sql.js";
 import { clientCredentials, serverCredentials } from "../../runtime/tls.js";
 import { topicNames } from "../../runtime/topics.js";
 import { createCommandService, type CommandServiceImpl } from "../../services/command/command-service.js";
@@ -332,18 +332,7 @@ describe("CommandService writes", () => {
   test("the primary unreachable: UNAVAILABLE, so the caller retries with the same key", async () => {
     const port = await closedPort();
     const pool = new pg.Pool({ connectionString: `postgres://umw:umw@127.0.0.1:${port}/none`, connectionTimeoutMillis: 1_000 });
-    const down: Database = {
-      query: (text, params) => pool.query(text, params) as never,
-      transaction: async (fn) => {
-        const client = await pool.connect();
-        try {
-          return await fn({ query: (text, params) => client.query(text, params) as never });
-        } finally {
-          client.release();
-        }
-      },
-      close: () => pool.end(),
-    };
+    const down: Database = databaseOnPool(pool);
     const offline = createCommandService({ db: down, resources: RESOURCES, topics: { commands: TOPIC }, log, idempotencySweepMs: 0, listen: false });
     await assert.rejects(
       offline.handlers.createEntity(create(CreateEntityRequestSchema, { tenant: "acme", type: "todo", data: { title: "x" } }), fakeContext({ "idempotency-key": "k" })),
