@@ -148,7 +148,7 @@ describe("CommandService writes", () => {
 
   test("a duplicate while the first is still being accepted gets IN_USE (409) at once", async () => {
     const key = randomUUID();
-    const holder = await (db as unknown as { pool: pg.Pool }).pool.connect();
+    const holder = await db.openSession();
     try {
       // What an accepting transaction holds until it commits.
       await holder.query("BEGIN");
@@ -161,7 +161,7 @@ describe("CommandService writes", () => {
       assert.ok(Date.now() - started < 1_000, "answered without waiting for the other transaction");
     } finally {
       await holder.query("ROLLBACK");
-      holder.release();
+      await holder.release();
     }
     const accepted = await cli.createEntity({ tenant: "acme", type: "todo", id: "busy", data: { title: "x" } }, { headers: { "idempotency-key": key } });
     assert.equal(accepted.receipt!.state, CommandState.ACCEPTED);
@@ -169,7 +169,7 @@ describe("CommandService writes", () => {
 
   test("a key committed after the statement's snapshot is read again, never accepted twice", async () => {
     const key = randomUUID();
-    const other = await (db as unknown as { pool: pg.Pool }).pool.connect();
+    const other = await db.openSession();
     try {
       // Another writer's key row, not yet committed (and not holding the advisory lock).
       await other.query("BEGIN");
@@ -182,7 +182,7 @@ describe("CommandService writes", () => {
       await other.query("COMMIT");
       await assert.rejects(pending, expectRpc(Code.FAILED_PRECONDITION, "IDEMPOTENCY_KEY_REUSED"));
     } finally {
-      other.release();
+      await other.release();
     }
     assert.equal(await count("umw_commands", "entity_id = 'race'"), 0);
     assert.equal(await count("umw_outbox", "aggregateid = 'acme/todo/race'"), 0);
