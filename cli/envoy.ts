@@ -2,6 +2,7 @@ import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { loadConfig } from "../runtime/config.js";
 import { rootLogger } from "../runtime/logger.js";
+import { realInfrastructure } from "../runtime/infrastructure-real.js";
 import { createRuntime } from "../runtime/service.js";
 import { CONTROL_PLANE } from "../services/registry.js";
 import { adsBootstrap, bootstrapYaml, staticBootstrap } from "../services/control-plane/bootstrap.js";
@@ -79,7 +80,8 @@ export async function runEnvoyCommand(command: string, args: string[]): Promise<
   }
   const config = loadConfig();
   const log = rootLogger(config.logLevel).child({ service: "control-plane" });
-  const running = await (await CONTROL_PLANE()).start(createRuntime(config, log));
+  // The control plane opens no store: the infrastructure stays unopened.
+  const running = await (await CONTROL_PLANE()).start(createRuntime(config, log, realInfrastructure(config, log)));
   const stop = async (signal: string) => {
     log.info({ signal }, "stopping");
     await running.stop();

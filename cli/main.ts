@@ -67,8 +67,12 @@ async function serve(config: Config, args: string[]): Promise<number> {
     return 2;
   }
   const log = rootLogger(config.logLevel);
-  const embedded = embeddedMode ? await (await import("../services/embedded/index.js")).openEmbedded(config, log) : undefined;
-  const runtime = createRuntime(config, log);
+  // One infrastructure for the process: every service wires itself on it the same way.
+  const infrastructure = embeddedMode
+    ? await (await import("../services/embedded/index.js")).openEmbedded(config, log)
+    : (await import("../runtime/infrastructure-real.js")).realInfrastructure(config, log);
+  const embedded = infrastructure.kind === "embedded";
+  const runtime = createRuntime(config, log, infrastructure);
   const running: RunningService[] = [];
   let stopping = false;
   const stopAll = async (signal: string) => {
@@ -81,7 +85,7 @@ async function serve(config: Config, args: string[]): Promise<number> {
     // The edge first (no new requests), then the others in the reverse order of their start.
     const order = [...running.filter((service) => service.name === "edge"), ...running.filter((service) => service.name !== "edge").reverse()];
     for (const service of order) await service.stop().catch((error) => log.error({ err: error, service: service.name }, "stop failed"));
-    await embedded?.close().catch((error: unknown) => log.error({ err: error }, "closing the embedded stores failed"));
+    await infrastructure.close().catch((error: unknown) => log.error({ err: error }, "closing the stores failed"));
     log.info("stopped");
     process.exit(0);
   };
@@ -92,7 +96,7 @@ async function serve(config: Config, args: string[]): Promise<number> {
     const health = processReadiness.reporter("service", name);
     health.notReady("starting");
     try {
-      const module = embedded ? embedded.services[name]! : await SERVICES[name]!();
+      const module = await SERVICES[name]!();
       const service = await module.start({ ...runtime, log: log.child({ service: name }) });
       running.push(service);
       health.ready();

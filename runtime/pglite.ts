@@ -1,5 +1,6 @@
 import { PGlite, type PGliteOptions } from "@electric-sql/pglite";
 import { readMigrations } from "./migrate.js";
+import { pgliteSessionOpener } from "./pglite-session.js";
 import type { Database, Sql } from "./sql.js";
 
 /**
@@ -19,10 +20,18 @@ export async function openPglite(dataDir?: string, options?: PGliteOptions): Pro
     });
   }
   const wrap = (target: Pick<PGlite, "query">): Sql => ({ query: (text, params) => target.query(text, params) as never });
+  // Statement names are dropped: PGlite plans each query, there is no connection to prepare on.
   return {
     pglite,
     ...wrap(pglite),
+    prepared: (_name, text, params) => pglite.query(text, params) as never,
     transaction: (fn) => pglite.transaction((tx) => fn(wrap(tx))),
+    transactionFrom: (first, params, fn) =>
+      pglite.transaction(async (tx) => {
+        const tsx = wrap(tx);
+        return fn(await tsx.query(first, [...params]), tsx);
+      }),
+    openSession: pgliteSessionOpener(pglite),
     close: () => pglite.close(),
   };
 }

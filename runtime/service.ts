@@ -1,5 +1,6 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { Config } from "./config.js";
+import type { Infrastructure } from "./infrastructure.js";
 import type { Logger } from "./logger.js";
 import { MeshServer, meshServerLimits } from "./server.js";
 import type { ServiceHandlers } from "./service-definition.js";
@@ -9,13 +10,15 @@ import { loadIdentity, serverCredentials, type MeshIdentity } from "./tls.js";
 export interface ServiceRuntime {
   readonly config: Config;
   readonly log: Logger;
+  /** The stores of the process (real or embedded), shared by its services and closed by its owner. */
+  readonly infrastructure: Infrastructure;
   /** The mTLS identity of a mesh member (certificate `<name>.crt` in the certs folder). */
   identity(name: string): MeshIdentity;
 }
 
 export interface RunningService {
   readonly name: string;
-  /** Graceful: stop accepting, drain, release connections. */
+  /** Graceful: stop accepting, drain, release what the service opened (not the infrastructure). */
   stop(): Promise<void>;
 }
 
@@ -26,11 +29,12 @@ export interface ServiceModule {
   start(runtime: ServiceRuntime): Promise<RunningService>;
 }
 
-export function createRuntime(config: Config, log: Logger): ServiceRuntime {
+export function createRuntime(config: Config, log: Logger, infrastructure: Infrastructure): ServiceRuntime {
   const identities = new Map<string, MeshIdentity>();
   return {
     config,
     log,
+    infrastructure,
     identity(name) {
       let identity = identities.get(name);
       if (!identity) identities.set(name, (identity = loadIdentity(config.certsDir, name)));

@@ -1,4 +1,6 @@
 import pg from "pg";
+import type { DbSession } from "./db-session.js";
+import { openPgSession } from "./pg-session.js";
 import { unavailable } from "./errors.js";
 import { withRetry } from "./retry.js";
 import type { Logger } from "./logger.js";
@@ -9,14 +11,31 @@ export interface QueryResult<R> {
   readonly rowCount?: number | null;
 }
 
-/** What services need of a SQL database: pg.Pool, a pg client and PGlite all fit. */
+/** Statements on a SQL database (a pool, one connection, a transaction). */
 export interface Sql {
   query<R = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<R>>;
 }
 
+/**
+ * The database port: everything services do with Postgres goes through it, so no service knows the
+ * driver. Adapters: `connectPostgres` / `openPostgres` (pg pool, here) and `openPglite` (runtime/pglite.ts).
+ */
 export interface Database extends Sql {
+  /**
+   * A statement the driver may keep parsed and planned per connection under `name` (a pg named
+   * prepared statement); drivers without that run it as a plain query.
+   */
+  prepared<R = Record<string, unknown>>(name: string, text: string, params: unknown[]): Promise<QueryResult<R>>;
   /** Runs fn in one transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T>;
+  /**
+   * A transaction whose first statement travels with BEGIN in one round trip where the driver can
+   * pipeline (pg: one simple-protocol query of two statements, the string `params` inlined as
+   * escaped literals). fn gets that statement's result; committed when fn resolves.
+   */
+  transactionFrom<R, T>(first: string, params: readonly string[], fn: (first: QueryResult<R>, tx: Sql) => Promise<T>): Promise<T>;
+  /** One connection held apart (advisory locks, LISTEN): see runtime/db-session.ts. */
+  openSession(): Promise<DbSession>;
   close(): Promise<void>;
 }
 
@@ -115,7 +134,7 @@ export function guardPool(pool: pg.Pool, options: { readonly role: string; reado
 }
 
 /** A pg.Pool that proves it can reach the server before a service starts on it. */
-export async function connectPostgres(options: PostgresOptions): Promise<Database & { readonly pool: pg.Pool }> {
+export async function connectPostgres(options: PostgresOptions): Promise<Database> {
   const pool = new pg.Pool({ connectionString: options.url, max: options.max ?? 10, connectionTimeoutMillis: 3_000 });
   const guard = guardPool(pool, { role: options.role, log: options.log });
   guard.health.notReady("connecting");
@@ -136,33 +155,75 @@ export async function connectPostgres(options: PostgresOptions): Promise<Databas
     await pool.end().catch(() => undefined);
     throw unavailable("POSTGRES_UNREACHABLE", `cannot reach Postgres ${options.role} at ${redactUrl(options.url)}: ${(error as Error).message}`);
   }
+  return poolDatabase(pool, guard);
+}
 
+/**
+ * The Database port on a pg pool that is not proven reachable first (the query service starts
+ * degraded and reads when the replica comes): guarded like connectPostgres, one connection at most
+ * per `max`, `statementTimeoutMs` per statement.
+ */
+export function openPostgres(options: PostgresOptions & { readonly statementTimeoutMs?: number; readonly applicationName?: string }): Database {
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.max ?? 10,
+    connectionTimeoutMillis: 2_000,
+    query_timeout: options.statementTimeoutMs,
+    statement_timeout: options.statementTimeoutMs,
+    application_name: options.applicationName,
+  });
+  pool.on("error", (error) => options.log.warn({ err: error.message, role: options.role }, "idle connection failed"));
+  return poolDatabase(pool, guardPool(pool, { role: options.role, log: options.log }));
+}
+
+/** Substitutes $n by the escaped literal of params[n-1]: for the pipelined first statement only. */
+function inlineLiterals(client: pg.PoolClient, text: string, params: readonly string[]): string {
+  return text.replace(/\$(\d+)/g, (_, n: string) => client.escapeLiteral(params[Number(n) - 1]!));
+}
+
+/** The Database port on a pg pool the caller made (tests, benchmarks); `close()` ends the pool. */
+export function databaseOnPool(pool: pg.Pool): Database {
+  return poolDatabase(pool, { down: () => undefined, stop: () => undefined });
+}
+
+function poolDatabase(pool: pg.Pool, guard: { down(error: Error): void; stop(): void }): Database {
   /** A failed statement that says the server is gone marks the primary not ready until a probe succeeds. */
   const observe = <T>(promise: Promise<T>): Promise<T> =>
     promise.catch((error: unknown) => {
       if (isConnectionError(error)) guard.down(error as Error);
       throw error;
     });
+  const onClient = async <T>(begin: (client: pg.PoolClient) => Promise<T>): Promise<T> => {
+    const client = await observe(pool.connect());
+    let broken: Error | undefined;
+    try {
+      const result = await begin(client);
+      await client.query("COMMIT");
+      return result;
+    } catch (error) {
+      if (isConnectionError(error)) guard.down(error as Error);
+      // A connection that cannot even roll back is dropped, not handed to the next transaction.
+      await client.query("ROLLBACK").catch((rollbackError: unknown) => (broken = rollbackError as Error));
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  };
+  const on = (client: pg.PoolClient): Sql => ({ query: (text, params) => client.query(text, params) as never });
   return {
-    pool,
     query: (text, params) => observe(pool.query(text, params) as never),
-    async transaction(fn) {
-      const client = await observe(pool.connect());
-      let broken: Error | undefined;
-      try {
+    prepared: (name, text, params) => observe(pool.query({ name, text, values: params }) as never),
+    transaction: (fn) =>
+      onClient(async (client) => {
         await client.query("BEGIN");
-        const result = await fn({ query: (text, params) => client.query(text, params) as never });
-        await client.query("COMMIT");
-        return result;
-      } catch (error) {
-        if (isConnectionError(error)) guard.down(error as Error);
-        // A connection that cannot even roll back is dropped, not handed to the next transaction.
-        await client.query("ROLLBACK").catch((rollbackError: unknown) => (broken = rollbackError as Error));
-        throw error;
-      } finally {
-        client.release(broken);
-      }
-    },
+        return fn(on(client));
+      }),
+    transactionFrom: (first, params, fn) =>
+      onClient(async (client) => {
+        const results = (await client.query(`BEGIN; ${inlineLiterals(client, first, params)}`)) as unknown as pg.QueryResult[];
+        return fn(results[1] as never, on(client));
+      }),
+    openSession: () => observe(openPgSession(pool)),
     async close() {
       guard.stop();
       await pool.end();

@@ -3,6 +3,7 @@
 // commands over IPC: {cmd: "start", role, options} → info; "cpu" → process.cpuUsage(); "stop".
 import { ServerCredentials, type ChannelOptions } from "@grpc/grpc-js";
 import pg from "pg";
+import { databaseOnPool } from "../../runtime/sql.js";
 import { pino } from "pino";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { Registry } from "../../runtime/metrics.js";
@@ -113,7 +114,7 @@ async function start(spec: RoleSpec): Promise<Started> {
     case "query": {
       const pool = new pg.Pool({ connectionString: spec.replicaUrl, max: 16, application_name: "umw-bench-query" });
       pool.on("error", () => undefined);
-      const backend = new PostgresBackend(pool, TABLE);
+      const backend = new PostgresBackend(databaseOnPool(pool), TABLE);
       const cache = await RedisCache.connect({ url: spec.redisUrl, log });
       const catalog = ResourceCatalog.of(Object.fromEntries(spec.types.map((type) => [type, { backend, policy: spec.l1Ms ? { l1Ms: spec.l1Ms } : {} }])));
       const server = await startQueryServer({

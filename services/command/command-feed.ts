@@ -1,6 +1,6 @@
 import type { Logger } from "../../runtime/logger.js";
 import { COMMAND_CHANNEL } from "../../runtime/outbox.js";
-import type { OpenSession, PgSession } from "../relay/pg-session.js";
+import type { DbSession as PgSession, OpenSession } from "../../runtime/db-session.js";
 
 /** What a watcher waits on: a change of its command (NOTIFY), a poll tick, or its abort signal. */
 export interface CommandWatch {

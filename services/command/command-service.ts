@@ -18,9 +18,8 @@ import { classifyPgError } from "../../runtime/pg-errors.js";
 import { OutboxWaker } from "./outbox-waker.js";
 import type { Resources } from "../../runtime/resources.js";
 import { methodPath, type ServiceHandlers } from "../../runtime/service-definition.js";
-import pg from "pg";
 import type { Database, QueryResult } from "../../runtime/sql.js";
-import { sessionOpener, type OpenSession, type SessionSource } from "../relay/pg-session.js";
+import type { OpenSession } from "../../runtime/db-session.js";
 import { CommandFeed } from "./command-feed.js";
 import { COMMAND_COLUMNS, commandStatusFromRow, TERMINAL_STATES, type CommandRow } from "../../runtime/command-status.js";
 import {
@@ -47,10 +46,10 @@ export interface CommandServiceOptions {
   readonly topics: { readonly commands: string };
   readonly log: Logger;
   /**
-   * Where WatchCommand LISTENs (one shared connection): defaults to a dedicated connection of `db`
-   * when it is a pg pool (connectPostgres); `false` (or a Database without a pool) means polling only.
+   * Where WatchCommand LISTENs (one shared connection): defaults to a session of `db`
+   * (Database.openSession); `false` means polling only.
    */
-  readonly listen?: SessionSource | OpenSession | false;
+  readonly listen?: OpenSession | false;
   /** How long a key protects against duplicates (default 24 h). */
   readonly idempotencyTtlMs?: number;
   /** How often expired keys are deleted (default 1 min); 0 disables the sweeper. */
@@ -187,8 +186,8 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
   const pollMs = options.watchPollMs ?? 1_000;
   const trustedPeers = new Set(options.trustedPrincipalPeers ?? ["edge"]);
   const source = options.source ?? "/umw/command";
-  const listenSource = options.listen ?? ("pool" in db ? (db as unknown as SessionSource) : false);
-  const feed = listenSource === false ? undefined : new CommandFeed(typeof listenSource === "function" ? listenSource : sessionOpener(listenSource), log);
+  const listen = options.listen ?? (() => db.openSession());
+  const feed = listen === false ? undefined : new CommandFeed(listen, log);
   let sweeper: NodeJS.Timeout | undefined;
   const waker = new OutboxWaker(db, log);
   const payloadLimits = options.payloadLimits ?? DEFAULT_PAYLOAD_LIMITS;
@@ -453,14 +452,9 @@ function checkUpdateMask(mask: FieldMask | undefined): void {
   }
 }
 
-/**
- * Runs a statement as a named prepared statement when `db` is a pg pool (connectPostgres): Postgres
- * then parses and plans the statement once per connection instead of on every call.
- */
+/** A named prepared statement (Database.prepared): Postgres parses and plans it once per connection. */
 function prepared<R>(db: Database, name: string, text: string, values: unknown[]): Promise<QueryResult<R>> {
-  const pool = (db as Partial<{ pool: pg.Pool }>).pool;
-  if (pool instanceof pg.Pool) return pool.query({ name, text, values }) as unknown as Promise<QueryResult<R>>;
-  return db.query<R>(text, values);
+  return db.prepared<R>(name, text, values);
 }
 
 /**

@@ -1,6 +1,5 @@
 import { CommandService } from "../../gen/umw/v1/command_pb.js";
-import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
-import { connectPostgres } from "../../runtime/sql.js";
+import { closeStack, startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import { topicNames } from "../../runtime/topics.js";
 import { createCommandService } from "./command-service.js";
 
@@ -16,33 +15,27 @@ export const commandService: ServiceModule = {
   name: "command",
   description: "Writes as commands (CommandService)",
   async start(runtime) {
-    const { config, log } = runtime;
-    const db = await connectPostgres({ url: config.pgUrl, role: "primary", log, max: 20 });
-    const impl = createCommandService({
-      db,
-      resources: config.resources,
-      topics: topicNames(config),
-      log,
-      idempotencyTtlMs: config.idempotencyTtlMs,
-      idempotencySweepMs: config.idempotencySweepMs,
-      watchPollMs: config.commandWatchPollMs,
-      trustedPrincipalPeers: config.trustedPrincipalPeers,
-      payloadLimits: { maxDepth: config.payloadMaxDepth, maxBytes: config.payloadMaxBytes },
-    });
+    const { config, log, infrastructure } = runtime;
+    const cleanup = closeStack(log);
     try {
+      const impl = createCommandService({
+        db: await infrastructure.primary(),
+        resources: config.resources,
+        topics: topicNames(config),
+        log,
+        idempotencyTtlMs: config.idempotencyTtlMs,
+        idempotencySweepMs: config.idempotencySweepMs,
+        watchPollMs: config.commandWatchPollMs,
+        trustedPrincipalPeers: config.trustedPrincipalPeers,
+        payloadLimits: { maxDepth: config.payloadMaxDepth, maxBytes: config.payloadMaxBytes },
+      });
+      cleanup.push(() => impl.close());
       impl.start();
       const server = await startMeshServer(runtime, { name: "command", port: config.commandPort, service: CommandService, handlers: impl.handlers });
-      return {
-        name: "command",
-        async stop() {
-          await server.stop();
-          await impl.close();
-          await db.close();
-        },
-      };
+      cleanup.push(() => server.stop());
+      return { name: "command", stop: cleanup.closeAll };
     } catch (error) {
-      await impl.close();
-      await db.close();
+      await cleanup.closeAll();
       throw error;
     }
   },

@@ -1,7 +1,4 @@
-import type { EventBus } from "../../runtime/bus.js";
-import { KafkaBus } from "../../runtime/kafka-bus.js";
 import { closeStack, startMeshServer, type ServiceModule } from "../../runtime/service.js";
-import { connectPostgres, type Database } from "../../runtime/sql.js";
 import { topicNames } from "../../runtime/topics.js";
 import { createProcessor } from "./processor.js";
 import { writePathTopics } from "./settings.js";
@@ -25,12 +22,8 @@ export const processorService: ServiceModule = {
     const closeAll = cleanup.closeAll;
     try {
       // Each dependency is reached in turn; a failure names it and its address (UNAVAILABLE).
-      const db: Database = await connectPostgres({ url: config.pgUrl, role: "primary", log });
-      cleanup.push(() => db.close());
-      const kafka = new KafkaBus({ brokers: config.kafkaBrokers, clientId: "umw-processor", log });
-      const bus: EventBus = kafka;
-      cleanup.push(() => bus.close());
-      await kafka.connect();
+      const db = await runtime.infrastructure.primary();
+      const bus = await runtime.infrastructure.bus();
       await bus.ensureTopics(writePathTopics(topics, config.topicPartitions));
       const processor = createProcessor({
         db,

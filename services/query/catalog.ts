@@ -1,10 +1,9 @@
-import type pg from "pg";
 import { checkType } from "../../runtime/entity.js";
 import { notFound } from "../../runtime/errors.js";
 import { resourceSchema, type CachePolicy, type Resources } from "../../runtime/resources.js";
 import type { EntityBackend } from "./backend.js";
 import { HttpBackend } from "./http-backend.js";
-import { PostgresBackend } from "./postgres-backend.js";
+import { PostgresBackend, type ReplicaDatabase } from "./postgres-backend.js";
 
 /** One readable resource type: where it lives and how it is cached. */
 export interface Resource {
@@ -49,8 +48,8 @@ export function cachePolicy(overrides: Partial<CachePolicy> = {}): CachePolicy {
   return resourceSchema.parse({ cache: overrides }).cache;
 }
 
-/** Backends from config.resources; every postgres type reads through `replica()` (one shared pool). */
-export function catalogFromConfig(resources: Resources, replica: () => pg.Pool): ResourceCatalog {
+/** Backends from config.resources; every postgres type reads through `replica()` (one shared database). */
+export function catalogFromConfig(resources: Resources, replica: () => ReplicaDatabase): ResourceCatalog {
   return new ResourceCatalog(
     Object.entries(resources).map(([type, resource]) => {
       const { backend } = resource;

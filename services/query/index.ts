@@ -1,17 +1,14 @@
 import type { ServerCredentials } from "@grpc/grpc-js";
-import pg from "pg";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import type { Logger } from "../../runtime/logger.js";
 import { defaultRegistry, serveMetrics, type MetricsServer, type Registry } from "../../runtime/metrics.js";
 import { MeshServer } from "../../runtime/server.js";
 import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import type { Cache } from "../../runtime/cache/cache.js";
-import { guardPool } from "../../runtime/sql.js";
 import { catalogFromConfig, type ResourceCatalog } from "./catalog.js";
 import { queryHandlers } from "./handlers.js";
 import { QueryMetrics } from "./metrics.js";
 import { EntityReader, type EntityReaderOptions } from "./reader.js";
-import { RedisCache } from "../../runtime/cache/redis-cache.js";
 
 export { EntityReader } from "./reader.js";
 export type { ReadResult, ReadRequest } from "./reader.js";
@@ -83,25 +80,15 @@ export async function startQueryServer(options: QueryServerOptions): Promise<Que
   }
 }
 
-/** `umw serve query`: Redis from config.redisUrl, the Postgres read replica from config.pgReplicaUrl, types from config.resources. */
+/** `umw serve query`: the cache and the read replica of the infrastructure, types from config.resources. */
 export const queryService: ServiceModule = {
   name: "query",
   description: "Cache-first reads (QueryService)",
   async start(runtime) {
-    const { config, log } = runtime;
-    let pool: pg.Pool | undefined;
-    const replica = () => {
-      if (!pool) {
-        pool = new pg.Pool({ connectionString: config.pgReplicaUrl, max: 16, connectionTimeoutMillis: 2_000, query_timeout: 10_000, statement_timeout: 10_000, application_name: "umw-query" });
-        pool.on("error", (error) => log.warn({ err: error.message }, "idle replica connection failed"));
-        guardPool(pool, { role: "replica", log });
-      }
-      return pool;
-    };
-    const catalog = catalogFromConfig(config.resources, replica);
+    const { config, log, infrastructure } = runtime;
+    const catalog = catalogFromConfig(config.resources, () => infrastructure.replica());
     if (catalog.types.length === 0) log.warn("no resource types configured (config.resources): every read answers UNKNOWN_RESOURCE_TYPE");
-    const cache = await RedisCache.connect({ url: config.redisUrl, log });
-    const owned = [cache, { close: async () => void (await pool?.end()) }];
+    const cache = await infrastructure.cache();
     const metrics = new QueryMetrics(defaultRegistry);
     const reader = new EntityReader({ cache, catalog, metrics, log, keyPrefix: config.cacheKeyPrefix });
     let server: MeshServer | undefined;
@@ -111,10 +98,10 @@ export const queryService: ServiceModule = {
       metricsServer = await serveMetrics(config.host, config.metricsPort, defaultRegistry);
       log.info({ metrics: metricsServer.url, types: catalog.types }, "query service ready");
     } catch (error) {
-      await stopAll(log, [server, metricsServer, reader, ...owned]);
+      await stopAll(log, [server, metricsServer, reader]);
       throw error;
     }
-    return { name: "query", stop: () => stopAll(log, [server, metricsServer, reader, ...owned]) };
+    return { name: "query", stop: () => stopAll(log, [server, metricsServer, reader]) };
   },
 };
 

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
 import type { JsonObject } from "@bufbuild/protobuf";
-import type pg from "pg";
 import type { Entity } from "../../gen/umw/v1/entity_pb.js";
 import { entityFromRow } from "../../runtime/entity.js";
 import { Code, RpcError, unavailable } from "../../runtime/errors.js";
 import { classifyPgError } from "../../runtime/pg-errors.js";
+import type { Database, QueryResult } from "../../runtime/sql.js";
 import type { EntityBackend } from "./backend.js";
 
 /** The table of one resource type (the postgres backend of runtime/resources.ts). */
@@ -29,17 +29,20 @@ interface Row {
 /** Optional columns read when the table has them (umw_entities does). */
 const TIME_COLUMNS = ["create_time", "update_time"] as const;
 
+/** What the backend needs of the read replica (a Database, runtime/sql.ts). */
+export type ReplicaDatabase = Pick<Database, "query" | "prepared">;
+
 /**
  * Reads one resource type from Postgres (the read replica): get, batchGet and keyset-paginated
  * list, as named prepared statements. Identifiers come from config and are quoted; values are
- * always parameters. The pool belongs to the caller (types share it).
+ * always parameters. The database belongs to the caller (types share it).
  */
 export class PostgresBackend implements EntityBackend {
   readonly kind = "postgres";
   private statements: Promise<Statements> | undefined;
 
   constructor(
-    private readonly pool: pg.Pool,
+    private readonly pool: ReplicaDatabase,
     private readonly table: PostgresTable,
   ) {}
 
@@ -77,9 +80,9 @@ export class PostgresBackend implements EntityBackend {
     return entityFromRow({ tenant, type, id: row.id, version: row.version, data: asObject(row.data), create_time: row.create_time, update_time: row.update_time });
   }
 
-  private async run<R extends pg.QueryResultRow>(statement: { name: string; text: string }, values: unknown[], op: string): Promise<pg.QueryResult<R>> {
+  private async run<R>(statement: { name: string; text: string }, values: unknown[], op: string): Promise<QueryResult<R>> {
     try {
-      return await this.pool.query<R>({ ...statement, values });
+      return await this.pool.prepared<R>(statement.name, statement.text, values);
     } catch (error) {
       throw pgFailure(error, `postgres ${op} on ${this.table.table}`);
     }

@@ -1,8 +1,8 @@
-import pg from "pg";
 import type { CommandStatus } from "../../gen/umw/v1/command_pb.js";
 import { COMMAND_COLUMNS, commandStatusFromRow, type CommandRow } from "../../runtime/command-status.js";
 import type { Logger } from "../../runtime/logger.js";
 import { COMMAND_CHANNEL } from "../../runtime/outbox.js";
+import type { OpenSession, DbSession } from "../../runtime/db-session.js";
 import type { Sql } from "../../runtime/sql.js";
 
 /** A command's status, with who issued it (the index key of own-command subscriptions). */
@@ -29,9 +29,9 @@ export interface CommandFeed {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface PostgresCommandFeedOptions {
-  /** Connection string of the primary: LISTEN needs a connection of its own. */
-  readonly url: string;
-  /** Pool on the same database, for the row reads. */
+  /** LISTEN needs a session of its own (Database.openSession of the primary). */
+  readonly openSession: OpenSession;
+  /** The same database, for the row reads. */
   readonly sql: Sql;
   readonly log: Logger;
 }
@@ -91,8 +91,8 @@ export function notifiedCommandFeed(options: { readonly sql: Sql; readonly log: 
 }
 
 /**
- * The feed on a Postgres server: a LISTEN connection of its own, reconnected after a second when
- * lost. Notifications sent while it is down are missed.
+ * The feed on the primary: a LISTEN session of its own, reopened a second after it is lost (a
+ * PGlite session is never lost). Notifications sent while it is down are missed.
  */
 export function postgresCommandFeed(options: PostgresCommandFeedOptions): CommandFeed {
   const { log } = options;
@@ -100,31 +100,32 @@ export function postgresCommandFeed(options: PostgresCommandFeedOptions): Comman
     sql: options.sql,
     log,
     async notifications(onId) {
-      let client: pg.Client | undefined;
+      let session: DbSession | undefined;
       let stopped = false;
       let retry: NodeJS.Timeout | undefined;
-
       const connect = async (): Promise<void> => {
-        const next = new pg.Client({ connectionString: options.url });
-        next.on("notification", (message) => {
-          if (message.payload) onId(message.payload);
-        });
-        next.on("error", (error) => {
-          log.warn({ err: error }, "command feed connection failed; reconnecting");
-          broken(next);
-        });
-        next.on("end", () => broken(next));
+        const next = await options.openSession();
         try {
-          await next.connect();
-          await next.query(`LISTEN ${COMMAND_CHANNEL}`);
+          await next.listen(COMMAND_CHANNEL, (payload) => {
+            if (payload) onId(payload);
+          });
         } catch (error) {
-          await next.end().catch(() => undefined);
+          await next.release();
           throw error;
         }
-        if (stopped) await next.end().catch(() => undefined);
-        else client = next;
+        if (stopped) {
+          await next.release();
+          return;
+        }
+        session = next;
+        void next.lost.then((reason) => {
+          if (session !== next || stopped) return;
+          log.warn({ err: reason }, "command feed connection failed; reconnecting");
+          session = undefined;
+          void next.release();
+          scheduleConnect();
+        });
       };
-
       const scheduleConnect = () => {
         if (stopped || retry) return;
         retry = setTimeout(() => {
@@ -136,22 +137,14 @@ export function postgresCommandFeed(options: PostgresCommandFeedOptions): Comman
         }, 1_000);
         retry.unref();
       };
-
-      const broken = (failed: pg.Client) => {
-        if (client !== failed) return;
-        client = undefined;
-        failed.end().catch(() => undefined);
-        scheduleConnect();
-      };
-
       await connect();
       return {
         async stop() {
           stopped = true;
           if (retry) clearTimeout(retry);
-          const current = client;
-          client = undefined;
-          await current?.end().catch(() => undefined);
+          const current = session;
+          session = undefined;
+          await current?.release();
         },
       };
     },

@@ -1,12 +1,9 @@
-import { hostname } from "node:os";
 import type { ServerCredentials } from "@grpc/grpc-js";
 import { RealtimeService } from "../../gen/umw/v1/realtime_pb.js";
 import type { EventBus } from "../../runtime/bus.js";
-import { KafkaBus } from "../../runtime/kafka-bus.js";
 import type { Logger } from "../../runtime/logger.js";
 import { MeshServer } from "../../runtime/server.js";
-import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
-import { connectPostgres } from "../../runtime/sql.js";
+import { closeStack, startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import { topicNames } from "../../runtime/topics.js";
 import { postgresCommandFeed, type CommandFeed } from "./command-feed.js";
 import { RealtimeHub, type RealtimeHubStats } from "./hub.js";
@@ -106,44 +103,37 @@ export async function startRealtimeHub(deps: RealtimeHubServerDeps): Promise<Run
   };
 }
 
-/** `umw serve realtime`: Kafka from config.kafkaBrokers, snapshots and command statuses from the Postgres primary. */
+/** `umw serve realtime`: entity events from the bus, snapshots and command statuses from the primary. */
 export const realtimeService: ServiceModule = {
   name: "realtime",
   description: "Live change streams (RealtimeService)",
   async start(runtime) {
-    const { config } = runtime;
-    const log = runtime.log;
-    const limits = realtimeLimits(config);
+    const { config, log, infrastructure } = runtime;
     const topics = topicNames(config);
-    const bus = new KafkaBus({ brokers: config.kafkaBrokers, clientId: `umw-realtime-${hostname()}-${process.pid}`, log });
-    await bus.connect();
-    await bus.ensureTopics([{ name: topics.entityEvents, partitions: config.topicPartitions }]);
-    const db = await connectPostgres({ url: config.pgUrl, role: "primary", log, max: 5 });
-    const hub = new RealtimeHub({
-      bus,
-      topic: topics.entityEvents,
-      snapshots: postgresSnapshotSource(db),
-      commands: postgresCommandFeed({ url: config.pgUrl, sql: db, log }),
-      limits,
-      log,
-      groupPrefix: config.topicPrefix,
-      trustedPeers: config.trustedPrincipalPeers,
-      resourceTypes: Object.keys(config.resources),
-    });
+    const cleanup = closeStack(log);
     try {
+      const bus = await infrastructure.bus();
+      await bus.ensureTopics([{ name: topics.entityEvents, partitions: config.topicPartitions }]);
+      const db = await infrastructure.primary();
+      const hub = new RealtimeHub({
+        bus,
+        topic: topics.entityEvents,
+        snapshots: postgresSnapshotSource(db),
+        commands: postgresCommandFeed({ openSession: () => db.openSession(), sql: db, log }),
+        limits: realtimeLimits(config),
+        log,
+        groupPrefix: config.topicPrefix,
+        trustedPeers: config.trustedPrincipalPeers,
+        resourceTypes: Object.keys(config.resources),
+      });
       await hub.start();
+      cleanup.push(() => hub.stop());
+      const server = await startMeshServer(runtime, { name: "realtime", port: config.realtimePort, service: RealtimeService, handlers: hub.handlers });
+      cleanup.push(() => server.stop());
+      return { name: "realtime", stop: cleanup.closeAll };
     } catch (error) {
-      await Promise.allSettled([bus.close(), db.close()]);
+      await cleanup.closeAll();
       throw error;
     }
-    const server = await startMeshServer(runtime, { name: "realtime", port: config.realtimePort, service: RealtimeService, handlers: hub.handlers });
-    return {
-      name: "realtime",
-      async stop() {
-        await server.stop();
-        await hub.stop();
-        await Promise.allSettled([bus.close(), db.close()]);
-      },
-    };
   },
 };

@@ -2,7 +2,8 @@ import type { EventBus, OutgoingMessage, TopicSpec } from "../../runtime/bus.js"
 import type { Logger } from "../../runtime/logger.js";
 import type { Sql } from "../../runtime/sql.js";
 import { OUTBOX_CHANNEL } from "../../runtime/outbox.js";
-import { sessionOpener, type OpenSession, type PgSession, type SessionSource } from "./pg-session.js";
+import type { DbSession as PgSession, OpenSession } from "../../runtime/db-session.js";
+import type { Database } from "../../runtime/sql.js";
 
 /** Kafka header naming the outbox row (= the message id consumers dedup on). */
 export const OUTBOX_ID_HEADER = "umw-outbox-id";
@@ -11,11 +12,10 @@ export const KEY_HEADER = "umw-key";
 
 export interface OutboxRelayOptions {
   /**
-   * The primary: a Database from connectPostgres (or a pg.Pool, or a URL), from which the relay
-   * takes one dedicated connection that holds the leader lock, LISTENs, reads and marks rows; or a
-   * function opening such a session (e.g. over PGlite in the embedded mode).
+   * The primary (a Database), from which the relay takes one session (Database.openSession) that
+   * holds the leader lock, LISTENs, reads and marks rows; or a function opening such a session.
    */
-  readonly db: SessionSource | OpenSession;
+  readonly db: Pick<Database, "openSession"> | OpenSession;
   readonly bus: EventBus;
   /** Created before the first publish (existing topics are left as they are). */
   readonly topics: readonly TopicSpec[];
@@ -98,7 +98,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   const postgresLabel = options.postgresLabel ?? "Postgres";
   const kafkaLabel = options.kafkaLabel ?? "the message bus";
 
-  const openSession = typeof options.db === "function" ? options.db : sessionOpener(options.db);
+  const openSession = typeof options.db === "function" ? options.db : () => (options.db as Pick<Database, "openSession">).openSession();
   const stopping = new AbortController();
   let role: RelayRole = "starting";
   let session: PgSession | undefined;

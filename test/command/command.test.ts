@@ -17,7 +17,7 @@ import { EVENT_TYPES } from "../../runtime/cloudevents.js";
 import { Code, RpcError } from "../../runtime/errors.js";
 import { rootLogger } from "../../runtime/logger.js";
 import { MeshServer } from "../../runtime/server.js";
-import { connectPostgres, type Database } from "../../runtime/sql.js";
+import { connectPostgres, databaseOnPool, type Database } from "../../runtime/sql.js";
 import { clientCredentials, serverCredentials } from "../../runtime/tls.js";
 import { topicNames } from "../../runtime/topics.js";
 import { createCommandService, type CommandServiceImpl } from "../../services/command/command-service.js";
@@ -148,7 +148,7 @@ describe("CommandService writes", () => {
 
   test("a duplicate while the first is still being accepted gets IN_USE (409) at once", async () => {
     const key = randomUUID();
-    const holder = await (db as unknown as { pool: pg.Pool }).pool.connect();
+    const holder = await db.openSession();
     try {
       // What an accepting transaction holds until it commits.
       await holder.query("BEGIN");
@@ -161,7 +161,7 @@ describe("CommandService writes", () => {
       assert.ok(Date.now() - started < 1_000, "answered without waiting for the other transaction");
     } finally {
       await holder.query("ROLLBACK");
-      holder.release();
+      await holder.release();
     }
     const accepted = await cli.createEntity({ tenant: "acme", type: "todo", id: "busy", data: { title: "x" } }, { headers: { "idempotency-key": key } });
     assert.equal(accepted.receipt!.state, CommandState.ACCEPTED);
@@ -169,7 +169,7 @@ describe("CommandService writes", () => {
 
   test("a key committed after the statement's snapshot is read again, never accepted twice", async () => {
     const key = randomUUID();
-    const other = await (db as unknown as { pool: pg.Pool }).pool.connect();
+    const other = await db.openSession();
     try {
       // Another writer's key row, not yet committed (and not holding the advisory lock).
       await other.query("BEGIN");
@@ -182,7 +182,7 @@ describe("CommandService writes", () => {
       await other.query("COMMIT");
       await assert.rejects(pending, expectRpc(Code.FAILED_PRECONDITION, "IDEMPOTENCY_KEY_REUSED"));
     } finally {
-      other.release();
+      await other.release();
     }
     assert.equal(await count("umw_commands", "entity_id = 'race'"), 0);
     assert.equal(await count("umw_outbox", "aggregateid = 'acme/todo/race'"), 0);
@@ -332,18 +332,7 @@ describe("CommandService writes", () => {
   test("the primary unreachable: UNAVAILABLE, so the caller retries with the same key", async () => {
     const port = await closedPort();
     const pool = new pg.Pool({ connectionString: `postgres://umw:umw@127.0.0.1:${port}/none`, connectionTimeoutMillis: 1_000 });
-    const down: Database = {
-      query: (text, params) => pool.query(text, params) as never,
-      transaction: async (fn) => {
-        const client = await pool.connect();
-        try {
-          return await fn({ query: (text, params) => client.query(text, params) as never });
-        } finally {
-          client.release();
-        }
-      },
-      close: () => pool.end(),
-    };
+    const down: Database = databaseOnPool(pool);
     const offline = createCommandService({ db: down, resources: RESOURCES, topics: { commands: TOPIC }, log, idempotencySweepMs: 0, listen: false });
     await assert.rejects(
       offline.handlers.createEntity(create(CreateEntityRequestSchema, { tenant: "acme", type: "todo", data: { title: "x" } }), fakeContext({ "idempotency-key": "k" })),

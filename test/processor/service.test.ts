@@ -12,6 +12,8 @@ import { cloudEventHeaders, EVENT_TYPES, newEventContext } from "../../runtime/c
 import { loadConfig, type Config } from "../../runtime/config.js";
 import { KafkaBus } from "../../runtime/kafka-bus.js";
 import { rootLogger } from "../../runtime/logger.js";
+import type { Infrastructure } from "../../runtime/infrastructure.js";
+import { realInfrastructure } from "../../runtime/infrastructure-real.js";
 import { createRuntime, type RunningService } from "../../runtime/service.js";
 import { topicNames } from "../../runtime/topics.js";
 import { cacheUpdaterService } from "../../services/cache-updater/index.js";
@@ -47,6 +49,7 @@ describe("processor and cache updater served as ServiceModules", { timeout: 60_0
   let testDb: TestDatabase;
   let config: Config;
   let prefix: string;
+  let infrastructure: Infrastructure | undefined;
   const running: RunningService[] = [];
 
   before(async () => {
@@ -62,13 +65,15 @@ describe("processor and cache updater served as ServiceModules", { timeout: 60_0
       processorPort: await freePort(),
       cacheUpdaterPort: await freePort(),
     };
-    const runtime = createRuntime(config, log);
+    infrastructure = realInfrastructure(config, log);
+    const runtime = createRuntime(config, log, infrastructure);
     running.push(await processorService.start(runtime));
     running.push(await cacheUpdaterService.start(runtime));
   });
 
   after(async () => {
     for (const service of running.reverse()) await service.stop();
+    await infrastructure?.close();
     await testDb?.drop();
     certs?.remove();
     if (prefix) {

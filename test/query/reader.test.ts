@@ -5,6 +5,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import pg from "pg";
+import { databaseOnPool } from "../../runtime/sql.js";
 import { EntitySchema } from "../../gen/umw/v1/entity_pb.js";
 import { Code, RpcError } from "../../runtime/errors.js";
 import { Registry } from "../../runtime/metrics.js";
@@ -57,7 +58,7 @@ interface Setup {
 /** A reader over a fresh resource type. */
 function setup(policy: Partial<CachePolicy> = {}, options: { cache?: Cache; backend?: CountingBackend; type?: string; pool?: pg.Pool } = {}): Setup {
   const type = options.type ?? `t${++typeCounter}-${Math.random().toString(36).slice(2, 8)}`;
-  const backend = options.backend ?? new CountingBackend(new PostgresBackend(options.pool ?? pool, TABLE));
+  const backend = options.backend ?? new CountingBackend(new PostgresBackend(databaseOnPool(options.pool ?? pool), TABLE));
   const metrics = new QueryMetrics(new Registry());
   const reader = new EntityReader({ cache: options.cache ?? redis, catalog: ResourceCatalog.of({ [type]: { backend, policy } }), metrics, log, keyPrefix: prefix });
   owned.push(reader);
@@ -340,7 +341,7 @@ test("a peer's failed load is every waiter's answer (no second load)", async () 
 test("embedded mode: two readers sharing one MemoryCache load a key once", async () => {
   const memory = new MemoryCache();
   owned.push(memory);
-  const backend = new CountingBackend(new PostgresBackend(pool, TABLE));
+  const backend = new CountingBackend(new PostgresBackend(databaseOnPool(pool), TABLE));
   const a = setup({}, { cache: memory, backend });
   const b = setup({}, { cache: memory, backend, type: a.type });
   await db.insert(TENANT, a.type, "m1", 9);

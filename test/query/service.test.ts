@@ -10,7 +10,9 @@ import { createClient, type MeshClient } from "../../runtime/client.js";
 import { loadConfig } from "../../runtime/config.js";
 import { Code, RpcError } from "../../runtime/errors.js";
 import { Registry } from "../../runtime/metrics.js";
+import { realInfrastructure } from "../../runtime/infrastructure-real.js";
 import { createRuntime } from "../../runtime/service.js";
+import { databaseOnPool } from "../../runtime/sql.js";
 import { ResourceCatalog } from "../../services/query/catalog.js";
 import { queryService, startQueryServer, type QueryServer } from "../../services/query/index.js";
 import { PostgresBackend } from "../../services/query/postgres-backend.js";
@@ -31,7 +33,7 @@ const clients: MeshClient<typeof QueryService>[] = [];
 /** One independent QueryService instance: its own Redis connections, pg pool, single-flight map, server. */
 async function startInstance(metricsPort?: number) {
   const pool = new pg.Pool({ connectionString: db.replicaUrl, max: 4 });
-  const backend = new CountingBackend(new PostgresBackend(pool, TABLE));
+  const backend = new CountingBackend(new PostgresBackend(databaseOnPool(pool), TABLE));
   const cache = await RedisCache.connect({ url: REDIS_URL, log });
   const registry = new Registry();
   const server = await startQueryServer({
@@ -160,7 +162,7 @@ test("ListEntities: keyset pages are complete, ordered, scoped to tenant and typ
   const type = "page";
   // "page" is not configured on the running instances: its own instance serves it.
   const pager = await startQueryServer({
-    catalog: ResourceCatalog.of({ [type]: { backend: new PostgresBackend(pool, TABLE) } }),
+    catalog: ResourceCatalog.of({ [type]: { backend: new PostgresBackend(databaseOnPool(pool), TABLE) } }),
     cache,
     keyPrefix: prefix,
     credentials: certs.server,
@@ -247,7 +249,8 @@ test("queryService (umw serve query) builds from config: Redis, the replica, res
     UMW_RESOURCES: JSON.stringify({ widget: {} }),
     UMW_DRAIN_TIMEOUT_MS: "1000",
   });
-  const running = await queryService.start(createRuntime(config, log));
+  const infrastructure = realInfrastructure(config, log);
+  const running = await queryService.start(createRuntime(config, log, infrastructure));
   const client = createClient(QueryService, `127.0.0.1:${queryPort}`, certs.client());
   try {
     const headers: string[] = [];
@@ -260,6 +263,7 @@ test("queryService (umw serve query) builds from config: Redis, the replica, res
   } finally {
     client.close();
     await running.stop();
+    await infrastructure.close();
     await deleteKeys(`umw:${tenant}:`);
   }
 });

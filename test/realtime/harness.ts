@@ -66,7 +66,7 @@ export class Harness {
       bus,
       topic: this.topic,
       snapshots: postgresSnapshotSource(this.db),
-      commands: postgresCommandFeed({ url: this.dbUrl, sql: this.db, log }),
+      commands: postgresCommandFeed({ openSession: () => this.db.openSession(), sql: this.db, log }),
       limits,
       credentials: serverCredentials(this.certs.identity("realtime")),
       log,

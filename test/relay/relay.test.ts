@@ -13,7 +13,8 @@ import { connectPostgres } from "../../runtime/sql.js";
 import { topicNames } from "../../runtime/topics.js";
 import { createOutboxRelay, type OutboxRelay, type OutboxRelayOptions } from "../../services/relay/relay.js";
 import { umwTopics } from "../../services/relay/index.js";
-import { openPgSession } from "../../services/relay/pg-session.js";
+import type { DbSession } from "../../runtime/db-session.js";
+import { sessionOpener } from "../../runtime/pg-session.js";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { CreateEntityRequestSchema } from "../../gen/umw/v1/command_pb.js";
 import { CommandSchema } from "../../gen/umw/v1/envelope_pb.js";
@@ -261,7 +262,7 @@ describe("outbox relay", () => {
 
   test("Postgres unreachable: a clear error naming it, retried until it answers", { timeout: 45_000 }, async (t) => {
     const port = await closedPort();
-    const lost = relay({ db: `postgres://umw:umw@127.0.0.1:${port}/nothing`, postgresLabel: `Postgres primary at 127.0.0.1:${port}`, retryMinMs: 100, retryMaxMs: 200 });
+    const lost = relay({ db: sessionOpener(`postgres://umw:umw@127.0.0.1:${port}/nothing`), postgresLabel: `Postgres primary at 127.0.0.1:${port}`, retryMinMs: 100, retryMaxMs: 200 });
     const error = await waitFor(() => lost.status().lastError, { what: "the relay to report the outage", timeoutMs: 10_000 });
     assert.match(error, new RegExp(`cannot reach Postgres primary at 127\\.0\\.0\\.1:${port}`));
     assert.equal(lost.status().role, "connecting");
@@ -273,7 +274,7 @@ describe("outbox relay", () => {
     const flaky = relay({
       db: async () => {
         if (failures-- > 0) throw new Error("connect ECONNREFUSED (simulated)");
-        return openPgSession(db);
+        return db.openSession();
       },
       retryMinMs: 100,
     });
@@ -285,8 +286,8 @@ describe("outbox relay", () => {
   });
 
   test("the relay's own settings stay in its transactions: its session commits synchronously after marking rows", { timeout: 45_000 }, async () => {
-    let session: Awaited<ReturnType<typeof openPgSession>> | undefined;
-    const watched = relay({ db: async () => (session = await openPgSession(db)), retentionMs: 0, pruneEveryMs: 100 });
+    let session: DbSession | undefined;
+    const watched = relay({ db: async () => (session = await db.openSession()), retentionMs: 0, pruneEveryMs: 100 });
     await leaderWithin(watched);
     const ids = await append([{ key: "setting/1" }, { key: "setting/2" }]);
     await waitForDelivery(ids);

@@ -1,40 +1,16 @@
 import pg from "pg";
-import type { QueryResult, Sql } from "../../runtime/sql.js";
+import type { DbSession, OpenSession } from "./db-session.js";
+import type { QueryResult } from "./sql.js";
 
-/**
- * One Postgres connection held for a long time: what session-level advisory locks and LISTEN need
- * (a pool hands out a different connection per query). Losing it loses the lock and the
- * notifications, so `lost` is how its owner learns that it is no longer leader / no longer woken.
- */
-export interface PgSession extends Sql {
-  /** Backend process id: lets tests and operators `pg_terminate_backend` it. */
-  readonly pid: number | undefined;
-  /** Resolves (never rejects) with the reason once the connection is gone. */
-  readonly lost: Promise<Error>;
-  readonly isLost: boolean;
-  /**
-   * Runs fn in one transaction on this session: committed when it resolves, rolled back when it
-   * throws. Settings that must not outlive it go in with `SET LOCAL` (the session may be a
-   * connection other components share, as in the embedded mode).
-   */
-  transaction<T>(fn: (tx: Sql) => Promise<T>): Promise<T>;
-  /** LISTEN on a channel; `onNotify` gets each payload. */
-  listen(channel: string, onNotify: (payload: string) => void): Promise<void>;
-  /** Gives the connection up (closed, never returned to a pool: it may hold locks or LISTENs). */
-  release(): Promise<void>;
-}
+/** What a dedicated session is opened from: a pg.Pool (one of its connections, held) or a URL (a connection of its own). */
+export type SessionSource = pg.Pool | string;
 
-/** Anything that can open a dedicated session: a pg.Pool, a Database made by connectPostgres, a URL. */
-export type SessionSource = pg.Pool | { readonly pool: pg.Pool } | string;
-
-export type OpenSession = () => Promise<PgSession>;
-
-/** An opener for `source`, for services that get a Database and need one dedicated connection of it. */
+/** An opener for `source`. */
 export function sessionOpener(source: SessionSource): OpenSession {
   return () => openPgSession(source);
 }
 
-export async function openPgSession(source: SessionSource): Promise<PgSession> {
+export async function openPgSession(source: SessionSource): Promise<DbSession> {
   let client: pg.Client | pg.PoolClient;
   let done: (destroy: boolean) => Promise<void>;
   if (typeof source === "string") {
@@ -50,8 +26,7 @@ export async function openPgSession(source: SessionSource): Promise<PgSession> {
     client = own;
     done = () => own.end();
   } else {
-    const pool = source instanceof pg.Pool ? source : source.pool;
-    const pooled = await pool.connect();
+    const pooled = await source.connect();
     client = pooled;
     done = async (destroy) => pooled.release(destroy);
   }

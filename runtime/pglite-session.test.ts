@@ -1,14 +1,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { rootLogger } from "../../runtime/logger.js";
-import { openEmbeddedDatabase } from "./pglite-template.js";
-import { pgliteSessionOpener } from "./pglite-session.js";
+import { openPglite } from "./pglite.js";
 
 // A session over PGlite is the one connection of the whole process: what it sets, every component gets.
 test("a PGlite session's transaction keeps SET LOCAL to itself, commits, and rolls back on throw", async () => {
-  const db = await openEmbeddedDatabase({ dataDir: undefined, log: rootLogger("silent") });
+  const db = await openPglite();
   try {
-    const session = await pgliteSessionOpener(db.pglite)();
+    const session = await db.openSession();
     const setting = async () => (await db.query<{ synchronous_commit: string }>("SHOW synchronous_commit")).rows[0]!.synchronous_commit;
     assert.equal(await setting(), "on");
 

@@ -1,9 +1,9 @@
 import type { PGlite } from "@electric-sql/pglite";
-import type { QueryResult, Sql } from "../../runtime/sql.js";
-import type { OpenSession, PgSession } from "../relay/pg-session.js";
+import type { DbSession, OpenSession } from "./db-session.js";
+import type { QueryResult, Sql } from "./sql.js";
 
 /**
- * PgSession over PGlite, for what needs "one dedicated connection" (the relay's leader lock and
+ * DbSession over PGlite, for what needs "one dedicated connection" (the relay's leader lock and
  * LISTEN, WatchCommand's LISTEN). PGlite is one connection shared by the whole process, so every
  * session is a view of it: session advisory locks are always granted (and re-entrant), LISTEN is
  * PGlite's own `listen()`. A session is lost only when released; releasing drops its listeners.
@@ -17,7 +17,7 @@ export function pgliteSessionOpener(pglite: PGlite): OpenSession {
   };
 }
 
-function openSession(pglite: PGlite): PgSession {
+function openSession(pglite: PGlite): DbSession {
   const unlisteners: (() => Promise<void>)[] = [];
   let isLost = false;
   let resolveLost: (reason: Error) => void = () => undefined;
@@ -55,6 +55,6 @@ function openSession(pglite: PGlite): PgSession {
 }
 
 /** pg's rowCount: rows returned, or rows changed by INSERT/UPDATE/DELETE without RETURNING. */
-function asPgResult<R>(result: { rows: R[]; affectedRows?: number }): QueryResult<R> {
+export function asPgResult<R>(result: { rows: R[]; affectedRows?: number }): QueryResult<R> {
   return { rows: result.rows, rowCount: result.rows.length || (result.affectedRows ?? 0) };
 }
