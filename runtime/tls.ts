@@ -56,10 +56,7 @@ function dnsNames(cert: PeerCertificate): string[] {
 export function peerIdentity(call: Pick<ServerUnaryCall<unknown, unknown>, "getAuthContext">): string | undefined {
   const cert = call.getAuthContext?.().sslPeerCertificate as PeerCertificate | undefined;
   if (!cert?.subject) return undefined;
-  const dns = cert.subjectaltname
-    ?.split(",")
-    .map((entry) => entry.trim())
-    .find((entry) => entry.startsWith("DNS:"));
+  const dns = dnsNames(cert)[0];
   const cn = cert.subject.CN;
-  return dns ? dns.slice(4) : Array.isArray(cn) ? cn[0] : cn;
+  return dns ?? (Array.isArray(cn) ? cn[0] : cn);
 }

@@ -7,6 +7,7 @@ import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { readHttpBindings } from "../../services/edge/http-rules.js";
 import { curl, GrpcClient, type CurlAnswer } from "./clients.js";
 import type { EdgeUnderTest } from "./stack.js";
+import { waitFor } from "../support/wait.js";
 
 /**
  * The edge conformance cases: each runs against the Node edge and against Envoy, in front of the
@@ -59,15 +60,15 @@ export async function create(fx: Pick<Fixture, "edge" | "tenant">, id: string, t
 
 /** Polls GetCommand through the edge until the command is applied. */
 export async function applied(fx: Pick<Fixture, "edge" | "tenant">, commandId: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const answer = await curl(`${fx.edge.url}/v1/tenants/${fx.tenant}/commands/${commandId}`);
-    const state = answer.status === 200 ? answer.json<{ command: { state: string } }>().command.state : undefined;
-    if (state === "COMMAND_STATE_APPLIED") return;
-    assert.notEqual(state, "COMMAND_STATE_REJECTED", answer.text());
-    if (Date.now() > deadline) throw new Error(`command ${commandId} not applied: ${answer.status} ${answer.text()}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await waitFor(
+    async () => {
+      const answer = await curl(`${fx.edge.url}/v1/tenants/${fx.tenant}/commands/${commandId}`);
+      const state = answer.status === 200 ? answer.json<{ command: { state: string } }>().command.state : undefined;
+      assert.notEqual(state, "COMMAND_STATE_REJECTED", answer.text());
+      return state === "COMMAND_STATE_APPLIED";
+    },
+    { what: `command ${commandId} applied`, timeoutMs: 20_000, everyMs: 100 },
+  );
 }
 
 /** Creates `count` entities through the edge and waits until they are applied. */
