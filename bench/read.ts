@@ -20,6 +20,7 @@ import { GetEntityRequestSchema } from "../gen/umw/v1/query_pb.js";
 import { createTestDatabase, type TestDatabase } from "../test/support/database.js";
 import { testCerts, type TestCerts } from "../test/support/certs.js";
 import { infra } from "../test/support/env.js";
+import { waitFor } from "../test/support/wait.js";
 import { ServerProcess } from "./lib/children.js";
 import { startEnvoy } from "./lib/envoy.js";
 import { entityId, seedEntities } from "./lib/dataset.js";
@@ -304,14 +305,14 @@ async function main(): Promise<void> {
   // config `umw envoy-config` renders (REST transcoding, mTLS upstream), HTTP/1.1 like the node:http floor.
   const envoy = await startEnvoy({ certsDir: certs.dir, queryAddress: query.info.address!, workDir: certs.dir });
   const envoyUrl = `http://127.0.0.1:${envoy.port}${REST_PATH}`;
-  const envoyDeadline = Date.now() + 30_000;
-  for (;;) {
-    // Envoy routes once its health check has passed the query instance.
-    const answer = await httpGet(envoy.port, REST_PATH).catch(() => undefined);
-    if (answer?.status === 200 && /^umw; hit/.test(answer.headers["cache-status"] ?? "")) break;
-    if (Date.now() > envoyDeadline) throw new Error(`Envoy: GET ${REST_PATH} answered ${answer?.status} (${answer?.headers["cache-status"]})`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
+  // Envoy routes once its health check has passed the query instance.
+  await waitFor(
+    async () => {
+      const answer = await httpGet(envoy.port, REST_PATH).catch(() => undefined);
+      return answer?.status === 200 && /^umw; hit/.test(answer.headers["cache-status"] ?? "");
+    },
+    { what: `a cache hit for GET ${REST_PATH} through Envoy`, timeoutMs: 30_000, everyMs: 200 },
+  );
   const h1 = modes[0]!.load;
   await h2load({ url: envoyUrl, ...h1, durationS: JIT_WARMUP_S, warmupS: 0 });
   const envoyCountersBefore = await queryCounters(query);

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { requireEnvoy, startProcess, type Proc } from "../../test/envoy/support.js";
 import { freePort } from "../../test/support/ports.js";
+import { waitFor } from "../../test/support/wait.js";
 
 /** Clock ticks per second of /proc/<pid>/stat's CPU times. */
 const CLOCK_TICKS = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
@@ -34,13 +35,13 @@ export async function startEnvoy(options: { certsDir: string; queryAddress: stri
     return Number(fields[11]) + Number(fields[12]); // utime + stime (fields 14 and 15 of the whole line)
   };
   let mark = { ticks: 0, at: 0 };
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const ready = await fetch(`http://127.0.0.1:${adminPort}/ready`).then((r) => r.ok, () => false);
-    if (ready) break;
-    if (proc.child.exitCode !== null || Date.now() > deadline) throw new Error(`Envoy did not become ready:\n${proc.output().slice(-3000)}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await waitFor(
+    async () => {
+      if (proc.child.exitCode !== null) throw new Error(`Envoy exited:\n${proc.output().slice(-3000)}`);
+      return fetch(`http://127.0.0.1:${adminPort}/ready`).then((r) => r.ok, () => false);
+    },
+    { what: "Envoy ready", timeoutMs: 30_000, everyMs: 100 },
+  );
   return {
     name: "envoy",
     port,
