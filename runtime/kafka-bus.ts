@@ -1,6 +1,7 @@
 import { Kafka, logLevel, type Consumer, type Producer, type LogEntry } from "kafkajs";
 import type { EventBus, IncomingMessage, OutgoingMessage, SubscribeOptions, Subscription, TopicSpec } from "./bus.js";
 import type { Logger } from "./logger.js";
+import { withRetry } from "./retry.js";
 import { unavailable } from "./errors.js";
 import { processReadiness } from "./readiness.js";
 
@@ -65,18 +66,34 @@ export class KafkaBus implements EventBus {
     }
   }
 
+  /**
+   * Creates the missing topics and returns once every partition has a leader. Services of one
+   * process call this side by side at start: a creation that loses the race ("already exists")
+   * is fine, and nobody goes on before the leaders are elected (else "This server does not host
+   * this topic-partition" on the first subscribe or send).
+   */
   async ensureTopics(topics: readonly TopicSpec[]): Promise<void> {
     const admin = this.kafka.admin();
     await admin.connect();
     try {
-      const existing = new Set(await admin.listTopics());
-      const missing = topics.filter((topic) => !existing.has(topic.name));
-      if (missing.length) {
-        await admin.createTopics({
-          waitForLeaders: true,
-          topics: missing.map((topic) => ({ topic: topic.name, numPartitions: topic.partitions, replicationFactor: -1 })),
-        });
-      }
+      const names = topics.map((topic) => topic.name);
+      await withRetry(
+        async () => {
+          const existing = new Set(await admin.listTopics());
+          const missing = topics.filter((topic) => !existing.has(topic.name));
+          if (missing.length) {
+            await admin
+              .createTopics({ waitForLeaders: true, topics: missing.map((topic) => ({ topic: topic.name, numPartitions: topic.partitions, replicationFactor: -1 })) })
+              .catch((error: { errors?: { type?: string }[] }) => {
+                if (!error.errors?.length || error.errors.some((each) => each.type !== "TOPIC_ALREADY_EXISTS")) throw error;
+              });
+          }
+          const { topics: metadata } = await admin.fetchTopicMetadata({ topics: names });
+          const leaderless = metadata.filter((topic) => topic.partitions.length === 0 || topic.partitions.some((partition) => partition.leader < 0));
+          if (leaderless.length) throw new Error(`no leader yet for ${leaderless.map((topic) => topic.name).join(", ")}`);
+        },
+        { initialDelayMs: 100, maxDelayMs: 1_000, deadline: Date.now() + 30_000 },
+      );
     } finally {
       await admin.disconnect();
     }
