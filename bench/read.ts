@@ -23,6 +23,7 @@ import { infra } from "../test/support/env.js";
 import { waitFor } from "../test/support/wait.js";
 import { ServerProcess } from "./lib/children.js";
 import { startEnvoy } from "./lib/envoy.js";
+import { seedPeer } from "./lib/peer.js";
 import { entityId, seedEntities } from "./lib/dataset.js";
 import { describeLoad, grpcFrame, h2load, type LoadOptions, type LoadResult } from "./lib/h2load.js";
 import { scrape, sumOf, type Sample } from "./lib/prometheus.js";
@@ -300,6 +301,23 @@ async function main(): Promise<void> {
     const cpuRatio = round((floorBefore.cpuUsPerRequest + floorAfter.cpuUsPerRequest) / 2 / edgeRun.cpuUsPerRequest);
     edgeRuns[mode] = { floorBefore, edge: edgeRun, floorAfter, counters, floor_rps: floorRps, ratio: round(edgeRun.rps / floorRps), cpu_ratio: cpuRatio, settings: describeLoad({ url: "", ...load, ...timing }) };
   }
+  // ----------------------------------------------------- hand-written peer
+  // What a user would write instead of umw: node:http + ioredis, the same entity as JSON in the same
+  // Redis, rendered with its ETag (bench/lib/peer.ts). HTTP/1.1 like the edge's run; measured twice
+  // (here and after Envoy), the figure is the mean.
+  const h1Load = modes[0]!.load;
+  const peerPrefix = `${keyPrefix}peer:`;
+  await seedPeer(infra.redisUrl, peerPrefix, TENANT, TYPE, HOT_ID, sample.body);
+  const peer = await spawn("peer", { role: "peer", redisUrl: infra.redisUrl, keyPrefix: peerPrefix });
+  const peerUrl = `http://127.0.0.1:${peer.info.port}${REST_PATH}`;
+  const peerCheck = await httpGet(peer.info.port, REST_PATH);
+  if (peerCheck.status !== 200 || JSON.stringify(JSON.parse(peerCheck.body.toString())) !== JSON.stringify(JSON.parse(sample.body.toString()))) {
+    throw new Error(`peer: GET ${REST_PATH} answered ${peerCheck.status} with other JSON than the edge`);
+  }
+  await h2load({ url: peerUrl, ...h1Load, durationS: JIT_WARMUP_S, warmupS: 0 });
+  const peerBefore = await measure({ url: peerUrl, ...h1Load, durationS: DURATION_S, warmupS: WARMUP_S }, [peer], admin);
+  progress("peer", `HTTP/1.1 hand-written peer (node:http + ioredis) → Redis: ${fmt(peerBefore)}`);
+
   // -------------------------------------------------------------- Envoy hit
   // The production edge in front of the same QueryService: Envoy 1.40 (--concurrency 1) on the static
   // config `umw envoy-config` renders (REST transcoding, mTLS upstream), HTTP/1.1 like the node:http floor.
@@ -337,6 +355,16 @@ async function main(): Promise<void> {
     },
   };
   progress("envoy", `HTTP/1.1 Envoy → query (mTLS) → Redis: ${fmt(envoyRun)}; ratio to the floor ${envoyFigures.ratio_envoy_to_floor}, to the Node edge ${envoyFigures.ratio_envoy_to_node_edge}`);
+  const peerAfter = await measure({ url: peerUrl, ...h1Load, durationS: DURATION_S, warmupS: WARMUP_S }, [peer], admin);
+  progress("peer", `HTTP/1.1 hand-written peer (after): ${fmt(peerAfter)}`);
+  await retire(peer);
+  const peerRps = mean(peerBefore.rps, peerAfter.rps);
+  const peerFigures = {
+    peer_hit_rps: peerRps,
+    peer_cpu_us_per_request: Math.round((peerBefore.cpuUsPerRequest + peerAfter.cpuUsPerRequest) / 2),
+    ratio_edge_h1_to_peer: round(h1Runs.edge.rps / peerRps),
+    ratio_envoy_to_peer: round(envoyRun.rps / peerRps),
+  };
 
   await retire(floorHttp);
   await retire(floorH2c);
@@ -427,6 +455,7 @@ async function main(): Promise<void> {
     zipf_hit_ratio: round(zipfHitRatio, 4),
     zipf_backend_share: round(zipfBackendShare, 4),
     ...envoyFigures,
+    ...peerFigures,
   };
   const targets = {
     ratio_edge_to_floor: { target: TARGETS.ratio_edge_to_floor, value: ratioEdge, met: ratioEdge >= TARGETS.ratio_edge_to_floor },
@@ -446,6 +475,7 @@ async function main(): Promise<void> {
     `Before the measured runs, the edge (each protocol) and the direct QueryService get ${JIT_WARMUP_S} s of unmeasured load, so that their large hot paths (grpc-js, protobuf-es, node:http2) are JIT-optimized like a long-running server's; the floors need no more than h2load's own ${WARMUP_S} s warm-up, which every measured run has.`,
     `zipf: Zipf(s=${ZIPF.s}) over ${ZIPF.keys} seeded keys, from a cold cache, ${ZIPF.concurrency} concurrent reads on the QueryService's EntityReader; ratios from the query metrics (hits, backend get count) over reads issued. A cold start has one compulsory miss per distinct key: ${zipfDone.distinctKeys} distinct keys in ${zipfDone.reads} reads bound the hit ratio at ${round(1 - zipfDone.distinctKeys / zipfDone.reads, 4)}.`,
     "supplementary.cpu_ratio_*: CPU time per request of the floor over that of the measured path (edge + query + Redis for REST; query + Redis for gRPC), from the same runs: how much work a request costs compared with the floor, another view of the same runs (a busy machine inflates it too, less than it depresses req/s).",
+    "peer: the hand-written alternative to umw a user might write (bench/lib/peer.ts): node:http, ioredis with auto-pipelining, the entity stored as JSON under its own key, parsed and rendered with an ETag per request; no authentication, policy or metrics. Measured before and after the Envoy run, HTTP/1.1 with the edge's load; ratio_edge_h1_to_peer and ratio_envoy_to_peer compare the edges' HTTP/1.1 runs with it.",
     `redis: ${REDIS_CALLERS} concurrent callers, one GET each at a time, ioredis auto-pipelining (as RedisCache), ${REDIS_SECONDS} s.`,
   );
   const results = {
@@ -484,6 +514,7 @@ async function main(): Promise<void> {
       ),
       grpc: { floor_rps: floorGrpcRps, cpu_ratio: grpcCpuRatio, floor_before: summary(grpcFloorBefore), query: summary(grpcRun), floor_after: summary(grpcFloorAfter), query_counters: grpcCounters },
       zipf: { ...ZIPF, ...zipfDone, expected_distinct_keys: Math.round(expectedDistinct), query_counters: zipfCounters },
+      peer: { rps: peerRps, before: summary(peerBefore), after: summary(peerAfter) },
       redis: { callers: REDIS_CALLERS, seconds: round(redisSeconds, 2), ops, value_bytes: value.length, auto_pipelining: true, redis_server_cpu_pct: redisServerPct },
     },
     edge_channel_options: EDGE_CHANNEL_OPTIONS ?? {},
@@ -506,6 +537,7 @@ async function main(): Promise<void> {
   ];
   for (const [mode, run] of Object.entries(edgeRuns)) rows.push([`  edge ${mode}`, String(run.edge.rps), `floor ${run.floor_rps} → ratio ${run.ratio}; cpu ratio ${run.cpu_ratio}`]);
   rows.push(["envoy_hit_rps", String(envoyFigures.envoy_hit_rps), `HTTP/1.1; ratio to floor ${envoyFigures.ratio_envoy_to_floor}, to the Node edge ${envoyFigures.ratio_envoy_to_node_edge}`]);
+  rows.push(["peer_hit_rps", String(peerFigures.peer_hit_rps), `hand-written node:http + ioredis, HTTP/1.1; Node edge ${peerFigures.ratio_edge_h1_to_peer}×, Envoy ${peerFigures.ratio_envoy_to_peer}× of it`]);
   rows.push(["  cpu µs/req", "", `envoy ${envoyFigures.cpu_us_per_request.envoy} + query ${envoyFigures.cpu_us_per_request.query_behind_envoy}; node edge ${envoyFigures.cpu_us_per_request.node_edge} + query ${envoyFigures.cpu_us_per_request.query_behind_node_edge}`]);
   rows.push([`  grpc cpu ratio`, String(grpcCpuRatio), `${grpcRun.cpuUsPerRequest} µs/req (query + Redis) vs floor ${results.supplementary.floor_grpc_cpu_us_per_request} µs/req`]);
   console.log("");

@@ -12,6 +12,7 @@ import { startEdge } from "../../services/edge/index.js";
 import { PostgresBackend, RedisCache, ResourceCatalog, startQueryServer, type EntityReader } from "../../services/query/index.js";
 import { entityId } from "./dataset.js";
 import { bareGrpcServer, bareH2cServer, bareHttpServer } from "./floors.js";
+import { handWrittenPeer } from "./peer.js";
 import { Zipf } from "./zipf.js";
 
 export interface QueryRole {
@@ -40,7 +41,14 @@ export interface FloorRole {
   readonly path?: string;
 }
 
-export type RoleSpec = QueryRole | EdgeRole | FloorRole;
+/** The hand-written peer (bench/lib/peer.ts): node:http + ioredis, what a user would write instead. */
+export interface PeerRole {
+  readonly role: "peer";
+  readonly redisUrl: string;
+  readonly keyPrefix: string;
+}
+
+export type RoleSpec = QueryRole | EdgeRole | FloorRole | PeerRole;
 
 export interface Started {
   readonly port: number;
@@ -145,6 +153,11 @@ async function start(spec: RoleSpec): Promise<Started> {
       });
       stop = () => edge.stop();
       return { port: edge.port, h2cPort: edge.h2cPort, url: edge.url };
+    }
+    case "peer": {
+      const peer = await handWrittenPeer(spec.redisUrl, spec.keyPrefix);
+      stop = () => peer.close();
+      return { port: peer.port };
     }
     case "floor-http":
     case "floor-h2c":
