@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { loadPolicySync, type LoadedPolicy } from "@open-policy-agent/opa-wasm";
+import { loadPolicy, type LoadedPolicy } from "@open-policy-agent/opa-wasm";
 import type { Principal } from "../../runtime/principal.js";
 
 /** The compiled policy (scripts/policy.sh build), committed next to its Rego. */
@@ -34,9 +34,9 @@ export class AuthzPolicy {
   private constructor(private readonly policy: LoadedPolicy) {}
 
   /** Compiles and instantiates the wasm module (a few milliseconds; do it once per process). */
-  static load(wasm: Uint8Array | string = DEFAULT_POLICY_WASM): AuthzPolicy {
+  static async load(wasm: Uint8Array | string = DEFAULT_POLICY_WASM): Promise<AuthzPolicy> {
     const bytes = typeof wasm === "string" ? readFileSync(wasm) : wasm;
-    const policy = loadPolicySync(bytes);
+    const policy = await loadPolicy(bytes);
     policy.setData({});
     return new AuthzPolicy(policy);
   }
@@ -61,9 +61,9 @@ function policyDocument(input: PolicyInput): unknown {
   return { method: input.method, tenants: input.tenants, ...(principal ? { principal } : {}), ...(input.topics ? { topics: input.topics } : {}) };
 }
 
-let shared: AuthzPolicy | undefined;
+let shared: Promise<AuthzPolicy> | undefined;
 
 /** The process's one instance of the committed policy. */
-export function sharedAuthzPolicy(): AuthzPolicy {
+export function sharedAuthzPolicy(): Promise<AuthzPolicy> {
   return (shared ??= AuthzPolicy.load());
 }

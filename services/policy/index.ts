@@ -21,7 +21,7 @@ export const policyService: ServiceModule = {
     const { config } = runtime;
     // Envoy's check is the one place a request is authorized before a service sees it: even with
     // UMW_AUTHORIZATION=off for the mesh servers, this service decides with the policy.
-    const policy = configuredPolicy(config) ?? AuthzPolicy.load();
+    const policy = (await configuredPolicy(config)) ?? (await AuthzPolicy.load());
     const server = await startMeshServer(runtime, {
       name: "policy",
       port: config.policyPort,

@@ -6,19 +6,19 @@ import type { SubscriptionPolicy } from "../realtime/policy.js";
 import { opaSubscriptionPolicy } from "./subscription-policy.js";
 
 /** The process's policy, as the config names it (UMW_POLICY_WASM, else the committed one); undefined when authorization is off. */
-export function configuredPolicy(config: Pick<Config, "authorization" | "policyWasm">): AuthzPolicy | undefined {
+export async function configuredPolicy(config: Pick<Config, "authorization" | "policyWasm">): Promise<AuthzPolicy | undefined> {
   if (config.authorization === "off") return undefined;
   return !config.policyWasm || config.policyWasm === DEFAULT_POLICY_WASM ? sharedAuthzPolicy() : AuthzPolicy.load(config.policyWasm);
 }
 
 /** The interceptors every mesh server of `umw serve` runs (runtime/service.ts): authorization, unless UMW_AUTHORIZATION=off. */
-export function meshAuthorization(config: Pick<Config, "authorization" | "policyWasm" | "trustedPrincipalPeers">): ServerInterceptor[] {
-  const policy = configuredPolicy(config);
+export async function meshAuthorization(config: Pick<Config, "authorization" | "policyWasm" | "trustedPrincipalPeers">): Promise<ServerInterceptor[]> {
+  const policy = await configuredPolicy(config);
   return policy ? [serverAuthorization(policy, new Set(config.trustedPrincipalPeers))] : [];
 }
 
 /** The realtime hub's subscription policy under `umw serve`: OPA, unless UMW_AUTHORIZATION=off (then the hub's tenant isolation). */
-export function meshSubscriptionPolicy(config: Pick<Config, "authorization" | "policyWasm" | "trustedPrincipalPeers">): SubscriptionPolicy | undefined {
-  const policy = configuredPolicy(config);
+export async function meshSubscriptionPolicy(config: Pick<Config, "authorization" | "policyWasm" | "trustedPrincipalPeers">): Promise<SubscriptionPolicy | undefined> {
+  const policy = await configuredPolicy(config);
   return policy ? opaSubscriptionPolicy(policy, new Set(config.trustedPrincipalPeers)) : undefined;
 }

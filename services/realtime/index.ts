@@ -125,7 +125,7 @@ export const realtimeService: ServiceModule = {
         log,
         groupPrefix: config.topicPrefix,
         trustedPeers: config.trustedPrincipalPeers,
-        policy: meshSubscriptionPolicy(config),
+        policy: await meshSubscriptionPolicy(config),
         resourceTypes: Object.keys(config.resources),
       });
       await hub.start();
