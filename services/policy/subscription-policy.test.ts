@@ -1,0 +1,46 @@
+import { before, test } from "node:test";
+import assert from "node:assert/strict";
+import { Code, RpcError } from "../../runtime/errors.js";
+import { principalHeaders, type Principal } from "../../runtime/principal.js";
+import { callerOf, type SubscriptionAsk, type SubscriptionPolicy } from "../realtime/policy.js";
+import { AuthzPolicy } from "./authz-policy.js";
+import { opaSubscriptionPolicy } from "./subscription-policy.js";
+
+const alice: Principal = { kind: "user", subject: "alice", tenant: "acme", scopes: ["entities:read", "commands:read", "realtime:subscribe"], roles: [], expiresAt: undefined };
+const TRUSTED = new Set(["edge"]);
+let policy: SubscriptionPolicy;
+
+before(async () => {
+  policy = opaSubscriptionPolicy(await AuthzPolicy.load(), TRUSTED);
+});
+
+/** The caller as the hub reads it from a call (services/realtime/policy.ts callerOf). */
+const caller = (peer: string, headers: Record<string, string>, requestTenant = "acme") => callerOf({ peer, headers }, requestTenant, TRUSTED);
+const refused = (code: Code, reason: string) => (error: unknown) => error instanceof RpcError && error.code === code && error.reason === reason;
+const typeTopic = (tenant: string) => ({ kind: "type" as const, tenant, type: "todo" });
+
+test("a user subscribes to its tenant's types, entities and own commands", async () => {
+  const ask: SubscriptionAsk = { tenant: "acme", topics: [typeTopic("acme"), { kind: "entity", tenant: "acme", type: "todo", id: "a" }, { kind: "ownCommands", tenant: "acme", principal: "alice" }] };
+  await policy.authorize(caller("edge", principalHeaders(alice)), ask);
+});
+
+test("another tenant's topic is CROSS_TENANT_ACCESS; someone else's commands FOREIGN_COMMANDS", async () => {
+  await assert.rejects(async () => policy.authorize(caller("edge", principalHeaders(alice), "globex"), { tenant: "globex", topics: [typeTopic("globex")] }), refused(Code.PERMISSION_DENIED, "CROSS_TENANT_ACCESS"));
+  await assert.rejects(
+    async () => policy.authorize(caller("edge", principalHeaders(alice)), { tenant: "acme", topics: [{ kind: "ownCommands", tenant: "acme", principal: "bob" }] }),
+    refused(Code.PERMISSION_DENIED, "FOREIGN_COMMANDS"),
+  );
+});
+
+test("scopes: realtime:subscribe for any stream, entities:read for entity and type topics", async () => {
+  const noRealtime = { ...alice, scopes: ["entities:read"] };
+  await assert.rejects(async () => policy.authorize(caller("edge", principalHeaders(noRealtime)), { tenant: "acme", topics: [typeTopic("acme")] }), refused(Code.PERMISSION_DENIED, "MISSING_SCOPE"));
+  const commandsOnly = { ...alice, scopes: ["realtime:subscribe", "commands:read"] };
+  await assert.rejects(async () => policy.authorize(caller("edge", principalHeaders(commandsOnly)), { tenant: "acme", topics: [typeTopic("acme")] }), refused(Code.PERMISSION_DENIED, "MISSING_SCOPE"));
+  await policy.authorize(caller("edge", principalHeaders(commandsOnly)), { tenant: "acme", topics: [{ kind: "ownCommands", tenant: "acme", principal: "alice" }] });
+});
+
+test("a mesh service passes the policy but stays in the tenant it names in x-umw-tenant (the hub's tenant isolation)", async () => {
+  await policy.authorize(caller("cli", {}, "globex"), { tenant: "globex", topics: [typeTopic("globex")] });
+  await assert.rejects(async () => policy.authorize(caller("cli", { "x-umw-tenant": "acme" }, "globex"), { tenant: "globex", topics: [typeTopic("globex")] }), refused(Code.PERMISSION_DENIED, "CROSS_TENANT_SUBSCRIPTION"));
+});
