@@ -6,8 +6,9 @@ import { methodName, requestInput } from "./request-input.js";
 
 /**
  * Server: asks the policy before every call (unary and streaming alike) whether the call's principal
- * may call this method in the tenant its request names; a refusal never reaches the handler.
- * Subscription topics are decided later, by the realtime hub's SubscriptionPolicy (opaSubscriptionPolicy).
+ * may call this method in the tenant its request names (and, for Subscribe, on the topics it names);
+ * a refusal never reaches the handler. The realtime hub decides the resolved topics again
+ * (opaSubscriptionPolicy).
  */
 export function serverAuthorization(policy: AuthzPolicy, trustedPeers: ReadonlySet<string>): ServerInterceptor {
   return (next) => (req) => {
