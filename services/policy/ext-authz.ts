@@ -39,9 +39,9 @@ const HTTP_STATUS: Partial<Record<Code, number>> = { [Code.UNAUTHENTICATED]: 401
  * principalOf believes them at the service; without them the request is Envoy's own.
  *
  * A path that names no method of a routed service is let through: Envoy answers it itself (404,
- * 405, /healthz). A gRPC request whose body cannot be read is decided with no tenant, which any
- * user principal is refused (CROSS_TENANT_ACCESS never holds for an empty list, so the service
- * checks the tenant again; see runtime/tenant-guard.ts).
+ * 405, /healthz). A gRPC request whose body cannot be read here (a compressed frame, say) is
+ * decided on method and scope alone, with no tenant: the mesh server behind decodes it and decides
+ * again with its tenant (the same policy in its interceptor, then runtime/tenant-guard.ts).
  */
 export function extAuthzHandlers(policy: AuthzPolicy, trustedPeers: ReadonlySet<string>): ServiceHandlers<typeof Authorization> {
   return {
