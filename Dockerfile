@@ -1,5 +1,5 @@
 # One image for every umw service; the command picks the service (`umw serve query`).
-# The build stage compiles the TypeScript (npm run build: dist/ with migrations); the image holds
+# The build stage compiles the TypeScript (npm run build: dist/ with migrations and the compiled policy); the image holds
 # only the JavaScript and the production dependencies, so nothing compiles or transpiles at run time.
 FROM node:20-bookworm-slim AS build
 WORKDIR /src
@@ -12,6 +12,7 @@ COPY runtime runtime
 COPY services services
 COPY gen gen
 COPY migrations migrations
+COPY policy/authz.wasm policy/authz.wasm
 RUN scripts/build.sh dist && rm dist/scripts
 
 FROM node:20-bookworm-slim

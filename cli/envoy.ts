@@ -15,6 +15,7 @@ export const ENVOY_USAGE = `  envoy-config [--bootstrap] [--out FILE] [options]
                            (defaults: the docker-compose layout): --certs /certs, --admin-port 9901,
                            static: --port 8080 --descriptor /etc/umw/umw.binpb --cors '*'
                              --query query:7001 --command command:7002 --realtime realtime:7003
+                             --policy policy:7008
                            bootstrap: --control-plane control-plane:7007 --node envoy-edge
   control-plane            run the xDS control plane for Envoy (UMW_CONTROL_PLANE_PORT, 7007); services
                            with UMW_CONTROL_PLANE_ADDRESS register their instances with it
@@ -45,6 +46,7 @@ export function renderEnvoyConfig(args: string[]): string {
       query: { type: "string", default: "query:7001" },
       command: { type: "string", default: "command:7002" },
       realtime: { type: "string", default: "realtime:7003" },
+      policy: { type: "string", default: "policy:7008" },
       "control-plane": { type: "string", default: "control-plane:7007" },
       node: { type: "string", default: "envoy-edge" },
     },
@@ -63,7 +65,7 @@ export function renderEnvoyConfig(args: string[]): string {
           listenerPort: portOf(values.port, "--port"),
           descriptor: { path: values.descriptor },
           corsOrigins: values.cors.split(",").map((origin) => origin.trim()).filter(Boolean),
-          upstreams: { query: endpointOf(values.query, "--query"), command: endpointOf(values.command, "--command"), realtime: endpointOf(values.realtime, "--realtime") },
+          upstreams: { query: endpointOf(values.query, "--query"), command: endpointOf(values.command, "--command"), realtime: endpointOf(values.realtime, "--realtime"), policy: endpointOf(values.policy, "--policy") },
         }),
         STATIC_HEADER,
       );

@@ -124,6 +124,13 @@ const settings = {
   queryAddress: { env: "UMW_QUERY_ADDRESS", schema: z.string().optional(), description: "host:port where the other services reach the query service; unset = host + queryPort." },
   commandAddress: { env: "UMW_COMMAND_ADDRESS", schema: z.string().optional(), description: "host:port where the other services reach the command service; unset = host + commandPort." },
   realtimeAddress: { env: "UMW_REALTIME_ADDRESS", schema: z.string().optional(), description: "host:port where the other services reach the realtime hub; unset = host + realtimePort." },
+  authorization: {
+    env: "UMW_AUTHORIZATION",
+    schema: z.enum(["opa", "off"]).default("opa"),
+    description: "`opa`: every mesh server asks the authorization policy (policy/authz.rego, compiled to wasm) before each call and each subscription; `off`: no policy in the mesh servers (the services' own tenant checks stay).",
+  },
+  policyWasm: { env: "UMW_POLICY_WASM", schema: z.string().default(""), description: "Path of a compiled policy (`scripts/policy.sh build OUT`, entrypoint umw/authz/decision); empty = the committed policy/authz.wasm." },
+  policyPort: { env: "UMW_POLICY_PORT", schema: port.default(7008), description: "gRPC port of the policy service: Envoy's ext_authz (envoy.service.auth.v3.Authorization/Check)." },
   embedded: {
     env: "UMW_EMBEDDED",
     schema: z.preprocess((value) => (typeof value === "boolean" ? String(value) : value), z.stringbool()).default(false),

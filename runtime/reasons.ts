@@ -92,6 +92,14 @@ export const REASONS = {
   CROSS_TENANT_SUBSCRIPTION: reason(Code.PERMISSION_DENIED, "A topic in another tenant than the caller's."),
   FOREIGN_COMMANDS: reason(Code.PERMISSION_DENIED, "Following commands that are not the caller's own."),
 
+  // Authorization (policy/authz.rego, evaluated by services/policy on every call and at Envoy).
+  PRINCIPAL_REQUIRED: reason(Code.UNAUTHENTICATED, "The call carries no principal (no token at the edge, no mTLS identity) and the method needs one."),
+  TENANT_REQUIRED: reason(Code.PERMISSION_DENIED, "The caller's token names no tenant."),
+  CROSS_TENANT_ACCESS: reason(Code.PERMISSION_DENIED, "The request (or a subscription topic) targets another tenant than the caller's; metadata tenants."),
+  MISSING_SCOPE: reason(Code.PERMISSION_DENIED, "The caller's token lacks the scope the operation needs; metadata scope."),
+  OPERATION_NOT_ALLOWED: reason(Code.PERMISSION_DENIED, "A user principal called a method that is not a public operation (reflection, control plane)."),
+  PERMISSION_DENIED: reason(Code.PERMISSION_DENIED, "The policy refused the call without naming a reason."),
+
   // Control plane.
   UNKNOWN_SERVICE: reason(Code.INVALID_ARGUMENT, "A registration for a service the mesh does not route."),
   INVALID_PORT: reason(Code.INVALID_ARGUMENT, "A registration with a port outside 1-65535."),

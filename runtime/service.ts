@@ -60,6 +60,7 @@ export async function startMeshServer<S extends DescService>(runtime: ServiceRun
     log: runtime.log,
     drainTimeoutMs: runtime.config.drainTimeoutMs,
     limits: meshServerLimits(runtime.config),
+    interceptors: await (await import("../services/policy/mesh-authorization.js")).meshAuthorization(runtime.config),
   });
   if (spec.service && spec.handlers) server.addService(spec.service, spec.handlers);
   const port = await server.start();

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# npm test: typecheck, bring up Redis/Postgres/Kafka (scripts/infra.sh), install grpcurl
+# npm test: typecheck, bring up Redis/Postgres/Kafka (scripts/infra.sh), install grpcurl and OPA
 # (scripts/tools.sh), then every *.test.ts under test/, services/, runtime/ and cli/ with Node's
 # test runner.
 # npm run test:unit (scripts/test.sh --unit): only the tests that need no Redis, Postgres or Kafka,
@@ -40,7 +40,7 @@ fi
 echo "test: typecheck"
 npx tsc -p .
 scripts/infra.sh up
-scripts/tools.sh grpcurl
+scripts/tools.sh grpcurl opa
 # shellcheck source=scripts/infra-env.sh
 source scripts/infra-env.sh
 

@@ -15,8 +15,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { clone, equals, fromBinary, type DescService } from "@bufbuild/protobuf";
+import { clone, equals, fromBinary, type DescFile, type DescService } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
+import { Authorization } from "../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { CommandService } from "../gen/umw/v1/command_pb.js";
 import { QueryService } from "../gen/umw/v1/query_pb.js";
 import { RealtimeService } from "../gen/umw/v1/realtime_pb.js";
@@ -38,6 +39,7 @@ const SERVERS: Record<string, readonly DescService[]> = {
   relay: [],
   processor: [],
   "cache-updater": [],
+  policy: [Authorization],
 };
 const EVERY_SERVER_HAS = [Health, ServerReflection, ServerReflectionV1Alpha];
 
@@ -195,12 +197,20 @@ describe("reflection: grpcurl against every mesh server over mTLS", { timeout: 2
           const served = (reply.fileDescriptorResponse.fileDescriptorProto as string[]).map((bytes) => fromBinary(FileDescriptorProtoSchema, Buffer.from(bytes, "base64")));
           const names = served.map((file) => file.name);
           assert.equal(names[0], service.file.proto.name, "the file that declares the symbol comes first");
-          // Every file buf compiled for this service comes along: its imports, theirs, and so on.
+          // Every file buf compiled for this service comes along: its imports, theirs, and so on
+          // (for a service outside umw.binpb, Envoy's Authorization, the imports its generated file declares).
+          const generated = new Map<string, DescFile>();
+          const collect = (file: DescFile) => {
+            if (generated.has(file.proto.name)) return;
+            generated.set(file.proto.name, file);
+            for (const dependency of file.dependencies) collect(dependency);
+          };
+          collect(service.file);
           const expected = new Set<string>();
           const visit = (name: string) => {
             if (expected.has(name)) return;
             expected.add(name);
-            for (const dependency of built.get(name)?.dependency ?? []) visit(dependency);
+            for (const dependency of built.get(name)?.dependency ?? generated.get(name)?.proto.dependency ?? []) visit(dependency);
           };
           visit(service.file.proto.name);
           assert.deepEqual([...names].sort(), [...expected].sort(), `${server} ${version}: the files of ${service.typeName}`);

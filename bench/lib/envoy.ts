@@ -8,7 +8,7 @@ import { waitFor } from "../../test/support/wait.js";
 /** Clock ticks per second of /proc/<pid>/stat's CPU times. */
 const CLOCK_TICKS = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim()) || 100;
 
-/** Envoy 1.40 (scripts/infra.sh envoy) on the static config `umw envoy-config` renders, in front of one QueryService. */
+/** Envoy 1.40 (scripts/infra.sh envoy) on the static config `umw envoy-config` renders, in front of one QueryService (and the policy service its ext_authz asks). */
 export interface BenchEnvoy {
   readonly name: "envoy";
   readonly port: number;
@@ -21,12 +21,16 @@ export interface BenchEnvoy {
 
 export async function startEnvoy(options: { certsDir: string; queryAddress: string; workDir: string }): Promise<BenchEnvoy> {
   const bin = requireEnvoy();
-  const [port, adminPort] = [await freePort(), await freePort()];
+  const [port, adminPort, policyPort] = [await freePort(), await freePort(), await freePort()];
   const config = join(options.workDir, "envoy-bench.yaml");
+  // Every request is checked by the policy service (ext_authz) before it is routed.
+  const policy: Proc = startProcess(process.execPath, ["bin/umw.mjs", "serve", "policy"], { UMW_CERTS_DIR: options.certsDir, UMW_POLICY_PORT: String(policyPort), UMW_LOG_LEVEL: "warn" });
+  await policy.waitFor(/umw ready/, 30_000);
   // Only the query cluster is reachable: command and realtime point at a closed port (unused here).
   execFileSync(process.execPath, [
     "bin/umw.mjs", "envoy-config", "--out", config, "--certs", options.certsDir, "--admin-port", String(adminPort), "--port", String(port),
     "--descriptor", join(process.cwd(), "gen/umw.binpb"), "--query", options.queryAddress, "--command", "127.0.0.1:1", "--realtime", "127.0.0.1:1",
+    "--policy", `127.0.0.1:${policyPort}`,
   ]);
   const proc: Proc = startProcess(bin, ["-c", config, "--concurrency", "1", "--log-level", "warn", "--base-id", String(port)]);
   const pid = proc.child.pid!;
@@ -55,6 +59,7 @@ export async function startEnvoy(options: { certsDir: string; queryAddress: stri
     },
     async stop() {
       await proc.stop();
+      await policy.stop();
     },
   };
 }

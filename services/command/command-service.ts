@@ -37,6 +37,7 @@ import {
 import { PayloadSchemas, type PayloadKind } from "./payload-schema.js";
 import { checkPayload, DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from "./payload-limits.js";
 import { expectedVersionOf, preconditionFailed, readPreconditions, type Preconditions } from "./preconditions.js";
+import { checkTenantOfPrincipal } from "../../runtime/tenant-guard.js";
 
 export interface CommandServiceOptions {
   /** The primary: every accepted write is one transaction on it. */
@@ -193,6 +194,7 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
   const payloadLimits = options.payloadLimits ?? DEFAULT_PAYLOAD_LIMITS;
 
   async function write(spec: WriteSpec, ctx: CallContext): Promise<{ receipt: CommandReceipt }> {
+    checkTenantOfPrincipal(ctx, spec.tenant, trustedPeers);
     const key = parseIdempotencyKey(ctx.headers[IDEMPOTENCY_KEY_HEADER]);
     checkName("tenant", spec.tenant);
     checkType(spec.type);
@@ -389,11 +391,13 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
         ctx,
       );
     },
-    async getCommand(request) {
+    async getCommand(request, ctx) {
+      checkTenantOfPrincipal(ctx, request.tenant, trustedPeers);
       checkCommandRef(request.tenant, request.commandId);
       return { command: await loadCommand(request.tenant, request.commandId) };
     },
     async *watchCommand(request, ctx) {
+      checkTenantOfPrincipal(ctx, request.tenant, trustedPeers);
       checkCommandRef(request.tenant, request.commandId);
       // Attach before the first read: a change between read and wait is not missed.
       const watch = feed?.watch(request.commandId);

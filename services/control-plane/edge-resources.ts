@@ -27,6 +27,8 @@ import { LuaSchema } from "../../gen/envoy/extensions/filters/http/lua/v3/lua_pb
 import { CommandService } from "../../gen/umw/v1/command_pb.js";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { restPaths, restResponseLua, statusJson } from "./rest-conventions.js";
+import { extAuthzFilter } from "./ext-authz-filter.js";
+import { ExtAuthzSchema } from "../../gen/envoy/extensions/filters/http/ext_authz/v3/ext_authz_pb.js";
 
 import { ROUTED_SERVICES, type RoutedService } from "./routed-services.js";
 
@@ -45,7 +47,7 @@ export const MESH_ONLY_HEADERS = ["x-umw-principal", "x-umw-connection-id", "x-u
 export const COMPRESSION_MIN_BYTES = 1024;
 
 /** The typed configs of the edge's filters beyond the core ones, for rendering them as JSON/YAML (bootstrap.ts). */
-export const EDGE_FILTER_SCHEMAS = [LuaSchema, CompressorSchema, GzipSchema, BrotliSchema, ConnectGrpcBridgeSchema, HealthCheckSchema] as const;
+export const EDGE_FILTER_SCHEMAS = [LuaSchema, CompressorSchema, GzipSchema, BrotliSchema, ConnectGrpcBridgeSchema, HealthCheckSchema, ExtAuthzSchema] as const;
 
 /** REST paths and versioned responses, from the google.api.http annotations of the transcoded services. */
 const REST = restPaths([QueryService, CommandService]);
@@ -76,6 +78,7 @@ const RETRY_ON: Record<RoutedService, string> = {
   query: "connect-failure,refused-stream,reset,unavailable",
   command: "connect-failure,refused-stream",
   realtime: "connect-failure,refused-stream",
+  policy: "connect-failure,refused-stream",
 };
 
 /** The edge's routes: one prefix per gRPC service; REST is transcoded to these paths first. */
@@ -246,6 +249,7 @@ export function edgeListener(options: EdgeOptions, routes: { inline: RouteConfig
                   },
                   // Connect unary (after the transcoder, so REST JSON is never taken for Connect).
                   { name: "envoy.filters.http.connect_grpc_bridge", configType: { case: "typedConfig", value: pack(ConnectGrpcBridgeSchema, {}) } },
+                  extAuthzFilter(),
                   { name: "envoy.filters.http.router", configType: { case: "typedConfig", value: pack(RouterSchema, {}) } },
                 ],
               }),

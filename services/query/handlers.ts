@@ -2,15 +2,20 @@ import type { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { checkName, checkType } from "../../runtime/entity.js";
 import { notFound } from "../../runtime/errors.js";
 import type { ServiceHandlers } from "../../runtime/service-definition.js";
+import { checkTenantOfPrincipal } from "../../runtime/tenant-guard.js";
 import { batchCacheStatus, CACHE_STATUS_HEADER, formatCacheStatus } from "./cache-status.js";
 import { decodePageToken, encodePageToken, pageSizeOf } from "./page-token.js";
 import type { EntityReader } from "./reader.js";
 
-/** QueryService over an EntityReader. Every answer carries `umw-cache-status` (RFC 9211 syntax). */
-export function queryHandlers(reader: EntityReader): ServiceHandlers<typeof QueryService> {
+/**
+ * QueryService over an EntityReader. Every answer carries `umw-cache-status` (RFC 9211 syntax). A
+ * user principal (asserted by one of `trustedPeers`) reads only its own tenant.
+ */
+export function queryHandlers(reader: EntityReader, trustedPeers: ReadonlySet<string> = new Set(["edge"])): ServiceHandlers<typeof QueryService> {
   return {
     async getEntity(request, ctx) {
       const { tenant, type, id } = request;
+      checkTenantOfPrincipal(ctx, tenant, trustedPeers);
       const result = await reader.get({ tenant, type, id, minVersion: request.minVersion }, ctx.signal);
       ctx.setHeader(CACHE_STATUS_HEADER, formatCacheStatus(result.status));
       if (!result.entity) throw notFound("ENTITY_NOT_FOUND", `${type} ${JSON.stringify(id)} does not exist in tenant ${JSON.stringify(tenant)}`, { tenant, type, id });
@@ -18,6 +23,7 @@ export function queryHandlers(reader: EntityReader): ServiceHandlers<typeof Quer
     },
 
     async batchGetEntities(request, ctx) {
+      checkTenantOfPrincipal(ctx, request.tenant, trustedPeers);
       const results = await reader.getMany(request.tenant, request.type, request.ids, ctx.signal);
       ctx.setHeader(CACHE_STATUS_HEADER, formatCacheStatus(batchCacheStatus(results.map(({ result }) => result.status))));
       const entities = [];
@@ -31,6 +37,7 @@ export function queryHandlers(reader: EntityReader): ServiceHandlers<typeof Quer
 
     async listEntities(request, ctx) {
       const { tenant, type } = request;
+      checkTenantOfPrincipal(ctx, tenant, trustedPeers);
       checkName("tenant", tenant);
       checkType(type);
       const pageSize = pageSizeOf(request.pageSize);

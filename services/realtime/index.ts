@@ -5,6 +5,7 @@ import type { Logger } from "../../runtime/logger.js";
 import { MeshServer } from "../../runtime/server.js";
 import { closeStack, startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import { topicNames } from "../../runtime/topics.js";
+import { meshSubscriptionPolicy } from "../policy/mesh-authorization.js";
 import { postgresCommandFeed, type CommandFeed } from "./command-feed.js";
 import { RealtimeHub, type RealtimeHubStats } from "./hub.js";
 import { realtimeLimits, type RealtimeLimits } from "./limits.js";
@@ -124,6 +125,7 @@ export const realtimeService: ServiceModule = {
         log,
         groupPrefix: config.topicPrefix,
         trustedPeers: config.trustedPrincipalPeers,
+        policy: await meshSubscriptionPolicy(config),
         resourceTypes: Object.keys(config.resources),
       });
       await hub.start();

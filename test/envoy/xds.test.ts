@@ -68,6 +68,15 @@ describe("Envoy on the xDS control plane", { timeout: 240_000 }, () => {
     );
     envoy = startProcess(requireEnvoy(), ["-c", bootstrap, "--use-dynamic-base-id", "--concurrency", "2", "--log-level", "warn", "--drain-time-s", "1"]);
     procs.push(envoy);
+    // Envoy's ext_authz asks the policy service before routing: one instance, registered like the query instances.
+    const policy = umw(["serve", "policy"], {
+      UMW_CERTS_DIR: certs.dir,
+      UMW_POLICY_PORT: String(await freePort()),
+      UMW_CONTROL_PLANE_ADDRESS: `127.0.0.1:${controlPlanePort}`,
+      UMW_LOG_LEVEL: "info",
+    });
+    procs.push(policy);
+    await policy.waitFor(/registered with the control plane/);
   });
 
   after(async () => {
