@@ -6,7 +6,7 @@ import { rootLogger } from "../runtime/logger.js";
 import { migrate } from "../runtime/migrate.js";
 import { processReadiness } from "../runtime/readiness.js";
 import { createRuntime, type RunningService } from "../runtime/service.js";
-import { collectProcessMetrics, serveMetrics } from "../runtime/metrics.js";
+import { collectProcessMetrics, defaultRegistry, gauge, serveMetrics } from "../runtime/metrics.js";
 import { declareRefusalMetrics } from "../runtime/refusal-metrics.js";
 import { ALL_SERVICES, MESH_IDENTITIES, metricsPortOf, SERVICES } from "../services/registry.js";
 
@@ -87,6 +87,7 @@ async function serve(config: Config, args: string[]): Promise<number> {
   // The metrics listener of the process (every service's metrics), on its own address and port.
   collectProcessMetrics();
   declareRefusalMetrics();
+  const serviceUp = gauge<"service">(defaultRegistry, { name: "umw_service_up", help: "1 for each service this process runs once it has started.", labelNames: ["service"] });
   const metrics = await serveMetrics(config.metricsHost, metricsPortOf(config.metricsPort, wanted));
   log.info({ metrics: metrics.url }, "metrics listening");
   let stopping = false;
@@ -115,6 +116,7 @@ async function serve(config: Config, args: string[]): Promise<number> {
       const module = await SERVICES[name]!();
       const service = await module.start({ ...runtime, log: log.child({ service: name }) });
       running.push(service);
+      serviceUp.set({ service: name }, 1);
       health.ready();
       log.info({ service: name, startMs: Date.now() - started }, "service started");
     } catch (error) {
