@@ -70,7 +70,8 @@ async function main(argv: string[]): Promise<number> {
 async function serve(config: Config, args: string[]): Promise<number> {
   const embeddedMode = config.embedded || args.includes("--embedded");
   const names = args.filter((arg) => arg !== "--embedded");
-  const wanted = names.includes("all") ? ALL_SERVICES : names;
+  // `all` is every service but the canary; `serve all canary` adds it.
+  const wanted = names.includes("all") ? [...new Set([...ALL_SERVICES, ...names.filter((name) => name !== "all")])] : names;
   const unknown = wanted.filter((name) => !(name in SERVICES));
   if (wanted.length === 0 || unknown.length) {
     console.error(`umw serve: ${unknown.length ? `unknown service(s) ${unknown.join(", ")}` : "name a service"}; known: ${Object.keys(SERVICES).join(", ")}, all`);

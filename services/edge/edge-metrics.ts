@@ -26,10 +26,9 @@ export function edgeHttpMetrics(registry: Registry = defaultRegistry) {
     help: "HTTP requests at the edge in progress (streams included).",
     labelNames: ["http_request_method"],
   });
-  const aborted = counter<"http_route">(registry, {
+  const aborted = counter(registry, {
     name: "umw_edge_requests_aborted_total",
     help: "HTTP requests whose connection closed before the response ended (client gone, stream reset).",
-    labelNames: ["http_route"],
   });
   return {
     /** Call at the start of a request; `route()` is asked once it ends. */
@@ -40,7 +39,7 @@ export function edgeHttpMetrics(registry: Registry = defaultRegistry) {
       response.once("close", () => {
         active.dec({ http_request_method: methodLabel });
         const httpRoute = route();
-        if (!response.writableFinished) aborted.inc({ http_route: httpRoute });
+        if (!response.writableFinished) aborted.inc();
         duration.observe(
           { http_request_method: methodLabel, http_route: httpRoute, http_response_status_code: String(response.statusCode) },
           (performance.now() - begun) / 1000,

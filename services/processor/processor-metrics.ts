@@ -1,5 +1,8 @@
 import { counter, defaultRegistry, type Registry } from "../../runtime/metrics.js";
 import type { Outcome } from "./processor.js";
+import type { DeadLetterReason } from "./dead-letter.js";
+
+const DEAD_LETTER_REASONS: readonly DeadLetterReason[] = ["UNDECODABLE", "INVALID_COMMAND", "PERMANENT_ERROR", "RETRIES_EXHAUSTED"];
 
 /**
  * What became of each command message, as `umw_processor_commands_total{outcome,reason}` (reason:
@@ -17,6 +20,8 @@ export function processorMetrics(registry: Registry = defaultRegistry): (outcome
     help: "Messages this processor sent to the dead-letter topic, by reason (`umw dlq list` shows them).",
     labelNames: ["reason"],
   });
+  for (const outcome of ["applied", "duplicate"]) commands.inc({ outcome, reason: "" }, 0);
+  for (const reason of DEAD_LETTER_REASONS) deadLettered.inc({ reason }, 0);
   return (outcome) => {
     switch (outcome.kind) {
       case "rejected":

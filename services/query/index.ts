@@ -101,6 +101,7 @@ export const queryService: ServiceModule = {
     const cache = await infrastructure.cache();
     // Metrics go to the process registry, served by the process's metrics listener (cli serve).
     const metrics = new QueryMetrics(defaultRegistry, tenantLabeler(config.metricsTenantLabels));
+    metrics.declare(catalog.types, config.metricsTenantLabels);
     const reader = new EntityReader({ cache, catalog, metrics, log, keyPrefix: config.cacheKeyPrefix });
     let server: MeshServer | undefined;
     try {

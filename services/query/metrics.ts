@@ -53,6 +53,22 @@ export class QueryMetrics {
     });
   }
 
+  /**
+   * Every series of these types exists from the start at 0 (for each allow-listed tenant and
+   * `_other`), so rates, ratios and alerts see a zero instead of no data before the first event.
+   */
+  declare(types: readonly string[], tenants: readonly string[] = []): void {
+    for (const type of types) {
+      for (const tenant of [...tenants, OTHER_TENANTS]) {
+        const labels = { tenant, type };
+        for (const layer of ["l1", "redis"]) this.hits.inc({ ...labels, layer }, 0);
+        for (const metric of [this.misses, this.collapsed, this.negativeHits, this.earlyRefreshes, this.fenced]) metric.inc(labels, 0);
+        for (const reason of ["backend-unavailable", "backend-timeout", "backend-error"]) this.staleServed.inc({ ...labels, reason }, 0);
+      }
+    }
+    for (const op of ["get", "getMany", "lease", "watch", "complete"]) this.cacheErrors.inc({ op }, 0);
+  }
+
   /** The labels of a read of `type` by `tenant`, bounded. */
   labelsOf(tenant: string, type: string): { tenant: string; type: string } {
     return { tenant: this.tenantLabel(tenant), type };
