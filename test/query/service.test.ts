@@ -9,7 +9,7 @@ import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { createClient, type MeshClient } from "../../runtime/client.js";
 import { loadConfig } from "../../runtime/config.js";
 import { Code, RpcError } from "../../runtime/errors.js";
-import { Registry, valueOf } from "../../runtime/metrics.js";
+import { defaultRegistry, Registry, serveMetrics, valueOf } from "../../runtime/metrics.js";
 import { OTHER_TENANTS } from "../../runtime/metric-labels.js";
 import { realInfrastructure } from "../../runtime/infrastructure-real.js";
 import { createRuntime } from "../../runtime/service.js";
@@ -231,7 +231,7 @@ test("metrics endpoint shows hits, misses, collapsed waiters, negative hits, bac
   assert.ok(value("umw_query_cache_misses_total", byType) >= 1);
   assert.ok(value("umw_query_cache_hits_total", `${byType},layer="redis"`) >= 1);
   assert.ok(value("umw_query_backend_duration_seconds_count", `${byType},backend="postgres",op="get",outcome="found"`) >= 1);
-  assert.match(text, /^umw_query_backend_duration_seconds_bucket\{tenant="_other",type="thing",backend="postgres",op="batchGet",outcome="found",le="\+Inf"\} \d+$/m);
+  assert.match(text, /^umw_query_backend_duration_seconds_bucket\{le="\+Inf",tenant="_other",type="thing",backend="postgres",op="batchGet",outcome="found"\} \d+$/m);
   for (const name of ["hits", "misses", "collapsed", "stale_served", "negative_hits", "early_refreshes", "fenced", "errors"]) {
     assert.match(text, new RegExp(`^# TYPE umw_query_cache_${name}_total counter$`, "m"));
   }
@@ -251,9 +251,11 @@ test("queryService (umw serve query) builds from config: Redis, the replica, res
     UMW_PG_REPLICA_URL: db.replicaUrl,
     UMW_RESOURCES: JSON.stringify({ widget: {} }),
     UMW_DRAIN_TIMEOUT_MS: "1000",
+    UMW_METRICS_TENANT_LABELS: tenant,
   });
   const infrastructure = realInfrastructure(config, log);
   const running = await queryService.start(createRuntime(config, log, infrastructure));
+  const listener = await serveMetrics(config.metricsHost, config.metricsPort, defaultRegistry);
   const client = createClient(QueryService, `127.0.0.1:${queryPort}`, certs.client());
   try {
     const headers: string[] = [];
@@ -261,11 +263,14 @@ test("queryService (umw serve query) builds from config: Redis, the replica, res
     assert.deepEqual(entity?.data, { color: "red" });
     assert.equal(headers[0], "umw; fwd=miss; stored");
     await assert.rejects(client.getEntity({ tenant, type: "thing", id: "w1" }), (e: unknown) => e instanceof RpcError && e.reason === "UNKNOWN_RESOURCE_TYPE");
-    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    // The process's metrics listener (cli serve) serves the process registry; the allow-listed tenant has its own label.
+    const text = await (await fetch(listener.url)).text();
     assert.match(text, new RegExp(`^umw_query_cache_misses_total\\{tenant="${tenant}",type="widget"\\} 1$`, "m"));
+    assert.match(text, /^umw_query_cache_misses_total\{tenant="_other",type="widget"\} 0$/m);
   } finally {
     client.close();
     await running.stop();
+    await listener.close();
     await infrastructure.close();
     await deleteKeys(`umw:${tenant}:`);
   }
