@@ -1,5 +1,5 @@
 import type { Config } from "../runtime/config.js";
-import { serveMetrics } from "../runtime/metrics.js";
+import { defaultRegistry, serveMetrics } from "../runtime/metrics.js";
 import { loadIdentity } from "../runtime/tls.js";
 import { canaryFor, runCanaryLoop, type CanaryResult } from "../services/canary/index.js";
 import { metricsPortOf } from "../services/registry.js";
@@ -20,7 +20,8 @@ export async function runCanary(config: Config, args: string[]): Promise<number>
     print(result);
     return result.ok ? 0 : 1;
   }
-  const metrics = await serveMetrics(config.metricsHost, metricsPortOf(config.metricsPort, ["canary"]));
+  const identity = loadIdentity(config.certsDir, "canary");
+  const metrics = await serveMetrics(config.metricsHost, metricsPortOf(config.metricsPort, ["canary"]), defaultRegistry, config.metricsTls ? identity : undefined);
   if (!json) console.log(`canary: every ${config.canaryIntervalMs} ms on ${config.canaryTenant}/${config.canaryType}; metrics on ${metrics.url}`);
   const loop = runCanaryLoop(canary, config.canaryIntervalMs, print);
   await new Promise<void>((resolve) => {

@@ -89,7 +89,7 @@ async function serve(config: Config, args: string[]): Promise<number> {
   collectProcessMetrics();
   declareRefusalMetrics();
   const serviceUp = gauge<"service">(defaultRegistry, { name: "umw_service_up", help: "1 for each service this process runs once it has started.", labelNames: ["service"] });
-  const metrics = await serveMetrics(config.metricsHost, metricsPortOf(config.metricsPort, wanted));
+  const metrics = await serveMetrics(config.metricsHost, metricsPortOf(config.metricsPort, wanted), defaultRegistry, config.metricsTls ? runtime.identity(wanted[0]!) : undefined);
   log.info({ metrics: metrics.url }, "metrics listening");
   let stopping = false;
   const stopAll = async (signal: string) => {

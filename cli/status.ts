@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Config } from "../runtime/config.js";
+import { loadIdentity } from "../runtime/tls.js";
 import { scrape, type Sample } from "../runtime/prometheus-text.js";
 import { SERVICES } from "../services/registry.js";
 import { meshStatus, type MeshStatus, type ProcessStatus, type Signals } from "./golden-signals.js";
@@ -7,7 +8,7 @@ import { meshStatus, type MeshStatus, type ProcessStatus, type Signals } from ".
 const USAGE = `usage: umw status [--json] [--once] [--interval <ms>] [--targets host:port,...]
 
   Live golden signals of a running mesh, read straight from its metrics listeners (no Prometheus):
-  per process up and services; per gRPC service and the edge: rate, errors, p50/p95/p99; the write
+  per process up and services (UMW_METRICS_TLS: over mTLS as the mesh identity cli); per gRPC service and the edge: rate, errors, p50/p95/p99; the write
   pipeline's backlog and lag. Targets: UMW_METRICS_HOST, ports UMW_METRICS_PORT + 0..${Object.keys(SERVICES).length}.
   Refreshes in place on a terminal (Ctrl-C ends); --json prints one JSON snapshot (rates over
   --interval, default 1000 ms) and exits; --once prints one table and exits.`;
@@ -24,12 +25,14 @@ interface Scrape {
   readonly at: number;
 }
 
-async function scrapeAll(targets: readonly string[]): Promise<Scrape> {
+type ClientTls = { key: Buffer; cert: Buffer; ca: Buffer } | undefined;
+
+async function scrapeAll(targets: readonly string[], tls: ClientTls): Promise<Scrape> {
   const at = performance.now();
   const results = await Promise.all(
     targets.map(async (target) => {
       try {
-        const samples = await scrape(`http://${target}/metrics`, AbortSignal.timeout(2_000));
+        const samples = await scrape(`${tls ? "https" : "http"}://${target}/metrics`, AbortSignal.timeout(2_000), tls);
         // A listener with no service up (e.g. still starting) still counts as a process.
         const services = samples.filter((s) => s.name === "umw_service_up" && s.value === 1).map((s) => s.labels.service!);
         return { process: { target, up: true, services }, samples };
@@ -41,13 +44,13 @@ async function scrapeAll(targets: readonly string[]): Promise<Scrape> {
   return { processes: results.map((r) => r.process), samples: results.flatMap((r) => r.samples), at };
 }
 
-export async function collectStatus(targets: readonly string[], windowMs: number, previous?: Scrape): Promise<{ status: MeshStatus; scrape: Scrape }> {
+export async function collectStatus(targets: readonly string[], windowMs: number, tls: ClientTls, previous?: Scrape): Promise<{ status: MeshStatus; scrape: Scrape }> {
   let before = previous;
   if (!before) {
-    before = await scrapeAll(targets);
+    before = await scrapeAll(targets, tls);
     await sleep(windowMs);
   }
-  const now = await scrapeAll(targets);
+  const now = await scrapeAll(targets, tls);
   const seconds = (now.at - before.at) / 1000;
   // A process that was down in the first scrape contributes no rate (it may have just started).
   return { status: meshStatus(now.processes, now.samples, before.samples, seconds), scrape: now };
@@ -64,19 +67,21 @@ export async function runStatus(config: Config, args: string[]): Promise<number>
   };
   const targets = option("--targets")?.split(",").map((t) => t.trim()).filter(Boolean) ?? defaultTargets(config);
   const intervalMs = Number(option("--interval") ?? 1_000);
+  // With UMW_METRICS_TLS the listeners require a mesh client certificate: the `cli` identity's.
+  const tls = config.metricsTls ? loadIdentity(config.certsDir, "cli") : undefined;
   if (!(intervalMs > 0)) {
     console.error(`umw status: --interval must be a positive number of milliseconds\n\n${USAGE}`);
     return 2;
   }
   if (args.includes("--json")) {
-    const { status } = await collectStatus(targets, intervalMs);
+    const { status } = await collectStatus(targets, intervalMs, tls);
     console.log(JSON.stringify(status, null, 2));
     return status.processes.some((p) => p.up) ? 0 : 1;
   }
   const live = process.stdout.isTTY && !args.includes("--once");
   let previous: Scrape | undefined;
   for (;;) {
-    const { status, scrape: latest } = await collectStatus(targets, intervalMs, previous);
+    const { status, scrape: latest } = await collectStatus(targets, intervalMs, tls, previous);
     previous = latest;
     const text = renderStatus(status);
     if (live) process.stdout.write(`\x1b[H\x1b[2J${text}\n(refreshing every ${intervalMs} ms; Ctrl-C to end)\n`);

@@ -130,6 +130,11 @@ const settings = {
     schema: port.default(9464),
     description: "Base port of the metrics listener: a process serving several services (`serve all`) listens here, one serving a single service here plus its offset (query 0, command 1, realtime 2, relay 3, processor 4, cache-updater 5, edge 6, canary 7); 0 = a free port.",
   },
+  metricsTls: {
+    env: "UMW_METRICS_TLS",
+    schema: z.preprocess((value) => (typeof value === "boolean" ? String(value) : value), z.stringbool()).default(false),
+    description: "Serve `/metrics` over mTLS: HTTPS with the process's mesh certificate, only for clients with a certificate of the mesh CA (Prometheus: `scheme: https` and a mesh certificate; `umw status` uses `cli`).",
+  },
   metricsTenantLabels: {
     env: "UMW_METRICS_TENANT_LABELS",
     schema: z

@@ -1,4 +1,5 @@
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric } from "prom-client";
 
@@ -102,11 +103,11 @@ const shared = new Map<string, Promise<SharedServer>>();
  * every public port. Services of one process that ask for the same fixed port share one server
  * that renders all their registries; port 0 always starts a server of its own on a free port.
  */
-export async function serveMetrics(host: string, port: number, registry: Registry = defaultRegistry): Promise<MetricsServer> {
+export async function serveMetrics(host: string, port: number, registry: Registry = defaultRegistry, tls?: MetricsTls): Promise<MetricsServer> {
   const key = port === 0 ? undefined : `${host}:${port}`;
   let pending = key ? shared.get(key) : undefined;
   if (!pending) {
-    pending = listen(host, port);
+    pending = listen(host, port, tls);
     if (key) {
       shared.set(key, pending);
       pending.catch(() => shared.delete(key));
@@ -118,7 +119,7 @@ export async function serveMetrics(host: string, port: number, registry: Registr
   let closed = false;
   return {
     port: entry.port,
-    url: `http://${displayHost}:${entry.port}/metrics`,
+    url: `${tls ? "https" : "http"}://${displayHost}:${entry.port}/metrics`,
     async close() {
       if (closed) return;
       closed = true;
@@ -133,9 +134,16 @@ export async function serveMetrics(host: string, port: number, registry: Registr
   };
 }
 
-async function listen(host: string, port: number): Promise<SharedServer> {
+/** mTLS for the metrics listener: its certificate, and the CA whose client certificates may scrape. */
+export interface MetricsTls {
+  readonly key: Buffer;
+  readonly cert: Buffer;
+  readonly ca: Buffer;
+}
+
+async function listen(host: string, port: number, tls: MetricsTls | undefined): Promise<SharedServer> {
   const registries = new Map<Registry, number>();
-  const server = createServer((request, response) => {
+  const handle = (request: IncomingMessage, response: ServerResponse) => {
     const path = (request.url ?? "/").split("?")[0];
     if (path !== "/metrics" || (request.method !== "GET" && request.method !== "HEAD")) {
       response.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("not found\n");
@@ -150,7 +158,9 @@ async function listen(host: string, port: number): Promise<SharedServer> {
       },
       (error: Error) => response.writeHead(500, { "content-type": "text/plain; charset=utf-8" }).end(`${error.message}\n`),
     );
-  });
+  };
+  // With mTLS only a client with a certificate of the mesh CA gets past the handshake.
+  const server: Server = tls ? createTlsServer({ key: tls.key, cert: tls.cert, ca: tls.ca, requestCert: true, rejectUnauthorized: true }, handle) : createServer(handle);
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", (error) => reject(new Error(`metrics: cannot listen on ${host}:${port}: ${error.message}`)));

@@ -1,3 +1,4 @@
+import { request } from "node:https";
 /** Reads Prometheus text exposition (what the metrics listeners serve) into samples: `umw status`, tests, benchmarks. */
 export interface Sample {
   readonly name: string;
@@ -31,8 +32,25 @@ export function sumOf(samples: readonly Sample[], name: string, match: Readonly<
   return total;
 }
 
-export async function scrape(url: string, signal?: AbortSignal): Promise<Sample[]> {
+/** Scrapes a metrics listener; `tls`: a client certificate for one that requires mTLS (UMW_METRICS_TLS). */
+export async function scrape(url: string, signal?: AbortSignal, tls?: { key: Buffer; cert: Buffer; ca: Buffer }): Promise<Sample[]> {
+  if (tls) return parseMetrics(await getTls(url, signal, tls));
   const response = await fetch(url, { signal });
   if (!response.ok) throw new Error(`GET ${url}: ${response.status}`);
   return parseMetrics(await response.text());
+}
+
+function getTls(url: string, signal: AbortSignal | undefined, tls: { key: Buffer; cert: Buffer; ca: Buffer }): Promise<string> {
+  return new Promise((resolve, reject) => {
+    // The listener's certificate names its service, not the address: the CA is what is checked.
+    const req = request(url, { key: tls.key, cert: tls.cert, ca: tls.ca, signal, checkServerIdentity: () => undefined }, (response) => {
+      let body = "";
+      response.setEncoding("utf8");
+      response.on("data", (chunk: string) => (body += chunk));
+      response.on("end", () => (response.statusCode === 200 ? resolve(body) : reject(new Error(`GET ${url}: ${response.statusCode}`))));
+      response.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end();
+  });
 }
