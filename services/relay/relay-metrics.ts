@@ -1,4 +1,4 @@
-import { counter, defaultRegistry, gauge, histogram, PIPELINE_BUCKETS, type Registry } from "../../runtime/metrics.js";
+import { counter, Counter, defaultRegistry, gauge, histogram, PIPELINE_BUCKETS, type Registry } from "../../runtime/metrics.js";
 import type { Sql } from "../../runtime/sql.js";
 
 /**
@@ -26,7 +26,8 @@ export type RelayMetrics = ReturnType<typeof relayMetrics>;
  * `umw_outbox_read_failures_total`.
  */
 export function outboxGauges(db: Pick<Sql, "query">, registry: Registry = defaultRegistry): void {
-  const failures = counter(registry, { name: "umw_outbox_read_failures_total", help: "Scrapes whose outbox backlog read failed." });
+  if (registry.getSingleMetric("umw_outbox_backlog")) return;
+  let failures: Counter | undefined;
   let last: Promise<{ backlog: number; age: number } | undefined> | undefined;
   // One query serves both gauges of a scrape.
   const read = () =>
@@ -37,7 +38,7 @@ export function outboxGauges(db: Pick<Sql, "query">, registry: Registry = defaul
       )
       .then(({ rows }) => ({ backlog: Number(rows[0]?.backlog ?? 0), age: Math.max(0, rows[0]?.age ?? 0) }))
       .catch(() => {
-        failures.inc();
+        failures?.inc();
         return undefined;
       })
       .finally(() => setTimeout(() => (last = undefined), 100).unref()));
@@ -55,6 +56,15 @@ export function outboxGauges(db: Pick<Sql, "query">, registry: Registry = defaul
     async collect() {
       const value = await read();
       if (value) this.set(value.age);
+    },
+  });
+  // Its collect waits for the scrape's read, so the scrape shows the failure its own read counted.
+  failures = new Counter({
+    name: "umw_outbox_read_failures_total",
+    help: "Scrapes whose outbox backlog read failed.",
+    registers: [registry],
+    async collect() {
+      await read();
     },
   });
 }
