@@ -38,7 +38,12 @@ export function edgeHttpMetrics(registry: Registry = defaultRegistry) {
       active.inc({ http_request_method: methodLabel });
       response.once("close", () => {
         active.dec({ http_request_method: methodLabel });
-        const httpRoute = route();
+        let httpRoute: string;
+        try {
+          httpRoute = route();
+        } catch {
+          httpRoute = UNMATCHED_ROUTE; // metrics never fail a request
+        }
         if (!response.writableFinished) aborted.inc();
         duration.observe(
           { http_request_method: methodLabel, http_route: httpRoute, http_response_status_code: String(response.statusCode) },

@@ -68,7 +68,11 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
   const metrics = edgeHttpMetrics();
   const routeOf = (method: string | undefined, path: string): string => {
     if (connect.has(path) || path === "/healthz" || path === "/readyz") return path;
-    return rest.routes.match(method ?? "", path)?.binding.template.source ?? UNMATCHED_ROUTE;
+    try {
+      return rest.routes.match(method ?? "", path)?.binding.template.source ?? UNMATCHED_ROUTE;
+    } catch {
+      return UNMATCHED_ROUTE; // a path that does not decode (already answered 400)
+    }
   };
 
   const handle = (req: AnyRequest, res: AnyResponse): void => {

@@ -108,10 +108,12 @@ describe("metrics of a live mesh", () => {
           fetch(`${edge}/no/such/${random()}`),
           fetch(`${edge}/v1/tenants/${tenant}/types/x${random()}/entities/${random()}`),
           fetch(`${edge}/umw.v1.QueryService/GetEntity`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ tenant, type: "todo", id: random() }) }),
+          // A path that does not decode: answered 400, counted as _unmatched (and no crash while counting it).
+          fetch(`${edge}/v1/tenants/${tenant}/types/todo/entities/%E0%A4%A${random()}`),
         ]);
         for (const response of responses) await response.arrayBuffer();
-        // Unknown entity, a list, no route, an unknown type (UNKNOWN_RESOURCE_TYPE), unknown entity over Connect.
-        assert.deepEqual(responses.map((r) => r.status), [404, 200, 404, 404, 404]);
+        // Unknown entity, a list, no route, an unknown type (UNKNOWN_RESOURCE_TYPE), unknown entity over Connect, malformed path.
+        assert.deepEqual(responses.map((r) => r.status), [404, 200, 404, 404, 404, 400]);
       }
       return tenants;
     };
