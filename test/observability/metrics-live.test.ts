@@ -96,7 +96,7 @@ describe("metrics of a live mesh", () => {
     }
   });
 
-  test("random tenants, ids and paths through the edge and the query service do not add series", async () => {
+  test("random tenants, ids and paths through the edge and the query service do not add series", async (t) => {
     const drive = async (count: number) => {
       const tenants: string[] = [];
       for (let i = 0; i < count; i++) {
@@ -122,6 +122,7 @@ describe("metrics of a live mesh", () => {
     const tenants = await drive(100);
     const afterwards = await meshSeries();
     const added = afterwards.filter((series) => !baseline.includes(series));
+    t.diagnostic(`${baseline.length} series after 20 rounds, ${afterwards.length} after 100 more (600 requests, 100 random tenants)`);
     assert.deepEqual(added, [], `series added by 100 rounds of random tenants: ${added.slice(0, 10).join("\n")}`);
     const text = await (await fetch(metricsUrl)).text();
     for (const tenant of tenants) assert.ok(!text.includes(tenant), `tenant ${tenant} appears in the metrics`);
