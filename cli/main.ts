@@ -6,12 +6,14 @@ import { rootLogger } from "../runtime/logger.js";
 import { migrate } from "../runtime/migrate.js";
 import { processReadiness } from "../runtime/readiness.js";
 import { createRuntime, type RunningService } from "../runtime/service.js";
-import { MESH_IDENTITIES, SERVICES } from "../services/registry.js";
+import { collectProcessMetrics, defaultRegistry, gauge, serveMetrics } from "../runtime/metrics.js";
+import { declareRefusalMetrics } from "../runtime/refusal-metrics.js";
+import { ALL_SERVICES, MESH_IDENTITIES, metricsPortOf, SERVICES } from "../services/registry.js";
 
 const USAGE = `usage: umw <command>
 
   serve <service...>|all [--embedded]
-                           run services in this process (${Object.keys(SERVICES).join(", ")});
+                           run services in this process (${Object.keys(SERVICES).join(", ")}; all = every one but canary);
                            --embedded (or UMW_EMBEDDED=1): on PGlite, an in-process bus and an
                            in-memory cache instead of Postgres, Kafka and Redis (not durable)
   certs [--force]          create the dev CA and mesh certificates in UMW_CERTS_DIR (.certs)
@@ -21,6 +23,10 @@ const USAGE = `usage: umw <command>
                            dead-lettered commands (UMW_TOPIC_PREFIX umw.commands.dlq.v1)
   dlq replay <id|partition:offset|--all>
                            republish dead letters to the commands topic
+  status [--json] [--once] [--targets host:port,...]
+                           live golden signals of a running mesh, read from its metrics listeners
+  canary [--once] [--json]
+                           run end-to-end transactions against a running mesh and print each result
 `;
 
 const INFRA_SCRIPT = fileURLToPath(new URL("../scripts/infra.sh", import.meta.url));
@@ -43,6 +49,10 @@ async function main(argv: string[]): Promise<number> {
     }
     case "dlq":
       return (await import("./dlq.js")).runDlq(args);
+    case "status":
+      return (await import("./status.js")).runStatus(loadConfig(), args);
+    case "canary":
+      return (await import("./canary.js")).runCanary(loadConfig(), args);
     case "envoy-config": case "control-plane": return (await import("./envoy.js")).runEnvoyCommand(command, args);
     case "infra":
       return spawnSync(INFRA_SCRIPT, args, { stdio: "inherit" }).status ?? 1;
@@ -60,7 +70,8 @@ async function main(argv: string[]): Promise<number> {
 async function serve(config: Config, args: string[]): Promise<number> {
   const embeddedMode = config.embedded || args.includes("--embedded");
   const names = args.filter((arg) => arg !== "--embedded");
-  const wanted = names.includes("all") ? Object.keys(SERVICES) : names;
+  // `all` is every service but the canary; `serve all canary` adds it.
+  const wanted = names.includes("all") ? [...new Set([...ALL_SERVICES, ...names.filter((name) => name !== "all")])] : names;
   const unknown = wanted.filter((name) => !(name in SERVICES));
   if (wanted.length === 0 || unknown.length) {
     console.error(`umw serve: ${unknown.length ? `unknown service(s) ${unknown.join(", ")}` : "name a service"}; known: ${Object.keys(SERVICES).join(", ")}, all`);
@@ -74,6 +85,12 @@ async function serve(config: Config, args: string[]): Promise<number> {
   const embedded = infrastructure.kind === "embedded";
   const runtime = createRuntime(config, log, infrastructure);
   const running: RunningService[] = [];
+  // The metrics listener of the process (every service's metrics), on its own address and port.
+  collectProcessMetrics();
+  declareRefusalMetrics();
+  const serviceUp = gauge<"service">(defaultRegistry, { name: "umw_service_up", help: "1 for each service this process runs once it has started.", labelNames: ["service"] });
+  const metrics = await serveMetrics(config.metricsHost, metricsPortOf(config.metricsPort, wanted), defaultRegistry, config.metricsTls ? runtime.identity(wanted[0]!) : undefined);
+  log.info({ metrics: metrics.url }, "metrics listening");
   let stopping = false;
   const stopAll = async (signal: string) => {
     if (stopping) {
@@ -86,6 +103,7 @@ async function serve(config: Config, args: string[]): Promise<number> {
     const order = [...running.filter((service) => service.name === "edge"), ...running.filter((service) => service.name !== "edge").reverse()];
     for (const service of order) await service.stop().catch((error) => log.error({ err: error, service: service.name }, "stop failed"));
     await infrastructure.close().catch((error: unknown) => log.error({ err: error }, "closing the stores failed"));
+    await metrics.close();
     log.info("stopped");
     process.exit(0);
   };
@@ -99,6 +117,7 @@ async function serve(config: Config, args: string[]): Promise<number> {
       const module = await SERVICES[name]!();
       const service = await module.start({ ...runtime, log: log.child({ service: name }) });
       running.push(service);
+      serviceUp.set({ service: name }, 1);
       health.ready();
       log.info({ service: name, startMs: Date.now() - started }, "service started");
     } catch (error) {

@@ -18,6 +18,7 @@ import { clientDeadline } from "./interceptor-deadline.js";
 import { clientErrors } from "./interceptor-errors.js";
 import { clientForwardMetadata, DEFAULT_FORWARDED_METADATA } from "./interceptor-metadata.js";
 import { clientRequestId } from "./interceptor-request-id.js";
+import { clientMetrics, prometheusCallMetrics, type CallMetrics } from "./interceptor-metrics.js";
 import { methodPath } from "./service-definition.js";
 
 export { wireError } from "./interceptor-errors.js";
@@ -41,6 +42,8 @@ export interface ServiceClientOptions {
   readonly interceptors?: readonly ClientInterceptor[];
   /** Headers of the call being served that every call made meanwhile carries on; default: W3C trace context. */
   readonly forwardMetadata?: readonly string[];
+  /** Where each finished call is reported; default: `rpc_client_*` in the process registry (runtime/metrics.ts). */
+  readonly metrics?: CallMetrics;
   /** A method's own response decoder (e.g. one that memoizes); undefined: protobuf-es fromBinary. */
   readonly responseDecoder?: (method: DescMethod) => ((bytes: Buffer) => Message) | undefined;
 }
@@ -64,6 +67,7 @@ export class ServiceClient {
   ) {
     this.grpc = new Client(address, credentials, options.channel ?? {});
     const interceptors: ClientInterceptor[] = [
+      clientMetrics(options.metrics ?? prometheusCallMetrics("client")),
       clientErrors,
       clientRequestId,
       clientDeadline,

@@ -120,7 +120,35 @@ const settings = {
   processorPort: { env: "UMW_PROCESSOR_PORT", schema: port.default(7005), description: "Health port of the processor." },
   cacheUpdaterPort: { env: "UMW_CACHE_UPDATER_PORT", schema: port.default(7006), description: "Health port of the cache updater." },
   edgePort: { env: "UMW_EDGE_PORT", schema: port.default(8080), description: "Public HTTP port of the Node edge (REST, Connect, gRPC-web, `/healthz`, `/readyz`)." },
-  metricsPort: { env: "UMW_METRICS_PORT", schema: port.default(9464), description: "Prometheus `/metrics` of the query service." },
+  metricsHost: {
+    env: "UMW_METRICS_HOST",
+    schema: z.string().min(1).default("127.0.0.1"),
+    description: "Address of the metrics listener (`/metrics`); loopback by default, a mesh-internal address in a deployment, never the public one.",
+  },
+  metricsPort: {
+    env: "UMW_METRICS_PORT",
+    schema: port.default(9464),
+    description: "Base port of the metrics listener: a process serving several services (`serve all`) listens here, one serving a single service here plus its offset (query 0, command 1, realtime 2, relay 3, processor 4, cache-updater 5, edge 6, canary 7); 0 = a free port.",
+  },
+  metricsTls: {
+    env: "UMW_METRICS_TLS",
+    schema: z.preprocess((value) => (typeof value === "boolean" ? String(value) : value), z.stringbool()).default(false),
+    description: "Serve `/metrics` over mTLS: HTTPS with the process's mesh certificate, only for clients with a certificate of the mesh CA (Prometheus: `scheme: https` and a mesh certificate; `umw status` uses `cli`).",
+  },
+  metricsTenantLabels: {
+    env: "UMW_METRICS_TENANT_LABELS",
+    schema: z
+      .string()
+      .default("")
+      .transform((value) => value.split(",").map((tenant) => tenant.trim()).filter(Boolean))
+      .pipe(z.array(z.string()).max(100, "at most 100 tenants")),
+    description: "Comma-separated tenants that get their own `tenant` label in metrics (at most 100); every other tenant is counted as `_other`. Empty (default) = no tenant names in metrics.",
+  },
+  canaryIntervalMs: { env: "UMW_CANARY_INTERVAL_MS", schema: z.coerce.number().int().positive().default(10_000), description: "`umw canary` / `serve canary`: pause between two end-to-end transactions." },
+  canaryTimeoutMs: { env: "UMW_CANARY_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(10_000), description: "`umw canary`: how long one transaction may take (write, applied, read back, received) before it counts as failed." },
+  canaryTenant: { env: "UMW_CANARY_TENANT", schema: z.string().min(1).default("umw-canary"), description: "Tenant the canary writes in (keep it apart from real tenants)." },
+  canaryType: { env: "UMW_CANARY_TYPE", schema: z.string().min(1).default("todo"), description: "Resource type the canary creates and updates (must be configured in UMW_RESOURCES and accept `{\"title\": string}`)." },
+  canaryToken: { env: "UMW_CANARY_TOKEN", schema: z.string().min(1).optional(), description: "Bearer token the canary sends as `authorization` on every call (for a mesh that authenticates users); unset = it calls as its mTLS mesh identity `canary` only." },
   queryAddress: { env: "UMW_QUERY_ADDRESS", schema: z.string().optional(), description: "host:port where the other services reach the query service; unset = host + queryPort." },
   commandAddress: { env: "UMW_COMMAND_ADDRESS", schema: z.string().optional(), description: "host:port where the other services reach the command service; unset = host + commandPort." },
   realtimeAddress: { env: "UMW_REALTIME_ADDRESS", schema: z.string().optional(), description: "host:port where the other services reach the realtime hub; unset = host + realtimePort." },

@@ -1,19 +1,19 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code } from "./errors.js";
-import { observeStream, statusCodeOf, type ServerInterceptor } from "./interceptor.js";
-import { defaultRegistry, LATENCY_BUCKETS, type Counter, type Histogram, type Labels, type Registry } from "./metrics.js";
-import { methodPath } from "./service-definition.js";
+import { observeStream, statusCodeOf, type ClientInterceptor, type ServerInterceptor } from "./interceptor.js";
+import { counter, defaultRegistry, histogram, LATENCY_BUCKETS, type Counter, type Histogram, type Registry } from "./metrics.js";
 
-/** Where the server reports each finished call. */
+/** Where a server or a client reports each finished call. */
 export interface CallMetrics {
-  callDone(method: DescMethod, code: Code, seconds: number): void;
+  callDone(method: DescMethod, code: Code, seconds: number, streaming: boolean): void;
 }
 
 /** Server: reports every call's status code and duration (for a stream, when it ends). */
 export function serverMetrics(metrics: CallMetrics): ServerInterceptor {
   return (next) => async (req) => {
     const started = performance.now();
-    const done = (error: unknown) => metrics.callDone(req.method, statusCodeOf(error), (performance.now() - started) / 1000);
+    const streaming = req.method.methodKind !== "unary";
+    const done = (error: unknown) => metrics.callDone(req.method, statusCodeOf(error), (performance.now() - started) / 1000, streaming);
     let response;
     try {
       response = await next(req);
@@ -29,20 +29,62 @@ export function serverMetrics(metrics: CallMetrics): ServerInterceptor {
   };
 }
 
+/** Client: the same, seen from the caller (a failure to connect counts as UNAVAILABLE). */
+export function clientMetrics(metrics: CallMetrics): ClientInterceptor {
+  return (next) => async (req) => {
+    const started = performance.now();
+    const streaming = req.method.methodKind !== "unary";
+    const done = (error: unknown) => metrics.callDone(req.method, statusCodeOf(error), (performance.now() - started) / 1000, streaming);
+    let response;
+    try {
+      response = await next(req);
+    } catch (error) {
+      done(error);
+      throw error;
+    }
+    if (!response.stream) {
+      done(undefined);
+      return response;
+    }
+    return { stream: true, message: observeStream(response.message, undefined, done) };
+  };
+}
+
+type RpcLabel = "rpc_system" | "rpc_service" | "rpc_method" | "rpc_grpc_status_code";
+const RPC_LABELS: RpcLabel[] = ["rpc_system", "rpc_service", "rpc_method", "rpc_grpc_status_code"];
+
 /**
- * Call metrics in a runtime/metrics.ts registry: `umw_grpc_server_handled_total{method,code}` and
- * `umw_grpc_server_handling_seconds{method}` (for a stream, how long it was open).
+ * OpenTelemetry's RPC semantic conventions as Prometheus names (`rpc.server.duration` →
+ * `rpc_server_duration_seconds`): `rpc_<side>_duration_seconds` is the latency of unary calls
+ * (a stream's lifetime says nothing about latency), `rpc_<side>_calls_total` counts every finished
+ * call, streams included, by status code. Label values come from the protobuf descriptors, never
+ * from a request, so the series are bounded by the methods of the mesh.
  */
-export function prometheusCallMetrics(registry: Registry = defaultRegistry): CallMetrics {
-  const handled: Counter = registry.counter({ name: "umw_grpc_server_handled_total", help: "gRPC calls finished, by method and status code", labelNames: ["method", "code"] });
-  const seconds: Histogram = registry.histogram({ name: "umw_grpc_server_handling_seconds", help: "gRPC call duration in seconds, by method", labelNames: ["method"], buckets: LATENCY_BUCKETS });
-  const labels = new Map<DescMethod, Labels>();
+export function prometheusCallMetrics(side: "server" | "client", registry: Registry = defaultRegistry): CallMetrics {
+  const calls: Counter<RpcLabel> = counter(registry, {
+    name: `rpc_${side}_calls_total`,
+    help: `gRPC calls finished (${side} side), by service, method and status code; streams included.`,
+    labelNames: RPC_LABELS,
+  });
+  const duration: Histogram<RpcLabel> = histogram(registry, {
+    name: `rpc_${side}_duration_seconds`,
+    help: `Duration of unary gRPC calls (${side} side), by service, method and status code.`,
+    labelNames: RPC_LABELS,
+    buckets: LATENCY_BUCKETS,
+  });
+  const byMethod = new Map<DescMethod, { rpc_system: string; rpc_service: string; rpc_method: string }>();
   return {
-    callDone(method, code, elapsed) {
-      let methodLabels = labels.get(method);
-      if (!methodLabels) labels.set(method, (methodLabels = { method: methodPath(method) }));
-      handled.inc({ ...methodLabels, code: Code[code] ?? String(code) });
-      seconds.observe(methodLabels, elapsed);
+    callDone(method, code, seconds, streaming) {
+      let labels = byMethod.get(method);
+      if (!labels) byMethod.set(method, (labels = { rpc_system: "grpc", rpc_service: method.parent.typeName, rpc_method: method.name }));
+      const withCode = { ...labels, rpc_grpc_status_code: String(code) };
+      calls.inc(withCode);
+      if (!streaming) duration.observe(withCode, seconds);
     },
   };
+}
+
+/** The code as Prometheus sees it (label value) back to its name, for `umw status`. */
+export function codeName(label: string): string {
+  return Code[Number(label)] ?? label;
 }

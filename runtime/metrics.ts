@@ -1,229 +1,86 @@
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import type { AddressInfo } from "node:net";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric } from "prom-client";
 
 /**
- * A small Prometheus registry: counters, gauges and fixed-bucket histograms with labels, rendered
- * in the text exposition format (version 0.0.4), and an HTTP server for `/metrics`.
+ * Prometheus metrics on prom-client: the process registry every service records into, get-or-create
+ * helpers (a metric is declared where it is used; two services of one process share it), and the
+ * metrics listener that serves `/metrics` away from the public edge.
  */
 
-export type Labels = Readonly<Record<string, string>>;
+export { Counter, Gauge, Histogram, Registry };
 
-const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
-const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+/** Seconds, from 0.5 ms to 10 s: what a cache, a database call or an RPC span. */
+export const LATENCY_BUCKETS: number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
-export interface MetricOptions {
-  readonly name: string;
-  readonly help: string;
-  readonly labelNames?: readonly string[];
-}
+/** Seconds, from 5 ms to 2 min: how long a write takes to become visible, how far a consumer lags. */
+export const PIPELINE_BUCKETS: number[] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
-export interface HistogramOptions extends MetricOptions {
-  /** Upper bounds, ascending; `+Inf` is implied. Defaults to latency buckets in seconds. */
-  readonly buckets?: readonly number[];
-}
-
-/** Seconds, from 0.5 ms to 10 s: what a cache and a database call span. */
-export const LATENCY_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-
-abstract class Metric<V> {
-  readonly name: string;
-  readonly help: string;
-  readonly labelNames: readonly string[];
-  protected readonly series = new Map<string, { labels: Labels; value: V }>();
-
-  constructor(options: MetricOptions, readonly type: "counter" | "gauge" | "histogram") {
-    if (!METRIC_NAME.test(options.name)) throw new Error(`metric name ${JSON.stringify(options.name)} is not valid`);
-    for (const label of options.labelNames ?? []) {
-      if (!LABEL_NAME.test(label) || label.startsWith("__") || label === "le") throw new Error(`${options.name}: label name ${JSON.stringify(label)} is not valid`);
-    }
-    this.name = options.name;
-    this.help = options.help;
-    this.labelNames = [...(options.labelNames ?? [])];
-  }
-
-  protected slot(labels: Labels, init: () => V): { labels: Labels; value: V } {
-    const key = this.keyOf(labels);
-    let slot = this.series.get(key);
-    if (!slot) {
-      const own: Record<string, string> = {};
-      for (const name of this.labelNames) own[name] = labels[name]!;
-      this.series.set(key, (slot = { labels: own, value: init() }));
-    }
-    return slot;
-  }
-
-  protected keyOf(labels: Labels): string {
-    const given = Object.keys(labels);
-    if (given.length !== this.labelNames.length || this.labelNames.some((name) => typeof labels[name] !== "string")) {
-      throw new Error(`${this.name}: expected labels {${this.labelNames.join(", ")}}, got {${given.join(", ")}}`);
-    }
-    return this.labelNames.map((name) => labels[name]).join("\u0000");
-  }
-
-  /** Drops every series (tests). */
-  reset(): void {
-    this.series.clear();
-  }
-
-  render(): string {
-    const lines = [`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} ${this.type}`];
-    for (const { labels, value } of this.series.values()) this.renderSeries(lines, labels, value);
-    return lines.join("\n") + "\n";
-  }
-
-  protected abstract renderSeries(lines: string[], labels: Labels, value: V): void;
-}
-
-export class Counter extends Metric<number> {
-  constructor(options: MetricOptions) {
-    super(options, "counter");
-  }
-
-  inc(labels: Labels = {}, amount = 1): void {
-    if (!(amount >= 0)) throw new Error(`${this.name}: a counter only goes up (got ${amount})`);
-    this.slot(labels, () => 0).value += amount;
-  }
-
-  get(labels: Labels = {}): number {
-    return this.series.get(this.keyOf(labels))?.value ?? 0;
-  }
-
-  /** Sum over every series whose labels include `match`. */
-  sum(match: Partial<Labels> = {}): number {
-    let total = 0;
-    for (const { labels, value } of this.series.values()) if (matches(labels, match)) total += value;
-    return total;
-  }
-
-  protected renderSeries(lines: string[], labels: Labels, value: number): void {
-    lines.push(`${this.name}${formatLabels(labels)} ${formatValue(value)}`);
-  }
-}
-
-export class Gauge extends Metric<number> {
-  constructor(options: MetricOptions) {
-    super(options, "gauge");
-  }
-
-  set(labels: Labels, value: number): void {
-    this.slot(labels, () => 0).value = value;
-  }
-
-  inc(labels: Labels = {}, amount = 1): void {
-    this.slot(labels, () => 0).value += amount;
-  }
-
-  dec(labels: Labels = {}, amount = 1): void {
-    this.slot(labels, () => 0).value -= amount;
-  }
-
-  get(labels: Labels = {}): number {
-    return this.series.get(this.keyOf(labels))?.value ?? 0;
-  }
-
-  protected renderSeries(lines: string[], labels: Labels, value: number): void {
-    lines.push(`${this.name}${formatLabels(labels)} ${formatValue(value)}`);
-  }
-}
-
-interface HistogramValue {
-  readonly counts: number[];
-  sum: number;
-  count: number;
-}
-
-export class Histogram extends Metric<HistogramValue> {
-  readonly buckets: readonly number[];
-
-  constructor(options: HistogramOptions) {
-    super(options, "histogram");
-    const buckets = [...(options.buckets ?? LATENCY_BUCKETS)].filter((bound) => bound !== Infinity);
-    if (buckets.some((bound, i) => !Number.isFinite(bound) || (i > 0 && bound <= buckets[i - 1]!))) {
-      throw new Error(`${options.name}: buckets must be finite and strictly ascending`);
-    }
-    this.buckets = buckets;
-  }
-
-  observe(labels: Labels, value: number): void {
-    const slot = this.slot(labels, () => ({ counts: new Array<number>(this.buckets.length).fill(0), sum: 0, count: 0 })).value;
-    // Bucket counts are stored per bucket and made cumulative when rendered.
-    const index = this.buckets.findIndex((bound) => value <= bound);
-    if (index >= 0) slot.counts[index]! += 1;
-    slot.sum += value;
-    slot.count += 1;
-  }
-
-  /** Starts a timer; the returned function observes the elapsed seconds. */
-  startTimer(labels: Labels): (extra?: Labels) => number {
-    const started = performance.now();
-    return (extra) => {
-      const seconds = (performance.now() - started) / 1000;
-      this.observe({ ...labels, ...extra }, seconds);
-      return seconds;
-    };
-  }
-
-  count(match: Partial<Labels> = {}): number {
-    let total = 0;
-    for (const { labels, value } of this.series.values()) if (matches(labels, match)) total += value.count;
-    return total;
-  }
-
-  protected renderSeries(lines: string[], labels: Labels, value: HistogramValue): void {
-    let cumulative = 0;
-    this.buckets.forEach((bound, i) => {
-      cumulative += value.counts[i]!;
-      lines.push(`${this.name}_bucket${formatLabels({ ...labels, le: formatValue(bound) })} ${cumulative}`);
-    });
-    lines.push(`${this.name}_bucket${formatLabels({ ...labels, le: "+Inf" })} ${value.count}`);
-    lines.push(`${this.name}_sum${formatLabels(labels)} ${formatValue(value.sum)}`);
-    lines.push(`${this.name}_count${formatLabels(labels)} ${value.count}`);
-  }
-}
-
-type AnyMetric = Counter | Gauge | Histogram;
-
-/** Named metrics of one process (or one test). Registering a name twice returns the first metric. */
-export class Registry {
-  private readonly metrics = new Map<string, AnyMetric>();
-
-  counter(options: MetricOptions): Counter {
-    return this.register(options, "counter", () => new Counter(options));
-  }
-
-  gauge(options: MetricOptions): Gauge {
-    return this.register(options, "gauge", () => new Gauge(options));
-  }
-
-  histogram(options: HistogramOptions): Histogram {
-    return this.register(options, "histogram", () => new Histogram(options));
-  }
-
-  get(name: string): AnyMetric | undefined {
-    return this.metrics.get(name);
-  }
-
-  render(): string {
-    return [...this.metrics.values()].map((metric) => metric.render()).join("");
-  }
-
-  private register<M extends AnyMetric>(options: MetricOptions, type: M["type"], make: () => M): M {
-    const existing = this.metrics.get(options.name);
-    if (existing) {
-      const sameLabels = existing.labelNames.join(",") === (options.labelNames ?? []).join(",");
-      if (existing.type !== type || !sameLabels) {
-        throw new Error(`metric ${options.name} is already registered as a ${existing.type} with labels {${existing.labelNames.join(", ")}}`);
-      }
-      return existing as M;
-    }
-    const metric = make();
-    this.metrics.set(options.name, metric);
-    return metric;
-  }
-}
-
-/** The process-wide registry every service uses unless given its own. */
+/** The registry of this process: every service of `umw serve` records into it, the metrics listener serves it. */
 export const defaultRegistry = new Registry();
+let processMetrics = false;
+
+/** Node's process metrics (CPU, memory, event loop lag, GC) in the process registry, once. */
+export function collectProcessMetrics(): void {
+  if (processMetrics) return;
+  processMetrics = true;
+  collectDefaultMetrics({ register: defaultRegistry });
+}
+
+interface MetricOptions<L extends string> {
+  readonly name: string;
+  readonly help: string;
+  readonly labelNames?: readonly L[];
+}
+
+/** The registry's metric of that name, or a new one; a name declared with other labels or type is a bug. */
+function getOrCreate<M extends Metric<string>>(registry: Registry, options: MetricOptions<string>, type: new (...args: any[]) => M, make: () => M): M {
+  const existing = registry.getSingleMetric(options.name);
+  if (existing) {
+    const labels = (existing as unknown as { labelNames: string[] }).labelNames ?? [];
+    if (!(existing instanceof type) || labels.join(",") !== (options.labelNames ?? []).join(",")) {
+      throw new Error(`metric ${options.name} is already registered with another type or labels {${labels.join(", ")}}`);
+    }
+    return existing;
+  }
+  return make();
+}
+
+export function counter<L extends string>(registry: Registry, options: MetricOptions<L>): Counter<L> {
+  return getOrCreate(registry, options, Counter, () => new Counter<L>({ ...options, labelNames: [...(options.labelNames ?? [])], registers: [registry] })) as Counter<L>;
+}
+
+export function gauge<L extends string>(
+  registry: Registry,
+  options: MetricOptions<L> & { collect?: (this: Gauge<L>) => void | Promise<void> },
+): Gauge<L> {
+  return getOrCreate(registry, options, Gauge, () => new Gauge<L>({ ...options, labelNames: [...(options.labelNames ?? [])], registers: [registry] })) as Gauge<L>;
+}
+
+export function histogram<L extends string>(registry: Registry, options: MetricOptions<L> & { buckets?: number[] }): Histogram<L> {
+  return getOrCreate(registry, options, Histogram, () =>
+    new Histogram<L>({ ...options, labelNames: [...(options.labelNames ?? [])], buckets: options.buckets ?? LATENCY_BUCKETS, registers: [registry] }),
+  ) as Histogram<L>;
+}
+
+type Labels = Record<string, string | number>;
+
+/** The value of one series (a counter or gauge), 0 when it does not exist; tests and `umw status`. */
+export async function valueOf(metric: Counter<string> | Gauge<string>, labels: Labels = {}): Promise<number> {
+  const { values } = await metric.get();
+  return values.filter((sample) => matches(sample.labels, labels)).reduce((total, sample) => total + sample.value, 0);
+}
+
+/** How many observations a histogram holds in the series matching `labels`. */
+export async function countOf(metric: Histogram<string>, labels: Labels = {}): Promise<number> {
+  const { values } = await metric.get();
+  return values.filter((sample) => sample.metricName?.endsWith("_count") && matches(sample.labels, labels)).reduce((total, sample) => total + sample.value, 0);
+}
+
+function matches(labels: Partial<Record<string, string | number>>, match: Labels): boolean {
+  return Object.entries(match).every(([name, value]) => String(labels[name]) === String(value));
+}
 
 export interface MetricsServer {
   readonly port: number;
@@ -242,15 +99,15 @@ interface SharedServer {
 const shared = new Map<string, Promise<SharedServer>>();
 
 /**
- * Serves `GET /metrics` (Prometheus text format) on host:port. Services of one process that ask
- * for the same fixed port share one server that renders all their registries; port 0 always
- * starts a server of its own on a free port.
+ * Serves `GET /metrics` (Prometheus text format) on host:port: the metrics listener, apart from
+ * every public port. Services of one process that ask for the same fixed port share one server
+ * that renders all their registries; port 0 always starts a server of its own on a free port.
  */
-export async function serveMetrics(host: string, port: number, registry: Registry = defaultRegistry): Promise<MetricsServer> {
+export async function serveMetrics(host: string, port: number, registry: Registry = defaultRegistry, tls?: MetricsTls): Promise<MetricsServer> {
   const key = port === 0 ? undefined : `${host}:${port}`;
   let pending = key ? shared.get(key) : undefined;
   if (!pending) {
-    pending = listen(host, port);
+    pending = listen(host, port, tls);
     if (key) {
       shared.set(key, pending);
       pending.catch(() => shared.delete(key));
@@ -262,7 +119,7 @@ export async function serveMetrics(host: string, port: number, registry: Registr
   let closed = false;
   return {
     port: entry.port,
-    url: `http://${displayHost}:${entry.port}/metrics`,
+    url: `${tls ? "https" : "http"}://${displayHost}:${entry.port}/metrics`,
     async close() {
       if (closed) return;
       closed = true;
@@ -277,24 +134,33 @@ export async function serveMetrics(host: string, port: number, registry: Registr
   };
 }
 
-async function listen(host: string, port: number): Promise<SharedServer> {
+/** mTLS for the metrics listener: its certificate, and the CA whose client certificates may scrape. */
+export interface MetricsTls {
+  readonly key: Buffer;
+  readonly cert: Buffer;
+  readonly ca: Buffer;
+}
+
+async function listen(host: string, port: number, tls: MetricsTls | undefined): Promise<SharedServer> {
   const registries = new Map<Registry, number>();
-  const server = createServer((request, response) => {
+  const handle = (request: IncomingMessage, response: ServerResponse) => {
     const path = (request.url ?? "/").split("?")[0];
     if (path !== "/metrics" || (request.method !== "GET" && request.method !== "HEAD")) {
       response.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("not found\n");
       return;
     }
-    let body: string;
-    try {
-      body = [...registries.keys()].map((registry) => registry.render()).join("");
-    } catch (error) {
-      response.writeHead(500, { "content-type": "text/plain; charset=utf-8" }).end(`${(error as Error).message}\n`);
-      return;
-    }
-    response.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8", "cache-control": "no-store" });
-    response.end(request.method === "HEAD" ? undefined : body);
-  });
+    const all = [...registries.keys()];
+    const render = all.length === 1 ? all[0]!.metrics() : Registry.merge(all).metrics();
+    render.then(
+      (body) => {
+        response.writeHead(200, { "content-type": Registry.PROMETHEUS_CONTENT_TYPE, "cache-control": "no-store" });
+        response.end(request.method === "HEAD" ? undefined : body);
+      },
+      (error: Error) => response.writeHead(500, { "content-type": "text/plain; charset=utf-8" }).end(`${error.message}\n`),
+    );
+  };
+  // With mTLS only a client with a certificate of the mesh CA gets past the handshake.
+  const server: Server = tls ? createTlsServer({ key: tls.key, cert: tls.cert, ca: tls.ca, requestCert: true, rejectUnauthorized: true }, handle) : createServer(handle);
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", (error) => reject(new Error(`metrics: cannot listen on ${host}:${port}: ${error.message}`)));
@@ -302,29 +168,4 @@ async function listen(host: string, port: number): Promise<SharedServer> {
   });
   server.unref();
   return { server, registries, port: (server.address() as AddressInfo).port };
-}
-
-function matches(labels: Labels, match: Partial<Labels>): boolean {
-  return Object.entries(match).every(([name, value]) => labels[name] === value);
-}
-
-function formatLabels(labels: Labels): string {
-  const entries = Object.entries(labels);
-  if (entries.length === 0) return "";
-  return `{${entries.map(([name, value]) => `${name}="${escapeLabel(value)}"`).join(",")}}`;
-}
-
-function formatValue(value: number): string {
-  if (Number.isNaN(value)) return "NaN";
-  if (value === Infinity) return "+Inf";
-  if (value === -Infinity) return "-Inf";
-  return String(value);
-}
-
-function escapeLabel(value: string): string {
-  return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
-}
-
-function escapeHelp(value: string): string {
-  return value.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
 }

@@ -17,7 +17,7 @@ import { composeChain, type ServerCallContext, type ServerInterceptor, type Serv
 import { serverDeadline } from "./interceptor-deadline.js";
 import { serverErrors } from "./interceptor-errors.js";
 import { serverLogging } from "./interceptor-logging.js";
-import { serverMetrics, type CallMetrics } from "./interceptor-metrics.js";
+import { prometheusCallMetrics, serverMetrics, type CallMetrics } from "./interceptor-metrics.js";
 import { serverRequestId } from "./interceptor-request-id.js";
 import type { Logger } from "./logger.js";
 import { addReflection } from "./reflection.js";
@@ -48,7 +48,7 @@ export interface MeshServerOptions {
    * order, around every handler: authentication, authorization, tracing and the like.
    */
   readonly interceptors?: readonly ServerInterceptor[];
-  /** Where each finished call is reported (e.g. prometheusCallMetrics()); none by default. */
+  /** Where each finished call is reported; default: `rpc_server_*` in the process registry (runtime/metrics.ts). */
   readonly metrics?: CallMetrics;
 }
 
@@ -113,7 +113,7 @@ export class MeshServer {
     const limits = (this.limits = { ...DEFAULT_MESH_SERVER_LIMITS, ...options.limits });
     this.interceptors = [
       serverRequestId,
-      ...(options.metrics ? [serverMetrics(options.metrics)] : []),
+      serverMetrics(options.metrics ?? prometheusCallMetrics("server")),
       serverLogging(options.log),
       serverErrors,
       serverDeadline(limits.maxCallTimeoutMs),

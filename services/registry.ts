@@ -9,8 +9,22 @@ export const SERVICES: Readonly<Record<string, () => Promise<ServiceModule>>> = 
   processor: async () => (await import("./processor/index.js")).processorService,
   "cache-updater": async () => (await import("./cache-updater/index.js")).cacheUpdaterService,
   edge: async () => (await import("./edge/index.js")).edgeService,
+  canary: async () => (await import("./canary/index.js")).canaryService,
   policy: async () => (await import("./policy/index.js")).policyService,
 };
+
+/** What `umw serve all` runs: every service but the canary (a prober, run on purpose). */
+export const ALL_SERVICES = Object.keys(SERVICES).filter((name) => name !== "canary");
+
+/**
+ * The port of a process's metrics listener: the base (UMW_METRICS_PORT) when it runs several
+ * services, the base plus the service's offset (its place in SERVICES) when it runs one, so
+ * single-service processes on one host do not collide. Port 0 stays 0 (a free port).
+ */
+export function metricsPortOf(base: number, services: readonly string[]): number {
+  if (base === 0 || services.length !== 1) return base;
+  return base + Math.max(0, Object.keys(SERVICES).indexOf(services[0]!));
+}
 
 /** The xDS control plane for Envoy (`umw control-plane`); not part of `serve all`. */
 export const CONTROL_PLANE = async (): Promise<ServiceModule> => (await import("./control-plane/index.js")).controlPlaneService;

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { parse } from "yaml";
 import { CONFIG_ENV, loadConfig } from "../runtime/config.js";
-import { SERVICES } from "../services/registry.js";
+import { ALL_SERVICES, SERVICES } from "../services/registry.js";
 import { checkAgainstProto, loadEnvoyProtos } from "./support/envoy-schema.js";
 import { fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
@@ -24,7 +24,7 @@ test("every umw service in docker-compose exists under services/, and every mesh
   }
   const composed = new Set(umwServices.map(([, service]) => service.command![1]));
   // In production Envoy is the edge; every other service runs in its own container.
-  for (const name of Object.keys(SERVICES).filter((name) => name !== "edge")) assert.ok(composed.has(name), `docker-compose lacks ${name}`);
+  for (const name of ALL_SERVICES.filter((name) => name !== "edge")) assert.ok(composed.has(name), `docker-compose lacks ${name}`);
   assert.ok(compose.services.envoy && compose.services.kafka && compose.services.redis);
   assert.ok(compose.services["postgres-primary"] && compose.services["postgres-replica"]);
 });

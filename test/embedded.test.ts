@@ -16,7 +16,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { CommandState } from "../gen/umw/v1/command_pb.js";
 import { RealtimeService, type SubscribeResponse } from "../gen/umw/v1/realtime_pb.js";
-import { MESH_IDENTITIES, SERVICES } from "../services/registry.js";
+import { ALL_SERVICES, MESH_IDENTITIES } from "../services/registry.js";
 import { freeServicePorts } from "./support/ports.js";
 import { embeddedEnv } from "./support/embedded-env.js";
 
@@ -88,7 +88,7 @@ describe("umw serve all --embedded", { timeout: 120_000 }, () => {
     t.diagnostic(`ready ${readyMs} ms after spawn`);
     assert.match(output, /"msg":"embedded mode: no Redis, Postgres or Kafka; all data is in memory and not durable/);
     const ready = JSON.parse(output.split("\n").find((line) => line.includes('"msg":"umw ready"'))!);
-    assert.deepEqual(ready.services, Object.keys(SERVICES));
+    assert.deepEqual(ready.services, ALL_SERVICES);
     assert.equal(ready.embedded, true);
     for (const name of MESH_IDENTITIES) assert.ok(existsSync(join(certsDir, `${name}.crt`)), `${name}.crt in ${certsDir}`);
   });

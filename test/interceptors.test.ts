@@ -7,7 +7,7 @@ import { createClient, ServiceClient, wireError } from "../runtime/client.js";
 import { clientCredentials, serverCredentials } from "../runtime/tls.js";
 import { Code, RpcError } from "../runtime/errors.js";
 import { rootLogger } from "../runtime/logger.js";
-import { Counter, Registry } from "../runtime/metrics.js";
+import { Counter, countOf, Histogram, Registry, valueOf } from "../runtime/metrics.js";
 import { prometheusCallMetrics } from "../runtime/interceptor-metrics.js";
 import type { ClientInterceptor, ServerInterceptor } from "../runtime/interceptor.js";
 import { testCerts, type TestCerts } from "./support/certs.js";
@@ -43,7 +43,7 @@ describe("interceptor chains", () => {
       credentials: serverCredentials(certs.identity("query")),
       log,
       interceptors: [denyMethods(["BatchGetEntities", "Subscribe"], seen)],
-      metrics: prometheusCallMetrics(registry),
+      metrics: prometheusCallMetrics("server", registry),
     });
     server.addService(QueryService, {
       async getEntity(request, ctx) {
@@ -129,22 +129,26 @@ describe("interceptor chains", () => {
   });
 
   test("the metrics hook counts every call by method and code", async () => {
-    const metric = registry.get("umw_grpc_server_handled_total");
-    assert.ok(metric instanceof Counter, "the handled counter is registered");
-    const handledTotal = metric;
-    const before = {
-      ok: handledTotal.get({ method: "/umw.v1.QueryService/GetEntity", code: "OK" }),
-      denied: handledTotal.get({ method: "/umw.v1.RealtimeService/Subscribe", code: "PERMISSION_DENIED" }),
-    };
+    const metric = registry.getSingleMetric("rpc_server_calls_total");
+    assert.ok(metric instanceof Counter, "the calls counter is registered");
+    const duration = registry.getSingleMetric("rpc_server_duration_seconds");
+    assert.ok(duration instanceof Histogram, "the duration histogram is registered");
+    const calls = metric;
+    const getOk = { rpc_system: "grpc", rpc_service: "umw.v1.QueryService", rpc_method: "GetEntity", rpc_grpc_status_code: "0" };
+    const subscribeDenied = { rpc_system: "grpc", rpc_service: "umw.v1.RealtimeService", rpc_method: "Subscribe", rpc_grpc_status_code: "7" };
+    const before = { ok: await valueOf(calls, getOk), denied: await valueOf(calls, subscribeDenied), okSeconds: await countOf(duration, getOk) };
     const query = createClient(QueryService, address, clientCredentials(certs.identity("cli")));
     const realtime = createClient(RealtimeService, address, clientCredentials(certs.identity("cli")));
     await query.getEntity({ tenant: "t", type: "book", id: "c" });
     await (async () => {
       for await (const _ of realtime.subscribe({ tenant: "t", topics: [] })) void _;
     })().catch(() => undefined);
-    assert.equal(handledTotal.get({ method: "/umw.v1.QueryService/GetEntity", code: "OK" }), before.ok + 1);
-    assert.equal(handledTotal.get({ method: "/umw.v1.RealtimeService/Subscribe", code: "PERMISSION_DENIED" }), before.denied + 1);
-    assert.match(registry.render(), /umw_grpc_server_handling_seconds_count\{method="\/umw.v1.QueryService\/GetEntity"\} \d+/);
+    assert.equal(await valueOf(calls, getOk), before.ok + 1);
+    assert.equal(await valueOf(calls, subscribeDenied), before.denied + 1);
+    // Unary calls have a duration; a stream's lifetime is not a latency.
+    assert.equal(await countOf(duration, getOk), before.okSeconds + 1);
+    assert.equal(await countOf(duration, subscribeDenied), 0);
+    assert.match(await registry.metrics(), /rpc_server_duration_seconds_count\{rpc_system="grpc",rpc_service="umw.v1.QueryService",rpc_method="GetEntity",rpc_grpc_status_code="0"\} \d+/);
     query.close();
     realtime.close();
   });

@@ -1,7 +1,9 @@
 import { closeStack, startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import { configuredPolicies, versionedWriter } from "../../runtime/cache/versioned-writer.js";
 import { topicNames, topicSpecs } from "../../runtime/topics.js";
-import { createCacheUpdater } from "./updater.js";
+import { createCacheUpdater, type CacheOutcome } from "./updater.js";
+import { instrumentBus } from "../../runtime/bus-metrics.js";
+import { counter, defaultRegistry } from "../../runtime/metrics.js";
 
 export { createCacheUpdater, type CacheOutcome, type CacheUpdater, type CacheUpdaterDeps } from "./updater.js";
 
@@ -20,7 +22,7 @@ export const cacheUpdaterService: ServiceModule = {
     try {
       // Unlike the query service (which may start degraded), the updater has nothing to do without the cache.
       const cache = await infrastructure.cache({ required: true });
-      const bus = await infrastructure.bus();
+      const bus = instrumentBus(await infrastructure.bus());
       await bus.ensureTopics(topicSpecs(topics, config.topicPartitions));
       const updater = createCacheUpdater({
         bus,
@@ -28,6 +30,7 @@ export const cacheUpdaterService: ServiceModule = {
         topic: topics.entityEvents,
         log,
         group: `${config.topicPrefix}umw-cache-updater`,
+        onOutcome: cacheUpdaterMetrics(),
       });
       await updater.start();
       cleanup.push(() => updater.stop());
@@ -40,3 +43,13 @@ export const cacheUpdaterService: ServiceModule = {
     }
   },
 };
+
+/** `umw_cache_updater_events_total{outcome,stored}`: what each domain event did to the cache. */
+function cacheUpdaterMetrics(): (outcome: CacheOutcome) => void {
+  const events = counter<"outcome" | "stored">(defaultRegistry, {
+    name: "umw_cache_updater_events_total",
+    help: "Domain events the cache updater handled: outcome = written | invalidated | tombstoned | skipped; stored = whether the versioned write took it (an older version is refused).",
+    labelNames: ["outcome", "stored"],
+  });
+  return (outcome) => events.inc({ outcome: outcome.kind, stored: outcome.kind === "skipped" ? "false" : String(outcome.stored) });
+}

@@ -10,6 +10,7 @@ import { connectRoutes } from "./connect-routes.js";
 import { Cors } from "./cors.js";
 import { typeRegistry, type EdgeContext } from "./edge-context.js";
 import { EdgeFailure, statusJson } from "./edge-failure.js";
+import { edgeHttpMetrics, UNMATCHED_ROUTE } from "./edge-metrics.js";
 import { liveness, readiness } from "./health-endpoints.js";
 import type { HttpRequest, HttpResponse } from "./http-exchange.js";
 import { resolveEdgeOptions, type EdgeOptions } from "./options.js";
@@ -64,9 +65,24 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
     log: options.log,
   });
 
+  const metrics = edgeHttpMetrics();
+  const routeOf = (method: string | undefined, path: string): string => {
+    if (connect.has(path) || path === "/healthz" || path === "/readyz") return path;
+    try {
+      return rest.routes.match(method ?? "", path)?.binding.template.source ?? UNMATCHED_ROUTE;
+    } catch {
+      return UNMATCHED_ROUTE; // a path that does not decode (already answered 400)
+    }
+  };
+
   const handle = (req: AnyRequest, res: AnyResponse): void => {
     const request = req as HttpRequest;
     const response = res as unknown as HttpResponse;
+    metrics.started(req.method, res, () => {
+      const url = req.url ?? "/";
+      const q = url.indexOf("?");
+      return url.length > options.maxUrlBytes ? UNMATCHED_ROUTE : routeOf(req.method, q < 0 ? url : url.slice(0, q));
+    });
     try {
       const url = req.url ?? "/";
       if (url.length > options.maxUrlBytes) {

@@ -1,6 +1,8 @@
 import { closeStack, startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import { topicNames } from "../../runtime/topics.js";
 import { createProcessor } from "./processor.js";
+import { processorMetrics } from "./processor-metrics.js";
+import { instrumentBus } from "../../runtime/bus-metrics.js";
 import { writePathTopics } from "./settings.js";
 
 export { createProcessor, statusJson, type Outcome, type Processor, type ProcessorDeps, type Topics } from "./processor.js";
@@ -23,7 +25,7 @@ export const processorService: ServiceModule = {
     try {
       // Each dependency is reached in turn; a failure names it and its address (UNAVAILABLE).
       const db = await runtime.infrastructure.primary();
-      const bus = await runtime.infrastructure.bus();
+      const bus = instrumentBus(await runtime.infrastructure.bus());
       await bus.ensureTopics(writePathTopics(topics, config.topicPartitions));
       const processor = createProcessor({
         db,
@@ -34,6 +36,7 @@ export const processorService: ServiceModule = {
         payloadMaxBytes: config.payloadMaxBytes,
         group: `${config.topicPrefix}umw-processor`,
         maxAttempts: config.processorMaxAttempts,
+        onOutcome: processorMetrics(),
       });
       await processor.start();
       cleanup.push(() => processor.stop());

@@ -2,6 +2,8 @@ import type { ServerCredentials } from "@grpc/grpc-js";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import type { Logger } from "../../runtime/logger.js";
 import { defaultRegistry, serveMetrics, type MetricsServer, type Registry } from "../../runtime/metrics.js";
+import { tenantLabeler } from "../../runtime/metric-labels.js";
+import { prometheusCallMetrics } from "../../runtime/interceptor-metrics.js";
 import { MeshServer } from "../../runtime/server.js";
 import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import type { Cache } from "../../runtime/cache/cache.js";
@@ -60,7 +62,15 @@ export async function startQueryServer(options: QueryServerOptions): Promise<Que
   const host = options.host ?? "127.0.0.1";
   const metrics = new QueryMetrics(options.registry ?? defaultRegistry);
   const reader = new EntityReader({ ...options.reader, cache: options.cache, catalog: options.catalog, metrics, log: options.log, keyPrefix: options.keyPrefix });
-  const server = new MeshServer({ name: "query", host, port: options.port ?? 0, credentials: options.credentials, log: options.log, drainTimeoutMs: options.drainTimeoutMs });
+  const server = new MeshServer({
+    name: "query",
+    host,
+    port: options.port ?? 0,
+    credentials: options.credentials,
+    log: options.log,
+    drainTimeoutMs: options.drainTimeoutMs,
+    metrics: prometheusCallMetrics("server", metrics.registry),
+  });
   server.addService(QueryService, queryHandlers(reader));
   let metricsServer: MetricsServer | undefined;
   try {
@@ -89,19 +99,19 @@ export const queryService: ServiceModule = {
     const catalog = catalogFromConfig(config.resources, () => infrastructure.replica());
     if (catalog.types.length === 0) log.warn("no resource types configured (config.resources): every read answers UNKNOWN_RESOURCE_TYPE");
     const cache = await infrastructure.cache();
-    const metrics = new QueryMetrics(defaultRegistry);
+    // Metrics go to the process registry, served by the process's metrics listener (cli serve).
+    const metrics = new QueryMetrics(defaultRegistry, tenantLabeler(config.metricsTenantLabels));
+    metrics.declare(catalog.types, config.metricsTenantLabels);
     const reader = new EntityReader({ cache, catalog, metrics, log, keyPrefix: config.cacheKeyPrefix });
     let server: MeshServer | undefined;
-    let metricsServer: MetricsServer | undefined;
     try {
       server = await startMeshServer(runtime, { name: "query", port: config.queryPort, service: QueryService, handlers: queryHandlers(reader, new Set(config.trustedPrincipalPeers)) });
-      metricsServer = await serveMetrics(config.host, config.metricsPort, defaultRegistry);
-      log.info({ metrics: metricsServer.url, types: catalog.types }, "query service ready");
+      log.info({ types: catalog.types }, "query service ready");
     } catch (error) {
-      await stopAll(log, [server, metricsServer, reader]);
+      await stopAll(log, [server, reader]);
       throw error;
     }
-    return { name: "query", stop: () => stopAll(log, [server, metricsServer, reader]) };
+    return { name: "query", stop: () => stopAll(log, [server, reader]) };
   },
 };
 

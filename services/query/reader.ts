@@ -200,7 +200,7 @@ export class EntityReader {
         toLead.forEach((index, j) => flights.set(index, { promise: opened[j]!.promise, joined: false }));
         this.leadBatch(toLead.map((index) => targets[index]!), opened, cacheDown);
       }
-      const labels = { tenant, type };
+      const labels = this.metrics.labelsOf(tenant, type);
       this.metrics.waiting.inc(labels, misses.length);
       const settled = await Promise.allSettled(misses.map(({ index }) => abortable(flights.get(index)!.promise, signal)));
       this.metrics.waiting.dec(labels, misses.length);
@@ -229,7 +229,7 @@ export class EntityReader {
     if (!backend.list) {
       throw new RpcError(Code.UNIMPLEMENTED, "LIST_NOT_SUPPORTED", `resource type ${JSON.stringify(type)} is served by a ${backend.kind} backend, which cannot list`, { type });
     }
-    const timer = this.metrics.backendLatency.startTimer({ tenant, type, backend: backend.kind, op: "list" });
+    const timer = this.metrics.backendLatency.startTimer({ ...this.metrics.labelsOf(tenant, type), backend: backend.kind, op: "list" });
     try {
       const entities = await withTimeout(backend.list(tenant, type, after, limit, signal ?? new AbortController().signal), loadTimeoutOf(resource.policy), `${backend.kind} list`);
       timer({ outcome: "found" });
@@ -257,7 +257,7 @@ export class EntityReader {
     checkName("tenant", tenant);
     const resource = this.catalog.resolve(type);
     checkName("id", id);
-    return { key: this.keyOf(tenant, type, id), resource, tenant, type, id, labels: { tenant, type } };
+    return { key: this.keyOf(tenant, type, id), resource, tenant, type, id, labels: this.metrics.labelsOf(tenant, type) };
   }
 
   private hit(target: Target, entry: CacheEntry, layer: "l1" | "redis", now: number): ReadResult {
@@ -482,7 +482,7 @@ export class EntityReader {
     const { tenant, type } = targets[0]!;
     const timeoutMs = loadTimeoutOf(policy);
     const started = performance.now();
-    const timer = this.metrics.backendLatency.startTimer({ tenant, type, backend: backend.kind, op: "batchGet" });
+    const timer = this.metrics.backendLatency.startTimer({ ...this.metrics.labelsOf(tenant, type), backend: backend.kind, op: "batchGet" });
     let found: Map<string, Entity>;
     try {
       const ids = targets.map((target) => target.id);

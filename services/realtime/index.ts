@@ -3,6 +3,8 @@ import { RealtimeService } from "../../gen/umw/v1/realtime_pb.js";
 import type { EventBus } from "../../runtime/bus.js";
 import type { Logger } from "../../runtime/logger.js";
 import { MeshServer } from "../../runtime/server.js";
+import { instrumentBus } from "../../runtime/bus-metrics.js";
+import { realtimeMetrics } from "./realtime-metrics.js";
 import { closeStack, startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import { topicNames } from "../../runtime/topics.js";
 import { meshSubscriptionPolicy } from "../policy/mesh-authorization.js";
@@ -113,7 +115,8 @@ export const realtimeService: ServiceModule = {
     const topics = topicNames(config);
     const cleanup = closeStack(log);
     try {
-      const bus = await infrastructure.bus();
+      // The hub's group is unique per instance: counted under one stable label.
+      const bus = instrumentBus(await infrastructure.bus(), undefined, () => `${config.topicPrefix}umw-realtime`);
       await bus.ensureTopics([{ name: topics.entityEvents, partitions: config.topicPartitions }]);
       const db = await infrastructure.primary();
       const hub = new RealtimeHub({
@@ -130,6 +133,7 @@ export const realtimeService: ServiceModule = {
       });
       await hub.start();
       cleanup.push(() => hub.stop());
+      realtimeMetrics(() => hub.stats());
       const server = await startMeshServer(runtime, { name: "realtime", port: config.realtimePort, service: RealtimeService, handlers: hub.handlers });
       cleanup.push(() => server.stop());
       return { name: "realtime", stop: cleanup.closeAll };

@@ -3,6 +3,7 @@ import { closeStack, startMeshServer, type ServiceModule } from "../../runtime/s
 import { topicNames } from "../../runtime/topics.js";
 import type { Config } from "../../runtime/config.js";
 import { createOutboxRelay } from "./relay.js";
+import { outboxGauges, relayMetrics } from "./relay-metrics.js";
 
 export { createOutboxRelay, type OutboxRelay, type OutboxRelayOptions, type RelayStatus } from "./relay.js";
 
@@ -37,7 +38,9 @@ export const relayService: ServiceModule = {
         pollMs: config.relayPollMs,
         lockRetryMs: config.relayLockRetryMs,
         retentionMs: config.outboxRetentionMs,
+        metrics: relayMetrics(),
       });
+      outboxGauges(db);
       cleanup.push(() => relay.stop());
       relay.start();
       const server = await startMeshServer(runtime, { name: "relay", port: config.relayPort });

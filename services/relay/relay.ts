@@ -1,4 +1,5 @@
 import type { EventBus, OutgoingMessage, TopicSpec } from "../../runtime/bus.js";
+import type { RelayMetrics } from "./relay-metrics.js";
 import type { Logger } from "../../runtime/logger.js";
 import type { Sql } from "../../runtime/sql.js";
 import { OUTBOX_CHANNEL } from "../../runtime/outbox.js";
@@ -39,6 +40,8 @@ export interface OutboxRelayOptions {
   readonly retryMaxMs?: number;
   /** Advisory lock key: one leader per outbox (advisory locks are per database). */
   readonly lockName?: string;
+  /** Published rows, publish lag and leadership (services/relay/relay-metrics.ts); none by default. */
+  readonly metrics?: RelayMetrics;
 }
 
 export type RelayRole = "starting" | "connecting" | "standby" | "leader" | "stopped";
@@ -72,6 +75,8 @@ interface OutboxRecord {
   aggregateid: string;
   payload: Buffer;
   headers: Record<string, string> | null;
+  /** Seconds since the row's commit, when it was read. */
+  age: number;
 }
 
 class SessionLost extends Error {}
@@ -116,6 +121,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     if (role === next) return;
     log.info({ from: role, to: next }, next === "leader" ? "relay is leader" : `relay is ${next}`);
     role = next;
+    options.metrics?.leader.set(next === "leader" ? 1 : 0);
     if (next === "leader") for (const resolve of leaderWaiters) resolve();
   };
 
@@ -236,7 +242,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   async function round(current: PgSession): Promise<boolean> {
     pending = false;
     const { rows } = await current.query<OutboxRecord>(
-      `SELECT seq, id::text AS id, topic, aggregateid, payload, headers
+      `SELECT seq, id::text AS id, topic, aggregateid, payload, headers, extract(epoch FROM now() - created_at)::float8 AS age
          FROM umw_outbox WHERE published_at IS NULL ORDER BY umw_outbox.seq LIMIT $1`,
       [batchSize],
     );
@@ -274,9 +280,17 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     const outcomes = await Promise.allSettled(topics.map(([topic, list]) => options.bus.publish(topic, list.map(toMessage))));
     let failure: BusError | undefined;
     const acked: string[] = [];
+    const readAt = performance.now();
     outcomes.forEach((outcome, i) => {
       const [topic, list] = topics[i]!;
-      if (outcome.status === "fulfilled") for (const row of list) acked.push(row.seq);
+      if (outcome.status === "fulfilled") {
+        for (const row of list) acked.push(row.seq);
+        if (options.metrics) {
+          const sinceRead = (performance.now() - readAt) / 1000;
+          options.metrics.published.inc({ topic }, list.length);
+          for (const row of list) options.metrics.lag.observe(row.age + sinceRead);
+        }
+      }
       else failure ??= new BusError(`cannot publish ${list.length} message(s) to ${topic} on ${kafkaLabel}`, outcome.reason);
     });
     if (acked.length) {
@@ -284,7 +298,10 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       await withoutFlush(current, (tx) => tx.query("UPDATE umw_outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [acked]));
       published += acked.length;
     }
-    if (failure) throw failure;
+    if (failure) {
+      options.metrics?.publishFailures.inc();
+      throw failure;
+    }
     recovered();
     return rows.length === batchSize || take < rows.length;
   }

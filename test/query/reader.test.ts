@@ -8,7 +8,8 @@ import pg from "pg";
 import { databaseOnPool } from "../../runtime/sql.js";
 import { EntitySchema } from "../../gen/umw/v1/entity_pb.js";
 import { Code, RpcError } from "../../runtime/errors.js";
-import { Registry } from "../../runtime/metrics.js";
+import { Registry, valueOf } from "../../runtime/metrics.js";
+import { OTHER_TENANTS } from "../../runtime/metric-labels.js";
 import type { CachePolicy } from "../../runtime/resources.js";
 import type { Cache } from "../../runtime/cache/cache.js";
 import { ResourceCatalog } from "../../services/query/catalog.js";
@@ -22,6 +23,8 @@ import { waitFor } from "../support/wait.js";
 
 const TABLE = { table: "umw_entities", keyColumn: "id", tenantColumn: "tenant", versionColumn: "version", dataColumn: "data", typeColumn: "type" };
 const TENANT = "acme";
+/** The tenant label of TENANT's reads: tenants are folded into `_other` unless allow-listed. */
+const TENANT_LABEL = OTHER_TENANTS;
 const prefix = `${unique("umwtest")}:`;
 
 let db: TestDatabase;
@@ -93,8 +96,8 @@ test("miss loads once and stores; the stored TTLs carry ±10% jitter; then hits"
   assert.equal(hit.status.kind, "hit");
   assert.ok(hit.status.kind === "hit" && hit.status.ttlMs > 8_000);
   assert.equal(backend.gets, 40);
-  assert.equal(metrics.misses.get({ tenant: TENANT, type }), 40);
-  assert.equal(metrics.hits.get({ tenant: TENANT, type, layer: "redis" }), 1);
+  assert.equal(await valueOf(metrics.misses, { tenant: TENANT_LABEL, type }), 40);
+  assert.equal(await valueOf(metrics.hits, { tenant: TENANT_LABEL, type, layer: "redis" }), 1);
 });
 
 test("NOT_FOUND is cached for negativeTtlMs, then loaded again", async () => {
@@ -106,7 +109,7 @@ test("NOT_FOUND is cached for negativeTtlMs, then loaded again", async () => {
   assert.equal(second.entity, undefined);
   assert.equal(second.status.kind, "negative-hit");
   assert.equal(backend.gets, 1);
-  assert.equal(metrics.negativeHits.get({ tenant: TENANT, type }), 1);
+  assert.equal(await valueOf(metrics.negativeHits, { tenant: TENANT_LABEL, type }), 1);
   const pttl = await redis.redis.pttl(reader.keyOf(TENANT, type, "ghost").entry);
   assert.ok(pttl > 0 && pttl <= 330, `negative entry lives ~300 ms (±10%), PX ${pttl}`);
   await db.insert(TENANT, type, "ghost", 1);
@@ -137,7 +140,7 @@ test("XFetch refreshes early in the background without blocking the caller", asy
   assert.ok(elapsed < 400, `caller waited ${elapsed.toFixed(1)} ms (the refresh takes 500)`);
   // Hits during the refresh do not start another one.
   await reader.get({ tenant: TENANT, type, id: "hot" });
-  assert.equal(metrics.earlyRefreshes.get({ tenant: TENANT, type }), 1);
+  assert.equal(await valueOf(metrics.earlyRefreshes, { tenant: TENANT_LABEL, type }), 1);
   await waitFor(async () => ((await redis.get(reader.keyOf(TENANT, type, "hot")))?.version ?? 0n) === 2n, { what: "the background refresh", timeoutMs: 3_000 });
   assert.equal(backend.gets, 2);
   assert.ok((await redis.get(reader.keyOf(TENANT, type, "hot")))!.loadedAt > firstLoad);
@@ -164,7 +167,7 @@ test("serve-stale: an expired entry answers within the grace when the backend is
   assert.deepEqual(stale.status, { kind: "stale", detail: "backend-unavailable" });
   assert.equal(stale.entity?.version, 4n);
   assert.equal(down.backend.gets, 1);
-  assert.equal(down.metrics.staleServed.get({ tenant: TENANT, type: up.type, reason: "backend-unavailable" }), 1);
+  assert.equal(await valueOf(down.metrics.staleServed, { tenant: TENANT_LABEL, type: up.type, reason: "backend-unavailable" }), 1);
   // Never-cached keys have nothing stale to offer: the failure is the answer.
   await assert.rejects(down.reader.get({ tenant: TENANT, type: up.type, id: "never" }), (e: unknown) => e instanceof RpcError && e.code === Code.UNAVAILABLE && e.reason === "BACKEND_UNAVAILABLE");
 
@@ -203,7 +206,7 @@ test("Redis down: reads are answered from the backend (degraded, single-flight k
   assert.deepEqual(results.filter((r) => r.status.kind === "miss").map((r) => r.status), [{ kind: "miss", fwd: "miss", stored: false, detail: "cache-unavailable" }]);
   const batch = await reader.getMany(TENANT, type, ["d1", "d2", "nope"]);
   assert.deepEqual(batch.map(({ result }) => result.entity?.version), [3n, 1n, undefined]);
-  assert.ok(metrics.cacheErrors.sum() >= 2);
+  assert.ok(await valueOf(metrics.cacheErrors) >= 2);
   // The cache updater must learn that its write failed (and retry the event).
   await assert.rejects(reader.writer.writeThrough(create(EntitySchema, { tenant: TENANT, type, id: "d1", version: 4n })), (e: unknown) => e instanceof RpcError && e.code === Code.UNAVAILABLE && e.reason === "CACHE_UNAVAILABLE");
   await assert.rejects(reader.writer.invalidate(TENANT, type, "d1", 4n), (e: unknown) => e instanceof RpcError && e.code === Code.UNAVAILABLE && e.reason === "CACHE_UNAVAILABLE");
@@ -222,7 +225,7 @@ test("stale-set fencing: a slow load started before an invalidation cannot overw
   const result = await slow;
   assert.equal(result.entity?.version, 1n, "the concurrent caller still gets what was read");
   assert.deepEqual(result.status, { kind: "miss", fwd: "miss", stored: false, detail: "fenced" });
-  assert.equal(metrics.fenced.get({ tenant: TENANT, type }), 1);
+  assert.equal(await valueOf(metrics.fenced, { tenant: TENANT_LABEL, type }), 1);
   const held = await redis.get(reader.keyOf(TENANT, type, "f1"));
   assert.equal(held?.kind, "tombstone");
   assert.equal(held?.version, 2n);
@@ -360,7 +363,7 @@ test("L1 in front of Redis answers without a round trip and follows local writes
   await reader.get({ tenant: TENANT, type, id: "l1" });
   const hit = await reader.get({ tenant: TENANT, type, id: "l1" });
   assert.equal(hit.status.kind === "hit" && hit.status.layer, "l1");
-  assert.equal(metrics.hits.get({ tenant: TENANT, type, layer: "l1" }), 1);
+  assert.equal(await valueOf(metrics.hits, { tenant: TENANT_LABEL, type, layer: "l1" }), 1);
   await reader.writer.writeThrough(create(EntitySchema, { tenant: TENANT, type, id: "l1", version: 2n }));
   assert.equal((await reader.get({ tenant: TENANT, type, id: "l1" })).entity?.version, 2n);
   await reader.writer.invalidate(TENANT, type, "l1", 3n);

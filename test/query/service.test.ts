@@ -9,7 +9,8 @@ import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { createClient, type MeshClient } from "../../runtime/client.js";
 import { loadConfig } from "../../runtime/config.js";
 import { Code, RpcError } from "../../runtime/errors.js";
-import { Registry } from "../../runtime/metrics.js";
+import { defaultRegistry, Registry, serveMetrics, valueOf } from "../../runtime/metrics.js";
+import { OTHER_TENANTS } from "../../runtime/metric-labels.js";
 import { realInfrastructure } from "../../runtime/infrastructure-real.js";
 import { createRuntime } from "../../runtime/service.js";
 import { databaseOnPool } from "../../runtime/sql.js";
@@ -22,6 +23,8 @@ import { waitFor } from "../support/wait.js";
 
 const TABLE = { table: "umw_entities", keyColumn: "id", tenantColumn: "tenant", versionColumn: "version", dataColumn: "data", typeColumn: "type" };
 const TENANT = "acme";
+/** The tenant label of TENANT's reads: tenants are folded into `_other` unless allow-listed. */
+const TENANT_LABEL = OTHER_TENANTS;
 const TYPE = "thing";
 const prefix = `${unique("umwtest")}:`;
 
@@ -100,12 +103,12 @@ test("stampede: 500 concurrent cold reads of one key across two instances make e
   const calls = Promise.all(
     Array.from({ length: 500 }, (_, i) => (i % 2 ? a.client : b.client).getEntity({ tenant: TENANT, type: TYPE, id: "hot-key" }, { onHeaders: statusHeader(statuses) })),
   );
-  const waiting = () => a.server.metrics.waiting.get({ tenant: TENANT, type: TYPE }) + b.server.metrics.waiting.get({ tenant: TENANT, type: TYPE });
-  await waitFor(() => waiting() === 500, { what: "500 callers waiting on the load", timeoutMs: 20_000 });
+  const waiting = async () => (await valueOf(a.server.metrics.waiting, { tenant: TENANT_LABEL, type: TYPE })) + (await valueOf(b.server.metrics.waiting, { tenant: TENANT_LABEL, type: TYPE }));
+  await waitFor(async () => (await waiting()) === 500, { what: "500 callers waiting on the load", timeoutMs: 20_000 });
   release();
   const results = await calls;
   a.backend.gate = b.backend.gate = undefined;
-  assert.equal(waiting(), 0);
+  assert.equal(await waiting(), 0);
   for (const { entity } of results) {
     assert.equal(entity?.version, 7n);
     assert.deepEqual(entity?.data, { name: "hot" });
@@ -116,8 +119,8 @@ test("stampede: 500 concurrent cold reads of one key across two instances make e
   const counts = Object.fromEntries([...new Set(statuses)].map((s) => [s, statuses.filter((x) => x === s).length]));
   assert.deepEqual(counts, { "umw; fwd=miss; stored": 1, "umw; fwd=uri-miss; collapsed": 499 }, JSON.stringify(counts));
   // Both instances had waiters; the one that did not load waited on the other's announcement.
-  const collapsedA = a.server.metrics.collapsed.get({ tenant: TENANT, type: TYPE });
-  const collapsedB = b.server.metrics.collapsed.get({ tenant: TENANT, type: TYPE });
+  const collapsedA = await valueOf(a.server.metrics.collapsed, { tenant: TENANT_LABEL, type: TYPE });
+  const collapsedB = await valueOf(b.server.metrics.collapsed, { tenant: TENANT_LABEL, type: TYPE });
   assert.equal(collapsedA + collapsedB, 499);
   assert.ok(collapsedA >= 249 && collapsedB >= 249, `collapsed A=${collapsedA} B=${collapsedB}`);
   // Afterwards: hits with the remaining freshness.
@@ -212,7 +215,7 @@ test("BatchGetEntities and cache-status headers", async () => {
   // Negative hit and the header that goes with a NOT_FOUND.
   await assert.rejects(a.client.getEntity({ tenant: TENANT, type: "tiny", id: "ghost" }));
   await assert.rejects(b.client.getEntity({ tenant: TENANT, type: "tiny", id: "ghost" }), (e: unknown) => e instanceof RpcError && e.reason === "ENTITY_NOT_FOUND");
-  assert.equal(b.server.metrics.negativeHits.get({ tenant: TENANT, type: "tiny" }), 1);
+  assert.equal(await valueOf(b.server.metrics.negativeHits, { tenant: TENANT_LABEL, type: "tiny" }), 1);
 });
 
 test("metrics endpoint shows hits, misses, collapsed waiters, negative hits, backend latency", async () => {
@@ -222,13 +225,13 @@ test("metrics endpoint shows hits, misses, collapsed waiters, negative hits, bac
   assert.match(response.headers.get("content-type") ?? "", /^text\/plain; version=0.0.4/);
   const text = await response.text();
   const value = (name: string, labels: string) => Number(new RegExp(`^${name}\\{${labels.replace(/[{}]/g, "\\$&")}\\} (\\S+)$`, "m").exec(text)?.[1] ?? NaN);
-  const byType = `tenant="${TENANT}",type="${TYPE}"`;
-  assert.equal(value("umw_query_cache_collapsed_total", byType), a.server.metrics.collapsed.get({ tenant: TENANT, type: TYPE }));
+  const byType = `tenant="${TENANT_LABEL}",type="${TYPE}"`;
+  assert.equal(value("umw_query_cache_collapsed_total", byType), await valueOf(a.server.metrics.collapsed, { tenant: TENANT_LABEL, type: TYPE }));
   assert.ok(value("umw_query_cache_collapsed_total", byType) >= 249);
   assert.ok(value("umw_query_cache_misses_total", byType) >= 1);
   assert.ok(value("umw_query_cache_hits_total", `${byType},layer="redis"`) >= 1);
   assert.ok(value("umw_query_backend_duration_seconds_count", `${byType},backend="postgres",op="get",outcome="found"`) >= 1);
-  assert.match(text, /^umw_query_backend_duration_seconds_bucket\{tenant="acme",type="thing",backend="postgres",op="batchGet",outcome="found",le="\+Inf"\} \d+$/m);
+  assert.match(text, /^umw_query_backend_duration_seconds_bucket\{le="\+Inf",tenant="_other",type="thing",backend="postgres",op="batchGet",outcome="found"\} \d+$/m);
   for (const name of ["hits", "misses", "collapsed", "stale_served", "negative_hits", "early_refreshes", "fenced", "errors"]) {
     assert.match(text, new RegExp(`^# TYPE umw_query_cache_${name}_total counter$`, "m"));
   }
@@ -248,9 +251,11 @@ test("queryService (umw serve query) builds from config: Redis, the replica, res
     UMW_PG_REPLICA_URL: db.replicaUrl,
     UMW_RESOURCES: JSON.stringify({ widget: {} }),
     UMW_DRAIN_TIMEOUT_MS: "1000",
+    UMW_METRICS_TENANT_LABELS: tenant,
   });
   const infrastructure = realInfrastructure(config, log);
   const running = await queryService.start(createRuntime(config, log, infrastructure));
+  const listener = await serveMetrics(config.metricsHost, config.metricsPort, defaultRegistry);
   const client = createClient(QueryService, `127.0.0.1:${queryPort}`, certs.client());
   try {
     const headers: string[] = [];
@@ -258,11 +263,14 @@ test("queryService (umw serve query) builds from config: Redis, the replica, res
     assert.deepEqual(entity?.data, { color: "red" });
     assert.equal(headers[0], "umw; fwd=miss; stored");
     await assert.rejects(client.getEntity({ tenant, type: "thing", id: "w1" }), (e: unknown) => e instanceof RpcError && e.reason === "UNKNOWN_RESOURCE_TYPE");
-    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    // The process's metrics listener (cli serve) serves the process registry; the allow-listed tenant has its own label.
+    const text = await (await fetch(listener.url)).text();
     assert.match(text, new RegExp(`^umw_query_cache_misses_total\\{tenant="${tenant}",type="widget"\\} 1$`, "m"));
+    assert.match(text, /^umw_query_cache_misses_total\{tenant="_other",type="widget"\} 0$/m);
   } finally {
     client.close();
     await running.stop();
+    await listener.close();
     await infrastructure.close();
     await deleteKeys(`umw:${tenant}:`);
   }
