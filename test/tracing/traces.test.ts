@@ -48,14 +48,20 @@ interface Span {
   readonly service: string;
   readonly kind: string | undefined;
   readonly parent: string | undefined;
+  /** The reference is a FOLLOWS_FROM (an OTel link), as messaging consumers make it. */
+  readonly follows: boolean;
   readonly tags: ReadonlyMap<string, unknown>;
 }
+
+/** The database a client span talks to (the semantic conventions' old and new attribute names). */
+const dbSystem = (span: Span) => span.tags.get("db.system.name") ?? span.tags.get("db.system");
 
 async function fetchTrace(traceId: string): Promise<Span[] | undefined> {
   const response = await fetch(`${JAEGER_QUERY}/api/traces/${traceId}`);
   if (response.status === 404) return undefined;
-  assert.equal(response.status, 200, `Jaeger answered ${response.status}: ${await response.text()}`);
-  const body = (await response.json()) as { data: JaegerTrace[] | null };
+  const text = await response.text();
+  assert.equal(response.status, 200, `Jaeger answered ${response.status}: ${text}`);
+  const body = JSON.parse(text) as { data: JaegerTrace[] | null };
   const trace = body.data?.[0];
   if (!trace) return undefined;
   return trace.spans.map((span) => {
@@ -65,7 +71,10 @@ async function fetchTrace(traceId: string): Promise<Span[] | undefined> {
       name: span.operationName,
       service: trace.processes[span.processID]!.serviceName,
       kind: tags.get("span.kind") as string | undefined,
-      parent: span.references.find((ref) => ref.refType === "CHILD_OF")?.spanID,
+      // Jaeger keeps one reference per span it points to: a consumer span's parent that is also its
+      // link (the messaging conventions' producer context) arrives as FOLLOWS_FROM.
+      parent: (span.references.find((ref) => ref.refType === "CHILD_OF") ?? span.references.find((ref) => ref.refType === "FOLLOWS_FROM"))?.spanID,
+      follows: span.references.some((ref) => ref.refType === "FOLLOWS_FROM"),
       tags,
     };
   });
@@ -128,13 +137,17 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
     });
     assert.equal(response.status, 202, await response.clone().text());
     const { receipt } = (await response.json()) as { receipt: { commandId: string; entityId: string } };
+    let last = "";
     await waitFor(
       async () => {
-        const status = (await (await fetch(`${edge}/v1/tenants/${TENANT}/commands/${receipt.commandId}`)).json()) as { state?: string };
-        return status.state === "COMMAND_STATE_APPLIED";
+        last = await (await fetch(`${edge}/v1/tenants/${TENANT}/commands/${receipt.commandId}`)).text();
+        return (JSON.parse(last) as { command?: { state?: string } }).command?.state === "COMMAND_STATE_APPLIED";
       },
       { what: "the create to be applied", timeoutMs: 30_000, everyMs: 100 },
-    );
+    ).catch((error: Error) => {
+      const outputs = [...processes].map(([name, proc]) => `---- ${name}\n${proc.output(15)}`).join("\n");
+      throw new Error(`${error.message}; last status ${last}\n${outputs}`);
+    });
     return receipt.entityId;
   }
 
@@ -160,23 +173,25 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
       edgeServer: (s: Span) => s.service === serviceName("edge") && s.kind === "server",
       edgeClient: (s: Span) => s.service === serviceName("edge") && s.kind === "client" && s.name.includes("CommandService/PatchEntity"),
       command: (s: Span) => s.service === serviceName("command") && s.kind === "server" && s.name.includes("CommandService/PatchEntity"),
-      commandSql: (s: Span) => s.service === serviceName("command") && s.kind === "client" && s.tags.get("db.system") === "postgresql",
+      commandSql: (s: Span) => s.service === serviceName("command") && s.kind === "client" && dbSystem(s) === "postgresql",
       sendCommand: (s: Span) => s.service === serviceName("relay") && s.kind === "producer" && s.name === `send ${prefix}umw.commands.v1`,
       processCommand: (s: Span) => s.service === serviceName("processor") && s.kind === "consumer",
-      processorSql: (s: Span) => s.service === serviceName("processor") && s.kind === "client" && s.tags.get("db.system") === "postgresql",
+      processorSql: (s: Span) => s.service === serviceName("processor") && s.kind === "client" && dbSystem(s) === "postgresql",
       sendEvent: (s: Span) => s.service === serviceName("relay") && s.kind === "producer" && s.name === `send ${prefix}umw.entity-events.v1`,
       cacheUpdate: (s: Span) => s.service === serviceName("cache-updater") && s.kind === "consumer",
-      redis: (s: Span) => s.service === serviceName("cache-updater") && s.kind === "client" && s.tags.get("db.system") === "redis",
+      redis: (s: Span) => s.service === serviceName("cache-updater") && s.kind === "client" && dbSystem(s) === "redis",
       realtime: (s: Span) => s.service === serviceName("realtime") && s.kind === "consumer",
     };
+    let seen = "";
     const spans = await waitFor(
       async () => {
         const trace = await fetchTrace(traceId);
         const missing = Object.entries(want).filter(([, match]) => !trace?.some(match)).map(([name]) => name);
+        seen = `missing ${missing.join(", ")}; spans: ${(trace ?? []).map((s) => `${s.service}/${s.kind}/${s.name}`).join("; ")}`;
         return missing.length === 0 ? trace : (false as const);
       },
       { what: `every hop of trace ${traceId} in Jaeger`, timeoutMs: 60_000, everyMs: 500 },
-    );
+    ).catch((error: Error) => assert.fail(`${error.message}: ${seen}`));
     const one = (name: keyof typeof want) => {
       const found = spans.filter(want[name]);
       assert.ok(found.length >= 1, name);
@@ -192,6 +207,7 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
     assert.ok(sendCommand, "the relay's send of the outbox row continues the context stored with it");
     const processCommand = one("processCommand");
     assert.equal(processCommand.parent, sendCommand.id, "the processor continues from the send");
+    assert.ok(processCommand.follows, "and links to it (FOLLOWS_FROM in Jaeger)");
     assert.equal(processCommand.tags.get("messaging.destination.name"), `${prefix}umw.commands.v1`);
     assert.ok(spans.filter(want.processorSql).some((s) => s.parent === processCommand.id), "the processor's statements are inside its span");
     const sendEvent = one("sendEvent");
