@@ -1,4 +1,4 @@
-// One PATCH through the Node edge yields one trace in Jaeger, across every hop of the write path:
+// One PATCH through the Node edge (and one through Envoy) yields one trace in Jaeger, across every hop of the write path:
 // edge (HTTP server, gRPC client) → CommandService (gRPC server, Postgres) → relay (Kafka send of
 // the outbox row) → processor (Kafka process, Postgres) → relay (Kafka send of the domain event) →
 // cache updater (Kafka process, Redis) and realtime hub (Kafka process), each parent link checked.
@@ -12,15 +12,20 @@
 //   scripts/infra.sh up && node --import tsx --test test/tracing/traces.test.ts
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { MESH_IDENTITIES } from "../../services/registry.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { infra, runId } from "../support/env.js";
 import { dropKafkaPrefix } from "../support/kafka.js";
-import { freeServicePorts } from "../support/ports.js";
+import { freePort, freeServicePorts } from "../support/ports.js";
 import { ServeProcess } from "../support/serve-process.js";
 import { waitFor } from "../support/wait.js";
+import { clusterHosts, requireEnvoy, startProcess, type Proc } from "../envoy/support.js";
 
 const JAEGER_QUERY = `http://127.0.0.1:${process.env.UMW_JAEGER_QUERY_PORT ?? "16686"}`;
 const JAEGER_OTLP = `http://127.0.0.1:${process.env.UMW_JAEGER_OTLP_PORT ?? "14317"}`;
@@ -88,13 +93,14 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
   let database: TestDatabase;
   let certs: TestCerts;
   let edge: string;
+  let ports: Record<string, number>;
 
   before(async () => {
     const jaegerUp = await fetch(`${JAEGER_QUERY}/api/services`).then((response) => response.ok, () => false);
     assert.ok(jaegerUp, `no Jaeger query API at ${JAEGER_QUERY}: run scripts/infra.sh jaeger (or up)`);
     database = await createTestDatabase();
     certs = testCerts(MESH_IDENTITIES);
-    const ports = await freeServicePorts();
+    ports = await freeServicePorts();
     edge = `http://127.0.0.1:${ports.UMW_EDGE_PORT}`;
     const env: NodeJS.ProcessEnv = {
       ...Object.fromEntries(Object.entries(ports).map(([key, value]) => [key, String(value)])),
@@ -245,5 +251,54 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
       timeoutMs: 15_000,
       everyMs: 100,
     });
+  });
+
+  test("through Envoy: Envoy's span is in the same trace, the parent of CommandService's", async () => {
+    const bin = requireEnvoy();
+    const dir = mkdtempSync(join(tmpdir(), "umw-envoy-trace-"));
+    const [port, adminPort] = [await freePort(), await freePort()];
+    const config = join(dir, "envoy.yaml");
+    execFileSync(process.execPath, [
+      "bin/umw.mjs", "envoy-config", "--out", config, "--certs", certs.dir, "--admin-port", String(adminPort), "--port", String(port),
+      "--descriptor", resolve("gen/umw.binpb"), "--query", `127.0.0.1:${ports.UMW_QUERY_PORT}`, "--command", `127.0.0.1:${ports.UMW_COMMAND_PORT}`,
+      "--realtime", `127.0.0.1:${ports.UMW_REALTIME_PORT}`, "--otlp", JAEGER_OTLP.replace("http://", ""), "--trace-service", serviceName("envoy"),
+    ]);
+    const envoy: Proc = startProcess(bin, ["-c", config, "--concurrency", "1", "--log-level", "warn", "--base-id", String(port)]);
+    try {
+      await waitFor(
+        async () => {
+          assert.equal(envoy.child.exitCode, null, `Envoy exited:\n${envoy.output().slice(-3000)}`);
+          return (await clusterHosts(adminPort, "command").catch(() => [])).some((host) => host.healthFlags === "healthy");
+        },
+        { what: "Envoy to see CommandService healthy", timeoutMs: 30_000, everyMs: 100 },
+      );
+      const id = await createNote();
+      const traceId = randomBytes(16).toString("hex");
+      const callerSpan = randomBytes(8).toString("hex");
+      const response = await fetch(`http://127.0.0.1:${port}/v1/tenants/${TENANT}/types/${TYPE}/entities/${id}`, {
+        method: "PATCH",
+        headers: { "content-type": "application/json", "idempotency-key": `"envoy-${run}"`, traceparent: `00-${traceId}-${callerSpan}-01` },
+        body: JSON.stringify({ done: false }),
+      });
+      assert.equal(response.status, 202, await response.clone().text());
+      let seen = "";
+      const spans = await waitFor(
+        async () => {
+          const trace = await fetchTrace(traceId);
+          seen = (trace ?? []).map((s) => `${s.service}/${s.kind}/${s.name}`).join("; ");
+          const ready = trace?.some((s) => s.service === serviceName("envoy")) && trace.some((s) => s.service === serviceName("cache-updater"));
+          return ready ? trace : false;
+        },
+        { what: `Envoy's and the services' spans in trace ${traceId}`, timeoutMs: 60_000, everyMs: 500 },
+      ).catch((error: Error) => assert.fail(`${error.message}: ${seen}`));
+      const envoySpans = new Map(spans.filter((s) => s.service === serviceName("envoy")).map((s) => [s.id, s]));
+      assert.ok([...envoySpans.values()].some((s) => s.parent === callerSpan), `Envoy continues the caller's traceparent: ${seen}`);
+      const command = spans.find((s) => s.service === serviceName("command") && s.kind === "server");
+      assert.ok(command, seen);
+      assert.ok(envoySpans.has(command.parent!), `CommandService's span is the child of one of Envoy's: ${seen}`);
+    } finally {
+      await envoy.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
