@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local/CI infrastructure for umw: Redis, Postgres 15 (primary + streaming
-# replica) and a single-node Kafka 3.9 broker (KRaft), all on 127.0.0.1 with
-# data under <repo>/.data/.
+# replica), a single-node Kafka 3.9 broker (KRaft) and Jaeger (traces), all on
+# 127.0.0.1 with data under <repo>/.data/.
 #
 #   scripts/infra.sh up       install what is missing, start what is not running
 #   scripts/infra.sh down     stop everything (data is kept)
@@ -544,16 +544,28 @@ JAEGER_BIN="$JAEGER_DIR/jaeger-$JAEGER_VERSION"
 JAEGER_PIDFILE="$JAEGER_DIR/jaeger.pid"
 JAEGER_CONF="$JAEGER_DIR/config.yaml"
 
+# A go binary of version 1.21 or newer (it fetches the newer toolchain Jaeger asks for), or nothing.
+# Debian bookworm's golang-go (1.19) is too old; the same rule as scripts/tools.sh.
+find_go() {
+  local candidate version
+  for candidate in "$(command -v go || true)" /usr/local/go/bin/go; do
+    [[ -n "$candidate" && -x "$candidate" ]] || continue
+    version="$("$candidate" env GOVERSION 2>/dev/null || true)"
+    [[ "$version" =~ ^go1\.([0-9]+) ]] && ((BASH_REMATCH[1] >= 21)) && { echo "$candidate"; return 0; }
+  done
+  return 1
+}
+
 jaeger_install() {
   if [[ -x "$JAEGER_BIN" ]]; then step "jaeger $JAEGER_VERSION already built"; return; fi
-  command -v go >/dev/null || apt_install golang-go
-  note "building jaeger $JAEGER_VERSION with $(go version | awk '{print $3}') (about 3.5 min, once)"
+  local go; go="$(find_go)" || die "building Jaeger needs Go >= 1.21 (https://go.dev/dl/; Debian's golang-go 1.19 is too old)"
+  note "building jaeger $JAEGER_VERSION with $("$go" env GOVERSION) (about 3.5 min, once)"
   local build; build="$(mktemp -d)"
   (
     cd "$build"
-    go mod init umw-jaeger-build
-    go get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@v$JAEGER_VERSION"
-    go build -o jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+    "$go" mod init umw-jaeger-build
+    "$go" get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@v$JAEGER_VERSION"
+    "$go" build -o jaeger github.com/jaegertracing/jaeger/cmd/jaeger
   ) >"$LOGS/jaeger-build.log" 2>&1 || { show_log "$LOGS/jaeger-build.log"; rm -rf "$build"; die "building jaeger failed (see $LOGS/jaeger-build.log)"; }
   mkdir -p "$JAEGER_DIR"
   mv "$build/jaeger" "$JAEGER_BIN.tmp" && mv "$JAEGER_BIN.tmp" "$JAEGER_BIN"
