@@ -1,10 +1,10 @@
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context } from "@opentelemetry/api";
 import type { EventBus, IncomingMessage, OutgoingMessage } from "./bus.js";
+import { REQUEST_ID_HEADER } from "./interceptor-request-id.js";
 import { messageScope } from "./log-context.js";
 import type { Logger } from "./logger.js";
 
 const tracer = trace.getTracer("umw.bus");
-const REQUEST_ID_HEADER = "x-request-id";
 
 const headerGetter = {
   keys: (carrier: Readonly<Record<string, string>>) => Object.keys(carrier),

@@ -1,6 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { activeTraceContext } from "../../runtime/message-tracing.js";
-import { REQUEST_ID_HEADER } from "../../runtime/interceptor-request-id.js";
 import { create, fromBinary, toBinary, toJson, type DescMessage, type JsonObject, type MessageShape } from "@bufbuild/protobuf";
 import type { FieldMask } from "@bufbuild/protobuf/wkt";
 import {
@@ -15,6 +13,8 @@ import type { CallContext } from "../../runtime/call-context.js";
 import { cloudEventHeaders, EVENT_TYPES, newEventContext } from "../../runtime/cloudevents.js";
 import { checkName, checkType, entityKey } from "../../runtime/entity.js";
 import { Code, invalidArgument, notFound, RpcError } from "../../runtime/errors.js";
+import { REQUEST_ID_HEADER } from "../../runtime/interceptor-request-id.js";
+import { activeTraceContext } from "../../runtime/message-tracing.js";
 import type { Logger } from "../../runtime/logger.js";
 import { classifyPgError } from "../../runtime/pg-errors.js";
 import { OutboxWaker } from "./outbox-waker.js";

@@ -1,6 +1,4 @@
 import { create, createRegistry, fromBinary, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
-import { currentMessageScope } from "../../runtime/log-context.js";
-import { activeTraceContext } from "../../runtime/message-tracing.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
@@ -9,7 +7,10 @@ import type { EventBus, IncomingMessage, Subscription } from "../../runtime/bus.
 import { cloudEventHeaders, EVENT_TYPES, newEventContext } from "../../runtime/cloudevents.js";
 import { entityKey } from "../../runtime/entity.js";
 import { Code, RpcError } from "../../runtime/errors.js";
+import { REQUEST_ID_HEADER } from "../../runtime/interceptor-request-id.js";
+import { currentMessageScope } from "../../runtime/log-context.js";
 import type { Logger } from "../../runtime/logger.js";
+import { activeTraceContext } from "../../runtime/message-tracing.js";
 import { COMMAND_CHANNEL } from "../../runtime/outbox.js";
 import type { Resources } from "../../runtime/resources.js";
 import type { Database, Sql } from "../../runtime/sql.js";
@@ -139,7 +140,7 @@ function decode(message: IncomingMessage): Decoded {
 /** The request id of the command being applied travels on with its domain event. */
 function requestIdHeader(): Record<string, string> {
   const requestId = currentMessageScope()?.requestId;
-  return requestId ? { "x-request-id": requestId } : {};
+  return requestId ? { [REQUEST_ID_HEADER]: requestId } : {};
 }
 
 /** The processor: applies each command exactly once in effect, and dead-letters what it cannot. */
