@@ -26,8 +26,8 @@ export function tracingEnv(): NodeJS.ProcessEnv {
 }
 
 /** results/<bench>.json, or results/<bench>-tracing-<variant>.json when BENCH_TRACING names the variant. */
-export function resultsPath(resultsDir: string, bench: string): string {
-  return join(resultsDir, process.env.BENCH_TRACING ? `${bench}-tracing-${TRACING}.json` : `${bench}.json`);
+export function resultsPath(resultsDir: string, bench: string, variant = TRACING): string {
+  return join(resultsDir, process.env.BENCH_TRACING ? `${bench}-tracing-${variant}.json` : `${bench}.json`);
 }
 
 /**
@@ -41,8 +41,7 @@ export function runTracingVariants(script: string, bench: string, summary: (resu
     console.log(`\n==== ${bench}: tracing ${variant} ====`);
     const run = spawnSync(process.execPath, ["--import", "tsx", script], { stdio: "inherit", env: { ...process.env, BENCH_TRACING: variant } });
     if (run.status !== 0) throw new Error(`${bench} with tracing ${variant} exited with ${run.status ?? run.signal}`);
-    process.env.BENCH_TRACING = variant;
-    const results = JSON.parse(readFileSync(resultsPath(join(dirname(script), "results"), bench), "utf8")) as Record<string, unknown>;
+    const results = JSON.parse(readFileSync(resultsPath(join(dirname(script), "results"), bench, variant), "utf8")) as Record<string, unknown>;
     rows.push({ tracing: variant, ...summary(results) });
   }
   console.log(`\n${bench}: tracing overhead (each row a run of its own, in this order)`);
