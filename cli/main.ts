@@ -68,8 +68,10 @@ async function serve(config: Config, args: string[]): Promise<number> {
     return 2;
   }
   // Before any service is wired, so the first store connection and call are traced.
-  const telemetry = startTelemetry(config, config.serviceName || telemetryServiceName(wanted));
+  const serviceName = config.serviceName || telemetryServiceName(wanted);
+  const telemetry = startTelemetry(config, serviceName);
   const log = rootLogger(config.logLevel);
+  if (config.otlpEndpoint) log.info({ otlpEndpoint: config.otlpEndpoint, sampleRatio: config.traceSampleRatio, serviceName }, "tracing on");
   // One infrastructure for the process: every service wires itself on it the same way.
   const infrastructure = embeddedMode
     ? await (await import("../services/embedded/index.js")).openEmbedded(config, log)
