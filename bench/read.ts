@@ -5,7 +5,9 @@
 //
 // Knobs (environment): BENCH_DURATION_S (5 per h2load run), BENCH_JIT_WARMUP_S (3), BENCH_WARMUP_S (1), BENCH_H1_CLIENTS (64),
 // BENCH_H2_CLIENTS (4), BENCH_H2_STREAMS (32), BENCH_ZIPF_READS (300000), BENCH_ZIPF_MAX_S (60),
-// BENCH_CPU_PROF=dir (V8 CPU profiles of every server process), BENCH_EDGE_CHANNEL_OPTIONS (JSON).
+// BENCH_CPU_PROF=dir (V8 CPU profiles of every server process), BENCH_EDGE_CHANNEL_OPTIONS (JSON),
+// BENCH_TRACING (off; a sampling ratio, or several variants compared in one run: off,0.1,1 — see
+// bench/lib/tracing.ts).
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -29,6 +31,7 @@ import { describeLoad, grpcFrame, h2load, type LoadOptions, type LoadResult } fr
 import { scrape, sumOf, type Sample } from "./lib/prometheus.js";
 import type { ZipfDone } from "./lib/serve.js";
 import { Zipf } from "./lib/zipf.js";
+import { resultsPath, runTracingVariants, tracingEnv } from "./lib/tracing.js";
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const DURATION_S = env("BENCH_DURATION_S", 5);
@@ -50,7 +53,7 @@ const TYPE = "item";
 const HOT_ID = entityId(1);
 const REST_PATH = `/v1/tenants/${TENANT}/types/${TYPE}/entities/${HOT_ID}`;
 const GRPC_PATH = "/umw.v1.QueryService/GetEntity";
-const RESULTS = join(dirname(fileURLToPath(import.meta.url)), "results", "read.json");
+const RESULTS = resultsPath(join(dirname(fileURLToPath(import.meta.url)), "results"), "read");
 
 const TARGETS = { ratio_edge_to_floor: 0.35, ratio_grpc_to_floor: 0.5, zipf_hit_ratio: 0.95, zipf_backend_share: 0.05 } as const;
 
@@ -571,6 +574,12 @@ const bound = setTimeout(() => {
 }, MAX_S * 1000);
 bound.unref();
 
+// The forked servers inherit the tracing switch of this run.
+Object.assign(process.env, tracingEnv());
+if (runTracingVariants(fileURLToPath(import.meta.url), "read", (results) => {
+  const { edge_hit_rps, edge_hit_p99_ms, grpc_hit_rps, envoy_hit_rps, ratio_edge_to_floor, ratio_grpc_to_floor, zipf_hit_ratio } = results;
+  return { edge_hit_rps, edge_hit_p99_ms, grpc_hit_rps, envoy_hit_rps, ratio_edge_to_floor, ratio_grpc_to_floor, zipf_hit_ratio };
+})) process.exit(0);
 main()
   .then(
     () => cleanup().then(() => (process.exitCode = 0)),

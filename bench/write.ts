@@ -22,7 +22,9 @@
 // BENCH_ACCEPT_CLIENT (http2), BENCH_VISIBLE_S (20), BENCH_VISIBLE_WARMUP_S (3), BENCH_PARTITIONS (6),
 // BENCH_PROCESSORS (1),
 // BENCH_PHASES (accept,visible), BENCH_CPU_PROF=dir (V8
-// CPU profiles of every umw process), BENCH_LOG (log level of the umw processes, default info).
+// CPU profiles of every umw process), BENCH_LOG (log level of the umw processes, default info),
+// BENCH_TRACING (off; a sampling ratio, or several variants compared in one run: off,0.1,1 — see
+// bench/lib/tracing.ts).
 import { randomBytes, randomUUID } from "node:crypto";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -45,6 +47,7 @@ import { LoadProcess, UmwProcess } from "./lib/write-children.js";
 import type { LoadDone } from "./lib/write-load.js";
 import { GrpcCallError, grpcFrame, RawGrpcClient } from "./lib/write-grpc.js";
 import { VisibilityWatch } from "./lib/write-visibility.js";
+import { resultsPath, runTracingVariants, tracingEnv } from "./lib/tracing.js";
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const ACCEPT_PROCS = env("BENCH_ACCEPT_PROCS", 2);
@@ -69,7 +72,7 @@ const PHASES = new Set((process.env.BENCH_PHASES ?? "accept,visible").split(",")
 const TENANT = "bench";
 const TYPE = "item";
 const FLOOR_TABLE = "bench_write_floor";
-const RESULTS = join(dirname(fileURLToPath(import.meta.url)), "results", "write.json");
+const RESULTS = resultsPath(join(dirname(fileURLToPath(import.meta.url)), "results"), "write");
 const TARGETS = { ratio_accept_to_pg: { min: 0.5 }, visible_p50_ms: { max: 20 }, visible_p99_ms: { max: 100 } } as const;
 const RESOURCES = {
   [TYPE]: {
@@ -200,6 +203,7 @@ async function main(): Promise<void> {
     UMW_LOG_LEVEL: process.env.BENCH_LOG ?? "info",
     UMW_COMMAND_PORT: String(commandPort),
     UMW_METRICS_PORT: "0",
+    ...tracingEnv(),
   };
   const command = await serve(["command"], {}, common);
   const address = `127.0.0.1:${commandPort}`;
@@ -498,6 +502,10 @@ const bound = setTimeout(() => {
 }, MAX_S * 1000);
 bound.unref();
 
+if (runTracingVariants(fileURLToPath(import.meta.url), "write", (results) => {
+  const { accept_rps, pg_insert_commit_rps, ratio_accept_to_pg, visible_p50_ms, visible_p99_ms } = results;
+  return { accept_rps, pg_insert_commit_rps, ratio_accept_to_pg, visible_p50_ms, visible_p99_ms };
+})) process.exit(0);
 main().then(
   () => cleanup().then(() => process.exit(0)),
   (error: unknown) => {

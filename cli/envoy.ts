@@ -16,6 +16,8 @@ export const ENVOY_USAGE = `  envoy-config [--bootstrap] [--out FILE] [options]
                            static: --port 8080 --descriptor /etc/umw/umw.binpb --cors '*'
                              --query query:7001 --command command:7002 --realtime realtime:7003
                              --policy policy:7008
+                             --otlp HOST:PORT (OpenTelemetry collector, OTLP gRPC; unset = no tracing)
+                             --trace-sample-ratio 1 --trace-service umw-envoy
                            bootstrap: --control-plane control-plane:7007 --node envoy-edge
   control-plane            run the xDS control plane for Envoy (UMW_CONTROL_PLANE_PORT, 7007); services
                            with UMW_CONTROL_PLANE_ADDRESS register their instances with it
@@ -49,6 +51,9 @@ export function renderEnvoyConfig(args: string[]): string {
       policy: { type: "string", default: "policy:7008" },
       "control-plane": { type: "string", default: "control-plane:7007" },
       node: { type: "string", default: "envoy-edge" },
+      otlp: { type: "string" },
+      "trace-sample-ratio": { type: "string", default: "1" },
+      "trace-service": { type: "string", default: "umw-envoy" },
     },
     strict: true,
   });
@@ -66,6 +71,9 @@ export function renderEnvoyConfig(args: string[]): string {
           descriptor: { path: values.descriptor },
           corsOrigins: values.cors.split(",").map((origin) => origin.trim()).filter(Boolean),
           upstreams: { query: endpointOf(values.query, "--query"), command: endpointOf(values.command, "--command"), realtime: endpointOf(values.realtime, "--realtime"), policy: endpointOf(values.policy, "--policy") },
+          tracing: values.otlp
+            ? { collector: endpointOf(values.otlp, "--otlp"), sampleRatio: ratioOf(values["trace-sample-ratio"]), serviceName: values["trace-service"] }
+            : undefined,
         }),
         STATIC_HEADER,
       );
@@ -100,6 +108,12 @@ function portOf(value: string, flag: string): number {
   const port = Number(value);
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new Error(`${flag}: not a port: ${value}`);
   return port;
+}
+
+function ratioOf(value: string): number {
+  const ratio = Number(value);
+  if (!(ratio >= 0 && ratio <= 1)) throw new Error(`--trace-sample-ratio: not a ratio between 0 and 1: ${value}`);
+  return ratio;
 }
 
 function endpointOf(value: string, flag: string): Endpoint {

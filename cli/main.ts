@@ -9,6 +9,7 @@ import { createRuntime, type RunningService } from "../runtime/service.js";
 import { collectProcessMetrics, defaultRegistry, gauge, serveMetrics } from "../runtime/metrics.js";
 import { declareRefusalMetrics } from "../runtime/refusal-metrics.js";
 import { ALL_SERVICES, MESH_IDENTITIES, metricsPortOf, SERVICES } from "../services/registry.js";
+import { startTelemetry, telemetryServiceName } from "../runtime/telemetry.js";
 
 const USAGE = `usage: umw <command>
 
@@ -77,7 +78,11 @@ async function serve(config: Config, args: string[]): Promise<number> {
     console.error(`umw serve: ${unknown.length ? `unknown service(s) ${unknown.join(", ")}` : "name a service"}; known: ${Object.keys(SERVICES).join(", ")}, all`);
     return 2;
   }
+  // Before any service is wired, so the first store connection and call are traced.
+  const serviceName = config.serviceName || telemetryServiceName(wanted);
+  const telemetry = startTelemetry(config, serviceName);
   const log = rootLogger(config.logLevel);
+  if (config.otlpEndpoint) log.info({ otlpEndpoint: config.otlpEndpoint, sampleRatio: config.traceSampleRatio, serviceName }, "tracing on");
   // One infrastructure for the process: every service wires itself on it the same way.
   const infrastructure = embeddedMode
     ? await (await import("../services/embedded/index.js")).openEmbedded(config, log)
@@ -104,6 +109,7 @@ async function serve(config: Config, args: string[]): Promise<number> {
     for (const service of order) await service.stop().catch((error) => log.error({ err: error, service: service.name }, "stop failed"));
     await infrastructure.close().catch((error: unknown) => log.error({ err: error }, "closing the stores failed"));
     await metrics.close();
+    await telemetry.shutdown().catch((error: unknown) => log.warn({ err: error }, "flushing the last spans failed"));
     log.info("stopped");
     process.exit(0);
   };

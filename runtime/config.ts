@@ -211,6 +211,21 @@ const settings = {
     description: "With a snapshot or reset, own-command statuses updated this recently are sent as a catch-up.",
   },
   realtimeCommandCatchUpLimit: { env: "UMW_REALTIME_COMMAND_CATCH_UP_LIMIT", schema: count.default(100), description: "Most command statuses in that catch-up." },
+  otlpEndpoint: {
+    env: "UMW_OTLP_ENDPOINT",
+    schema: z.union([z.literal(""), url(["http:", "https:"])]).default(""),
+    description: "OpenTelemetry collector (OTLP over gRPC, e.g. `http://127.0.0.1:14317`) that every service sends its spans to; empty = tracing off.",
+  },
+  traceSampleRatio: {
+    env: "UMW_TRACE_SAMPLE_RATIO",
+    schema: z.coerce.number().min(0).max(1).default(1),
+    description: "Share of new traces recorded (0 to 1); parent-based: a call that arrives with a sampled `traceparent` is always recorded, an unsampled one never.",
+  },
+  serviceName: {
+    env: "UMW_SERVICE_NAME",
+    schema: z.string().default(""),
+    description: "OpenTelemetry `service.name` of the process; empty = `umw-<service>` when it serves one service, `umw` when several.",
+  },
   resources: {
     env: "UMW_RESOURCES",
     schema: z.preprocess((value, ctx) => {

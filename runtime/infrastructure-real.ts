@@ -6,6 +6,7 @@ import type { Infrastructure } from "./infrastructure.js";
 import { lazyStores } from "./infrastructure.js";
 import { KafkaBus } from "./kafka-bus.js";
 import type { Logger } from "./logger.js";
+import { tracedBus } from "./message-tracing.js";
 import { RedisCache } from "./cache/redis-cache.js";
 import { connectPostgres, openPostgres, redactUrl } from "./sql.js";
 
@@ -39,7 +40,7 @@ export function realInfrastructure(config: Config, log: Logger): Infrastructure 
           await bus.close().catch(() => undefined);
           throw error;
         }
-        return bus;
+        return tracedBus(bus, log);
       },
       (bus) => bus.close(),
     ),

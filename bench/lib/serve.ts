@@ -7,6 +7,7 @@ import { databaseOnPool } from "../../runtime/sql.js";
 import { pino } from "pino";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { Registry } from "../../runtime/metrics.js";
+import { startTelemetry } from "../../runtime/telemetry.js";
 import { clientCredentials, loadIdentity, serverCredentials } from "../../runtime/tls.js";
 import { startEdge } from "../../services/edge/index.js";
 import { PostgresBackend, RedisCache, ResourceCatalog, startQueryServer, type EntityReader } from "../../services/query/index.js";
@@ -118,6 +119,10 @@ async function zipfLoad(load: ZipfLoad): Promise<ZipfDone> {
 }
 
 async function start(spec: RoleSpec): Promise<Started> {
+  // The umw roles trace as `umw serve` would, when the bench's tracing switch says so (bench/lib/tracing.ts).
+  if (spec.role === "query" || spec.role === "edge") {
+    startTelemetry({ otlpEndpoint: process.env.UMW_OTLP_ENDPOINT ?? "", traceSampleRatio: Number(process.env.UMW_TRACE_SAMPLE_RATIO ?? "1") }, `umw-bench-${spec.role}`);
+  }
   switch (spec.role) {
     case "query": {
       const pool = new pg.Pool({ connectionString: spec.replicaUrl, max: 16, application_name: "umw-bench-query" });

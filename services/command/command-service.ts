@@ -13,6 +13,8 @@ import type { CallContext } from "../../runtime/call-context.js";
 import { cloudEventHeaders, EVENT_TYPES, newEventContext } from "../../runtime/cloudevents.js";
 import { checkName, checkType, entityKey } from "../../runtime/entity.js";
 import { Code, invalidArgument, notFound, RpcError } from "../../runtime/errors.js";
+import { REQUEST_ID_HEADER } from "../../runtime/interceptor-request-id.js";
+import { activeTraceContext } from "../../runtime/message-tracing.js";
 import type { Logger } from "../../runtime/logger.js";
 import { classifyPgError } from "../../runtime/pg-errors.js";
 import { OutboxWaker } from "./outbox-waker.js";
@@ -226,8 +228,7 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
       source,
       type: spec.eventType,
       subject: entityKey(spec.tenant, spec.type, spec.entityId),
-      traceparent: ctx.headers.traceparent,
-      tracestate: ctx.headers.tracestate,
+      ...activeTraceContext(ctx.headers),
     });
     const command = create(CommandSchema, { context, tenant: spec.tenant, principal, idempotencyKey: key, action });
 
@@ -248,7 +249,7 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
         spec.eventType,
         options.topics.commands,
         Buffer.from(toBinary(CommandSchema, command)),
-        JSON.stringify({ ...cloudEventHeaders(context), "umw-command-id": commandId, "umw-tenant": spec.tenant, [OUTBOX_KEY_HEADER]: entityKey(spec.tenant, spec.type, spec.entityId) }),
+        JSON.stringify({ ...cloudEventHeaders(context), [REQUEST_ID_HEADER]: ctx.requestId, "umw-command-id": commandId, "umw-tenant": spec.tenant, [OUTBOX_KEY_HEADER]: entityKey(spec.tenant, spec.type, spec.entityId) }),
         conditional,
         preconditions.versions?.map(String) ?? null,
         preconditions.mustExist,

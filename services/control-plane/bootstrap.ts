@@ -24,6 +24,8 @@ import {
   type Endpoint,
   type RoutedService,
 } from "./edge-resources.js";
+import { tracingClusters } from "./edge-tracing.js";
+import { OpenTelemetryConfigSchema } from "../../gen/envoy/config/trace/v3/opentelemetry_pb.js";
 
 /** The mesh identity Envoy presents (to the services and to the control plane): `envoy.crt`. */
 export const ENVOY_IDENTITY = "envoy";
@@ -40,7 +42,7 @@ export function staticBootstrap(options: EdgeOptions & AdminOptions & { readonly
   return create(BootstrapSchema, {
     staticResources: {
       listeners: [edgeListener(options, { inline: edgeRoutes("umw", options) })],
-      clusters: ROUTED_SERVICES.map((service) => meshCluster(service, { dns: options.upstreams[service] })),
+      clusters: [...ROUTED_SERVICES.map((service) => meshCluster(service, { dns: options.upstreams[service] })), ...tracingClusters(options.tracing)],
       secrets: meshSecrets(options.certsDir, ENVOY_IDENTITY),
     },
     admin: admin(options.adminPort),
@@ -93,6 +95,7 @@ export const TYPED_CONFIGS = createRegistry(
   UpstreamTlsContextSchema,
   HttpProtocolOptionsSchema,
   ...EDGE_FILTER_SCHEMAS,
+  OpenTelemetryConfigSchema,
 );
 
 /** Envoy's JSON form (proto field names), as Envoy reads it from YAML. */

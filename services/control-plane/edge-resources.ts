@@ -30,6 +30,7 @@ import { restPaths, restResponseLua, statusJson } from "./rest-conventions.js";
 import { extAuthzFilter } from "./ext-authz-filter.js";
 import { ExtAuthzSchema } from "../../gen/envoy/extensions/filters/http/ext_authz/v3/ext_authz_pb.js";
 
+import { edgeTracing, type EdgeTracing } from "./edge-tracing.js";
 import { ROUTED_SERVICES, type RoutedService } from "./routed-services.js";
 
 export { ROUTED_SERVICES, type RoutedService };
@@ -67,6 +68,8 @@ export interface EdgeOptions {
   readonly descriptor: { readonly path: string } | { readonly bytes: Uint8Array };
   /** CORS origins; `*` allows any. */
   readonly corsOrigins: readonly string[];
+  /** OpenTelemetry tracing of the edge (edge-tracing.ts); unset = off. */
+  readonly tracing?: EdgeTracing;
 }
 
 const seconds = (value: number): Duration => create(DurationSchema, { seconds: BigInt(Math.floor(value)), nanos: Math.round((value % 1) * 1e9) });
@@ -202,6 +205,7 @@ export function edgeListener(options: EdgeOptions, routes: { inline: RouteConfig
                 codecType: HttpConnectionManager_CodecType.AUTO,
                 requestTimeout: seconds(0),
                 alwaysSetRequestIdInResponse: true,
+                ...edgeTracing(options.tracing),
                 streamIdleTimeout: seconds(300),
                 routeSpecifier: routeConfig
                   ? { case: "routeConfig", value: routeConfig }

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import { Metadata } from "@grpc/grpc-js";
 import { Code } from "../../runtime/errors.js";
@@ -19,13 +18,7 @@ export const DEFAULT_FORWARDED_HEADERS: readonly string[] = [
 /** Upstream response metadata the edge passes on to the client (REST renames umw-cache-status). */
 export const DEFAULT_PASSTHROUGH_HEADERS: readonly string[] = ["umw-cache-status", "location", "retry-after", "idempotent-replayed", "idempotency-key-expires"];
 
-const REQUEST_ID_SHAPE = /^[\x21-\x7e]{1,200}$/;
-
-/** The caller's request id when it is a sane token, else a fresh one. */
-export function requestIdOf(value: string | string[] | null | undefined): string {
-  const candidate = Array.isArray(value) ? value[0] : value;
-  return candidate && REQUEST_ID_SHAPE.test(candidate) ? candidate : randomUUID();
-}
+export { requestIdOf } from "../../runtime/interceptor-request-id.js";
 
 /** Metadata for the upstream call from a node:http request. */
 export function metadataFromIncoming(headers: IncomingHttpHeaders, forwarded: readonly string[], requestId: string): Metadata {

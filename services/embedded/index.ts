@@ -4,6 +4,7 @@ import type { Config } from "../../runtime/config.js";
 import type { Infrastructure } from "../../runtime/infrastructure.js";
 import type { Logger } from "../../runtime/logger.js";
 import { MemoryBus } from "../../runtime/memory-bus.js";
+import { tracedBus } from "../../runtime/message-tracing.js";
 import type { Database } from "../../runtime/sql.js";
 import { topicNames } from "../../runtime/topics.js";
 import { MemoryCache } from "../../runtime/cache/memory-cache.js";
@@ -62,7 +63,7 @@ export async function openEmbedded(config: Config, log: Logger): Promise<Embedde
     dataDir,
     primary: async () => db,
     replica: () => db,
-    bus: async () => bus,
+    bus: async () => tracedBus(bus, log),
     cache: async () => cache,
     labels: { primary: "PGlite (embedded)", bus: "the in-process bus" },
     async close() {

@@ -7,7 +7,10 @@ import type { EventBus, IncomingMessage, Subscription } from "../../runtime/bus.
 import { cloudEventHeaders, EVENT_TYPES, newEventContext } from "../../runtime/cloudevents.js";
 import { entityKey } from "../../runtime/entity.js";
 import { Code, RpcError } from "../../runtime/errors.js";
+import { REQUEST_ID_HEADER } from "../../runtime/interceptor-request-id.js";
+import { currentMessageScope } from "../../runtime/log-context.js";
 import type { Logger } from "../../runtime/logger.js";
+import { activeTraceContext } from "../../runtime/message-tracing.js";
 import { COMMAND_CHANNEL } from "../../runtime/outbox.js";
 import type { Resources } from "../../runtime/resources.js";
 import type { Database, Sql } from "../../runtime/sql.js";
@@ -134,6 +137,12 @@ function decode(message: IncomingMessage): Decoded {
   return { messageId, commandId, command, action };
 }
 
+/** The request id of the command being applied travels on with its domain event. */
+function requestIdHeader(): Record<string, string> {
+  const requestId = currentMessageScope()?.requestId;
+  return requestId ? { [REQUEST_ID_HEADER]: requestId } : {};
+}
+
 /** The processor: applies each command exactly once in effect, and dead-letters what it cannot. */
 export function createProcessor(deps: ProcessorDeps): Processor {
   const log = deps.log.child({ component: "processor" });
@@ -183,8 +192,7 @@ export function createProcessor(deps: ProcessorDeps): Processor {
         source,
         type: EVENT_TYPE_OF[kind],
         subject: key,
-        traceparent: command.context?.traceparent,
-        tracestate: command.context?.tracestate,
+        ...activeTraceContext({ traceparent: command.context?.traceparent, tracestate: command.context?.tracestate }),
       });
       const event = create(DomainEventSchema, { context, commandId, kind, entity });
       const eventRow = [
@@ -194,7 +202,7 @@ export function createProcessor(deps: ProcessorDeps): Processor {
         context.type,
         deps.topics.entityEvents,
         Buffer.from(toBinary(DomainEventSchema, event)),
-        JSON.stringify({ ...cloudEventHeaders(context), "umw-key": key }),
+        JSON.stringify({ ...cloudEventHeaders(context), ...requestIdHeader(), "umw-key": key }),
       ];
       if (UUID.test(commandId)) await tx.query(INSERT_EVENT_AND_APPLY_SQL, [...eventRow, commandId, entity.version.toString()]);
       else await tx.query(INSERT_EVENT_SQL, eventRow);

@@ -46,6 +46,17 @@ describe("the Envoy configurations umw produces", () => {
     assert.ok(result.ok, result.output);
   });
 
+  test("with tracing (--otlp), the static configuration passes envoy --mode validate and exports to the collector's cluster", () => {
+    const path = join(dir, "envoy-tracing.yaml");
+    umw(["envoy-config", "--certs", certs.dir, "--descriptor", resolve("gen/umw.binpb"), "--otlp", "127.0.0.1:14317", "--trace-sample-ratio", "0.25", "--out", path]);
+    const config = readFileSync(path, "utf8");
+    assert.match(config, /name: envoy\.tracers\.opentelemetry/);
+    assert.match(config, /random_sampling:\n\s+value: 25/);
+    assert.match(config, /- name: otlp-collector/);
+    const result = validate(path);
+    assert.ok(result.ok, result.output);
+  });
+
   test("the ADS bootstrap passes envoy --mode validate", () => {
     const path = join(dir, "bootstrap.yaml");
     umw(["envoy-config", "--bootstrap", "--certs", certs.dir, "--control-plane", "127.0.0.1:7007", "--out", path]);

@@ -1,0 +1,112 @@
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context } from "@opentelemetry/api";
+import type { EventBus, IncomingMessage, OutgoingMessage } from "./bus.js";
+import { REQUEST_ID_HEADER } from "./interceptor-request-id.js";
+import { messageScope } from "./log-context.js";
+import type { Logger } from "./logger.js";
+
+const tracer = trace.getTracer("umw.bus");
+
+const headerGetter = {
+  keys: (carrier: Readonly<Record<string, string>>) => Object.keys(carrier),
+  get: (carrier: Readonly<Record<string, string>>, key: string) => carrier[key],
+};
+
+/** The trace context a message carries (`traceparent`/`tracestate` headers), or none. */
+function carriedContext(headers: Readonly<Record<string, string>> | undefined): Context | undefined {
+  if (!headers?.traceparent) return undefined;
+  return propagation.extract(ROOT_CONTEXT, headers, headerGetter);
+}
+
+/**
+ * The bus with OpenTelemetry messaging spans (https://opentelemetry.io/docs/specs/semconv/messaging/):
+ *
+ * - publish: one PRODUCER span `send <topic>` per message, the child of the trace context the
+ *   message already carries (the outbox row keeps the context of the transaction that wrote it),
+ *   else of the active one; its own context replaces `traceparent` in the headers, so consumers
+ *   continue the trace from the send.
+ * - subscribe: one CONSUMER span `process <topic>` per delivered message, the child of the
+ *   producer's context (single-message processing, so parent and link are the same context), with
+ *   the handler running inside it; the handler's log lines carry the message's `x-request-id`
+ *   (runtime/log-context.ts), and a debug line names each handled message.
+ *
+ * Without a registered tracer provider (tracing off) the spans are no-ops and the headers pass
+ * through unchanged.
+ */
+export function tracedBus(bus: EventBus, log: Logger): EventBus {
+  return {
+    ensureTopics: (topics) => bus.ensureTopics(topics),
+    close: () => bus.close(),
+    async publish(topic, messages) {
+      if (messages.length === 0) return bus.publish(topic, messages);
+      const spans = messages.map((message) =>
+        tracer.startSpan(
+          `send ${topic}`,
+          { kind: SpanKind.PRODUCER, attributes: { "messaging.system": "kafka", "messaging.operation.type": "send", "messaging.destination.name": topic, "messaging.kafka.message.key": message.key } },
+          carriedContext(message.headers) ?? context.active(),
+        ),
+      );
+      const sent = messages.map((message, i): OutgoingMessage => {
+        if (!spans[i]!.isRecording()) return message; // unsampled: the carried context says so already
+        const headers: Record<string, string> = { ...message.headers };
+        propagation.inject(trace.setSpan(context.active(), spans[i]!), headers);
+        return { ...message, headers };
+      });
+      try {
+        await bus.publish(topic, sent);
+      } catch (error) {
+        for (const span of spans) span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+        throw error;
+      } finally {
+        for (const span of spans) span.end();
+      }
+    },
+    subscribe(options) {
+      const handle = async (message: IncomingMessage) => {
+        const parent = carriedContext(message.headers);
+        const span = tracer.startSpan(
+          `process ${message.topic}`,
+          {
+            kind: SpanKind.CONSUMER,
+            attributes: {
+              "messaging.system": "kafka",
+              "messaging.operation.type": "process",
+              "messaging.destination.name": message.topic,
+              "messaging.consumer.group.name": options.group,
+              "messaging.destination.partition.id": String(message.partition),
+              "messaging.kafka.offset": Number(message.offset),
+              "messaging.kafka.message.key": message.key,
+            },
+            links: parent ? [{ context: trace.getSpanContext(parent)! }] : [],
+          },
+          parent ?? ROOT_CONTEXT,
+        );
+        const requestId = message.headers[REQUEST_ID_HEADER];
+        return context.with(trace.setSpan(parent ?? ROOT_CONTEXT, span), () =>
+          messageScope({ requestId }, async () => {
+            try {
+              await options.handle(message);
+              log.debug({ topic: message.topic, partition: message.partition, offset: String(message.offset) }, "message handled");
+            } catch (error) {
+              span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+              throw error;
+            } finally {
+              span.end();
+            }
+          }),
+        );
+      };
+      return bus.subscribe({ ...options, handle });
+    },
+  };
+}
+
+/**
+ * The W3C trace context to store with a message written now (an outbox row, a domain event): the
+ * active span's, so the consumer continues from where it was written; `fallback` (what the caller
+ * sent) when tracing is off.
+ */
+export function activeTraceContext(fallback: { readonly traceparent?: string; readonly tracestate?: string }): { traceparent?: string; tracestate?: string } {
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  return carrier.traceparent ? { traceparent: carrier.traceparent, tracestate: carrier.tracestate } : { traceparent: fallback.traceparent, tracestate: fallback.tracestate };
+}
