@@ -61,8 +61,14 @@ export class RateLimiter {
     });
     this.redis.on("error", (error) => this.logError(error));
     this.redis.defineCommand("umwGcra", { lua: GCRA_SCRIPT });
-    this.redis.connect().catch(() => undefined);
+    // Until the first connection attempt ends, checks wait for it (instead of the failure mode deciding).
+    this.connecting = this.redis.connect().then(
+      () => undefined,
+      () => undefined,
+    );
   }
+
+  private connecting: Promise<void> | undefined;
 
   get failureMode(): FailureMode {
     return this.options.failureMode;
@@ -72,6 +78,10 @@ export class RateLimiter {
   async check(request: RateLimitSubject, cost = 1): Promise<Decision> {
     const buckets = bucketsFor(this.options.rules, request);
     let reply: number[];
+    if (this.connecting) {
+      await this.connecting;
+      this.connecting = undefined;
+    }
     try {
       const args: (string | number)[] = [buckets.length, ...buckets.map((bucket) => this.options.keyPrefix + bucket.key), cost];
       for (const bucket of buckets) args.push(1000 / bucket.rule.rps, bucket.rule.burst);
