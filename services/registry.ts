@@ -9,6 +9,7 @@ export const SERVICES: Readonly<Record<string, () => Promise<ServiceModule>>> = 
   processor: async () => (await import("./processor/index.js")).processorService,
   "cache-updater": async () => (await import("./cache-updater/index.js")).cacheUpdaterService,
   edge: async () => (await import("./edge/index.js")).edgeService,
+  ratelimit: async () => (await import("./ratelimit/index.js")).ratelimitService,
 };
 
 /** The xDS control plane for Envoy (`umw control-plane`); not part of `serve all`. */

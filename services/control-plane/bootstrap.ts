@@ -24,6 +24,7 @@ import {
   type Endpoint,
   type RoutedService,
 } from "./edge-resources.js";
+import { rateLimitClusters } from "./rate-limit-filter.js";
 
 /** The mesh identity Envoy presents (to the services and to the control plane): `envoy.crt`. */
 export const ENVOY_IDENTITY = "envoy";
@@ -40,7 +41,7 @@ export function staticBootstrap(options: EdgeOptions & AdminOptions & { readonly
   return create(BootstrapSchema, {
     staticResources: {
       listeners: [edgeListener(options, { inline: edgeRoutes("umw", options) })],
-      clusters: ROUTED_SERVICES.map((service) => meshCluster(service, { dns: options.upstreams[service] })),
+      clusters: [...ROUTED_SERVICES.map((service) => meshCluster(service, { dns: options.upstreams[service] })), ...rateLimitClusters(options.rateLimit, upstreamTls)],
       secrets: meshSecrets(options.certsDir, ENVOY_IDENTITY),
     },
     admin: admin(options.adminPort),

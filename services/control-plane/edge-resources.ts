@@ -24,11 +24,13 @@ import { CompressorSchema } from "../../gen/envoy/extensions/filters/http/compre
 import { FilterConfigSchema as ConnectGrpcBridgeSchema } from "../../gen/envoy/extensions/filters/http/connect_grpc_bridge/v3/config_pb.js";
 import { HealthCheckSchema } from "../../gen/envoy/extensions/filters/http/health_check/v3/health_check_pb.js";
 import { LuaSchema } from "../../gen/envoy/extensions/filters/http/lua/v3/lua_pb.js";
+import { RateLimitSchema as RateLimitFilterSchema } from "../../gen/envoy/extensions/filters/http/ratelimit/v3/rate_limit_pb.js";
 import { CommandService } from "../../gen/umw/v1/command_pb.js";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { restPaths, restResponseLua, statusJson } from "./rest-conventions.js";
 
 import { ROUTED_SERVICES, type RoutedService } from "./routed-services.js";
+import { rateLimitActions, rateLimitFilters, type EnvoyRateLimitOptions } from "./rate-limit-filter.js";
 
 export { ROUTED_SERVICES, type RoutedService };
 
@@ -45,7 +47,7 @@ export const MESH_ONLY_HEADERS = ["x-umw-principal", "x-umw-connection-id", "x-u
 export const COMPRESSION_MIN_BYTES = 1024;
 
 /** The typed configs of the edge's filters beyond the core ones, for rendering them as JSON/YAML (bootstrap.ts). */
-export const EDGE_FILTER_SCHEMAS = [LuaSchema, CompressorSchema, GzipSchema, BrotliSchema, ConnectGrpcBridgeSchema, HealthCheckSchema] as const;
+export const EDGE_FILTER_SCHEMAS = [LuaSchema, CompressorSchema, GzipSchema, BrotliSchema, ConnectGrpcBridgeSchema, HealthCheckSchema, RateLimitFilterSchema] as const;
 
 /** REST paths and versioned responses, from the google.api.http annotations of the transcoded services. */
 const REST = restPaths([QueryService, CommandService]);
@@ -63,8 +65,10 @@ export interface EdgeOptions {
   readonly listenerPort: number;
   /** The descriptor set with the umw services and google.rpc error details: a file path for Envoy, or its bytes. */
   readonly descriptor: { readonly path: string } | { readonly bytes: Uint8Array };
-  /** CORS origins; `*` allows any. */
+  /** CORS origins; none when empty; `*` allows any. */
   readonly corsOrigins: readonly string[];
+  /** Rate limits through umw's rate limit service; none when absent. */
+  readonly rateLimit?: EnvoyRateLimitOptions;
 }
 
 const seconds = (value: number): Duration => create(DurationSchema, { seconds: BigInt(Math.floor(value)), nanos: Math.round((value % 1) * 1e9) });
@@ -79,14 +83,14 @@ const RETRY_ON: Record<RoutedService, string> = {
 };
 
 /** The edge's routes: one prefix per gRPC service; REST is transcoded to these paths first. */
-export function edgeRoutes(name: string, options: Pick<EdgeOptions, "corsOrigins">): RouteConfiguration {
+export function edgeRoutes(name: string, options: Pick<EdgeOptions, "corsOrigins" | "rateLimit">): RouteConfiguration {
   const corsPolicy: MessageInitShape<typeof CorsPolicySchema> = {
     allowOriginStringMatch: corsOrigins(options.corsOrigins),
     allowMethods: "GET, PUT, POST, PATCH, DELETE, OPTIONS",
     allowHeaders:
       "authorization, content-type, idempotency-key, if-match, if-none-match, x-grpc-web, x-user-agent, grpc-timeout, connect-protocol-version, connect-timeout-ms",
     exposeHeaders:
-      "cache-status, etag, location, idempotent-replayed, idempotency-key-expires, retry-after, allow, x-request-id, grpc-status, grpc-message, grpc-status-details-bin",
+      "cache-status, etag, location, idempotent-replayed, idempotency-key-expires, retry-after, ratelimit, ratelimit-policy, allow, x-request-id, grpc-status, grpc-message, grpc-status-details-bin",
     maxAge: "600",
   };
   return create(RouteConfigurationSchema, {
@@ -97,6 +101,7 @@ export function edgeRoutes(name: string, options: Pick<EdgeOptions, "corsOrigins
         name: "umw",
         domains: ["*"],
         typedPerFilterConfig: { "envoy.filters.http.cors": pack(CorsPolicySchema, corsPolicy) },
+        rateLimits: rateLimitActions(options.rateLimit),
         routes: [
           ...(["query", "command"] as const).map((service) => ({
             match: { pathSpecifier: { case: "prefix" as const, value: `/umw.v1.${service === "query" ? "QueryService" : "CommandService"}/` } },
@@ -171,7 +176,7 @@ function restFallbackRoutes(): MessageInitShape<typeof RouteSchema>[] {
   return routes;
 }
 
-/** The CORS policy allows any origin with `*`, else exactly the listed ones. */
+/** The CORS policy allows any origin with `*`, else exactly the listed ones (none when the list is empty). */
 function corsOrigins(origins: readonly string[]) {
   return origins.includes("*")
     ? [{ matchPattern: { case: "safeRegex" as const, value: { regex: ".*" } } }]
@@ -199,6 +204,8 @@ export function edgeListener(options: EdgeOptions, routes: { inline: RouteConfig
                 codecType: HttpConnectionManager_CodecType.AUTO,
                 requestTimeout: seconds(0),
                 alwaysSetRequestIdInResponse: true,
+                // Envoy is the edge: the client is the connection's peer, not what X-Forwarded-For claims (rate limits key by it).
+                useRemoteAddress: true,
                 streamIdleTimeout: seconds(300),
                 routeSpecifier: routeConfig
                   ? { case: "routeConfig", value: routeConfig }
@@ -218,6 +225,7 @@ export function edgeListener(options: EdgeOptions, routes: { inline: RouteConfig
                       }),
                     },
                   },
+                  ...rateLimitFilters(options.rateLimit),
                   compressor("gzip", pack(GzipSchema, {})),
                   compressor("br", pack(BrotliSchema, {})),
                   {

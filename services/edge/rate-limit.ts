@@ -6,6 +6,7 @@ import { refusalOf } from "../ratelimit/refusal.js";
 import type { RateLimitSubject } from "../ratelimit/rules.js";
 import { EdgeFailure } from "./edge-failure.js";
 import type { HttpRequest } from "./http-exchange.js";
+import type { RouteMatch } from "./route-table.js";
 
 /** Rate limits at the Node edge: the shared limiter, and who a request is charged to. */
 export interface EdgeRateLimit {
@@ -71,4 +72,17 @@ export function requestIsFreshRead(request: unknown): boolean {
 
 export function httpRequestOf(hctx: HandlerContext): HttpRequest | undefined {
   return hctx.values.get(HTTP_REQUEST);
+}
+
+/** The tenant a REST path names (the `tenant` path variable), for the tenant's quota. */
+export function pathTenant(match: RouteMatch): string | undefined {
+  const index = match.binding.pathFields.findIndex((path) => path.length === 1 && path[0]!.name === "tenant");
+  return index < 0 ? undefined : match.values[index];
+}
+
+/** A read that bypasses the cache: `min_version` (or `minVersion`) above 0 in the query. */
+export function isFreshRead(method: string, query: string | undefined): boolean {
+  if ((method !== "GET" && method !== "HEAD") || !query) return false;
+  const params = new URLSearchParams(query);
+  return [...params.getAll("min_version"), ...params.getAll("minVersion")].some((value) => value.trim() !== "" && value.trim() !== "0");
 }

@@ -11,7 +11,7 @@ import type { HttpRequest, HttpResponse } from "./http-exchange.js";
 import { readHttpBindings, type HttpBinding } from "./http-rules.js";
 import { httpStatusOf } from "./http-status.js";
 import { PathDecodeError } from "./path-template.js";
-import { admit } from "./rate-limit.js";
+import { admit, isFreshRead, pathTenant } from "./rate-limit.js";
 import { bindRequest } from "./request-binding.js";
 import { ClientGoneError, readBody } from "./request-body.js";
 import { compressBody, COMPRESSION_MIN_BYTES } from "./response-compression.js";
@@ -355,19 +355,6 @@ function hasBody(req: HttpRequest): boolean {
 function isJson(type: string): boolean {
   const essence = type.split(";", 1)[0]!.trim().toLowerCase();
   return essence === JSON_TYPE || (essence.startsWith("application/") && essence.endsWith("+json"));
-}
-
-/** The tenant a REST path names (the `tenant` path variable), for the tenant's quota. */
-function pathTenant(match: RouteMatch): string | undefined {
-  const index = match.binding.pathFields.findIndex((path) => path.length === 1 && path[0]!.name === "tenant");
-  return index < 0 ? undefined : match.values[index];
-}
-
-/** A read that bypasses the cache: `min_version` (or `minVersion`) above 0 in the query. */
-function isFreshRead(method: string, query: string | undefined): boolean {
-  if ((method !== "GET" && method !== "HEAD") || !query) return false;
-  const params = new URLSearchParams(query);
-  return [...params.getAll("min_version"), ...params.getAll("minVersion")].some((value) => value.trim() !== "" && value.trim() !== "0");
 }
 
 function isConditional(req: HttpRequest): boolean {
