@@ -68,6 +68,7 @@ test("envoy.yaml is a valid Bootstrap by Envoy's own protos", () => {
     "envoy/extensions/compression/brotli/compressor/v3/brotli.proto",
     "envoy/extensions/filters/http/connect_grpc_bridge/v3/config.proto",
     "envoy/extensions/filters/http/health_check/v3/health_check.proto",
+    "envoy/extensions/filters/http/ratelimit/v3/rate_limit.proto",
   ]);
   assert.deepEqual(checkAgainstProto(root, "envoy.config.bootstrap.v3.Bootstrap", envoy), []);
   // The checker itself must catch a misspelt field, or the assertion above proves nothing.

@@ -225,7 +225,6 @@ export function edgeListener(options: EdgeOptions, routes: { inline: RouteConfig
                       }),
                     },
                   },
-                  ...rateLimitFilters(options.rateLimit),
                   compressor("gzip", pack(GzipSchema, {})),
                   compressor("br", pack(BrotliSchema, {})),
                   {
@@ -233,6 +232,7 @@ export function edgeListener(options: EdgeOptions, routes: { inline: RouteConfig
                     configType: { case: "typedConfig", value: pack(LuaSchema, { defaultSourceCode: { specifier: { case: "inlineString", value: restResponseLua(REST.versioned) } } }) },
                   },
                   { name: "envoy.filters.http.grpc_web", configType: { case: "typedConfig", value: pack(GrpcWebSchema, {}) } },
+                  ...rateLimitFilters(options.rateLimit),
                   {
                     name: "envoy.filters.http.grpc_json_transcoder",
                     configType: {

@@ -22,7 +22,11 @@ export const RATE_LIMIT_CLUSTER = "ratelimit";
 
 const pack = <D extends DescMessage>(schema: D, init: MessageInitShape<D>): Any => anyPack(schema, create(schema, init) as MessageShape<D>);
 
-/** The rate limit filter (before the transcoder: it sees the REST path and query as the client sent them); none without a service. */
+/**
+ * The rate limit filter, after gRPC-web (a refused gRPC-web call gets its status the gRPC way, in
+ * trailers the gRPC-web filter turns into its trailer frame) and before the transcoder (it sees the
+ * REST path and query as the client sent them); none without a service.
+ */
 export function rateLimitFilters(options: EnvoyRateLimitOptions | undefined) {
   if (!options) return [];
   return [
@@ -56,6 +60,7 @@ export function rateLimitActions(options: EnvoyRateLimitOptions | undefined): Me
         { actionSpecifier: { case: "requestHeaders", value: { headerName: ":method", descriptorKey: DESCRIPTOR_KEYS.method } } },
         { actionSpecifier: { case: "requestHeaders", value: { headerName: ":path", descriptorKey: DESCRIPTOR_KEYS.path } } },
         { actionSpecifier: { case: "remoteAddress", value: {} } },
+        { actionSpecifier: { case: "requestHeaders", value: { headerName: "content-type", descriptorKey: DESCRIPTOR_KEYS.contentType, skipIfAbsent: true } } },
       ],
     },
   ];

@@ -12,4 +12,6 @@ export const DESCRIPTOR_KEYS = {
   path: "path",
   /** The client's address (Envoy's `remote_address` action). */
   remoteAddress: "remote_address",
+  /** The request's content type, when it has one: `application/grpc…` calls get their refusal as gRPC status. */
+  contentType: "content_type",
 } as const;

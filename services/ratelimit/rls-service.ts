@@ -1,4 +1,5 @@
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { DurationSchema } from "@bufbuild/protobuf/wkt";
 import { CommandService } from "../../gen/umw/v1/command_pb.js";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
@@ -66,7 +67,8 @@ export function rateLimitServiceHandlers(limiter: RateLimiter): ServiceHandlers<
       };
       let headers: Record<string, string> = {};
       for (const descriptor of request.descriptors) {
-        const subject = subjectOf(new Map(descriptor.entries.map((entry) => [entry.key, entry.value])));
+        const entries = new Map(descriptor.entries.map((entry) => [entry.key, entry.value]));
+        const subject = subjectOf(entries);
         if (!subject) {
           response.statuses.push({ code: RateLimitResponse_Code.OK });
           continue;
@@ -84,8 +86,13 @@ export function rateLimitServiceHandlers(limiter: RateLimiter): ServiceHandlers<
         headers = rateLimitHeaders(decision);
         if (refusal) {
           response.overallCode = RateLimitResponse_Code.OVER_LIMIT;
-          response.rawBody = new TextEncoder().encode(statusJson(refusal.status, registry));
-          headers = { ...headers, "content-type": "application/json", "cache-control": "no-store" };
+          if ((entries.get(DESCRIPTOR_KEYS.contentType) ?? "").startsWith("application/grpc")) {
+            // Envoy answers a gRPC call itself (RESOURCE_EXHAUSTED, trailers only): the Status with its details travels as gRPC does.
+            headers = { ...headers, "grpc-status-details-bin": Buffer.from(toBinary(StatusSchema, refusal.status)).toString("base64").replace(/=+$/, "") };
+          } else {
+            response.rawBody = new TextEncoder().encode(statusJson(refusal.status, registry));
+            headers = { ...headers, "content-type": "application/json", "cache-control": "no-store" };
+          }
         }
       }
       response.responseHeadersToAdd = Object.entries(headers).map(([key, value]) => ({ key, value }));
