@@ -169,4 +169,21 @@ describe("rate limits through Envoy (real Envoy, real Redis)", () => {
     assert.equal(status.code, 8);
     assert.ok(status.details.some((detail) => detail.typeUrl.endsWith("google.rpc.ErrorInfo") && Buffer.from(detail.value).includes("RATE_LIMITED")));
   });
+
+  test("Envoy refuses a text/plain, form or untyped REST body with 415 UNSUPPORTED_MEDIA_TYPE, and allows no CORS origin by default", async () => {
+    const path = "/v1/tenants/acme/types/todo/entities";
+    for (const headers of [{ "content-type": "text/plain" }, { "content-type": "application/x-www-form-urlencoded" }, {}] as Record<string, string>[]) {
+      const body = headers["content-type"] ? '{"data":{"title":"t"}}' : new Blob(['{"data":{"title":"t"}}']);
+      const response = await fetch(envoyUrl + path, { method: "POST", headers: { "idempotency-key": '"k"', ...headers }, body });
+      assert.equal(response.status, 415, JSON.stringify(headers));
+      const status = (await response.json()) as { details: { reason?: string }[] };
+      assert.equal(status.details[0]?.reason, "UNSUPPORTED_MEDIA_TYPE");
+    }
+    const preflight = await fetch(envoyUrl + path, { method: "OPTIONS", headers: { origin: "https://evil.example", "access-control-request-method": "POST", "access-control-request-headers": "content-type" } });
+    await preflight.arrayBuffer();
+    assert.equal(preflight.headers.get("access-control-allow-origin"), null);
+    const read = await fetch(envoyUrl + "/v1/tenants/initech/types/todo/entities/e1", { headers: { origin: "https://evil.example" } });
+    await read.arrayBuffer();
+    assert.equal(read.headers.get("access-control-allow-origin"), null);
+  });
 });
