@@ -31,9 +31,10 @@ const GRPC_PATH = /^\/(umw\.v1\.[A-Za-z]+\/[A-Za-z]+)$/;
  * envoy.service.ratelimit.v3.RateLimitService for Envoy's rate limit filter: each descriptor
  * (method, path, client address) is keyed like the Node edge keys the request (the same REST route
  * table, tenant and min_version) and charged to the same Redis buckets. A refusal carries the same
- * google.rpc.Status JSON, Retry-After and RateLimit headers as the Node edge's.
+ * google.rpc.Status JSON, Retry-After and RateLimit headers as the Node edge's. Without a limiter
+ * (rate limits off) every request is OK.
  */
-export function rateLimitServiceHandlers(limiter: RateLimiter): ServiceHandlers<typeof RateLimitService> {
+export function rateLimitServiceHandlers(limiter: RateLimiter | undefined): ServiceHandlers<typeof RateLimitService> {
   const routes = new RouteTable(readHttpBindings([QueryService, CommandService], new Set()));
   const registry = typeRegistry([]);
 
@@ -69,7 +70,7 @@ export function rateLimitServiceHandlers(limiter: RateLimiter): ServiceHandlers<
       for (const descriptor of request.descriptors) {
         const entries = new Map(descriptor.entries.map((entry) => [entry.key, entry.value]));
         const subject = subjectOf(entries);
-        if (!subject) {
+        if (!subject || !limiter) {
           response.statuses.push({ code: RateLimitResponse_Code.OK });
           continue;
         }
