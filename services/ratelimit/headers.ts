@@ -8,9 +8,10 @@ import type { Decision, PolicyState } from "./limiter.js";
  */
 export function rateLimitHeaders(decision: Decision): Record<string, string> {
   if (decision.policies.length === 0) return decision.outcome === "unavailable" && !decision.allowed ? { "retry-after": "1" } : {};
+  const tight = tightest(decision.policies);
   const headers: Record<string, string> = {
     "ratelimit-policy": decision.policies.map((policy) => `"${policy.policy}";q=${policy.quota};w=${policy.windowSeconds}`).join(", "),
-    ratelimit: `"${tightest(decision.policies).policy}";r=${tightest(decision.policies).remaining};t=${Math.ceil(tightest(decision.policies).resetMs / 1000)}`,
+    ratelimit: `"${tight.policy}";r=${tight.remaining};t=${Math.ceil(tight.resetMs / 1000)}`,
   };
   if (decision.outcome === "limited") headers["retry-after"] = String(Math.max(1, Math.ceil(decision.retryAfterMs / 1000)));
   return headers;
