@@ -13,11 +13,13 @@ export const ENVOY_USAGE = `  envoy-config [--bootstrap] [--out FILE] [options]
                            DNS; envoy/envoy.yaml is this with the defaults), or with --bootstrap the
                            minimal bootstrap that takes everything from the control plane. Options
                            (defaults: the docker-compose layout): --certs /certs, --admin-port 9901,
-                           static: --port 8080 --descriptor /etc/umw/umw.binpb --cors '*'
+                           static: --port 8080 --descriptor /etc/umw/umw.binpb --cors '' (none;
+                             comma-separated origins, or '*')
                              --query query:7001 --command command:7002 --realtime realtime:7003
                              --policy policy:7008
                              --otlp HOST:PORT (OpenTelemetry collector, OTLP gRPC; unset = no tracing)
                              --trace-sample-ratio 1 --trace-service umw-envoy
+                             --ratelimit ratelimit:7009 ('' for none) --ratelimit-failure-mode open
                            bootstrap: --control-plane control-plane:7007 --node envoy-edge
   control-plane            run the xDS control plane for Envoy (UMW_CONTROL_PLANE_PORT, 7007); services
                            with UMW_CONTROL_PLANE_ADDRESS register their instances with it
@@ -44,7 +46,9 @@ export function renderEnvoyConfig(args: string[]): string {
       "admin-port": { type: "string", default: "9901" },
       port: { type: "string", default: "8080" },
       descriptor: { type: "string", default: "/etc/umw/umw.binpb" },
-      cors: { type: "string", default: "*" },
+      cors: { type: "string", default: "" },
+      ratelimit: { type: "string", default: "ratelimit:7009" },
+      "ratelimit-failure-mode": { type: "string", default: "open" },
       query: { type: "string", default: "query:7001" },
       command: { type: "string", default: "command:7002" },
       realtime: { type: "string", default: "realtime:7003" },
@@ -70,6 +74,9 @@ export function renderEnvoyConfig(args: string[]): string {
           listenerPort: portOf(values.port, "--port"),
           descriptor: { path: values.descriptor },
           corsOrigins: values.cors.split(",").map((origin) => origin.trim()).filter(Boolean),
+          rateLimit: values.ratelimit
+            ? { service: endpointOf(values.ratelimit, "--ratelimit"), failureMode: failureModeOf(values["ratelimit-failure-mode"]), timeoutMs: 350 }
+            : undefined,
           upstreams: { query: endpointOf(values.query, "--query"), command: endpointOf(values.command, "--command"), realtime: endpointOf(values.realtime, "--realtime"), policy: endpointOf(values.policy, "--policy") },
           tracing: values.otlp
             ? { collector: endpointOf(values.otlp, "--otlp"), sampleRatio: ratioOf(values["trace-sample-ratio"]), serviceName: values["trace-service"] }
@@ -102,6 +109,11 @@ export async function runEnvoyCommand(command: string, args: string[]): Promise<
   process.once("SIGTERM", () => void stop("SIGTERM"));
   log.info("control plane ready");
   return new Promise<number>(() => undefined);
+}
+
+function failureModeOf(value: string): "open" | "closed" {
+  if (value !== "open" && value !== "closed") throw new Error(`--ratelimit-failure-mode: open or closed, not ${value}`);
+  return value;
 }
 
 function portOf(value: string, flag: string): number {

@@ -13,6 +13,27 @@ const url = (protocols: string[]) =>
     }
   }, `must be a ${protocols.join(" or ")} URL`);
 const count = z.coerce.number().int().min(0);
+/** A token bucket written `rps/burst` (`100/200`), or already as an object in a config file. */
+const bucketRuleShape = z.object({ rps: z.number().positive(), burst: z.number().int().positive() }, { error: "must be rps/burst, e.g. 100/200" });
+const parseBucketRule = (value: string) => {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*\/\s*(\d+)\s*$/.exec(value);
+  return match ? { rps: Number(match[1]), burst: Number(match[2]) } : value;
+};
+const bucketRule = z.preprocess((value) => (typeof value === "string" ? parseBucketRule(value) : value), bucketRuleShape);
+/** Named buckets written `name=rps/burst,name=rps/burst`. */
+const bucketRules = z.preprocess(
+  (value) =>
+    typeof value === "string"
+      ? Object.fromEntries(
+          value
+            .split(",")
+            .map((entry) => entry.trim())
+            .filter(Boolean)
+            .map((entry) => [entry.slice(0, entry.lastIndexOf("=")).trim(), parseBucketRule(entry.slice(entry.lastIndexOf("=") + 1))]),
+        )
+      : value,
+  z.record(z.string().min(1), bucketRuleShape),
+);
 
 /** One setting: the environment variable that sets it, its type with its default, what it does. */
 interface Setting {
@@ -93,9 +114,36 @@ const settings = {
     env: "UMW_EDGE_CORS_ORIGINS",
     schema: z
       .string()
-      .default("*")
+      .default("")
       .transform((value) => value.split(",").map((origin) => origin.trim()).filter(Boolean)),
-    description: "Comma-separated origins allowed by CORS; `*` allows any.",
+    description: "Comma-separated origins allowed by CORS (`https://app.example`, exactly as the browser sends `Origin`). Empty (the default) allows none: browsers on other origins cannot read answers or send non-simple requests. `*` allows any and is logged as a warning.",
+  },
+  // Rate limits and quotas (services/ratelimit; both edges, shared through Redis).
+  rateLimitEnabled: {
+    env: "UMW_RATE_LIMIT_ENABLED",
+    schema: z.preprocess((value) => (typeof value === "boolean" ? String(value) : value), z.stringbool()).default(true),
+    description: "Rate limits and quotas at the edges (buckets in Redis, shared by every edge instance and Envoy's rate limit service). Off in the embedded mode, which has no Redis.",
+  },
+  rateLimitFailureMode: {
+    env: "UMW_RATE_LIMIT_FAILURE_MODE",
+    schema: z.enum(["open", "closed"]).default("open"),
+    description: "What the edges do when the rate limiter's Redis does not answer within UMW_RATE_LIMIT_TIMEOUT_MS: `open` lets requests through (logged), `closed` refuses them with 503 `RATE_LIMITER_UNAVAILABLE`.",
+  },
+  rateLimitTimeoutMs: { env: "UMW_RATE_LIMIT_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(250), description: "How long a rate-limit check waits for Redis before the failure mode decides." },
+  rateLimitPrincipal: { env: "UMW_RATE_LIMIT_PRINCIPAL", schema: bucketRule.default({ rps: 100, burst: 200 }), description: "Default bucket per principal (tenant + subject; the client address until callers authenticate), across routes: `rps/burst`." },
+  rateLimitFreshReads: { env: "UMW_RATE_LIMIT_FRESH_READS", schema: bucketRule.default({ rps: 20, burst: 40 }), description: "Extra, stricter bucket per principal for reads that bypass the cache (`min_version`): `rps/burst`." },
+  rateLimitTenant: { env: "UMW_RATE_LIMIT_TENANT", schema: bucketRule.default({ rps: 1_000, burst: 2_000 }), description: "Quota per tenant, all its principals together: `rps/burst`." },
+  rateLimitRoutes: {
+    env: "UMW_RATE_LIMIT_ROUTES",
+    schema: bucketRules.default({}),
+    description: "Per-route buckets replacing the principal default on that route, by gRPC method: `umw.v1.CommandService/CreateEntity=10/20,umw.v1.QueryService/ListEntities=5/10`.",
+  },
+  rateLimitTenants: { env: "UMW_RATE_LIMIT_TENANTS", schema: bucketRules.default({}), description: "Per-tenant quotas replacing UMW_RATE_LIMIT_TENANT: `acme=50/100,globex=500/1000`." },
+  ratelimitPort: { env: "UMW_RATELIMIT_PORT", schema: port.default(7009), description: "gRPC port of the rate limit service (Envoy's `envoy.service.ratelimit.v3.RateLimitService`, `umw serve ratelimit`)." },
+  ratelimitAddress: {
+    env: "UMW_RATELIMIT_ADDRESS",
+    schema: z.string().regex(/^[^:\s]+:\d+$/, "must be host:port").optional(),
+    description: "host:port where Envoy reaches the rate limit service (mTLS, SAN `ratelimit`); set, the control plane and `umw envoy` add Envoy's rate limit filter; unset = Envoy does not rate-limit.",
   },
   maxCallTimeoutMs: { env: "UMW_MAX_CALL_TIMEOUT_MS", schema: z.coerce.number().int().positive().max(2_147_483_647).default(3_600_000), description: "Longest deadline a caller may ask for (Connect-Timeout-Ms, grpc-timeout) at the edge and the mesh servers; longer ones are clamped to it." },
   httpHeadersTimeoutMs: { env: "UMW_HTTP_HEADERS_TIMEOUT_MS", schema: z.coerce.number().int().positive().default(10_000), description: "HTTP/1.1: time to receive a request's headers; the connection is closed (408) past it." },

@@ -134,6 +134,10 @@ export const REASONS = {
   INVALID_ENCODING: reason(Code.INVALID_ARGUMENT, "A compressed body that cannot be decompressed."),
   UNSUPPORTED_ENCODING: reason(Code.UNIMPLEMENTED, "A compression the edge does not support."),
   INVALID_TIMEOUT: reason(Code.INVALID_ARGUMENT, "A Connect timeout header that is not valid."),
+
+  // Rate limits and quotas (both edges; services/ratelimit).
+  RATE_LIMITED: reason(Code.RESOURCE_EXHAUSTED, "A rate limit or quota of the principal, route or tenant is used up; metadata policy and retry_after_ms, a google.rpc.RetryInfo, Retry-After and RateLimit headers.", 429),
+  RATE_LIMITER_UNAVAILABLE: reason(Code.UNAVAILABLE, "The rate limiter's Redis cannot be reached and UMW_RATE_LIMIT_FAILURE_MODE is closed; retry."),
 } as const satisfies Record<string, ReasonSpec>;
 
 export type Reason = keyof typeof REASONS;

@@ -11,6 +11,7 @@ export const SERVICES: Readonly<Record<string, () => Promise<ServiceModule>>> = 
   edge: async () => (await import("./edge/index.js")).edgeService,
   canary: async () => (await import("./canary/index.js")).canaryService,
   policy: async () => (await import("./policy/index.js")).policyService,
+  ratelimit: async () => (await import("./ratelimit/index.js")).ratelimitService,
 };
 
 /** What `umw serve all` runs: every service but the canary (a prober, run on purpose). */

@@ -69,6 +69,7 @@ test("envoy.yaml is a valid Bootstrap by Envoy's own protos", () => {
     "envoy/extensions/filters/http/connect_grpc_bridge/v3/config.proto",
     "envoy/extensions/filters/http/health_check/v3/health_check.proto",
     "envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto",
+    "envoy/extensions/filters/http/ratelimit/v3/rate_limit.proto",
   ]);
   assert.deepEqual(checkAgainstProto(root, "envoy.config.bootstrap.v3.Bootstrap", envoy), []);
   // The checker itself must catch a misspelt field, or the assertion above proves nothing.

@@ -25,6 +25,7 @@ import { Health } from "../gen/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1Alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { ALL_SERVICES } from "../services/registry.js";
+import { RateLimitService } from "../gen/envoy/service/ratelimit/v3/rls_pb.js";
 import { freeServicePorts } from "./support/ports.js";
 import { embeddedEnv } from "./support/embedded-env.js";
 
@@ -40,6 +41,7 @@ const SERVERS: Record<string, readonly DescService[]> = {
   processor: [],
   "cache-updater": [],
   policy: [Authorization],
+  ratelimit: [RateLimitService],
 };
 const EVERY_SERVER_HAS = [Health, ServerReflection, ServerReflectionV1Alpha];
 
@@ -191,7 +193,8 @@ describe("reflection: grpcurl against every mesh server over mTLS", { timeout: 2
     };
     let compared = 0;
     for (const [server, services] of Object.entries(SERVERS)) {
-      for (const service of services) {
+      // umw's own services: Envoy's RateLimitService (ratelimit) is not in the edge's descriptor set to compare with.
+      for (const service of services.filter((service) => built.has(service.file.proto.name))) {
         for (const version of ["v1", "v1alpha"]) {
           const reply = await call(server, `grpc.reflection.${version}.ServerReflection/ServerReflectionInfo`, { fileContainingSymbol: service.typeName });
           const served = (reply.fileDescriptorResponse.fileDescriptorProto as string[]).map((bytes) => fromBinary(FileDescriptorProtoSchema, Buffer.from(bytes, "base64")));

@@ -26,6 +26,7 @@ import {
 } from "./edge-resources.js";
 import { tracingClusters } from "./edge-tracing.js";
 import { OpenTelemetryConfigSchema } from "../../gen/envoy/config/trace/v3/opentelemetry_pb.js";
+import { rateLimitClusters } from "./rate-limit-filter.js";
 
 /** The mesh identity Envoy presents (to the services and to the control plane): `envoy.crt`. */
 export const ENVOY_IDENTITY = "envoy";
@@ -42,7 +43,7 @@ export function staticBootstrap(options: EdgeOptions & AdminOptions & { readonly
   return create(BootstrapSchema, {
     staticResources: {
       listeners: [edgeListener(options, { inline: edgeRoutes("umw", options) })],
-      clusters: [...ROUTED_SERVICES.map((service) => meshCluster(service, { dns: options.upstreams[service] })), ...tracingClusters(options.tracing)],
+      clusters: [...ROUTED_SERVICES.map((service) => meshCluster(service, { dns: options.upstreams[service] })), ...tracingClusters(options.tracing), ...rateLimitClusters(options.rateLimit, upstreamTls)],
       secrets: meshSecrets(options.certsDir, ENVOY_IDENTITY),
     },
     admin: admin(options.adminPort),

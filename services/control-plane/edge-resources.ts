@@ -24,6 +24,7 @@ import { CompressorSchema } from "../../gen/envoy/extensions/filters/http/compre
 import { FilterConfigSchema as ConnectGrpcBridgeSchema } from "../../gen/envoy/extensions/filters/http/connect_grpc_bridge/v3/config_pb.js";
 import { HealthCheckSchema } from "../../gen/envoy/extensions/filters/http/health_check/v3/health_check_pb.js";
 import { LuaSchema } from "../../gen/envoy/extensions/filters/http/lua/v3/lua_pb.js";
+import { RateLimitSchema as RateLimitFilterSchema } from "../../gen/envoy/extensions/filters/http/ratelimit/v3/rate_limit_pb.js";
 import { CommandService } from "../../gen/umw/v1/command_pb.js";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { restPaths, restResponseLua, statusJson } from "./rest-conventions.js";
@@ -32,6 +33,7 @@ import { ExtAuthzSchema } from "../../gen/envoy/extensions/filters/http/ext_auth
 
 import { edgeTracing, type EdgeTracing } from "./edge-tracing.js";
 import { ROUTED_SERVICES, type RoutedService } from "./routed-services.js";
+import { rateLimitActions, rateLimitFilters, type EnvoyRateLimitOptions } from "./rate-limit-filter.js";
 
 export { ROUTED_SERVICES, type RoutedService };
 
@@ -48,7 +50,7 @@ export const MESH_ONLY_HEADERS = ["x-umw-principal", "x-umw-connection-id", "x-u
 export const COMPRESSION_MIN_BYTES = 1024;
 
 /** The typed configs of the edge's filters beyond the core ones, for rendering them as JSON/YAML (bootstrap.ts). */
-export const EDGE_FILTER_SCHEMAS = [LuaSchema, CompressorSchema, GzipSchema, BrotliSchema, ConnectGrpcBridgeSchema, HealthCheckSchema, ExtAuthzSchema] as const;
+export const EDGE_FILTER_SCHEMAS = [LuaSchema, CompressorSchema, GzipSchema, BrotliSchema, ConnectGrpcBridgeSchema, HealthCheckSchema, ExtAuthzSchema, RateLimitFilterSchema] as const;
 
 /** REST paths and versioned responses, from the google.api.http annotations of the transcoded services. */
 const REST = restPaths([QueryService, CommandService]);
@@ -66,10 +68,12 @@ export interface EdgeOptions {
   readonly listenerPort: number;
   /** The descriptor set with the umw services and google.rpc error details: a file path for Envoy, or its bytes. */
   readonly descriptor: { readonly path: string } | { readonly bytes: Uint8Array };
-  /** CORS origins; `*` allows any. */
+  /** CORS origins; none when empty; `*` allows any. */
   readonly corsOrigins: readonly string[];
   /** OpenTelemetry tracing of the edge (edge-tracing.ts); unset = off. */
   readonly tracing?: EdgeTracing;
+  /** Rate limits through umw's rate limit service; none when absent. */
+  readonly rateLimit?: EnvoyRateLimitOptions;
 }
 
 const seconds = (value: number): Duration => create(DurationSchema, { seconds: BigInt(Math.floor(value)), nanos: Math.round((value % 1) * 1e9) });
@@ -85,14 +89,14 @@ const RETRY_ON: Record<RoutedService, string> = {
 };
 
 /** The edge's routes: one prefix per gRPC service; REST is transcoded to these paths first. */
-export function edgeRoutes(name: string, options: Pick<EdgeOptions, "corsOrigins">): RouteConfiguration {
+export function edgeRoutes(name: string, options: Pick<EdgeOptions, "corsOrigins" | "rateLimit">): RouteConfiguration {
   const corsPolicy: MessageInitShape<typeof CorsPolicySchema> = {
     allowOriginStringMatch: corsOrigins(options.corsOrigins),
     allowMethods: "GET, PUT, POST, PATCH, DELETE, OPTIONS",
     allowHeaders:
       "authorization, content-type, idempotency-key, if-match, if-none-match, x-grpc-web, x-user-agent, grpc-timeout, connect-protocol-version, connect-timeout-ms",
     exposeHeaders:
-      "cache-status, etag, location, idempotent-replayed, idempotency-key-expires, retry-after, allow, x-request-id, grpc-status, grpc-message, grpc-status-details-bin",
+      "cache-status, etag, location, idempotent-replayed, idempotency-key-expires, retry-after, ratelimit, ratelimit-policy, allow, x-request-id, grpc-status, grpc-message, grpc-status-details-bin",
     maxAge: "600",
   };
   return create(RouteConfigurationSchema, {
@@ -103,6 +107,7 @@ export function edgeRoutes(name: string, options: Pick<EdgeOptions, "corsOrigins
         name: "umw",
         domains: ["*"],
         typedPerFilterConfig: { "envoy.filters.http.cors": pack(CorsPolicySchema, corsPolicy) },
+        rateLimits: rateLimitActions(options.rateLimit),
         routes: [
           ...(["query", "command"] as const).map((service) => ({
             match: { pathSpecifier: { case: "prefix" as const, value: `/umw.v1.${service === "query" ? "QueryService" : "CommandService"}/` } },
@@ -177,7 +182,7 @@ function restFallbackRoutes(): MessageInitShape<typeof RouteSchema>[] {
   return routes;
 }
 
-/** The CORS policy allows any origin with `*`, else exactly the listed ones. */
+/** The CORS policy allows any origin with `*`, else exactly the listed ones (none when the list is empty). */
 function corsOrigins(origins: readonly string[]) {
   return origins.includes("*")
     ? [{ matchPattern: { case: "safeRegex" as const, value: { regex: ".*" } } }]
@@ -206,6 +211,8 @@ export function edgeListener(options: EdgeOptions, routes: { inline: RouteConfig
                 requestTimeout: seconds(0),
                 alwaysSetRequestIdInResponse: true,
                 ...edgeTracing(options.tracing),
+                // Envoy is the edge: the client is the connection's peer, not what X-Forwarded-For claims (rate limits key by it).
+                useRemoteAddress: true,
                 streamIdleTimeout: seconds(300),
                 routeSpecifier: routeConfig
                   ? { case: "routeConfig", value: routeConfig }
@@ -232,6 +239,7 @@ export function edgeListener(options: EdgeOptions, routes: { inline: RouteConfig
                     configType: { case: "typedConfig", value: pack(LuaSchema, { defaultSourceCode: { specifier: { case: "inlineString", value: restResponseLua(REST.versioned) } } }) },
                   },
                   { name: "envoy.filters.http.grpc_web", configType: { case: "typedConfig", value: pack(GrpcWebSchema, {}) } },
+                  ...rateLimitFilters(options.rateLimit),
                   {
                     name: "envoy.filters.http.grpc_json_transcoder",
                     configType: {

@@ -9,14 +9,15 @@ import { ClusterLoadAssignmentSchema } from "../../gen/envoy/config/endpoint/v3/
 import { ListenerSchema, type Listener } from "../../gen/envoy/config/listener/v3/listener_pb.js";
 import { RouteConfigurationSchema } from "../../gen/envoy/config/route/v3/route_pb.js";
 import { RegistrationService } from "../../gen/umw/controlplane/v1/registration_pb.js";
-import { edgeTls } from "../../runtime/config.js";
+import { edgeTls, type Config } from "../../runtime/config.js";
 import type { Logger } from "../../runtime/logger.js";
 import type { ServiceModule } from "../../runtime/service.js";
 import { grpcServiceDefinition } from "../../runtime/service-definition.js";
 import { serverCredentials } from "../../runtime/tls.js";
 import { AggregatedDiscovery, TYPE } from "./aggregated-discovery.js";
 import { envoyTracing, tracingClusters } from "./edge-tracing.js";
-import { edgeListener, edgeRoutes, loadAssignment, meshCluster, ROUTED_SERVICES, type EdgeOptions, type Endpoint, type RoutedService } from "./edge-resources.js";
+import { edgeListener, edgeRoutes, loadAssignment, meshCluster, ROUTED_SERVICES, upstreamTls, type EdgeOptions, type Endpoint, type RoutedService } from "./edge-resources.js";
+import { rateLimitClusters, type EnvoyRateLimitOptions } from "./rate-limit-filter.js";
 import { EndpointTable } from "./endpoint-table.js";
 import { registrationHandlers } from "./registration.js";
 import { edgeTlsListener, type EdgeTlsListenerOptions } from "./tls-listener.js";
@@ -62,7 +63,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     );
   const table = new EndpointTable(() => publishEndpoints());
   xds.setAll({
-    [TYPE.cluster]: [...ROUTED_SERVICES.map((service) => meshCluster(service, { eds: true })), ...tracingClusters(options.edge.tracing)].map((cluster) => ({ name: cluster.name, schema: ClusterSchema, message: cluster })),
+    [TYPE.cluster]: [...ROUTED_SERVICES.map((service) => meshCluster(service, { eds: true })), ...tracingClusters(options.edge.tracing), ...rateLimitClusters(options.edge.rateLimit, upstreamTls)].map((cluster) => ({ name: cluster.name, schema: ClusterSchema, message: cluster })),
     [TYPE.endpoints]: ROUTED_SERVICES.map((service) => ({ name: service, schema: ClusterLoadAssignmentSchema, message: loadAssignment(service, []) })),
     [TYPE.listener]: edgeListeners(edgeListener(options.edge, { rds: ROUTES }), options.edgeTls).map((listener) => ({ name: listener.name, schema: ListenerSchema, message: listener })),
     [TYPE.routes]: [{ name: ROUTES, schema: RouteConfigurationSchema, message: edgeRoutes(ROUTES, options.edge) }],
@@ -107,6 +108,18 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
   };
 }
 
+/** Envoy's rate limits, when the rate limit service's address is set (and rate limits are on). */
+function envoyRateLimit(config: Config): EnvoyRateLimitOptions | undefined {
+  if (!config.rateLimitEnabled || !config.ratelimitAddress) return undefined;
+  const colon = config.ratelimitAddress.lastIndexOf(":");
+  return {
+    service: { host: config.ratelimitAddress.slice(0, colon), port: Number(config.ratelimitAddress.slice(colon + 1)) },
+    failureMode: config.rateLimitFailureMode,
+    // Envoy's wait covers the service's own wait for Redis, and the hop.
+    timeoutMs: config.rateLimitTimeoutMs + 100,
+  };
+}
+
 function edgeListeners(plain: Listener, tls: EdgeTlsListenerOptions | undefined): Listener[] {
   return tls ? [plain, edgeTlsListener(plain, tls)] : [plain];
 }
@@ -139,7 +152,7 @@ export const controlPlaneService: ServiceModule = {
       port: config.controlPlanePort,
       credentials: serverCredentials(runtime.identity("control-plane")),
       log,
-      edge: { listenerPort: config.edgePort, corsOrigins: config.edgeCorsOrigins, descriptor: { bytes: readFileSync(DESCRIPTOR_SET_PATH) }, tracing: envoyTracing(config) },
+      edge: { listenerPort: config.edgePort, corsOrigins: config.edgeCorsOrigins, descriptor: { bytes: readFileSync(DESCRIPTOR_SET_PATH) }, tracing: envoyTracing(config), rateLimit: envoyRateLimit(config) },
       edgeTls: edgeTls(config),
     });
     return { name: "control-plane", stop: () => controlPlane.stop() };

@@ -1,5 +1,5 @@
 import { toBinary, create } from "@bufbuild/protobuf";
-import { Code as ConnectCode, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions } from "@connectrpc/connect";
+import { Code as ConnectCode, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions, type ContextValues } from "@connectrpc/connect";
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 
 type NodeServerRequest = Parameters<typeof universalRequestFromNodeRequest>[0];
@@ -18,6 +18,8 @@ export interface ConnectAdapterOptions extends Pick<ConnectRouterOptions, "readM
   readonly routes: (router: ConnectRouter) => void;
   /** Longest caller deadline (Connect-Timeout-Ms, grpc-timeout); longer ones are clamped to it. */
   readonly maxTimeoutMs: number;
+  /** Values the handlers can read from their context (e.g. the HTTP request, for rate limits). */
+  readonly contextValues?: (req: HttpRequest) => ContextValues;
   readonly log: Logger;
 }
 
@@ -48,7 +50,7 @@ export function connectAdapter(options: ConnectAdapterOptions): { handle: Connec
     clampTimeoutHeaders(req.headers, options.maxTimeoutMs);
     const nodeReq = req as unknown as NodeServerRequest;
     const nodeRes = res as unknown as NodeServerResponse;
-    const uReq = universalRequestFromNodeRequest(nodeReq, nodeRes, undefined, undefined);
+    const uReq = universalRequestFromNodeRequest(nodeReq, nodeRes, undefined, options.contextValues?.(req));
     handler(uReq)
       .then(async (uRes) => universalResponseToNodeResponse(await withErrorDetails(uRes, options), nodeRes))
       .catch((reason: unknown) => {

@@ -7,6 +7,7 @@ import type { EdgeContext } from "./edge-context.js";
 import { EdgeFailure, toEdgeFailure, upstreamFailure } from "./edge-failure.js";
 import { metadataFromHeaders, REQUEST_ID, requestIdOf } from "./forwarded-headers.js";
 import { checkRequestPayloads } from "./payload-check.js";
+import { admit, httpRequestOf, requestIsFreshRead, requestTenant, type Admission } from "./rate-limit.js";
 import type { Upstream } from "./upstream.js";
 
 /**
@@ -35,6 +36,7 @@ function unaryForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMethod
     } catch (error) {
       throw failureToConnectError(toEdgeFailure(error));
     }
+    await admitCall(ctx, method, request, hctx);
     try {
       const response = await upstream.client.unary(method, request, { headers, deadline: deadline(hctx, ctx.options.timeoutMs), signal: hctx.signal });
       if (response.header) passOn(ctx, response.header, hctx.responseHeader);
@@ -47,6 +49,7 @@ function unaryForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMethod
 
 function streamForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMethod): MethodImpl<DescMethodServerStreaming> {
   return async function* (request, hctx) {
+    await admitCall(ctx, method, request, hctx);
     const messages = upstream.client.serverStream(method, request, {
       headers: prepare(ctx, hctx),
       deadline: deadline(hctx, ctx.options.streamTimeoutMs),
@@ -63,6 +66,21 @@ function streamForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMetho
       throw connectError(ctx, upstream, deadlineExpired(hctx) ? timedOut(upstream) : error);
     }
   };
+}
+
+/** Charges the call to its rate-limit buckets: a refusal is thrown, the RateLimit headers join the response's. */
+async function admitCall(ctx: EdgeContext, method: DescMethod, request: unknown, hctx: HandlerContext): Promise<void> {
+  const rateLimit = ctx.options.rateLimit;
+  const req = httpRequestOf(hctx);
+  if (!rateLimit || !req) return;
+  let admission: Admission;
+  try {
+    admission = await admit(rateLimit, req, `${method.parent.typeName}/${method.name}`, requestTenant(request), requestIsFreshRead(request));
+  } catch (error) {
+    throw failureToConnectError(toEdgeFailure(error));
+  }
+  if (admission.refusal) throw failureToConnectError(admission.refusal);
+  for (const [name, value] of Object.entries(admission.headers)) hctx.responseHeader.set(name, value);
 }
 
 /** Request id (kept or made, and returned) and the forwarded headers as metadata. */

@@ -5,7 +5,7 @@ const ALLOWED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIO
 
 /**
  * CORS for browsers, for REST and the Connect / gRPC-web routes alike: the allowed origins come from
- * the options (`*` allows any), preflights are answered here, and the headers browsers must be able
+ * the options (none by default; `*` allows any), preflights are answered here, and the headers browsers must be able
  * to read (Cache-Status, ETag, request id, gRPC-web status) are exposed.
  */
 export class Cors {
@@ -31,6 +31,9 @@ export class Cors {
       "etag",
       "x-request-id",
       "allow",
+      "retry-after",
+      "ratelimit",
+      "ratelimit-policy",
       ...passthroughHeaders,
     ]).join(", ");
   }

@@ -14,6 +14,7 @@ import { edgeHttpMetrics, UNMATCHED_ROUTE } from "./edge-metrics.js";
 import { liveness, readiness } from "./health-endpoints.js";
 import type { HttpRequest, HttpResponse } from "./http-exchange.js";
 import { resolveEdgeOptions, type EdgeOptions } from "./options.js";
+import { connectContextValues } from "./rate-limit.js";
 import { RestGateway } from "./rest-gateway.js";
 import { Upstream } from "./upstream.js";
 
@@ -62,8 +63,10 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
     shutdownSignal: shutdown.signal,
     jsonOptions: { registry: ctx.registry },
     maxTimeoutMs: options.maxTimeoutMs,
+    contextValues: options.rateLimit ? connectContextValues : undefined,
     log: options.log,
   });
+  if (options.corsOrigins.includes("*")) options.log.warn("CORS allows any origin (`*`): every web page a user opens can call this edge with the user's network position");
 
   const metrics = edgeHttpMetrics();
   const routeOf = (method: string | undefined, path: string): string => {

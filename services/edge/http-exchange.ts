@@ -9,6 +9,8 @@ export type HttpRequest = Readable & {
   readonly method?: string | undefined;
   readonly url?: string | undefined;
   readonly headers: IncomingHttpHeaders;
+  /** The connection (its peer address keys rate limits of callers without a principal). */
+  readonly socket?: { readonly remoteAddress?: string | undefined } | null;
 };
 
 export interface HttpResponse {

@@ -4,6 +4,7 @@ import { RealtimeService } from "../../gen/umw/v1/realtime_pb.js";
 import { edgeTls, serviceAddress } from "../../runtime/config.js";
 import type { ServiceModule } from "../../runtime/service.js";
 import { clientCredentials } from "../../runtime/tls.js";
+import { rateLimiterFromConfig } from "../ratelimit/from-config.js";
 import { startEdge } from "./edge-server.js";
 
 export { startEdge, type RunningEdge } from "./edge-server.js";
@@ -15,6 +16,7 @@ export const edgeService: ServiceModule = {
   description: "Public edge: REST, gRPC-web and Connect to internal gRPC over mTLS",
   async start(runtime) {
     const { config } = runtime;
+    const limiter = rateLimiterFromConfig(config, runtime.log);
     const edge = await startEdge({
       host: config.host,
       port: config.edgePort,
@@ -36,8 +38,15 @@ export const edgeService: ServiceModule = {
       requestTimeoutMs: config.httpRequestTimeoutMs,
       idleTimeoutMs: config.httpIdleTimeoutMs,
       sessionTimeoutMs: config.http2SessionTimeoutMs,
+      rateLimit: limiter && { limiter },
       log: runtime.log,
     });
-    return { name: "edge", stop: () => edge.stop() };
+    return {
+      name: "edge",
+      stop: async () => {
+        await edge.stop();
+        await limiter?.close();
+      },
+    };
   },
 };

@@ -3,6 +3,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { pino } from "pino";
 import type { Logger } from "../../runtime/logger.js";
 import { DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from "../command/payload-limits.js";
+import type { EdgeRateLimit } from "./rate-limit.js";
 import { DEFAULT_FORWARDED_HEADERS, DEFAULT_PASSTHROUGH_HEADERS } from "./forwarded-headers.js";
 
 /** An internal service the edge exposes, and where it listens (host:port, mTLS gRPC). */
@@ -33,7 +34,7 @@ export interface EdgeOptions {
   readonly maxBodyBytes?: number;
   /** Limits of an entity payload (a request's google.protobuf.Struct), as CommandService enforces them. */
   readonly payloadLimits?: PayloadLimits;
-  /** Origins allowed by CORS; `*` (the default) allows any. */
+  /** Origins allowed by CORS; none by default; `*` allows any. */
   readonly corsOrigins?: readonly string[];
   /** Cache-Control of successful GET answers; default `private, max-age=0, must-revalidate`. */
   readonly cacheControl?: string;
@@ -60,6 +61,8 @@ export interface EdgeOptions {
   /** Longest request target (path and query); longer ones get 414. Default 8 KiB. */
   readonly maxUrlBytes?: number;
   readonly channelOptions?: ClientOptions;
+  /** Rate limits and quotas (services/ratelimit); none when absent. */
+  readonly rateLimit?: EdgeRateLimit;
   readonly log?: Logger;
 }
 
@@ -70,7 +73,7 @@ export interface EdgeTlsOptions {
   readonly keyFile: string;
 }
 
-export type ResolvedEdgeOptions = Required<Omit<EdgeOptions, "h2cPort" | "tls">> & Pick<EdgeOptions, "h2cPort" | "tls">;
+export type ResolvedEdgeOptions = Required<Omit<EdgeOptions, "h2cPort" | "tls" | "rateLimit">> & Pick<EdgeOptions, "h2cPort" | "tls" | "rateLimit">;
 
 export function resolveEdgeOptions(options: EdgeOptions): ResolvedEdgeOptions {
   return {
@@ -84,7 +87,7 @@ export function resolveEdgeOptions(options: EdgeOptions): ResolvedEdgeOptions {
     streamTimeoutMs: options.streamTimeoutMs ?? 0,
     maxBodyBytes: options.maxBodyBytes ?? 1024 * 1024,
     payloadLimits: options.payloadLimits ?? DEFAULT_PAYLOAD_LIMITS,
-    corsOrigins: options.corsOrigins ?? ["*"],
+    corsOrigins: options.corsOrigins ?? [],
     cacheControl: options.cacheControl ?? "private, max-age=0, must-revalidate",
     forwardHeaders: (options.forwardHeaders ?? DEFAULT_FORWARDED_HEADERS).map((name) => name.toLowerCase()),
     passthroughHeaders: (options.passthroughHeaders ?? DEFAULT_PASSTHROUGH_HEADERS).map((name) => name.toLowerCase()),
@@ -98,6 +101,7 @@ export function resolveEdgeOptions(options: EdgeOptions): ResolvedEdgeOptions {
     sessionTimeoutMs: options.sessionTimeoutMs ?? 120_000,
     maxUrlBytes: options.maxUrlBytes ?? 8_192,
     channelOptions: options.channelOptions ?? {},
+    rateLimit: options.rateLimit,
     log: options.log ?? pino({ level: "silent" }),
   };
 }

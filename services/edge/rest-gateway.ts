@@ -11,6 +11,7 @@ import type { HttpRequest, HttpResponse } from "./http-exchange.js";
 import { readHttpBindings, type HttpBinding } from "./http-rules.js";
 import { httpStatusOf } from "./http-status.js";
 import { PathDecodeError } from "./path-template.js";
+import { admit, isFreshRead, pathTenant } from "./rate-limit.js";
 import { bindRequest } from "./request-binding.js";
 import { ClientGoneError, readBody } from "./request-body.js";
 import { compressBody, COMPRESSION_MIN_BYTES } from "./response-compression.js";
@@ -54,13 +55,33 @@ export class RestGateway {
     if (!match) return this.unrouted(req, res, method, path);
     const requestId = requestIdOf(req.headers[REQUEST_ID]);
     const { binding } = match;
-    if (binding.body === undefined || !hasBody(req)) {
-      return this.call(req, res, match, query, undefined, requestId);
-    }
+    const withBody = binding.body !== undefined && hasBody(req);
     const type = req.headers["content-type"];
-    if (type !== undefined && !isJsonLike(type)) {
-      return this.fail(req, res, EdgeFailure.of(Code.INVALID_ARGUMENT, "UNSUPPORTED_MEDIA_TYPE", `content-type ${type} is not JSON`, {}, { httpStatus: 415 }), requestId);
+    // JSON only: a text/plain or form body is what any web page can send without a CORS preflight.
+    if (withBody && (type === undefined || !isJson(type))) {
+      return this.fail(
+        req,
+        res,
+        EdgeFailure.of(Code.INVALID_ARGUMENT, "UNSUPPORTED_MEDIA_TYPE", type === undefined ? "a request body needs content-type application/json" : `content-type ${type} is not JSON`, { accept: JSON_TYPE }, { httpStatus: 415 }),
+        requestId,
+      );
     }
+    const rateLimit = this.ctx.options.rateLimit;
+    if (!rateLimit) return this.proceed(req, res, match, query, withBody, requestId);
+    const route = `${binding.method.parent.typeName}/${binding.method.name}`;
+    admit(rateLimit, req, route, pathTenant(match), isFreshRead(method, query)).then(
+      (admission) =>
+        this.guard(req, res, requestId, () => {
+          if (admission.refusal) return this.fail(req, res, admission.refusal, requestId);
+          for (const [name, value] of Object.entries(admission.headers)) res.setHeader(name, value);
+          this.proceed(req, res, match, query, withBody, requestId);
+        }),
+      (error: unknown) => this.guard(req, res, requestId, () => this.fail(req, res, toEdgeFailure(error), requestId)),
+    );
+  }
+
+  private proceed(req: HttpRequest, res: HttpResponse, match: RouteMatch, query: string | undefined, withBody: boolean, requestId: string): void {
+    if (!withBody) return this.call(req, res, match, query, undefined, requestId);
     readBody(req, this.ctx.options.maxBodyBytes).then(
       (body) => this.guard(req, res, requestId, () => this.call(req, res, match, query, body, requestId)),
       (error: unknown) => {
@@ -330,9 +351,10 @@ function hasBody(req: HttpRequest): boolean {
   return (req as { httpVersionMajor?: number }).httpVersionMajor === 2 && req.method !== "GET" && req.method !== "HEAD";
 }
 
-function isJsonLike(type: string): boolean {
-  const lower = type.toLowerCase();
-  return lower.includes("json") || lower.startsWith("text/plain");
+/** `application/json` or a `+json` type, with any parameters (`; charset=utf-8`). */
+function isJson(type: string): boolean {
+  const essence = type.split(";", 1)[0]!.trim().toLowerCase();
+  return essence === JSON_TYPE || (essence.startsWith("application/") && essence.endsWith("+json"));
 }
 
 function isConditional(req: HttpRequest): boolean {

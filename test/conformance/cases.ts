@@ -6,7 +6,7 @@ import { CommandService, CommandState } from "../../gen/umw/v1/command_pb.js";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { readHttpBindings } from "../../services/edge/http-rules.js";
 import { curl, GrpcClient, type CurlAnswer } from "./clients.js";
-import type { EdgeUnderTest } from "./stack.js";
+import { CORS_ORIGIN, type EdgeUnderTest } from "./stack.js";
 import { waitFor } from "../support/wait.js";
 
 /**
@@ -290,7 +290,7 @@ export const CASES: ConformanceCase[] = [
   {
     name: "CORS: preflight allows the methods and headers; answers expose Cache-Status, ETag, Location and the idempotency headers",
     async run(fx) {
-      const origin = "https://app.example";
+      const origin = CORS_ORIGIN;
       const preflight = await curl(entities(fx, "/x"), ["-X", "OPTIONS", "-H", `origin: ${origin}`, "-H", "access-control-request-method: PUT", "-H", "access-control-request-headers: idempotency-key, if-match, content-type"]);
       assert.ok(preflight.status === 200 || preflight.status === 204, String(preflight.status));
       assert.ok(["*", origin].includes(preflight.headers["access-control-allow-origin"] ?? ""), JSON.stringify(preflight.headers));

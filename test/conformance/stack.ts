@@ -12,6 +12,9 @@ import { dropKafkaPrefix, runPrefix } from "../support/kafka.js";
 import { freePort, freeServicePorts } from "../support/ports.js";
 import { clusterHosts, eventually, requireEnvoy, startProcess, umw, type Proc } from "../envoy/support.js";
 
+/** The browser origin both edges allow (CORS denies every origin unless configured). */
+export const CORS_ORIGIN = "https://app.example";
+
 /** One edge under test: where REST/Connect/gRPC-web (HTTP/1.1) and gRPC (HTTP/2) reach it. */
 export interface EdgeUnderTest {
   readonly name: "node" | "envoy";
@@ -58,7 +61,7 @@ export async function startStack(): Promise<Stack> {
   };
   try {
     const [envoyPort, adminPort, controlPlanePort, nodeH2cPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-    const controlPlane = umw(["control-plane"], { UMW_CERTS_DIR: certs.dir, UMW_CONTROL_PLANE_PORT: String(controlPlanePort), UMW_EDGE_PORT: String(envoyPort) });
+    const controlPlane = umw(["control-plane"], { UMW_CERTS_DIR: certs.dir, UMW_CONTROL_PLANE_PORT: String(controlPlanePort), UMW_EDGE_PORT: String(envoyPort), UMW_EDGE_CORS_ORIGINS: CORS_ORIGIN });
     procs.push(controlPlane);
     await controlPlane.waitFor(/control plane ready/);
 
@@ -71,6 +74,7 @@ export async function startStack(): Promise<Stack> {
     const services = umw(["serve", "all"], {
       ...Object.fromEntries(Object.entries(ports).map(([key, value]) => [key, String(value)])),
       UMW_EDGE_H2C_PORT: String(nodeH2cPort),
+      UMW_EDGE_CORS_ORIGINS: CORS_ORIGIN,
       UMW_CERTS_DIR: certs.dir,
       UMW_CONFIG: configFile,
       UMW_PG_URL: db.url,

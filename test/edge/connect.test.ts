@@ -186,14 +186,21 @@ describe("edge behaviour over Connect", () => {
     await edge.stop();
   });
 
-  test("CORS preflight for a Connect call", async () => {
-    const response = await fetch(`${fx.url}/umw.v1.QueryService/GetEntity`, {
-      method: "OPTIONS",
-      headers: { origin: "http://localhost:3000", "access-control-request-method": "POST", "access-control-request-headers": "connect-protocol-version,content-type" },
-    });
+  test("CORS preflight for a Connect call: answered for an allowed origin, without CORS headers for another", async () => {
+    const edge = await fx.startEdge({ corsOrigins: ["http://localhost:3000"] });
+    const preflight = (origin: string) =>
+      fetch(`${edge.url}/umw.v1.QueryService/GetEntity`, {
+        method: "OPTIONS",
+        headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "connect-protocol-version,content-type" },
+      });
+    const response = await preflight("http://localhost:3000");
     assert.equal(response.status, 204);
-    assert.equal(response.headers.get("access-control-allow-origin"), "*");
+    assert.equal(response.headers.get("access-control-allow-origin"), "http://localhost:3000");
     assert.match(response.headers.get("access-control-allow-headers") ?? "", /x-grpc-web/);
+    const stranger = await preflight("http://localhost:3001");
+    assert.equal(stranger.headers.get("access-control-allow-origin"), null);
+    assert.equal(stranger.headers.get("access-control-allow-headers"), null);
+    await edge.stop();
   });
 
   test("stopping the edge ends open streams with Unavailable", async () => {

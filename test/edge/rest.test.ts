@@ -215,6 +215,26 @@ describe("bodies and writes", () => {
     assert.equal((await statusOf(response)).details[0]!.reason, "UNSUPPORTED_MEDIA_TYPE");
   });
 
+  test("text/plain, a form or no content-type at all is a 415 (what any web page can send without a preflight); JSON with a charset and +json pass", async () => {
+    const path = "/v1/tenants/t1/types/book/entities";
+    const before = fx.calls.length;
+    for (const headers of [{ "content-type": "text/plain" }, { "content-type": "text/plain;charset=UTF-8" }, { "content-type": "application/x-www-form-urlencoded" }, {}] as Record<string, string>[]) {
+      // fetch gives a string body text/plain unless told otherwise: send a Blob without a type for "none".
+      const body = headers["content-type"] ? '{"book":{"title":"t"}}' : new Blob(['{"book":{"title":"t"}}']);
+      const response = await fetch(fx.url + path, { method: "POST", headers: { "idempotency-key": '"k"', ...headers }, body });
+      assert.equal(response.status, 415, JSON.stringify(headers));
+      const status = await statusOf(response);
+      assert.equal(status.details[0]!.reason, "UNSUPPORTED_MEDIA_TYPE");
+      assert.equal(status.details[0]!.metadata?.accept, "application/json");
+    }
+    assert.equal(fx.calls.length, before, "nothing refused reached the upstream");
+    for (const type of ["application/json; charset=utf-8", "application/merge-patch+json"]) {
+      const response = await fetch(fx.url + path, { method: "POST", headers: { "content-type": type, "idempotency-key": '"k"' }, body: '{"book":{"title":"t"}}' });
+      assert.ok(response.status < 300, `${type}: ${response.status}`);
+      await response.body?.cancel();
+    }
+  });
+
   test("a body over the default 1 MiB is a 413, and the connection stays usable", async () => {
     const big = JSON.stringify({ blob: "x".repeat(1024 * 1024 + 10) });
     const response = await fetch(fx.url + "/v1/tenants/t1/types/book/entities", {
@@ -240,7 +260,7 @@ describe("bodies and writes", () => {
       req.end('"}');
     });
     assert.equal(status, 413);
-    const ok = await fetch(`${edge.url}/v1/tenants/t1/types/book/entities`, { method: "POST", body: JSON.stringify({ small: true }) });
+    const ok = await fetch(`${edge.url}/v1/tenants/t1/types/book/entities`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ small: true }) });
     assert.equal(ok.status, 202);
     await edge.stop();
   });
@@ -486,8 +506,22 @@ describe("health and CORS", () => {
     assert.deepEqual(readyBody.notReady, []);
   });
 
-  test("preflight and actual requests carry CORS headers (any origin by default)", async () => {
+  test("no origin is allowed by default: no CORS headers, and a preflight gets none either", async () => {
     const preflight = await fetch(fx.url + entityPath("e1"), {
+      method: "OPTIONS",
+      headers: { origin: "https://app.example", "access-control-request-method": "PUT", "access-control-request-headers": "idempotency-key, content-type" },
+    });
+    assert.equal(preflight.status, 204);
+    assert.equal(preflight.headers.get("access-control-allow-origin"), null);
+    assert.equal(preflight.headers.get("access-control-allow-methods"), null);
+    const response = await fetch(fx.url + entityPath("e1"), { headers: { origin: "https://app.example" } });
+    assert.equal(response.headers.get("access-control-allow-origin"), null);
+    await response.body?.cancel();
+  });
+
+  test("preflight and actual requests carry CORS headers (any origin with an explicit `*`)", async () => {
+    const edge = await fx.startEdge({ corsOrigins: ["*"] });
+    const preflight = await fetch(edge.url + entityPath("e1"), {
       method: "OPTIONS",
       headers: { origin: "https://app.example", "access-control-request-method": "PUT", "access-control-request-headers": "idempotency-key, content-type" },
     });
@@ -496,11 +530,12 @@ describe("health and CORS", () => {
     assert.match(preflight.headers.get("access-control-allow-methods") ?? "", /PUT/);
     assert.match(preflight.headers.get("access-control-allow-headers") ?? "", /idempotency-key/);
     assert.match(preflight.headers.get("access-control-allow-headers") ?? "", /connect-protocol-version/);
-    const response = await fetch(fx.url + entityPath("e1"), { headers: { origin: "https://app.example" } });
+    const response = await fetch(edge.url + entityPath("e1"), { headers: { origin: "https://app.example" } });
     assert.equal(response.headers.get("access-control-allow-origin"), "*");
     const exposed = response.headers.get("access-control-expose-headers") ?? "";
-    for (const header of ["cache-status", "etag", "grpc-status", "grpc-message", "x-request-id"]) assert.match(exposed, new RegExp(header));
+    for (const header of ["cache-status", "etag", "grpc-status", "grpc-message", "x-request-id", "retry-after", "ratelimit", "ratelimit-policy"]) assert.match(exposed, new RegExp(header));
     await response.body?.cancel();
+    await edge.stop();
   });
 
   test("configured origins: allowed ones are echoed with Vary, others get no CORS headers", async () => {

@@ -141,7 +141,7 @@ test('body "*" binds the whole request; the path variable wins over the body', a
 
 test('body "*" rejects unknown fields and non-objects as INVALID_JSON', async () => {
   for (const body of ['{"nope":1}', "[]", '{"book":{"kind":"EPIC"}}']) {
-    const response = await fetch(`${edge.url}/v1/shelves/s9/books`, { method: "POST", body });
+    const response = await fetch(`${edge.url}/v1/shelves/s9/books`, { method: "POST", headers: { "content-type": "application/json" }, body });
     assert.equal(response.status, 400, body);
     const status = (await response.json()) as { details: { reason: string }[] };
     assert.equal(status.details[0]!.reason, "INVALID_JSON", body);
@@ -151,6 +151,7 @@ test('body "*" rejects unknown fields and non-objects as INVALID_JSON', async ()
 test("a nested path variable fills a field inside the body field", async () => {
   const response = await fetch(`${edge.url}/v1/shelves/s1/books/b7?force=true`, {
     method: "PATCH",
+    headers: { "content-type": "application/json" },
     body: JSON.stringify({ title: "New title" }),
   });
   assert.equal(response.status, 200);
@@ -162,7 +163,7 @@ test("a nested path variable fills a field inside the body field", async () => {
 });
 
 test("a custom verb with a custom HTTP method", async () => {
-  const response = await fetch(`${edge.url}/v1/shelves/s1/books/b1:archive`, { method: "POST", body: "{}" });
+  const response = await fetch(`${edge.url}/v1/shelves/s1/books/b1:archive`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
   assert.equal(response.status, 200);
   assert.deepEqual(await response.json(), { note: "archived shelves/s1/books/b1" });
   // GET on the same path is the plain GetBook of a book named "b1:archive".

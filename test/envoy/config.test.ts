@@ -70,7 +70,7 @@ describe("the Envoy configurations umw produces", () => {
     const broken = readFileSync("envoy/envoy.yaml", "utf8")
       .replaceAll("/certs/", `${certs.dir}/`)
       .replaceAll("/etc/umw/umw.binpb", resolve("gen/umw.binpb"))
-      .replace(/- safe_regex:\n(\s+)regex: \.\*/, '- prefix: ""');
+      .replace(/(\n\s+)allow_methods: /, '$1allow_origin_string_match:$1  - prefix: ""$1allow_methods: ');
     assert.notEqual(broken, readFileSync("envoy/envoy.yaml", "utf8"));
     writeFileSync(path, broken);
     const result = validate(path);

@@ -11,7 +11,7 @@ export async function freePort(): Promise<number> {
 
 /** A free port for every service's port setting, as `umw serve all` reads them. */
 export async function freeServicePorts(): Promise<Record<string, number>> {
-  const names = ["QUERY", "COMMAND", "REALTIME", "RELAY", "PROCESSOR", "CACHE_UPDATER", "POLICY", "EDGE", "METRICS"];
+  const names = ["QUERY", "COMMAND", "REALTIME", "RELAY", "PROCESSOR", "CACHE_UPDATER", "POLICY", "EDGE", "METRICS", "RATELIMIT"];
   const ports: Record<string, number> = {};
   for (const name of names) ports[`UMW_${name}_PORT`] = await freePort();
   return ports;
