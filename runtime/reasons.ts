@@ -92,6 +92,10 @@ export const REASONS = {
   CROSS_TENANT_SUBSCRIPTION: reason(Code.PERMISSION_DENIED, "A topic in another tenant than the caller's."),
   FOREIGN_COMMANDS: reason(Code.PERMISSION_DENIED, "Following commands that are not the caller's own."),
 
+  // Mesh authorization (UMW_MESH_AUTHZ, UMW_TRUSTED_PRINCIPAL_PEERS).
+  MESH_METHOD_DENIED: reason(Code.PERMISSION_DENIED, "The caller's mesh identity (its certificate) may not call this method (UMW_MESH_AUTHZ)."),
+  PRINCIPAL_ASSERTION_DENIED: reason(Code.PERMISSION_DENIED, "A mesh peer that is not a trusted edge (UMW_TRUSTED_PRINCIPAL_PEERS) sent `x-umw-principal` or another header that asserts who the call acts for."),
+
   // Control plane.
   UNKNOWN_SERVICE: reason(Code.INVALID_ARGUMENT, "A registration for a service the mesh does not route."),
   INVALID_PORT: reason(Code.INVALID_ARGUMENT, "A registration with a port outside 1-65535."),

@@ -17,6 +17,7 @@ import { composeChain, type ServerCallContext, type ServerInterceptor, type Serv
 import { serverDeadline } from "./interceptor-deadline.js";
 import { serverErrors } from "./interceptor-errors.js";
 import { serverLogging } from "./interceptor-logging.js";
+import { serverMeshAuthorization } from "./interceptor-mesh-authorization.js";
 import { serverMetrics, type CallMetrics } from "./interceptor-metrics.js";
 import { serverRequestId } from "./interceptor-request-id.js";
 import type { Logger } from "./logger.js";
@@ -29,6 +30,7 @@ import {
   type UnaryHandler,
   UndecodableRequest,
 } from "./service-definition.js";
+import type { MeshAuthorization } from "./mesh-authorization.js";
 import { peerIdentity } from "./tls.js";
 
 export interface MeshServerOptions {
@@ -50,6 +52,8 @@ export interface MeshServerOptions {
   readonly interceptors?: readonly ServerInterceptor[];
   /** Where each finished call is reported (e.g. prometheusCallMetrics()); none by default. */
   readonly metrics?: CallMetrics;
+  /** Which mesh identity may call which method and assert a principal; unset = no check (in-process and test servers). */
+  readonly authorization?: MeshAuthorization;
 }
 
 /** What bounds a mesh server's connections and calls (see the settings of the same names in runtime/config.ts). */
@@ -117,6 +121,7 @@ export class MeshServer {
       serverLogging(options.log),
       serverErrors,
       serverDeadline(limits.maxCallTimeoutMs),
+      ...(options.authorization ? [serverMeshAuthorization(options.authorization)] : []),
       ...(options.interceptors ?? []),
     ];
     this.server = new Server({

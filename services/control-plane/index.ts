@@ -11,10 +11,12 @@ import { RouteConfigurationSchema } from "../../gen/envoy/config/route/v3/route_
 import { RegistrationService } from "../../gen/umw/controlplane/v1/registration_pb.js";
 import { edgeTls } from "../../runtime/config.js";
 import type { Logger } from "../../runtime/logger.js";
-import type { ServiceModule } from "../../runtime/service.js";
+import type { MeshAuthorization } from "../../runtime/mesh-authorization.js";
+import { meshAuthorization, type ServiceModule } from "../../runtime/service.js";
 import { grpcServiceDefinition } from "../../runtime/service-definition.js";
 import { serverCredentials } from "../../runtime/tls.js";
 import { AggregatedDiscovery, TYPE } from "./aggregated-discovery.js";
+import { authorizedHandlers } from "./authorized-handlers.js";
 import { edgeListener, edgeRoutes, loadAssignment, meshCluster, ROUTED_SERVICES, type EdgeOptions, type Endpoint, type RoutedService } from "./edge-resources.js";
 import { EndpointTable } from "./endpoint-table.js";
 import { registrationHandlers } from "./registration.js";
@@ -38,6 +40,8 @@ export interface ControlPlaneOptions {
   readonly edgeTls?: EdgeTlsListenerOptions;
   /** How long Deregister waits for connected Envoys to apply the change. */
   readonly deregisterTimeoutMs?: number;
+  /** Who may call ADS and RegistrationService (runtime/mesh-authorization.ts); unset = any mesh peer. */
+  readonly authorization?: MeshAuthorization;
 }
 
 export interface ControlPlane {
@@ -69,15 +73,17 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
   // The server pings its peers, so that a vanished instance's registration (and Envoy's stream) ends.
   const server = new Server({ "grpc.keepalive_time_ms": 10_000, "grpc.keepalive_timeout_ms": 5_000, "grpc.keepalive_permit_without_calls": 1 });
-  server.addService(adsDefinition(), {
+  const ads = adsDefinition();
+  server.addService(ads, authorizedHandlers(ads, {
     StreamAggregatedResources: xds.handle,
     DeltaAggregatedResources: (call: { destroy(error: Error): void }) =>
       call.destroy(Object.assign(new Error("delta xDS is not served; use state-of-the-world ADS"), { code: status.UNIMPLEMENTED })),
-  });
+  } as never, options.authorization));
   const timeoutMs = options.deregisterTimeoutMs ?? 5_000;
+  const registration = grpcServiceDefinition(RegistrationService);
   server.addService(
-    grpcServiceDefinition(RegistrationService),
-    registrationHandlers({ table, log, settled: () => xds.applied(TYPE.endpoints, xds.version(TYPE.endpoints), timeoutMs) }) as never,
+    registration,
+    authorizedHandlers(registration, registrationHandlers({ table, log, settled: () => xds.applied(TYPE.endpoints, xds.version(TYPE.endpoints), timeoutMs) }) as never, options.authorization),
   );
   new HealthImplementation({ "": "SERVING" }).addToServer(server);
   const port = await new Promise<number>((resolve, reject) =>
@@ -137,6 +143,7 @@ export const controlPlaneService: ServiceModule = {
       host: config.host,
       port: config.controlPlanePort,
       credentials: serverCredentials(runtime.identity("control-plane")),
+      authorization: meshAuthorization(config),
       log,
       edge: { listenerPort: config.edgePort, corsOrigins: config.edgeCorsOrigins, descriptor: { bytes: readFileSync(DESCRIPTOR_SET_PATH) } },
       edgeTls: edgeTls(config),
