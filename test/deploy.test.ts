@@ -48,11 +48,11 @@ test("each container mounts only the CA certificate and its own certificates, ne
   const identityOf = (name: string, service: { command?: string[] }) => (name === "envoy" ? "envoy" : service.command?.[0] === "serve" ? service.command[1]! : name);
   let mounting = 0;
   for (const [name, service] of Object.entries(compose.services)) {
-    const volumes = (service.volumes ?? []).map((volume) => {
+    const volumes: { source: string; target: string }[] = (service.volumes ?? []).map((volume: string) => {
       const [source, target] = volume.split(":");
       return { source: source!, target: target! };
     });
-    const certMounts = volumes.filter(({ source, target }) => source.includes(".certs") || target.startsWith(`${certsDir}/`) || target === certsDir);
+    const certMounts: { source: string; target: string }[] = volumes.filter(({ source, target }) => source.includes(".certs") || target.startsWith(`${certsDir}/`) || target === certsDir);
     for (const { source, target } of certMounts) {
       assert.notEqual(target, certsDir, `${name} mounts the whole certs folder (${source})`);
       assert.doesNotMatch(source, /ca\.key$/, `${name} mounts the CA key`);
@@ -60,7 +60,7 @@ test("each container mounts only the CA certificate and its own certificates, ne
       assert.equal(target, `${certsDir}/${source.slice("./.certs/".length)}`, `${name}: ${source} keeps its name under ${certsDir}`);
     }
     const spec = MESH_IDENTITIES.find((identity) => identity.name === identityOf(name, service));
-    const mounted = new Set(certMounts.map(({ source }) => source.slice("./.certs/".length)));
+    const mounted = new Set<string>(certMounts.map(({ source }) => source.slice("./.certs/".length)));
     if (!spec) {
       assert.equal(mounted.size, 0, `${name} is no mesh identity but mounts ${[...mounted].join(", ")}`);
       continue;

@@ -15,13 +15,14 @@ export function authorizedHandlers(definition: ServiceDefinition, handlers: Unty
     if (!method) throw new Error(`${name} is not a method of the service`);
     const path = method.path.slice(1);
     const unary = !method.requestStream && !method.responseStream;
-    guarded[name] = ((call: Parameters<typeof peerIdentity>[0] & { metadata: { getMap(): Record<string, unknown> }; destroy(error: Error): void }, callback?: (error: unknown) => void) => {
+    guarded[name] = ((call: Parameters<typeof peerIdentity>[0] & { metadata: { getMap(): Record<string, unknown> }; emit(event: "error", error: unknown): boolean }, callback?: (error: unknown) => void) => {
       const headers: Record<string, string> = {};
       for (const [key, value] of Object.entries(call.metadata.getMap())) if (typeof value === "string") headers[key] = value;
       const denied = authorization.check({ peer: peerIdentity(call), method: path, headers });
       if (!denied) return (handler as (...args: unknown[]) => unknown)(call, callback);
       if (unary) callback!(denied.toServiceError());
-      else call.destroy(Object.assign(new Error(denied.message), denied.toServiceError()));
+      // As MeshServer ends a refused stream: the status, with its details, as the stream's error.
+      else call.emit("error", denied.toServiceError());
     }) as never;
   }
   return guarded;
