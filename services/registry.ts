@@ -18,7 +18,8 @@ export const CONTROL_PLANE = async (): Promise<ServiceModule> => (await import("
 /**
  * Mesh identities and the certificates they get (`umw certs`): query, command and realtime serve and
  * also call (they register with the control plane); the workers and the control plane only serve
- * (Health); the edge, Envoy and the cli only call.
+ * (Health); the edges call the mesh and serve the public HTTPS listener (its dev certificate,
+ * UMW_EDGE_TLS_CERT); the cli only calls.
  */
 export const MESH_IDENTITIES: readonly CertificateSpec[] = [
   { name: "query", role: "both" },
@@ -28,7 +29,7 @@ export const MESH_IDENTITIES: readonly CertificateSpec[] = [
   { name: "processor", role: "server" },
   { name: "cache-updater", role: "server" },
   { name: "control-plane", role: "server" },
-  { name: "edge", role: "client" },
-  { name: "envoy", role: "client" },
+  { name: "edge", role: "both" },
+  { name: "envoy", role: "both" },
   { name: "cli", role: "client" },
 ];
