@@ -18,11 +18,14 @@ import { RegistrationService } from "../gen/umw/controlplane/v1/registration_pb.
 import { CommandService } from "../gen/umw/v1/command_pb.js";
 import { QueryService } from "../gen/umw/v1/query_pb.js";
 import { createClient } from "../runtime/client.js";
+import { loadConfig } from "../runtime/config.js";
 import { createDevCertificates } from "../runtime/certs.js";
 import { Code, RpcError } from "../runtime/errors.js";
 import { rootLogger } from "../runtime/logger.js";
 import { DEFAULT_MESH_AUTHZ } from "../runtime/mesh-authorization.js";
 import { MeshServer } from "../runtime/server.js";
+import { createRuntime } from "../runtime/service.js";
+import { edgeService } from "../services/edge/index.js";
 import { clientCredentials, loadIdentity, serverCredentials, type MeshIdentity } from "../runtime/tls.js";
 import { MESH_IDENTITIES } from "../services/registry.js";
 import { testCerts, type TestCerts } from "./support/certs.js";
@@ -279,6 +282,21 @@ describe("the mesh authorization table in umw serve all --embedded", { timeout: 
       "MESH_METHOD_DENIED",
     );
     assertDenied(await grpcurl(certsDir, "cli", query(), ["-H", "x-umw-principal: alice", "-d", '{"tenant":"acme","type":"todo","id":"x"}', "umw.v1.QueryService/GetEntity"]), "PRINCIPAL_ASSERTION_DENIED");
+  });
+
+  test("the edge (umw serve edge) refuses an upstream whose certificate names another service", async () => {
+    const port = await freePort();
+    // The query service's address points at the command service: a mesh member, the wrong one.
+    const config = loadConfig({ UMW_CONFIG: "", UMW_CERTS_DIR: certsDir, UMW_EDGE_PORT: String(port), UMW_QUERY_ADDRESS: command(), UMW_COMMAND_ADDRESS: command() });
+    const running = await edgeService.start(createRuntime(config, log, undefined as never));
+    try {
+      const misrouted = await fetch(`http://127.0.0.1:${port}/v1/tenants/acme/types/todo/entities/by-edge`);
+      assert.equal(misrouted.status, 503, await misrouted.text());
+      const status = await fetch(`http://127.0.0.1:${port}/v1/tenants/acme/commands/${randomUUID()}`);
+      assert.equal(status.status, 404, `control: the command service is reached (an unknown command): ${await status.text()}`);
+    } finally {
+      await running.stop();
+    }
   });
 
   test("a server certificate presented as a client is refused by the real server", async () => {
