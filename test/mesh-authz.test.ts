@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fromBinary } from "@bufbuild/protobuf";
 import { credentials } from "@grpc/grpc-js";
+import { pino } from "pino";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { stringify } from "yaml";
 import { RegistrationService } from "../gen/umw/controlplane/v1/registration_pb.js";
@@ -25,6 +26,7 @@ import { rootLogger } from "../runtime/logger.js";
 import { DEFAULT_MESH_AUTHZ } from "../runtime/mesh-authorization.js";
 import { MeshServer } from "../runtime/server.js";
 import { createRuntime } from "../runtime/service.js";
+import { DESCRIPTOR_SET_PATH, registerInstance, startControlPlane } from "../services/control-plane/index.js";
 import { edgeService } from "../services/edge/index.js";
 import { clientCredentials, loadIdentity, serverCredentials, type MeshIdentity } from "../runtime/tls.js";
 import { MESH_IDENTITIES } from "../services/registry.js";
@@ -128,6 +130,34 @@ describe("mesh certificates: usages and names", () => {
     const expectingCommand = createClient(QueryService, address, clientCredentials(certs.identity("edge"), "command"));
     assert.equal(await outcome(get(expectingCommand)), "OK");
     for (const client of [expectingQuery, expectingCommand]) client.close();
+  });
+
+  test("the registration client refuses a control plane whose certificate names another service", async () => {
+    const lines: string[] = [];
+    const captured = pino({ level: "info" }, { write: (line: string) => void lines.push(line) });
+    const startAs = (name: string) =>
+      startControlPlane({
+        host: "127.0.0.1",
+        port: 0,
+        credentials: serverCredentials(certs.identity(name)),
+        log: captured,
+        edge: { listenerPort: 8080, corsOrigins: ["*"], descriptor: { bytes: readFileSync(DESCRIPTOR_SET_PATH) } },
+      });
+    const impostor = await startAs("command");
+    const genuine = await startAs("control-plane");
+    const join = (controlPlane: string) => registerInstance({ controlPlane, identity: certs.identity("query"), service: "query", host: "127.0.0.1", port: 7001, log: captured });
+    const refused = join(impostor.address);
+    const accepted = join(genuine.address);
+    try {
+      await waitFor(() => genuine.endpoints("query").length === 1, { what: "the instance registered with the genuine control plane" });
+      await waitFor(() => lines.some((line) => line.includes("control plane registration lost") && line.includes("not control-plane")), {
+        what: "the registration client refusing the impostor's certificate",
+      });
+      assert.equal(impostor.endpoints("query").length, 0, "nothing registered with the impostor");
+    } finally {
+      await Promise.all([refused.leave(), accepted.leave()]);
+      await Promise.all([impostor.stop(), genuine.stop()]);
+    }
   });
 
   test("without loopback names (umw certs --no-loopback), mesh clients still connect by IP; a plain host name check does not", async () => {
