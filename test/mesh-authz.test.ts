@@ -18,6 +18,7 @@ import { stringify } from "yaml";
 import { RegistrationService } from "../gen/umw/controlplane/v1/registration_pb.js";
 import { CommandService } from "../gen/umw/v1/command_pb.js";
 import { QueryService } from "../gen/umw/v1/query_pb.js";
+import { RealtimeService } from "../gen/umw/v1/realtime_pb.js";
 import { createClient } from "../runtime/client.js";
 import { loadConfig } from "../runtime/config.js";
 import { createDevCertificates } from "../runtime/certs.js";
@@ -267,6 +268,17 @@ describe("the mesh authorization table in umw serve all --embedded", { timeout: 
   test("the query service's certificate calling CreateEntity: PERMISSION_DENIED, and nothing is created", async () => {
     assert.equal(await outcome(create(commandAs("query"), "by-query")), "PERMISSION_DENIED MESH_METHOD_DENIED");
     assert.equal(await outcome(queryAs("edge").getEntity({ tenant: "acme", type: "todo", id: "by-query" }, { deadline: deadline() })), "NOT_FOUND ENTITY_NOT_FOUND");
+  });
+
+  test("a stream is refused the same way: the command service's certificate subscribing to realtime", async () => {
+    const subscribe = async (as: string) => {
+      const realtime = createClient(RealtimeService, `127.0.0.1:${ports.UMW_REALTIME_PORT}`, clientCredentials(identity(as), "realtime"));
+      clients.push(realtime);
+      // The first message (the snapshot) is enough.
+      for await (const _ of realtime.subscribe({ tenant: "acme", topics: [{ target: { case: "type", value: "todo" } }], snapshot: true }, { deadline: deadline() })) return;
+    };
+    assert.equal(await outcome(subscribe("edge")), "OK", "control: the edge subscribes");
+    assert.equal(await outcome(subscribe("command")), "PERMISSION_DENIED MESH_METHOD_DENIED");
   });
 
   test("a worker may call nothing, with or without asserting a user", async () => {
