@@ -46,7 +46,7 @@ export interface MeshServerOptions {
   /** Connection and deadline bounds; the defaults are those of runtime/config.ts. */
   readonly limits?: Partial<MeshServerLimits>;
   /**
-   * Run inside the default chain (request id, metrics, logging, error mapping, deadline), in this
+   * Run inside the default chain (request id, metrics, logging, error mapping, deadline, mesh authorization), in this
    * order, around every handler: authentication, authorization, tracing and the like.
    */
   readonly interceptors?: readonly ServerInterceptor[];
@@ -101,7 +101,7 @@ type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown,
 
 /**
  * One grpc-js server: typed protobuf-es handlers behind an interceptor chain (request id, metrics,
- * logging, error mapping, deadline, then the caller's own), Health (Check and Watch), reflection,
+ * logging, error mapping, deadline, mesh authorization, then the caller's own), Health (Check and Watch), reflection,
  * and a graceful stop that drains calls and ends streams within a bound.
  */
 export class MeshServer {

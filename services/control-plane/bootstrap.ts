@@ -25,7 +25,7 @@ import {
   type RoutedService,
 } from "./edge-resources.js";
 
-/** The mesh identity Envoy presents (to the services and to the control plane): `envoy.crt`. */
+/** The mesh identity Envoy presents (to the services and to the control plane): `envoy.client.crt` (`envoy.crt` is its TLS listener's dev certificate). */
 export const ENVOY_IDENTITY = "envoy";
 export const CONTROL_PLANE_CLUSTER = "control-plane";
 
