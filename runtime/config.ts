@@ -85,8 +85,7 @@ const settings = {
   meshAuthz: {
     env: "UMW_MESH_AUTHZ",
     schema: z
-      .string()
-      .default("")
+      .unknown()
       .transform((value, ctx) => {
         try {
           return parseMeshAuthz(value);
@@ -95,7 +94,7 @@ const settings = {
           return z.NEVER;
         }
       }),
-    description: "Which mesh identity may call which method: a YAML/JSON file, or the table inline (starting with `{`), identity → `package.Service/Method` patterns (`Service/*`, `*`); unset = the built-in table (docs/security.md). Refusals are PERMISSION_DENIED MESH_METHOD_DENIED.",
+    description: "Which mesh identity may call which method: a YAML/JSON file, or the table inline (starting with `{`), identity → `package.Service/Method` patterns (`Service/*`, `*`), or that mapping in the config file; unset = the built-in table (docs/security.md). Refusals are PERMISSION_DENIED MESH_METHOD_DENIED.",
   },
   relayBatchSize: { env: "UMW_RELAY_BATCH_SIZE", schema: z.coerce.number().int().min(1).default(500), description: "Outbox rows the relay reads per round." },
   relayPollMs: { env: "UMW_RELAY_POLL_MS", schema: z.coerce.number().int().min(10).default(500), description: "The relay's polling fallback when no NOTIFY wakes it." },

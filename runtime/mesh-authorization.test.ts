@@ -66,6 +66,11 @@ test("UMW_MESH_AUTHZ: inline JSON or YAML, a file, and clear errors for the rest
     const file = join(dir, "authz.yaml");
     writeFileSync(file, "edge:\n  - umw.v1.QueryService/*\ncli: []\n");
     assert.deepEqual(loadConfig({ UMW_CONFIG: "", UMW_MESH_AUTHZ: file }).meshAuthz, { edge: ["umw.v1.QueryService/*"], cli: [] });
+    const configFile = join(dir, "umw.yaml");
+    writeFileSync(configFile, "meshAuthz:\n  cli: [umw.v1.QueryService/GetEntity]\n");
+    assert.deepEqual(loadConfig({ UMW_CONFIG: configFile }).meshAuthz, { cli: ["umw.v1.QueryService/GetEntity"] });
+    writeFileSync(configFile, "meshAuthz:\n  cli: umw.v1.QueryService/GetEntity\n");
+    assert.throws(() => loadConfig({ UMW_CONFIG: configFile }), /meshAuthz=.*cli/s);
     assert.throws(() => loadConfig({ UMW_CONFIG: "", UMW_MESH_AUTHZ: join(dir, "missing.yaml") }), /UMW_MESH_AUTHZ.*no such file/s);
     assert.throws(() => loadConfig({ UMW_CONFIG: "", UMW_MESH_AUTHZ: '{edge: "umw.v1.QueryService/*"}' }), /UMW_MESH_AUTHZ.*edge/s);
     assert.throws(() => loadConfig({ UMW_CONFIG: "", UMW_MESH_AUTHZ: '{edge: ["QueryService"]}' }), /UMW_MESH_AUTHZ.*package\.Service\/Method/s);

@@ -43,19 +43,20 @@ const tableSchema = z.record(z.string().min(1), z.array(pattern));
 
 /**
  * UMW_MESH_AUTHZ: unset = the built-in table; a value starting with `{` = the table inline (JSON, or
- * YAML flow style); anything else = the path of a YAML or JSON file holding it. A given table
- * replaces the built-in one entirely.
+ * YAML flow style); anything else = the path of a YAML or JSON file holding it; in the UMW_CONFIG
+ * file, also the mapping itself. A given table replaces the built-in one entirely.
  */
-export function parseMeshAuthz(value: string | undefined): MeshAuthzTable {
-  if (value === undefined || value.trim() === "") return DEFAULT_MESH_AUTHZ;
-  const inline = value.trim().startsWith("{");
-  if (!inline && !existsSync(value)) throw new Error(`no such file: ${value} (an inline table starts with "{")`);
-  const text = inline ? value : readFileSync(value, "utf8");
-  let parsed: unknown;
-  try {
-    parsed = parseYaml(text);
-  } catch (error) {
-    throw new Error(`not YAML or JSON: ${(error as Error).message}`);
+export function parseMeshAuthz(value: unknown): MeshAuthzTable {
+  if (value === undefined || value === null || (typeof value === "string" && value.trim() === "")) return DEFAULT_MESH_AUTHZ;
+  let parsed = value;
+  if (typeof value === "string") {
+    const inline = value.trim().startsWith("{");
+    if (!inline && !existsSync(value)) throw new Error(`no such file: ${value} (an inline table starts with "{")`);
+    try {
+      parsed = parseYaml(inline ? value : readFileSync(value, "utf8"));
+    } catch (error) {
+      throw new Error(`not YAML or JSON: ${(error as Error).message}`);
+    }
   }
   const result = tableSchema.safeParse(parsed);
   if (!result.success) throw new Error(result.error.issues.map((issue) => `${issue.path.join(".") || "table"}: ${issue.message}`).join("; "));
