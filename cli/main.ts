@@ -17,7 +17,11 @@ const USAGE = `usage: umw <command>
                            run services in this process (${Object.keys(SERVICES).join(", ")}; all = every one but canary);
                            --embedded (or UMW_EMBEDDED=1): on PGlite, an in-process bus and an
                            in-memory cache instead of Postgres, Kafka and Redis (not durable)
-  certs [--force]          create the dev CA and mesh certificates in UMW_CERTS_DIR (.certs)
+  certs [--force] [--no-loopback]
+                           create the dev CA and mesh certificates in UMW_CERTS_DIR (.certs):
+                           server (serverAuth) and client (clientAuth) certificates per identity;
+                           --no-loopback: server certificates name only their service, not
+                           localhost/127.0.0.1 (docs/security.md)
   migrate                  apply SQL migrations to UMW_PG_URL
   infra up|down|status     local Redis, Postgres primary + replica, Kafka (scripts/infra.sh)
   dlq list [--limit N] [--json]
@@ -39,7 +43,7 @@ async function main(argv: string[]): Promise<number> {
       return serve(loadConfig(), args);
     case "certs": {
       const config = loadConfig();
-      const created = createDevCertificates({ dir: config.certsDir, identities: MESH_IDENTITIES, force: args.includes("--force") });
+      const created = createDevCertificates({ dir: config.certsDir, identities: MESH_IDENTITIES, force: args.includes("--force"), loopback: !args.includes("--no-loopback") });
       console.log(created.length ? `certs: created ${created.join(", ")} in ${config.certsDir}` : `certs: up to date in ${config.certsDir}`);
       return 0;
     }

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { parseMeshAuthz } from "./mesh-authorization.js";
 import { resourcesSchema } from "./resources.js";
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -98,9 +99,23 @@ const settings = {
     env: "UMW_TRUSTED_PRINCIPAL_PEERS",
     schema: z
       .string()
-      .default("edge")
+      .default("edge,envoy")
       .transform((value) => value.split(",").map((peer) => peer.trim()).filter(Boolean)),
-    description: "mTLS peers (comma-separated) allowed to assert the caller (`x-umw-principal`, `x-umw-connection-id`): the edge.",
+    description: "mTLS peers (comma-separated) allowed to assert the caller (`x-umw-principal` and the other `x-umw-*` principal headers, `x-umw-connection-id`): the edges. Any other peer sending them is refused (PRINCIPAL_ASSERTION_DENIED).",
+  },
+  meshAuthz: {
+    env: "UMW_MESH_AUTHZ",
+    schema: z
+      .unknown()
+      .transform((value, ctx) => {
+        try {
+          return parseMeshAuthz(value);
+        } catch (error) {
+          ctx.addIssue({ code: "custom", message: (error as Error).message });
+          return z.NEVER;
+        }
+      }),
+    description: "Which mesh identity may call which method: a YAML/JSON file, or the table inline (starting with `{`), identity → `package.Service/Method` patterns (`Service/*`, `*`), or that mapping in the config file; unset = the built-in table (docs/security.md). Refusals are PERMISSION_DENIED MESH_METHOD_DENIED.",
   },
   relayBatchSize: { env: "UMW_RELAY_BATCH_SIZE", schema: z.coerce.number().int().min(1).default(500), description: "Outbox rows the relay reads per round." },
   relayPollMs: { env: "UMW_RELAY_POLL_MS", schema: z.coerce.number().int().min(10).default(500), description: "The relay's polling fallback when no NOTIFY wakes it." },

@@ -99,6 +99,9 @@ export const REASONS = {
   MISSING_SCOPE: reason(Code.PERMISSION_DENIED, "The caller's token lacks the scope the operation needs; metadata scope."),
   OPERATION_NOT_ALLOWED: reason(Code.PERMISSION_DENIED, "A user principal called a method that is not a public operation (reflection, control plane)."),
   PERMISSION_DENIED: reason(Code.PERMISSION_DENIED, "The policy refused the call without naming a reason."),
+  // Mesh authorization (UMW_MESH_AUTHZ, UMW_TRUSTED_PRINCIPAL_PEERS).
+  MESH_METHOD_DENIED: reason(Code.PERMISSION_DENIED, "The caller's mesh identity (its certificate) may not call this method (UMW_MESH_AUTHZ)."),
+  PRINCIPAL_ASSERTION_DENIED: reason(Code.PERMISSION_DENIED, "A mesh peer that is not a trusted edge (UMW_TRUSTED_PRINCIPAL_PEERS) sent `x-umw-principal` or another header that asserts who the call acts for."),
 
   // Control plane.
   UNKNOWN_SERVICE: reason(Code.INVALID_ARGUMENT, "A registration for a service the mesh does not route."),

@@ -17,6 +17,7 @@ import { composeChain, type ServerCallContext, type ServerInterceptor, type Serv
 import { serverDeadline } from "./interceptor-deadline.js";
 import { serverErrors } from "./interceptor-errors.js";
 import { serverLogging } from "./interceptor-logging.js";
+import { serverMeshAuthorization } from "./interceptor-mesh-authorization.js";
 import { prometheusCallMetrics, serverMetrics, type CallMetrics } from "./interceptor-metrics.js";
 import { serverRequestId } from "./interceptor-request-id.js";
 import type { Logger } from "./logger.js";
@@ -29,6 +30,7 @@ import {
   type UnaryHandler,
   UndecodableRequest,
 } from "./service-definition.js";
+import type { MeshAuthorization } from "./mesh-authorization.js";
 import { peerIdentity } from "./tls.js";
 
 export interface MeshServerOptions {
@@ -44,12 +46,14 @@ export interface MeshServerOptions {
   /** Connection and deadline bounds; the defaults are those of runtime/config.ts. */
   readonly limits?: Partial<MeshServerLimits>;
   /**
-   * Run inside the default chain (request id, metrics, logging, error mapping, deadline), in this
+   * Run inside the default chain (request id, metrics, logging, error mapping, deadline, mesh authorization), in this
    * order, around every handler: authentication, authorization, tracing and the like.
    */
   readonly interceptors?: readonly ServerInterceptor[];
   /** Where each finished call is reported; default: `rpc_server_*` in the process registry (runtime/metrics.ts). */
   readonly metrics?: CallMetrics;
+  /** Which mesh identity may call which method and assert a principal; unset = no check (in-process and test servers). */
+  readonly authorization?: MeshAuthorization;
 }
 
 /** What bounds a mesh server's connections and calls (see the settings of the same names in runtime/config.ts). */
@@ -97,7 +101,7 @@ type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown,
 
 /**
  * One grpc-js server: typed protobuf-es handlers behind an interceptor chain (request id, metrics,
- * logging, error mapping, deadline, then the caller's own), Health (Check and Watch), reflection,
+ * logging, error mapping, deadline, mesh authorization, then the caller's own), Health (Check and Watch), reflection,
  * and a graceful stop that drains calls and ends streams within a bound.
  */
 export class MeshServer {
@@ -117,6 +121,7 @@ export class MeshServer {
       serverLogging(options.log),
       serverErrors,
       serverDeadline(limits.maxCallTimeoutMs),
+      ...(options.authorization ? [serverMeshAuthorization(options.authorization)] : []),
       ...(options.interceptors ?? []),
     ];
     this.server = new Server({

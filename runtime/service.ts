@@ -2,6 +2,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import type { Config } from "./config.js";
 import type { Infrastructure } from "./infrastructure.js";
 import type { Logger } from "./logger.js";
+import { MeshAuthorization } from "./mesh-authorization.js";
 import { MeshServer, meshServerLimits } from "./server.js";
 import type { ServiceHandlers } from "./service-definition.js";
 import { loadIdentity, serverCredentials, type MeshIdentity } from "./tls.js";
@@ -50,6 +51,11 @@ export interface GrpcServiceSpec<S extends DescService> {
   readonly handlers?: ServiceHandlers<S>;
 }
 
+/** The mesh authorization a config asks for: its table (UMW_MESH_AUTHZ) and the peers that may assert a principal. */
+export function meshAuthorization(config: Config): MeshAuthorization {
+  return new MeshAuthorization(config.meshAuthz, config.trustedPrincipalPeers);
+}
+
 /** Starts a mesh server on mTLS for one service (or a worker with only Health and reflection). */
 export async function startMeshServer<S extends DescService>(runtime: ServiceRuntime, spec: GrpcServiceSpec<S>): Promise<MeshServer> {
   const server = new MeshServer({
@@ -60,7 +66,8 @@ export async function startMeshServer<S extends DescService>(runtime: ServiceRun
     log: runtime.log,
     drainTimeoutMs: runtime.config.drainTimeoutMs,
     limits: meshServerLimits(runtime.config),
-    interceptors: await (await import("../services/policy/mesh-authorization.js")).meshAuthorization(runtime.config),
+    interceptors: await (await import("../services/policy/configured-policy.js")).policyInterceptors(runtime.config),
+    authorization: meshAuthorization(runtime.config),
   });
   if (spec.service && spec.handlers) server.addService(spec.service, spec.handlers);
   const port = await server.start();

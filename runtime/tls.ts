@@ -1,14 +1,19 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ChannelCredentials, ServerCredentials, type ServerUnaryCall } from "@grpc/grpc-js";
-import { checkServerIdentity, type PeerCertificate } from "node:tls";
+import type { PeerCertificate } from "node:tls";
 
-/** PEM material of one mesh identity: the CA every peer must chain to, and this identity's pair. */
+/**
+ * PEM material of one mesh identity: the CA every peer must chain to, its own pair (`<name>.crt`:
+ * its server certificate if it serves, else its client certificate), and the pair it calls with
+ * (`<name>.client.crt` when it has one, else the same). See runtime/certs.ts for the layout.
+ */
 export interface MeshIdentity {
   readonly name: string;
   readonly ca: Buffer;
   readonly cert: Buffer;
   readonly key: Buffer;
+  readonly client: { readonly cert: Buffer; readonly key: Buffer };
 }
 
 export function loadIdentity(certsDir: string, name: string): MeshIdentity {
@@ -19,7 +24,10 @@ export function loadIdentity(certsDir: string, name: string): MeshIdentity {
       throw new Error(`mTLS: cannot read ${join(certsDir, file)}; create the dev certificates with \`umw certs\``);
     }
   };
-  return { name, ca: read("ca.crt"), cert: read(`${name}.crt`), key: read(`${name}.key`) };
+  const own = { cert: read(`${name}.crt`), key: read(`${name}.key`) };
+  const separateClient = existsSync(join(certsDir, `${name}.client.crt`));
+  const client = separateClient ? { cert: read(`${name}.client.crt`), key: read(`${name}.client.key`) } : own;
+  return { name, ca: read("ca.crt"), ...own, client };
 }
 
 /** Server side: a client certificate signed by the mesh CA is required and verified. */
@@ -28,17 +36,18 @@ export function serverCredentials(identity: MeshIdentity): ServerCredentials {
 }
 
 /**
- * Client credentials of a mesh identity. With `expectedPeer`, the server's certificate must also
- * name that mesh identity (a DNS SAN): every mesh certificate carries localhost/127.0.0.1, so the
- * host name alone would let any mesh member answer for any service.
+ * Client credentials of a mesh identity (its client certificate). With `expectedPeer`, the server's
+ * certificate must name that mesh identity (a DNS SAN) instead of the host dialled: any server
+ * certificate of the mesh CA matches a loopback host in a dev setup, and in production the address
+ * may be an IP or a DNS name the certificate does not list; the service's name is what counts.
+ * Without it, the standard host name check applies (tools, tests).
  */
 export function clientCredentials(identity: MeshIdentity, expectedPeer?: string): ChannelCredentials {
-  if (!expectedPeer) return ChannelCredentials.createSsl(identity.ca, identity.key, identity.cert);
-  return ChannelCredentials.createSsl(identity.ca, identity.key, identity.cert, {
-    checkServerIdentity(host, cert) {
-      const standard = checkServerIdentity(host, cert);
-      if (standard) return standard;
-      const names = dnsNames(cert);
+  const { cert, key } = identity.client;
+  if (!expectedPeer) return ChannelCredentials.createSsl(identity.ca, key, cert);
+  return ChannelCredentials.createSsl(identity.ca, key, cert, {
+    checkServerIdentity(_host, peerCert) {
+      const names = dnsNames(peerCert);
       return names.includes(expectedPeer) ? undefined : new Error(`the server's certificate names ${names.join(", ") || "nothing"}, not ${expectedPeer}`);
     },
   });

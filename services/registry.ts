@@ -1,3 +1,4 @@
+import type { CertificateSpec } from "../runtime/certs.js";
 import type { ServiceModule } from "../runtime/service.js";
 
 /** Every service umw can run, by the name `umw serve <name>` takes; loaded only when served. */
@@ -30,5 +31,24 @@ export function metricsPortOf(base: number, services: readonly string[]): number
 /** The xDS control plane for Envoy (`umw control-plane`); not part of `serve all`. */
 export const CONTROL_PLANE = async (): Promise<ServiceModule> => (await import("./control-plane/index.js")).controlPlaneService;
 
-/** Mesh identities that need a certificate: every service, plus clients that are not services (Envoy, the control plane). */
-export const MESH_IDENTITIES = [...Object.keys(SERVICES), "cli", "control-plane", "envoy"];
+/**
+ * Mesh identities and the certificates they get (`umw certs`): query, command and realtime serve and
+ * also call (they register with the control plane); the workers and the control plane only serve
+ * (Health); the edges call the mesh and serve the public HTTPS listener (its dev certificate,
+ * UMW_EDGE_TLS_CERT); the cli only calls.
+ */
+export const MESH_IDENTITIES: readonly CertificateSpec[] = [
+  { name: "query", role: "both" },
+  { name: "command", role: "both" },
+  { name: "realtime", role: "both" },
+  { name: "relay", role: "server" },
+  { name: "processor", role: "server" },
+  { name: "cache-updater", role: "server" },
+  { name: "control-plane", role: "server" },
+  { name: "edge", role: "both" },
+  { name: "envoy", role: "both" },
+  { name: "policy", role: "both" },
+  { name: "ratelimit", role: "both" },
+  { name: "canary", role: "client" },
+  { name: "cli", role: "client" },
+];

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { parse } from "yaml";
 import { CONFIG_ENV, loadConfig } from "../runtime/config.js";
-import { ALL_SERVICES, SERVICES } from "../services/registry.js";
+import { ALL_SERVICES, MESH_IDENTITIES, SERVICES } from "../services/registry.js";
+import { certificateFiles } from "../runtime/certs.js";
 import { checkAgainstProto, loadEnvoyProtos } from "./support/envoy-schema.js";
 import { fromBinary } from "@bufbuild/protobuf";
 import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
@@ -39,6 +40,39 @@ test("the env docker-compose sets is what the code reads, with valid values and 
     assert.ok(portKey in config, `${name}: no ${String(portKey)} setting`);
     assert.ok(service.expose?.includes(String(config[portKey])), `${name} listens on ${String(config[portKey])} but exposes ${service.expose}`);
   }
+});
+
+test("each container mounts only the CA certificate and its own certificates, never the CA key or another identity's key", () => {
+  const certsDir = loadConfig({ UMW_CERTS_DIR: compose.services.query?.environment?.UMW_CERTS_DIR }).certsDir;
+  assert.equal(certsDir, "/certs");
+  const identityOf = (name: string, service: { command?: string[] }) => (name === "envoy" ? "envoy" : service.command?.[0] === "serve" ? service.command[1]! : name);
+  let mounting = 0;
+  for (const [name, service] of Object.entries(compose.services)) {
+    const volumes: { source: string; target: string }[] = (service.volumes ?? []).map((volume: string) => {
+      const [source, target] = volume.split(":");
+      return { source: source!, target: target! };
+    });
+    const certMounts: { source: string; target: string }[] = volumes.filter(({ source, target }) => source.includes(".certs") || target.startsWith(`${certsDir}/`) || target === certsDir);
+    for (const { source, target } of certMounts) {
+      assert.notEqual(target, certsDir, `${name} mounts the whole certs folder (${source})`);
+      assert.doesNotMatch(source, /ca\.key$/, `${name} mounts the CA key`);
+      assert.match(source, /^\.\/\.certs\/[^/]+$/, `${name}: ${source} is one file of .certs`);
+      assert.equal(target, `${certsDir}/${source.slice("./.certs/".length)}`, `${name}: ${source} keeps its name under ${certsDir}`);
+    }
+    const spec = MESH_IDENTITIES.find((identity) => identity.name === identityOf(name, service));
+    const mounted = new Set<string>(certMounts.map(({ source }) => source.slice("./.certs/".length)));
+    if (!spec) {
+      assert.equal(mounted.size, 0, `${name} is no mesh identity but mounts ${[...mounted].join(", ")}`);
+      continue;
+    }
+    // What loadIdentity reads, for the certificates this identity has, and nothing else.
+    const usages = spec.role === "both" ? (["server", "client"] as const) : ([spec.role] as const);
+    const expected = new Set(["ca.crt", ...usages.flatMap((usage) => Object.values(certificateFiles(spec.name, spec.role, usage)))]);
+    assert.deepEqual([...mounted].sort(), [...expected].sort(), `${name} mounts exactly its own certificates`);
+    mounting++;
+  }
+  // Every mesh identity that runs in a container (all but the Node edge and the cli) was checked.
+  assert.equal(mounting, MESH_IDENTITIES.filter(({ name }) => name !== "edge" && name !== "cli").length);
 });
 
 test("Envoy's clusters point at the ports the services listen on", () => {

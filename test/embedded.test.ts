@@ -90,7 +90,7 @@ describe("umw serve all --embedded", { timeout: 120_000 }, () => {
     const ready = JSON.parse(output.split("\n").find((line) => line.includes('"msg":"umw ready"'))!);
     assert.deepEqual(ready.services, ALL_SERVICES);
     assert.equal(ready.embedded, true);
-    for (const name of MESH_IDENTITIES) assert.ok(existsSync(join(certsDir, `${name}.crt`)), `${name}.crt in ${certsDir}`);
+    for (const { name } of MESH_IDENTITIES) assert.ok(existsSync(join(certsDir, `${name}.crt`)), `${name}.crt in ${certsDir}`);
   });
 
   let id: string;

@@ -46,10 +46,10 @@ describe("mesh runtime over mTLS", () => {
   let releaseSlowCall: () => void = () => undefined;
 
   before(async () => {
-    certs = testCerts(["query", "cli", "edge"]);
+    certs = testCerts(["query", "cli", "downstream"]);
     otherCa = testCerts(["cli"]);
     // A downstream service records the deadline and request id it receives from the service in front.
-    downstream = new MeshServer({ name: "edge", host: "127.0.0.1", port: 0, credentials: serverCredentials(certs.identity("edge")), log });
+    downstream = new MeshServer({ name: "downstream", host: "127.0.0.1", port: 0, credentials: serverCredentials(certs.identity("downstream")), log });
     downstream.addService(QueryService, {
       async getEntity(request, ctx) {
         seen.downstreamDeadline = ctx.deadline;

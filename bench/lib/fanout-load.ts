@@ -196,8 +196,8 @@ serveParent({
           new Promise<ClientHttp2Session>((resolve, reject) => {
             const session = connect(`https://${args.address}`, {
               ca: identity.ca,
-              cert: identity.cert,
-              key: identity.key,
+              cert: identity.client.cert,
+              key: identity.client.key,
               // Thousands of streams on one connection: lift the client-side defaults (100 streams, 10 MB).
               peerMaxConcurrentStreams: 1_000_000,
               maxSessionMemory: 1_000,

@@ -28,7 +28,7 @@ export class RawGrpcClient {
   /** mTLS as the `cli` identity from `certsDir`; plaintext (h2c) without it. */
   constructor(address: string, certsDir?: string) {
     const identity = certsDir ? loadIdentity(certsDir, "cli") : undefined;
-    this.session = connect(`${identity ? "https" : "http"}://${address}`, identity ? { ca: identity.ca, cert: identity.cert, key: identity.key } : {});
+    this.session = connect(`${identity ? "https" : "http"}://${address}`, identity ? { ca: identity.ca, cert: identity.client.cert, key: identity.client.key } : {});
     this.session.on("error", () => undefined);
   }
 

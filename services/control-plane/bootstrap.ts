@@ -28,7 +28,7 @@ import { tracingClusters } from "./edge-tracing.js";
 import { OpenTelemetryConfigSchema } from "../../gen/envoy/config/trace/v3/opentelemetry_pb.js";
 import { rateLimitClusters } from "./rate-limit-filter.js";
 
-/** The mesh identity Envoy presents (to the services and to the control plane): `envoy.crt`. */
+/** The mesh identity Envoy presents (to the services and to the control plane): `envoy.client.crt` (`envoy.crt` is its TLS listener's dev certificate). */
 export const ENVOY_IDENTITY = "envoy";
 export const CONTROL_PLANE_CLUSTER = "control-plane";
 

@@ -27,6 +27,7 @@ import { LuaSchema } from "../../gen/envoy/extensions/filters/http/lua/v3/lua_pb
 import { RateLimitSchema as RateLimitFilterSchema } from "../../gen/envoy/extensions/filters/http/ratelimit/v3/rate_limit_pb.js";
 import { CommandService } from "../../gen/umw/v1/command_pb.js";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
+import { certificateFiles } from "../../runtime/certs.js";
 import { restPaths, restResponseLua, statusJson } from "./rest-conventions.js";
 import { extAuthzFilter } from "./ext-authz-filter.js";
 import { ExtAuthzSchema } from "../../gen/envoy/extensions/filters/http/ext_authz/v3/ext_authz_pb.js";
@@ -44,7 +45,7 @@ const TRANSCODED_SERVICES = ["umw.v1.QueryService", "umw.v1.CommandService"];
  * Request headers only the mesh may set: a client that sends them is not believed. The Node edge
  * strips the same (services/edge/forwarded-headers.ts); Envoy removes them before routing.
  */
-export const MESH_ONLY_HEADERS = ["x-umw-principal", "x-umw-connection-id", "x-umw-tenant", "x-umw-token-expires-at"];
+export const MESH_ONLY_HEADERS = ["x-umw-principal", "x-umw-connection-id", "x-umw-tenant", "x-umw-token-expires-at", "x-umw-scopes", "x-umw-roles"];
 
 /** Responses at least this large are compressed (gzip or br, as Accept-Encoding prefers); the Node edge uses the same threshold. */
 export const COMPRESSION_MIN_BYTES = 1024;
@@ -372,16 +373,21 @@ export function loadAssignment(service: string, endpoints: readonly Endpoint[]):
   });
 }
 
-/** The TLS files of Envoy's own mesh identity and of the mesh CA, as the secrets the clusters name. */
+/**
+ * The TLS files of Envoy's mesh client certificate and of the mesh CA, as the secrets the clusters
+ * name. Envoy is both a client (of the mesh) and a server (of the public TLS listener), so its
+ * client pair is `<identity>.client.crt/.key` (runtime/certs.ts).
+ */
 export function meshSecrets(certsDir: string, identity: string): Secret[] {
+  const client = certificateFiles(identity, "both", "client");
   return [
     create(SecretSchema, {
       name: SECRET.identity,
       type: {
         case: "tlsCertificate",
         value: {
-          certificateChain: { specifier: { case: "filename", value: `${certsDir}/${identity}.crt` } },
-          privateKey: { specifier: { case: "filename", value: `${certsDir}/${identity}.key` } },
+          certificateChain: { specifier: { case: "filename", value: `${certsDir}/${client.cert}` } },
+          privateKey: { specifier: { case: "filename", value: `${certsDir}/${client.key}` } },
         },
       },
     }),

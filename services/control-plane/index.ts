@@ -11,13 +11,15 @@ import { RouteConfigurationSchema } from "../../gen/envoy/config/route/v3/route_
 import { RegistrationService } from "../../gen/umw/controlplane/v1/registration_pb.js";
 import { edgeTls, type Config } from "../../runtime/config.js";
 import type { Logger } from "../../runtime/logger.js";
-import type { ServiceModule } from "../../runtime/service.js";
+import type { MeshAuthorization } from "../../runtime/mesh-authorization.js";
+import { meshAuthorization, type ServiceModule } from "../../runtime/service.js";
 import { grpcServiceDefinition } from "../../runtime/service-definition.js";
 import { serverCredentials } from "../../runtime/tls.js";
 import { AggregatedDiscovery, TYPE } from "./aggregated-discovery.js";
 import { envoyTracing, tracingClusters } from "./edge-tracing.js";
 import { edgeListener, edgeRoutes, loadAssignment, meshCluster, ROUTED_SERVICES, upstreamTls, type EdgeOptions, type Endpoint, type RoutedService } from "./edge-resources.js";
 import { rateLimitClusters, type EnvoyRateLimitOptions } from "./rate-limit-filter.js";
+import { authorizedHandlers } from "./authorized-handlers.js";
 import { EndpointTable } from "./endpoint-table.js";
 import { registrationHandlers } from "./registration.js";
 import { edgeTlsListener, type EdgeTlsListenerOptions } from "./tls-listener.js";
@@ -40,6 +42,8 @@ export interface ControlPlaneOptions {
   readonly edgeTls?: EdgeTlsListenerOptions;
   /** How long Deregister waits for connected Envoys to apply the change. */
   readonly deregisterTimeoutMs?: number;
+  /** Who may call ADS and RegistrationService (runtime/mesh-authorization.ts); unset = any mesh peer. */
+  readonly authorization?: MeshAuthorization;
 }
 
 export interface ControlPlane {
@@ -71,15 +75,17 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
 
   // The server pings its peers, so that a vanished instance's registration (and Envoy's stream) ends.
   const server = new Server({ "grpc.keepalive_time_ms": 10_000, "grpc.keepalive_timeout_ms": 5_000, "grpc.keepalive_permit_without_calls": 1 });
-  server.addService(adsDefinition(), {
+  const ads = adsDefinition();
+  server.addService(ads, authorizedHandlers(ads, {
     StreamAggregatedResources: xds.handle,
     DeltaAggregatedResources: (call: { destroy(error: Error): void }) =>
       call.destroy(Object.assign(new Error("delta xDS is not served; use state-of-the-world ADS"), { code: status.UNIMPLEMENTED })),
-  });
+  } as never, options.authorization));
   const timeoutMs = options.deregisterTimeoutMs ?? 5_000;
+  const registration = grpcServiceDefinition(RegistrationService);
   server.addService(
-    grpcServiceDefinition(RegistrationService),
-    registrationHandlers({ table, log, settled: () => xds.applied(TYPE.endpoints, xds.version(TYPE.endpoints), timeoutMs) }) as never,
+    registration,
+    authorizedHandlers(registration, registrationHandlers({ table, log, settled: () => xds.applied(TYPE.endpoints, xds.version(TYPE.endpoints), timeoutMs) }) as never, options.authorization),
   );
   new HealthImplementation({ "": "SERVING" }).addToServer(server);
   const port = await new Promise<number>((resolve, reject) =>
@@ -151,6 +157,7 @@ export const controlPlaneService: ServiceModule = {
       host: config.host,
       port: config.controlPlanePort,
       credentials: serverCredentials(runtime.identity("control-plane")),
+      authorization: meshAuthorization(config),
       log,
       edge: { listenerPort: config.edgePort, corsOrigins: config.edgeCorsOrigins, descriptor: { bytes: readFileSync(DESCRIPTOR_SET_PATH) }, tracing: envoyTracing(config), rateLimit: envoyRateLimit(config) },
       edgeTls: edgeTls(config),

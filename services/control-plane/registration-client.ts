@@ -5,6 +5,9 @@ import { Code, RpcError } from "../../runtime/errors.js";
 import type { Logger } from "../../runtime/logger.js";
 import { clientCredentials, type MeshIdentity } from "../../runtime/tls.js";
 
+/** The name the control plane's certificate must carry. */
+const CONTROL_PLANE_IDENTITY = "control-plane";
+
 export interface InstanceRegistration {
   /** Deregisters (waiting, bounded, until Envoy stopped sending here), then closes the stream. */
   leave(): Promise<void>;
@@ -23,7 +26,7 @@ export function registerInstance(options: {
   readonly log: Logger;
 }): InstanceRegistration {
   const { log } = options;
-  const client = createClient(RegistrationService, options.controlPlane, clientCredentials(options.identity));
+  const client = createClient(RegistrationService, options.controlPlane, clientCredentials(options.identity, CONTROL_PLANE_IDENTITY));
   const request = { service: options.service, host: options.host, port: options.port };
   const stopped = new AbortController();
   const loop = (async () => {

@@ -2,12 +2,12 @@ import { Authorization } from "../../gen/envoy/service/auth/v3/external_auth_pb.
 import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import { AuthzPolicy } from "./authz-policy.js";
 import { extAuthzHandlers } from "./ext-authz.js";
-import { configuredPolicy } from "./mesh-authorization.js";
+import { configuredPolicy } from "./configured-policy.js";
 
 export { AuthzPolicy, DEFAULT_POLICY_WASM, POLICY_ENTRYPOINT, sharedAuthzPolicy, type Decision, type PolicyInput, type PolicyTopic } from "./authz-policy.js";
 export { serverAuthorization } from "./authorization-interceptor.js";
 export { extAuthzHandlers } from "./ext-authz.js";
-export { configuredPolicy, meshAuthorization } from "./mesh-authorization.js";
+export { configuredPolicy, policyInterceptors } from "./configured-policy.js";
 export { opaSubscriptionPolicy } from "./subscription-policy.js";
 
 /**

@@ -7,7 +7,7 @@ import { instrumentBus } from "../../runtime/bus-metrics.js";
 import { realtimeMetrics } from "./realtime-metrics.js";
 import { closeStack, startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import { topicNames } from "../../runtime/topics.js";
-import { meshSubscriptionPolicy } from "../policy/mesh-authorization.js";
+import { meshSubscriptionPolicy } from "../policy/configured-policy.js";
 import { postgresCommandFeed, type CommandFeed } from "./command-feed.js";
 import { RealtimeHub, type RealtimeHubStats } from "./hub.js";
 import { realtimeLimits, type RealtimeLimits } from "./limits.js";

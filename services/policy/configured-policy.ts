@@ -12,7 +12,7 @@ export async function configuredPolicy(config: Pick<Config, "authorization" | "p
 }
 
 /** The interceptors every mesh server of `umw serve` runs (runtime/service.ts): authorization, unless UMW_AUTHORIZATION=off. */
-export async function meshAuthorization(config: Pick<Config, "authorization" | "policyWasm" | "trustedPrincipalPeers">): Promise<ServerInterceptor[]> {
+export async function policyInterceptors(config: Pick<Config, "authorization" | "policyWasm" | "trustedPrincipalPeers">): Promise<ServerInterceptor[]> {
   const policy = await configuredPolicy(config);
   return policy ? [serverAuthorization(policy, new Set(config.trustedPrincipalPeers))] : [];
 }
