@@ -99,6 +99,8 @@ export const REASONS = {
   MISSING_SCOPE: reason(Code.PERMISSION_DENIED, "The caller's token lacks the scope the operation needs; metadata scope."),
   OPERATION_NOT_ALLOWED: reason(Code.PERMISSION_DENIED, "A user principal called a method that is not a public operation (reflection, control plane)."),
   PERMISSION_DENIED: reason(Code.PERMISSION_DENIED, "The policy refused the call without naming a reason."),
+  // The canary (umw canary, serve canary).
+  CANARY_TIMEOUT: reason(Code.DEADLINE_EXCEEDED, "The canary's end-to-end transaction (write, apply, read back, hear on a subscription) took longer than its timeout."),
   // Mesh authorization (UMW_MESH_AUTHZ, UMW_TRUSTED_PRINCIPAL_PEERS).
   MESH_METHOD_DENIED: reason(Code.PERMISSION_DENIED, "The caller's mesh identity (its certificate) may not call this method (UMW_MESH_AUTHZ)."),
   PRINCIPAL_ASSERTION_DENIED: reason(Code.PERMISSION_DENIED, "A mesh peer that is not a trusted edge (UMW_TRUSTED_PRINCIPAL_PEERS) sent `x-umw-principal` or another header that asserts who the call acts for."),

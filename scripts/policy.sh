@@ -18,7 +18,8 @@ case "${1:-}" in
     out="${2:-$ROOT/policy/authz.wasm}"
     work="$(mktemp -d)"
     trap 'rm -rf "$work"' EXIT
-    "$OPA" build -t wasm -e "$ENTRYPOINT" --ignore '*_test.rego' --ignore '*.wasm' -o "$work/bundle.tar.gz" "$ROOT/policy"
+    # Relative to the repository, so that the file names compiled into the wasm are the same in any checkout.
+    (cd "$ROOT" && "$OPA" build -t wasm -e "$ENTRYPOINT" --ignore '*_test.rego' --ignore '*.wasm' -o "$work/bundle.tar.gz" policy)
     # The bundle's members are absolute (/policy.wasm); GNU tar says it strips the slash.
     tar -xzf "$work/bundle.tar.gz" -C "$work" /policy.wasm 2> >(grep -v "Removing leading" >&2)
     install -m 644 "$work/policy.wasm" "$out"
