@@ -15,6 +15,8 @@ const USAGE = `usage: umw <command>
                            --embedded (or UMW_EMBEDDED=1): on PGlite, an in-process bus and an
                            in-memory cache instead of Postgres, Kafka and Redis (not durable)
   certs [--force]          create the dev CA and mesh certificates in UMW_CERTS_DIR (.certs)
+  token --tenant T [--scopes "a b"] [--roles "r"] [--subject S] [--ttl 1h]
+                           print a bearer token of the built-in dev issuer (UMW_AUTH_MODE=dev)
   migrate                  apply SQL migrations to UMW_PG_URL
   infra up|down|status     local Redis, Postgres primary + replica, Kafka (scripts/infra.sh)
   dlq list [--limit N] [--json]
@@ -41,6 +43,8 @@ async function main(argv: string[]): Promise<number> {
       console.log(applied.length ? `migrate: applied ${applied.map((m) => `${m.version}_${m.name}`).join(", ")}` : "migrate: up to date");
       return 0;
     }
+    case "token":
+      return (await import("./token.js")).runToken(args);
     case "dlq":
       return (await import("./dlq.js")).runDlq(args);
     case "envoy-config": case "control-plane": return (await import("./envoy.js")).runEnvoyCommand(command, args);

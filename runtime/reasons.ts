@@ -92,6 +92,13 @@ export const REASONS = {
   CROSS_TENANT_SUBSCRIPTION: reason(Code.PERMISSION_DENIED, "A topic in another tenant than the caller's."),
   FOREIGN_COMMANDS: reason(Code.PERMISSION_DENIED, "Following commands that are not the caller's own."),
 
+  // Authentication at the edges.
+  TOKEN_MISSING: reason(Code.UNAUTHENTICATED, "No bearer token: send `Authorization: Bearer <token>` (401 with `WWW-Authenticate`)."),
+  TOKEN_INVALID: reason(Code.UNAUTHENTICATED, "The bearer token is malformed, not signed by a key of the issuer, signed with an algorithm not allowed, or for another issuer or audience."),
+  TOKEN_CLAIM_MISSING: reason(Code.UNAUTHENTICATED, "The verified token lacks the subject or tenant claim the edge is configured to read."),
+  ISSUER_UNAVAILABLE: reason(Code.UNAVAILABLE, "The token issuer's discovery document or JWKS cannot be fetched; retry."),
+  TENANT_MISMATCH: reason(Code.PERMISSION_DENIED, "The request names another tenant than the caller's token grants."),
+
   // Control plane.
   UNKNOWN_SERVICE: reason(Code.INVALID_ARGUMENT, "A registration for a service the mesh does not route."),
   INVALID_PORT: reason(Code.INVALID_ARGUMENT, "A registration with a port outside 1-65535."),

@@ -5,7 +5,8 @@ import type { Metadata } from "@grpc/grpc-js";
 import { Code } from "../../runtime/errors.js";
 import type { EdgeContext } from "./edge-context.js";
 import { EdgeFailure, toEdgeFailure, upstreamFailure } from "./edge-failure.js";
-import { metadataFromHeaders, REQUEST_ID, requestIdOf } from "./forwarded-headers.js";
+import { authenticate, checkTenant } from "./authenticator.js";
+import { metadataFromHeaders, REQUEST_ID, requestIdOf, setPrincipal } from "./forwarded-headers.js";
 import { checkRequestPayloads } from "./payload-check.js";
 import type { Upstream } from "./upstream.js";
 
@@ -29,7 +30,7 @@ export function connectRoutes(ctx: EdgeContext): (router: ConnectRouter) => void
 
 function unaryForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMethod): MethodImpl<DescMethodUnary> {
   return async (request, hctx) => {
-    const headers = prepare(ctx, hctx);
+    const headers = await prepare(ctx, hctx, request);
     try {
       checkRequestPayloads(method.input, request, ctx.options.payloadLimits);
     } catch (error) {
@@ -48,7 +49,7 @@ function unaryForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMethod
 function streamForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMethod): MethodImpl<DescMethodServerStreaming> {
   return async function* (request, hctx) {
     const messages = upstream.client.serverStream(method, request, {
-      headers: prepare(ctx, hctx),
+      headers: await prepare(ctx, hctx, request),
       deadline: deadline(hctx, ctx.options.streamTimeoutMs),
       signal: hctx.signal,
       // Upstream headers come before the first message, in time to become the response headers.
@@ -65,12 +66,16 @@ function streamForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMetho
   };
 }
 
-/** Request id (kept or made, and returned) and the forwarded headers as metadata. */
-function prepare(ctx: EdgeContext, hctx: HandlerContext): Metadata {
+/** Request id (kept or made, and returned), the caller authenticated, and the forwarded headers and principal as metadata. */
+async function prepare(ctx: EdgeContext, hctx: HandlerContext, request: unknown): Promise<Metadata> {
   const requestId = requestIdOf(hctx.requestHeader.get(REQUEST_ID));
   hctx.responseHeader.set(REQUEST_ID, requestId);
   try {
-    return metadataFromHeaders(hctx.requestHeader, ctx.options.forwardHeaders, requestId);
+    const principal = await authenticate(ctx.options.auth, hctx.requestHeader.get("authorization"));
+    checkTenant(principal, (request as { tenant?: unknown }).tenant);
+    const metadata = metadataFromHeaders(hctx.requestHeader, ctx.options.forwardHeaders, requestId);
+    setPrincipal(metadata, principal);
+    return metadata;
   } catch (error) {
     throw failureToConnectError(toEdgeFailure(error));
   }

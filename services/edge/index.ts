@@ -4,10 +4,14 @@ import { RealtimeService } from "../../gen/umw/v1/realtime_pb.js";
 import { edgeTls, serviceAddress } from "../../runtime/config.js";
 import type { ServiceModule } from "../../runtime/service.js";
 import { clientCredentials } from "../../runtime/tls.js";
+import { edgeAuthFromConfig } from "./auth-config.js";
 import { startEdge } from "./edge-server.js";
 
 export { startEdge, type RunningEdge } from "./edge-server.js";
 export type { EdgeOptions, UpstreamSpec } from "./options.js";
+export type { EdgeAuth } from "./authenticator.js";
+export { TokenVerifier, type TokenVerifierOptions } from "./token-verifier.js";
+export { DevIssuer } from "./dev-issuer.js";
 
 /** Public edge: REST, Connect, gRPC-web (and gRPC on h2c) to the internal services over mTLS gRPC. */
 export const edgeService: ServiceModule = {
@@ -15,7 +19,10 @@ export const edgeService: ServiceModule = {
   description: "Public edge: REST, gRPC-web and Connect to internal gRPC over mTLS",
   async start(runtime) {
     const { config } = runtime;
+    const { auth, documents } = await edgeAuthFromConfig(config, runtime.log);
     const edge = await startEdge({
+      auth,
+      documents,
       host: config.host,
       port: config.edgePort,
       h2cPort: config.edgeH2cPort,
