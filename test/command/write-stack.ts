@@ -88,6 +88,8 @@ export async function startWriteStack(options: { resources: Resources; payloadLi
     const grpc = createClient(CommandService, `127.0.0.1:${port}`, clientCredentials(certs.identity("cli")));
     cleanups.push(() => grpc.close());
     const edge = await startEdge({
+      // The write path's tests are about accepting and applying, not authentication: explicitly none.
+      auth: { mode: "none" },
       port: 0,
       upstreams: [{ service: CommandService, address: `127.0.0.1:${port}` }],
       credentials: clientCredentials(certs.identity("edge")),
