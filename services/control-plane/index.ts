@@ -17,6 +17,7 @@ import { serverCredentials } from "../../runtime/tls.js";
 import { AggregatedDiscovery, TYPE } from "./aggregated-discovery.js";
 import { edgeListener, edgeRoutes, loadAssignment, meshCluster, ROUTED_SERVICES, type EdgeOptions, type Endpoint, type RoutedService } from "./edge-resources.js";
 import { EndpointTable } from "./endpoint-table.js";
+import { envoyAuthFromConfig, issuerClusters } from "./jwt-authn.js";
 import { registrationHandlers } from "./registration.js";
 import { edgeTlsListener, type EdgeTlsListenerOptions } from "./tls-listener.js";
 
@@ -61,7 +62,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     );
   const table = new EndpointTable(() => publishEndpoints());
   xds.setAll({
-    [TYPE.cluster]: ROUTED_SERVICES.map((service) => ({ name: service, schema: ClusterSchema, message: meshCluster(service, { eds: true }) })),
+    [TYPE.cluster]: [...ROUTED_SERVICES.map((service) => meshCluster(service, { eds: true })), ...issuerClusters(options.edge.auth)].map((cluster) => ({ name: cluster.name, schema: ClusterSchema, message: cluster })),
     [TYPE.endpoints]: ROUTED_SERVICES.map((service) => ({ name: service, schema: ClusterLoadAssignmentSchema, message: loadAssignment(service, []) })),
     [TYPE.listener]: edgeListeners(edgeListener(options.edge, { rds: ROUTES }), options.edgeTls).map((listener) => ({ name: listener.name, schema: ListenerSchema, message: listener })),
     [TYPE.routes]: [{ name: ROUTES, schema: RouteConfigurationSchema, message: edgeRoutes(ROUTES, options.edge) }],
@@ -138,7 +139,7 @@ export const controlPlaneService: ServiceModule = {
       port: config.controlPlanePort,
       credentials: serverCredentials(runtime.identity("control-plane")),
       log,
-      edge: { listenerPort: config.edgePort, corsOrigins: config.edgeCorsOrigins, descriptor: { bytes: readFileSync(DESCRIPTOR_SET_PATH) } },
+      edge: { listenerPort: config.edgePort, corsOrigins: config.edgeCorsOrigins, descriptor: { bytes: readFileSync(DESCRIPTOR_SET_PATH) }, auth: await envoyAuthFromConfig(config, log) },
       edgeTls: edgeTls(config),
     });
     return { name: "control-plane", stop: () => controlPlane.stop() };
