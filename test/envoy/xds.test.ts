@@ -156,7 +156,7 @@ describe("Envoy on the xDS control plane", { timeout: 240_000 }, () => {
     assert.equal(((await anonymous.json()) as { details: { reason: string }[] }).details[0]?.reason, "TOKEN_MISSING");
     assert.match(controlPlane.output(), /instance gone/);
     // What Envoy runs (from LDS), not what was sent: the first filter drops x-umw-*, jwt_authn follows.
-    const dump = JSON.stringify(await (await fetch(`http://127.0.0.1:${adminPort}/config_dump?resource=dynamic_active_listeners`)).json());
+    const dump = JSON.stringify(await (await fetch(`http://127.0.0.1:${adminPort}/config_dump?resource=dynamic_listeners`)).json());
     const strip = dump.indexOf("umw.strip_client_principal");
     assert.ok(strip >= 0 && strip < dump.indexOf("envoy.filters.http.cors") && strip < dump.indexOf("envoy.filters.http.jwt_authn"), dump.slice(0, 2000));
   });
