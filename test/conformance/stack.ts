@@ -58,7 +58,9 @@ export async function startStack(): Promise<Stack> {
   };
   try {
     const [envoyPort, adminPort, controlPlanePort, nodeH2cPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-    const controlPlane = umw(["control-plane"], { UMW_CERTS_DIR: certs.dir, UMW_CONTROL_PLANE_PORT: String(controlPlanePort), UMW_EDGE_PORT: String(envoyPort) });
+    // The conformance suite compares what the two edges answer, not who may call (test/edge/auth.test.ts and
+    // test/envoy/auth.test.ts are about that): both edges run with authentication explicitly off.
+    const controlPlane = umw(["control-plane"], { UMW_CERTS_DIR: certs.dir, UMW_CONTROL_PLANE_PORT: String(controlPlanePort), UMW_EDGE_PORT: String(envoyPort), UMW_AUTH_MODE: "none" });
     procs.push(controlPlane);
     await controlPlane.waitFor(/control plane ready/);
 
@@ -72,6 +74,7 @@ export async function startStack(): Promise<Stack> {
       ...Object.fromEntries(Object.entries(ports).map(([key, value]) => [key, String(value)])),
       UMW_EDGE_H2C_PORT: String(nodeH2cPort),
       UMW_CERTS_DIR: certs.dir,
+      UMW_AUTH_MODE: "none",
       UMW_CONFIG: configFile,
       UMW_PG_URL: db.url,
       UMW_PG_REPLICA_URL: db.replicaUrl,
