@@ -140,7 +140,7 @@ describe("umw serve all --embedded", { timeout: 120_000 }, () => {
 
   test("PATCH: the live stream and GET show version 2", async () => {
     // Subscribed before the write: the hub (in-process bus) streams the change and the command's status.
-    const client = createClient(RealtimeService, createConnectTransport({ baseUrl: edge, useBinaryFormat: true }));
+    const client = createClient(RealtimeService, createConnectTransport({ baseUrl: edge, useBinaryFormat: true, interceptors: [(next) => (request) => (request.header.set("authorization", authorization), next(request))] }));
     const abort = new AbortController();
     const stream = client
       .subscribe({ tenant: TENANT, topics: [{ target: { case: "type", value: "todo" } }, { target: { case: "ownCommands", value: true } }], snapshot: true }, { signal: abort.signal })
