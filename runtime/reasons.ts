@@ -88,7 +88,6 @@ export const REASONS = {
   COMMANDS_NOT_AVAILABLE: reason(Code.UNIMPLEMENTED, "This hub does not follow command statuses."),
   NO_PRINCIPAL: reason(Code.UNAUTHENTICATED, "Following own commands needs an authenticated principal."),
   TOKEN_EXPIRED: reason(Code.UNAUTHENTICATED, "The caller's token expired (at subscribe, or during the stream)."),
-  INVALID_TOKEN_EXPIRY: reason(Code.UNAUTHENTICATED, "The token expiry header is not a number."),
   CROSS_TENANT_SUBSCRIPTION: reason(Code.PERMISSION_DENIED, "A topic in another tenant than the caller's."),
   FOREIGN_COMMANDS: reason(Code.PERMISSION_DENIED, "Following commands that are not the caller's own."),
 
