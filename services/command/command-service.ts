@@ -10,6 +10,7 @@ import {
 } from "../../gen/umw/v1/command_pb.js";
 import { CommandSchema, type Command } from "../../gen/umw/v1/envelope_pb.js";
 import type { CallContext } from "../../runtime/call-context.js";
+import { checkCallerTenant } from "../../runtime/tenant-guard.js";
 import { cloudEventHeaders, EVENT_TYPES, newEventContext } from "../../runtime/cloudevents.js";
 import { checkName, checkType, entityKey } from "../../runtime/entity.js";
 import { Code, invalidArgument, notFound, RpcError } from "../../runtime/errors.js";
@@ -389,12 +390,14 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
         ctx,
       );
     },
-    async getCommand(request) {
+    async getCommand(request, ctx) {
       checkCommandRef(request.tenant, request.commandId);
+      checkCallerTenant(ctx, trustedPeers, request.tenant);
       return { command: await loadCommand(request.tenant, request.commandId) };
     },
     async *watchCommand(request, ctx) {
       checkCommandRef(request.tenant, request.commandId);
+      checkCallerTenant(ctx, trustedPeers, request.tenant);
       // Attach before the first read: a change between read and wait is not missed.
       const watch = feed?.watch(request.commandId);
       try {

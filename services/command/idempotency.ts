@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { Code, invalidArgument, RpcError } from "../../runtime/errors.js";
 import type { CallContext } from "../../runtime/call-context.js";
 import { principalOf } from "../../runtime/principal.js";
+import { checkCallerTenant } from "../../runtime/tenant-guard.js";
 
 /** gRPC metadata carrying the key (the edge forwards the REST `Idempotency-Key` header as is). */
 export const IDEMPOTENCY_KEY_HEADER = "idempotency-key";
@@ -65,14 +66,8 @@ function invalidKey(detail: string): RpcError {
  * "anonymous". A user principal of another tenant than the request's is refused.
  */
 export function keyOwner(ctx: Pick<CallContext, "headers" | "peer">, trustedPeers: ReadonlySet<string>, tenant: string): string {
-  const principal = principalOf(ctx, trustedPeers);
-  if (principal?.kind === "user" && principal.tenant !== undefined && principal.tenant !== tenant) {
-    throw new RpcError(Code.PERMISSION_DENIED, "TENANT_MISMATCH", `the token grants tenant ${JSON.stringify(principal.tenant)}, not ${JSON.stringify(tenant)}`, {
-      tenant,
-      callerTenant: principal.tenant,
-    });
-  }
-  return principal?.subject ?? "anonymous";
+  checkCallerTenant(ctx, trustedPeers, tenant);
+  return principalOf(ctx, trustedPeers)?.subject ?? "anonymous";
 }
 
 /** sha256 over the method path and the canonical request (JSON with sorted keys). */

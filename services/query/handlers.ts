@@ -1,15 +1,20 @@
 import type { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { checkName, checkType } from "../../runtime/entity.js";
 import { notFound } from "../../runtime/errors.js";
+import { checkCallerTenant } from "../../runtime/tenant-guard.js";
 import type { ServiceHandlers } from "../../runtime/service-definition.js";
 import { batchCacheStatus, CACHE_STATUS_HEADER, formatCacheStatus } from "./cache-status.js";
 import { decodePageToken, encodePageToken, pageSizeOf } from "./page-token.js";
 import type { EntityReader } from "./reader.js";
 
-/** QueryService over an EntityReader. Every answer carries `umw-cache-status` (RFC 9211 syntax). */
-export function queryHandlers(reader: EntityReader): ServiceHandlers<typeof QueryService> {
+/**
+ * QueryService over an EntityReader. Every answer carries `umw-cache-status` (RFC 9211 syntax). A
+ * user principal from a trusted edge (`trustedPeers`) reads only its own tenant.
+ */
+export function queryHandlers(reader: EntityReader, trustedPeers: ReadonlySet<string> = new Set(["edge"])): ServiceHandlers<typeof QueryService> {
   return {
     async getEntity(request, ctx) {
+      checkCallerTenant(ctx, trustedPeers, request.tenant);
       const { tenant, type, id } = request;
       const result = await reader.get({ tenant, type, id, minVersion: request.minVersion }, ctx.signal);
       ctx.setHeader(CACHE_STATUS_HEADER, formatCacheStatus(result.status));
@@ -18,6 +23,7 @@ export function queryHandlers(reader: EntityReader): ServiceHandlers<typeof Quer
     },
 
     async batchGetEntities(request, ctx) {
+      checkCallerTenant(ctx, trustedPeers, request.tenant);
       const results = await reader.getMany(request.tenant, request.type, request.ids, ctx.signal);
       ctx.setHeader(CACHE_STATUS_HEADER, formatCacheStatus(batchCacheStatus(results.map(({ result }) => result.status))));
       const entities = [];
@@ -30,6 +36,7 @@ export function queryHandlers(reader: EntityReader): ServiceHandlers<typeof Quer
     },
 
     async listEntities(request, ctx) {
+      checkCallerTenant(ctx, trustedPeers, request.tenant);
       const { tenant, type } = request;
       checkName("tenant", tenant);
       checkType(type);

@@ -94,7 +94,7 @@ export const queryService: ServiceModule = {
     let server: MeshServer | undefined;
     let metricsServer: MetricsServer | undefined;
     try {
-      server = await startMeshServer(runtime, { name: "query", port: config.queryPort, service: QueryService, handlers: queryHandlers(reader) });
+      server = await startMeshServer(runtime, { name: "query", port: config.queryPort, service: QueryService, handlers: queryHandlers(reader, new Set(config.trustedPrincipalPeers)) });
       metricsServer = await serveMetrics(config.host, config.metricsPort, defaultRegistry);
       log.info({ metrics: metricsServer.url, types: catalog.types }, "query service ready");
     } catch (error) {
