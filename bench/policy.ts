@@ -28,7 +28,7 @@ const subscription: PolicyInput = {
     { kind: "ownCommands", tenant: "acme", principal: "alice" },
   ],
 };
-const caller: Caller = { tenant: "acme", tenantFromToken: true, principal: "alice", peer: "edge", headers: {} };
+const caller: Caller = { tenant: "acme", tenantFromToken: true, principal: "alice", user: true, expiresAt: undefined, peer: "edge", headers: {} };
 const ask: SubscriptionAsk = {
   tenant: "acme",
   topics: [

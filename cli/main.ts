@@ -22,6 +22,8 @@ const USAGE = `usage: umw <command>
                            server (serverAuth) and client (clientAuth) certificates per identity;
                            --no-loopback: server certificates name only their service, not
                            localhost/127.0.0.1 (docs/security.md)
+  token --tenant T [--scopes "a b"] [--roles "r"] [--subject S] [--ttl 1h]
+                           print a bearer token of the built-in dev issuer (UMW_AUTH_MODE=dev)
   migrate                  apply SQL migrations to UMW_PG_URL
   infra up|down|status     local Redis, Postgres primary + replica, Kafka (scripts/infra.sh)
   dlq list [--limit N] [--json]
@@ -52,6 +54,8 @@ async function main(argv: string[]): Promise<number> {
       console.log(applied.length ? `migrate: applied ${applied.map((m) => `${m.version}_${m.name}`).join(", ")}` : "migrate: up to date");
       return 0;
     }
+    case "token":
+      return (await import("./token.js")).runToken(args);
     case "dlq":
       return (await import("./dlq.js")).runDlq(args);
     case "status":

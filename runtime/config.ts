@@ -289,6 +289,33 @@ const settings = {
     schema: z.string().default(""),
     description: "OpenTelemetry `service.name` of the process; empty = `umw-<service>` when it serves one service, `umw` when several.",
   },
+  // Authentication at the edges (docs/security.md).
+  authMode: {
+    env: "UMW_AUTH_MODE",
+    schema: z.enum(["oidc", "dev", "none"]).default("dev"),
+    description: "How the edges authenticate callers: `oidc` verifies bearer JWTs from UMW_AUTH_ISSUER; `dev` runs the built-in dev issuer (keys in UMW_AUTH_DEV_KEYS_DIR, tokens from `umw token`) and verifies its tokens; `none` lets every call in unauthenticated and logs a warning at every start.",
+  },
+  authIssuer: { env: "UMW_AUTH_ISSUER", schema: z.string().min(1).optional(), description: "The OIDC issuer (`iss`, and where `/.well-known/openid-configuration` is found). Required with `oidc`; with `dev`, default `http://<host>:<edge port>` (the dev issuer the Node edge serves)." },
+  authAudience: { env: "UMW_AUTH_AUDIENCE", schema: z.string().min(1).default("umw"), description: "The audience (`aud`) a token must name." },
+  authJwksUrl: { env: "UMW_AUTH_JWKS_URL", schema: url(["http:", "https:"]).optional(), description: "The issuer's JWKS; unset = the `jwks_uri` of the issuer's discovery document." },
+  authAlgorithms: {
+    env: "UMW_AUTH_ALGORITHMS",
+    schema: z
+      .string()
+      .default("RS256,ES256,PS256,EdDSA")
+      .transform((value) => value.split(",").map((alg) => alg.trim()).filter(Boolean))
+      .pipe(z.array(z.string().regex(/^(RS|PS|ES)(256|384|512)$|^EdDSA$/, "an asymmetric JWS algorithm (`none` and HMAC are never accepted)")).min(1)),
+    description: "JWS algorithms a token may be signed with (comma-separated; asymmetric only).",
+  },
+  authClockSkewS: { env: "UMW_AUTH_CLOCK_SKEW_S", schema: z.coerce.number().int().min(0).max(300).default(30), description: "Clock skew tolerated on `exp` and `nbf`, seconds." },
+  authTenantClaim: { env: "UMW_AUTH_TENANT_CLAIM", schema: z.string().min(1).default("tenant"), description: "The claim naming the caller's tenant (a dotted path reaches into objects)." },
+  authSubjectClaim: { env: "UMW_AUTH_SUBJECT_CLAIM", schema: z.string().min(1).default("sub"), description: "The claim naming the caller (idempotency keys and stream limits are per subject)." },
+  authScopeClaim: { env: "UMW_AUTH_SCOPE_CLAIM", schema: z.string().min(1).default("scope"), description: "The claim with the caller's scopes (a space-separated string or an array)." },
+  authRolesClaim: { env: "UMW_AUTH_ROLES_CLAIM", schema: z.string().min(1).default("roles"), description: "The claim with the caller's roles (a space-separated string or an array)." },
+  authRealm: { env: "UMW_AUTH_REALM", schema: z.string().min(1).default("umw"), description: "The realm named in `WWW-Authenticate` on a 401." },
+  authCacheEntries: { env: "UMW_AUTH_CACHE_ENTRIES", schema: z.coerce.number().int().min(0).default(10_000), description: "Verified tokens the Node edge remembers (by SHA-256, each until its `exp`) so it does not verify them again; 0 = verify every request." },
+  authJwksCacheS: { env: "UMW_AUTH_JWKS_CACHE_S", schema: z.coerce.number().int().min(1).default(600), description: "How long a fetched JWKS is used before it is fetched again (an unknown `kid` fetches at once, at most every 30 s)." },
+  authDevKeysDir: { env: "UMW_AUTH_DEV_KEYS_DIR", schema: z.string().min(1).default(".data/dev-issuer"), description: "Folder of the dev issuer's signing key (made at first start with `dev`; `umw token` signs with it)." },
   resources: {
     env: "UMW_RESOURCES",
     schema: z.preprocess((value, ctx) => {

@@ -88,7 +88,6 @@ export const REASONS = {
   COMMANDS_NOT_AVAILABLE: reason(Code.UNIMPLEMENTED, "This hub does not follow command statuses."),
   NO_PRINCIPAL: reason(Code.UNAUTHENTICATED, "Following own commands needs an authenticated principal."),
   TOKEN_EXPIRED: reason(Code.UNAUTHENTICATED, "The caller's token expired (at subscribe, or during the stream)."),
-  INVALID_TOKEN_EXPIRY: reason(Code.UNAUTHENTICATED, "The token expiry header is not a number."),
   CROSS_TENANT_SUBSCRIPTION: reason(Code.PERMISSION_DENIED, "A topic in another tenant than the caller's."),
   FOREIGN_COMMANDS: reason(Code.PERMISSION_DENIED, "Following commands that are not the caller's own."),
 
@@ -104,6 +103,12 @@ export const REASONS = {
   // Mesh authorization (UMW_MESH_AUTHZ, UMW_TRUSTED_PRINCIPAL_PEERS).
   MESH_METHOD_DENIED: reason(Code.PERMISSION_DENIED, "The caller's mesh identity (its certificate) may not call this method (UMW_MESH_AUTHZ)."),
   PRINCIPAL_ASSERTION_DENIED: reason(Code.PERMISSION_DENIED, "A mesh peer that is not a trusted edge (UMW_TRUSTED_PRINCIPAL_PEERS) sent `x-umw-principal` or another header that asserts who the call acts for."),
+  // Authentication at the edges.
+  TOKEN_MISSING: reason(Code.UNAUTHENTICATED, "No bearer token: send `Authorization: Bearer <token>` (401 with `WWW-Authenticate`)."),
+  TOKEN_INVALID: reason(Code.UNAUTHENTICATED, "The bearer token is malformed, not signed by a key of the issuer, signed with an algorithm not allowed, or for another issuer or audience."),
+  TOKEN_CLAIM_MISSING: reason(Code.UNAUTHENTICATED, "The verified token lacks the subject or tenant claim the edge is configured to read."),
+  ISSUER_UNAVAILABLE: reason(Code.UNAVAILABLE, "The token issuer's discovery document or JWKS cannot be fetched; retry."),
+  TENANT_MISMATCH: reason(Code.PERMISSION_DENIED, "The request names another tenant than the caller's token grants."),
 
   // Control plane.
   UNKNOWN_SERVICE: reason(Code.INVALID_ARGUMENT, "A registration for a service the mesh does not route."),

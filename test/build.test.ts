@@ -13,6 +13,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { devAuthorization } from "./support/embedded-env.js";
 import { freeServicePorts } from "./support/ports.js";
 import { runId } from "./support/env.js";
 
@@ -72,7 +73,7 @@ describe("npm run build", { timeout: 240_000 }, () => {
     const dir = mkdtempSync(join(tmpdir(), "umw-build-"));
     const ports = await freeServicePorts();
     const child = spawn(process.execPath, [main, "serve", "all", "--embedded"], {
-      env: cleanEnv({ ...ports, UMW_CERTS_DIR: join(dir, "certs"), UMW_CONFIG: "config/demo.yaml", UMW_LOG_LEVEL: "warn" }),
+      env: cleanEnv({ ...ports, UMW_CERTS_DIR: join(dir, "certs"), UMW_AUTH_DEV_KEYS_DIR: join(dir, "certs", "dev-issuer"), UMW_CONFIG: "config/demo.yaml", UMW_LOG_LEVEL: "warn" }),
       stdio: ["ignore", "pipe", "pipe"],
     });
     let output = "";
@@ -88,7 +89,10 @@ describe("npm run build", { timeout: 240_000 }, () => {
         assert.ok(Date.now() < deadline, `not ready within 120 s:\n${output}`);
         await sleep(100);
       }
-      const read = await fetch(`http://127.0.0.1:${ports.UMW_EDGE_PORT}/v1/tenants/acme/types/todo/entities/missing`);
+      const url = `http://127.0.0.1:${ports.UMW_EDGE_PORT}/v1/tenants/acme/types/todo/entities/missing`;
+      const anonymous = await fetch(url);
+      assert.equal(anonymous.status, 401, await anonymous.text());
+      const read = await fetch(url, { headers: { authorization: await devAuthorization(join(dir, "certs"), ports.UMW_EDGE_PORT!, "acme") } });
       assert.equal(read.status, 404, await read.text());
       child.kill("SIGTERM");
       const [code] = await exited;

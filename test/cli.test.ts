@@ -74,6 +74,7 @@ describe("umw CLI", () => {
         ...process.env,
         ...Object.fromEntries(Object.entries(ports).map(([key, value]) => [key, String(value)])),
         UMW_CERTS_DIR: certs.dir,
+        UMW_AUTH_DEV_KEYS_DIR: `${certs.dir}/dev-issuer`,
         UMW_PG_URL: db.url,
         UMW_PG_REPLICA_URL: db.replicaUrl,
         UMW_TOPIC_PREFIX: `t${runId()}.`,

@@ -15,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { freeServicePorts } from "./support/ports.js";
-import { embeddedEnv } from "./support/embedded-env.js";
+import { devAuthorization, embeddedEnv } from "./support/embedded-env.js";
 
 const TENANT = "acme";
 const TODOS = `/v1/tenants/${TENANT}/types/todo/entities`;
@@ -49,9 +49,10 @@ describe("umw serve all --embedded with a data dir: kill -9 loses nothing acknow
   let child: ChildProcess | undefined;
   let output = "";
   let edge = "";
+  let authorization = "";
 
   const http = async (method: string, path: string, options: { body?: unknown; key?: string } = {}): Promise<Reply> => {
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { authorization };
     if (options.body !== undefined) headers["content-type"] = "application/json";
     if (options.key) headers["idempotency-key"] = `"${options.key}"`;
     const response = await fetch(`${edge}${path}`, { method, headers, body: options.body === undefined ? undefined : JSON.stringify(options.body), signal: AbortSignal.timeout(15_000) });
@@ -80,7 +81,11 @@ describe("umw serve all --embedded with a data dir: kill -9 loses nothing acknow
         (response) => response.status === 200,
         () => false,
       );
-      if (ready) return Date.now() - started;
+      if (ready) {
+        // The dev issuer's iss names the edge's port, new at every start.
+        authorization = await devAuthorization(join(dir, "certs"), ports.UMW_EDGE_PORT!, TENANT);
+        return Date.now() - started;
+      }
       await sleep(100);
     }
   };

@@ -18,7 +18,7 @@ import { CommandState } from "../gen/umw/v1/command_pb.js";
 import { RealtimeService, type SubscribeResponse } from "../gen/umw/v1/realtime_pb.js";
 import { ALL_SERVICES, MESH_IDENTITIES } from "../services/registry.js";
 import { freeServicePorts } from "./support/ports.js";
-import { embeddedEnv } from "./support/embedded-env.js";
+import { devAuthorization, embeddedEnv } from "./support/embedded-env.js";
 
 const TENANT = "acme";
 const TODOS = `/v1/tenants/${TENANT}/types/todo/entities`;
@@ -35,10 +35,11 @@ describe("umw serve all --embedded", { timeout: 120_000 }, () => {
   let child: ChildProcess;
   let output = "";
   let edge: string;
+  let authorization = "";
   let readyMs = 0;
 
   const http = async (method: string, path: string, options: { body?: unknown; key?: string; headers?: Record<string, string> } = {}): Promise<Reply> => {
-    const headers: Record<string, string> = { ...options.headers };
+    const headers: Record<string, string> = { authorization, ...options.headers };
     if (options.body !== undefined) headers["content-type"] = "application/json";
     if (options.key) headers["idempotency-key"] = `"${options.key}"`;
     const response = await fetch(`${edge}${path}`, { method, headers, body: options.body === undefined ? undefined : JSON.stringify(options.body) });
@@ -74,6 +75,8 @@ describe("umw serve all --embedded", { timeout: 120_000 }, () => {
       await sleep(100);
     }
     readyMs = Date.now() - started;
+    // The dev issuer's key, made by the child at its start (UMW_AUTH_MODE=dev, the default).
+    authorization = await devAuthorization(certsDir, ports.UMW_EDGE_PORT!, TENANT);
   });
 
   after(async () => {
@@ -137,7 +140,7 @@ describe("umw serve all --embedded", { timeout: 120_000 }, () => {
 
   test("PATCH: the live stream and GET show version 2", async () => {
     // Subscribed before the write: the hub (in-process bus) streams the change and the command's status.
-    const client = createClient(RealtimeService, createConnectTransport({ baseUrl: edge, useBinaryFormat: true }));
+    const client = createClient(RealtimeService, createConnectTransport({ baseUrl: edge, useBinaryFormat: true, interceptors: [(next) => (request) => (request.header.set("authorization", authorization), next(request))] }));
     const abort = new AbortController();
     const stream = client
       .subscribe({ tenant: TENANT, topics: [{ target: { case: "type", value: "todo" } }, { target: { case: "ownCommands", value: true } }], snapshot: true }, { signal: abort.signal })

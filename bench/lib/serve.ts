@@ -147,7 +147,9 @@ async function start(spec: RoleSpec): Promise<Started> {
       return { port: server.port, address: server.address, metricsUrl: server.metricsUrl };
     }
     case "edge": {
+      // The read benchmark measures transcoding and the cache path: explicitly without authentication.
       const edge = await startEdge({
+        auth: { mode: "none" },
         port: 0,
         h2cPort: 0,
         upstreams: [{ service: QueryService, address: spec.queryAddress }],

@@ -33,7 +33,7 @@ import {
   keyLockId,
   keyReused,
   parseIdempotencyKey,
-  principalOf,
+  keyOwner,
   REPLAYED_HEADER,
 } from "./idempotency.js";
 import { PayloadSchemas, type PayloadKind } from "./payload-schema.js";
@@ -212,7 +212,7 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
     const expectedVersion = expectedVersionOf(preconditions) ?? (await currentVersion(spec)) ?? 0n;
     const action = spec.action.case === "create" ? spec.action : ({ case: spec.action.case, value: { ...spec.action.value, expectedVersion } } as Action);
 
-    const principal = principalOf(ctx, trustedPeers);
+    const principal = keyOwner(ctx, trustedPeers, spec.tenant);
     const path = methodPath(spec.method);
     const request = toJson(spec.method.input, spec.request);
     const print = fingerprint(path, preconditions.headers ? { request, preconditions: preconditions.headers } : request);

@@ -1,11 +1,11 @@
 import { createHash } from "node:crypto";
 import { Code, invalidArgument, RpcError } from "../../runtime/errors.js";
 import type { CallContext } from "../../runtime/call-context.js";
+import { principalOf } from "../../runtime/principal.js";
+import { checkTenantOfPrincipal } from "../../runtime/tenant-guard.js";
 
 /** gRPC metadata carrying the key (the edge forwards the REST `Idempotency-Key` header as is). */
 export const IDEMPOTENCY_KEY_HEADER = "idempotency-key";
-/** Set by the edge to the authenticated subject; trusted only from the peers allowed to set it. */
-export const PRINCIPAL_HEADER = "x-umw-principal";
 /** Response header on a replayed answer. */
 export const REPLAYED_HEADER = "idempotent-replayed";
 /** Response header publishing when the key stops protecting against duplicates (HTTP-date). */
@@ -61,14 +61,13 @@ function invalidKey(detail: string): RpcError {
 }
 
 /**
- * Who the key belongs to: the principal the edge authenticated (header x-umw-principal), when the
- * call comes from a peer trusted to assert it (or from inside the process, without mTLS); else the
- * mTLS peer; else "anonymous".
+ * Who the key belongs to (runtime/principal.ts): the token subject the edge verified, when the call
+ * comes from a trusted edge (or from inside the process, without mTLS); else the mTLS peer; else
+ * "anonymous". A user principal of another tenant than the request's is refused.
  */
-export function principalOf(ctx: Pick<CallContext, "headers" | "peer">, trustedPeers: ReadonlySet<string>): string {
-  const asserted = ctx.headers[PRINCIPAL_HEADER]?.trim();
-  if (asserted && (ctx.peer === undefined || trustedPeers.has(ctx.peer))) return asserted;
-  return ctx.peer ?? "anonymous";
+export function keyOwner(ctx: Pick<CallContext, "headers" | "peer">, trustedPeers: ReadonlySet<string>, tenant: string): string {
+  checkTenantOfPrincipal(ctx, tenant, trustedPeers);
+  return principalOf(ctx, trustedPeers)?.subject ?? "anonymous";
 }
 
 /** sha256 over the method path and the canonical request (JSON with sorted keys). */

@@ -5,7 +5,7 @@ import { createCommandService } from "./command-service.js";
 
 export { createCommandService, statusUrl, type CommandServiceImpl, type CommandServiceOptions } from "./command-service.js";
 export { CommandFeed } from "./command-feed.js";
-export { parseIdempotencyKey, principalOf, fingerprint, canonicalJson } from "./idempotency.js";
+export { parseIdempotencyKey, keyOwner, fingerprint, canonicalJson } from "./idempotency.js";
 
 /**
  * `umw serve command`: CommandService over mTLS on commandPort, writing to the primary. Exits with

@@ -10,6 +10,7 @@ import { RouterSchema } from "../../gen/envoy/extensions/filters/http/router/v3/
 import { HttpConnectionManagerSchema } from "../../gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.js";
 import { UpstreamTlsContextSchema } from "../../gen/envoy/extensions/transport_sockets/tls/v3/tls_pb.js";
 import { HttpProtocolOptionsSchema } from "../../gen/envoy/extensions/upstreams/http/v3/http_protocol_options_pb.js";
+import { issuerClusters } from "./jwt-authn.js";
 import {
   ADS,
   EDGE_FILTER_SCHEMAS,
@@ -43,7 +44,7 @@ export function staticBootstrap(options: EdgeOptions & AdminOptions & { readonly
   return create(BootstrapSchema, {
     staticResources: {
       listeners: [edgeListener(options, { inline: edgeRoutes("umw", options) })],
-      clusters: [...ROUTED_SERVICES.map((service) => meshCluster(service, { dns: options.upstreams[service] })), ...tracingClusters(options.tracing), ...rateLimitClusters(options.rateLimit, upstreamTls)],
+      clusters: [...ROUTED_SERVICES.map((service) => meshCluster(service, { dns: options.upstreams[service] })), ...tracingClusters(options.tracing), ...rateLimitClusters(options.rateLimit, upstreamTls), ...issuerClusters(options.auth)],
       secrets: meshSecrets(options.certsDir, ENVOY_IDENTITY),
     },
     admin: admin(options.adminPort),

@@ -23,6 +23,7 @@ import { GzipSchema } from "../../gen/envoy/extensions/compression/gzip/compress
 import { CompressorSchema } from "../../gen/envoy/extensions/filters/http/compressor/v3/compressor_pb.js";
 import { FilterConfigSchema as ConnectGrpcBridgeSchema } from "../../gen/envoy/extensions/filters/http/connect_grpc_bridge/v3/config_pb.js";
 import { HealthCheckSchema } from "../../gen/envoy/extensions/filters/http/health_check/v3/health_check_pb.js";
+import { JwtAuthenticationSchema } from "../../gen/envoy/extensions/filters/http/jwt_authn/v3/config_pb.js";
 import { LuaSchema } from "../../gen/envoy/extensions/filters/http/lua/v3/lua_pb.js";
 import { RateLimitSchema as RateLimitFilterSchema } from "../../gen/envoy/extensions/filters/http/ratelimit/v3/rate_limit_pb.js";
 import { CommandService } from "../../gen/umw/v1/command_pb.js";
@@ -33,6 +34,7 @@ import { extAuthzFilter } from "./ext-authz-filter.js";
 import { ExtAuthzSchema } from "../../gen/envoy/extensions/filters/http/ext_authz/v3/ext_authz_pb.js";
 
 import { edgeTracing, type EdgeTracing } from "./edge-tracing.js";
+import { jwtAuthnFilters, stripClientPrincipalFilter, type EnvoyAuthOptions } from "./jwt-authn.js";
 import { ROUTED_SERVICES, type RoutedService } from "./routed-services.js";
 import { rateLimitActions, rateLimitFilters, type EnvoyRateLimitOptions } from "./rate-limit-filter.js";
 
@@ -42,8 +44,8 @@ export { ROUTED_SERVICES, type RoutedService };
 const TRANSCODED_SERVICES = ["umw.v1.QueryService", "umw.v1.CommandService"];
 
 /**
- * Request headers only the mesh may set: a client that sends them is not believed. The Node edge
- * strips the same (services/edge/forwarded-headers.ts); Envoy removes them before routing.
+ * Request headers only the mesh may set: a client that sends them is not believed. Both edges drop
+ * every client-sent `x-umw-*` first (services/edge/forwarded-headers.ts; Envoy: jwt-authn.ts).
  */
 export const MESH_ONLY_HEADERS = ["x-umw-principal", "x-umw-connection-id", "x-umw-tenant", "x-umw-token-expires-at", "x-umw-scopes", "x-umw-roles"];
 
@@ -51,7 +53,7 @@ export const MESH_ONLY_HEADERS = ["x-umw-principal", "x-umw-connection-id", "x-u
 export const COMPRESSION_MIN_BYTES = 1024;
 
 /** The typed configs of the edge's filters beyond the core ones, for rendering them as JSON/YAML (bootstrap.ts). */
-export const EDGE_FILTER_SCHEMAS = [LuaSchema, CompressorSchema, GzipSchema, BrotliSchema, ConnectGrpcBridgeSchema, HealthCheckSchema, ExtAuthzSchema, RateLimitFilterSchema] as const;
+export const EDGE_FILTER_SCHEMAS = [JwtAuthenticationSchema, LuaSchema, CompressorSchema, GzipSchema, BrotliSchema, ConnectGrpcBridgeSchema, HealthCheckSchema, ExtAuthzSchema, RateLimitFilterSchema] as const;
 
 /** REST paths and versioned responses, from the google.api.http annotations of the transcoded services. */
 const REST = restPaths([QueryService, CommandService]);
@@ -75,6 +77,8 @@ export interface EdgeOptions {
   readonly tracing?: EdgeTracing;
   /** Rate limits through umw's rate limit service; none when absent. */
   readonly rateLimit?: EnvoyRateLimitOptions;
+  /** Bearer-token authentication (jwt_authn); undefined = none (UMW_AUTH_MODE=none). */
+  readonly auth?: EnvoyAuthOptions;
 }
 
 const seconds = (value: number): Duration => create(DurationSchema, { seconds: BigInt(Math.floor(value)), nanos: Math.round((value % 1) * 1e9) });
@@ -102,7 +106,6 @@ export function edgeRoutes(name: string, options: Pick<EdgeOptions, "corsOrigins
   };
   return create(RouteConfigurationSchema, {
     name,
-    requestHeadersToRemove: MESH_ONLY_HEADERS,
     virtualHosts: [
       {
         name: "umw",
@@ -220,6 +223,7 @@ export function edgeListener(options: EdgeOptions, routes: { inline: RouteConfig
                   : { case: "rds", value: { routeConfigName: (routes as { rds: string }).rds, configSource: ADS } },
                 httpFilters: [
                   // Decoding runs top down, encoding bottom up: Lua sees transcoded responses, the compressors Lua's.
+                  stripClientPrincipalFilter(options.auth?.realm),
                   { name: "envoy.filters.http.cors", configType: { case: "typedConfig", value: pack(CorsSchema, {}) } },
                   {
                     name: "envoy.filters.http.health_check",
@@ -233,6 +237,7 @@ export function edgeListener(options: EdgeOptions, routes: { inline: RouteConfig
                       }),
                     },
                   },
+                  ...(options.auth ? jwtAuthnFilters(options.auth) : []),
                   compressor("gzip", pack(GzipSchema, {})),
                   compressor("br", pack(BrotliSchema, {})),
                   {

@@ -21,6 +21,7 @@ import { edgeListener, edgeRoutes, loadAssignment, meshCluster, ROUTED_SERVICES,
 import { rateLimitClusters, type EnvoyRateLimitOptions } from "./rate-limit-filter.js";
 import { authorizedHandlers } from "./authorized-handlers.js";
 import { EndpointTable } from "./endpoint-table.js";
+import { envoyAuthFromConfig, issuerClusters } from "./jwt-authn.js";
 import { registrationHandlers } from "./registration.js";
 import { edgeTlsListener, type EdgeTlsListenerOptions } from "./tls-listener.js";
 
@@ -67,7 +68,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<C
     );
   const table = new EndpointTable(() => publishEndpoints());
   xds.setAll({
-    [TYPE.cluster]: [...ROUTED_SERVICES.map((service) => meshCluster(service, { eds: true })), ...tracingClusters(options.edge.tracing), ...rateLimitClusters(options.edge.rateLimit, upstreamTls)].map((cluster) => ({ name: cluster.name, schema: ClusterSchema, message: cluster })),
+    [TYPE.cluster]: [...ROUTED_SERVICES.map((service) => meshCluster(service, { eds: true })), ...tracingClusters(options.edge.tracing), ...rateLimitClusters(options.edge.rateLimit, upstreamTls), ...issuerClusters(options.edge.auth)].map((cluster) => ({ name: cluster.name, schema: ClusterSchema, message: cluster })),
     [TYPE.endpoints]: ROUTED_SERVICES.map((service) => ({ name: service, schema: ClusterLoadAssignmentSchema, message: loadAssignment(service, []) })),
     [TYPE.listener]: edgeListeners(edgeListener(options.edge, { rds: ROUTES }), options.edgeTls).map((listener) => ({ name: listener.name, schema: ListenerSchema, message: listener })),
     [TYPE.routes]: [{ name: ROUTES, schema: RouteConfigurationSchema, message: edgeRoutes(ROUTES, options.edge) }],
@@ -159,7 +160,7 @@ export const controlPlaneService: ServiceModule = {
       credentials: serverCredentials(runtime.identity("control-plane")),
       authorization: meshAuthorization(config),
       log,
-      edge: { listenerPort: config.edgePort, corsOrigins: config.edgeCorsOrigins, descriptor: { bytes: readFileSync(DESCRIPTOR_SET_PATH) }, tracing: envoyTracing(config), rateLimit: envoyRateLimit(config) },
+      edge: { listenerPort: config.edgePort, corsOrigins: config.edgeCorsOrigins, descriptor: { bytes: readFileSync(DESCRIPTOR_SET_PATH) }, tracing: envoyTracing(config), rateLimit: envoyRateLimit(config), auth: await envoyAuthFromConfig(config, log) },
       edgeTls: edgeTls(config),
     });
     return { name: "control-plane", stop: () => controlPlane.stop() };

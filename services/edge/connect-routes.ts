@@ -5,7 +5,9 @@ import type { Metadata } from "@grpc/grpc-js";
 import { Code } from "../../runtime/errors.js";
 import type { EdgeContext } from "./edge-context.js";
 import { EdgeFailure, toEdgeFailure, upstreamFailure } from "./edge-failure.js";
-import { metadataFromHeaders, REQUEST_ID, requestIdOf } from "./forwarded-headers.js";
+import { authenticate, checkTenant } from "./authenticator.js";
+import { metadataFromHeaders, REQUEST_ID, requestIdOf, setPrincipal } from "./forwarded-headers.js";
+import type { Principal } from "../../runtime/principal.js";
 import { checkRequestPayloads } from "./payload-check.js";
 import { admit, httpRequestOf, requestIsFreshRead, requestTenant, type Admission } from "./rate-limit.js";
 import type { Upstream } from "./upstream.js";
@@ -30,13 +32,13 @@ export function connectRoutes(ctx: EdgeContext): (router: ConnectRouter) => void
 
 function unaryForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMethod): MethodImpl<DescMethodUnary> {
   return async (request, hctx) => {
-    const headers = prepare(ctx, hctx);
+    const { metadata: headers, principal } = await prepare(ctx, hctx, request);
     try {
       checkRequestPayloads(method.input, request, ctx.options.payloadLimits);
     } catch (error) {
       throw failureToConnectError(toEdgeFailure(error));
     }
-    await admitCall(ctx, method, request, hctx);
+    await admitCall(ctx, method, request, hctx, principal);
     try {
       const response = await upstream.client.unary(method, request, { headers, deadline: deadline(hctx, ctx.options.timeoutMs), signal: hctx.signal });
       if (response.header) passOn(ctx, response.header, hctx.responseHeader);
@@ -49,9 +51,10 @@ function unaryForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMethod
 
 function streamForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMethod): MethodImpl<DescMethodServerStreaming> {
   return async function* (request, hctx) {
-    await admitCall(ctx, method, request, hctx);
+    const { metadata: headers, principal } = await prepare(ctx, hctx, request);
+    await admitCall(ctx, method, request, hctx, principal);
     const messages = upstream.client.serverStream(method, request, {
-      headers: prepare(ctx, hctx),
+      headers,
       deadline: deadline(hctx, ctx.options.streamTimeoutMs),
       signal: hctx.signal,
       // Upstream headers come before the first message, in time to become the response headers.
@@ -68,14 +71,14 @@ function streamForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMetho
   };
 }
 
-/** Charges the call to its rate-limit buckets: a refusal is thrown, the RateLimit headers join the response's. */
-async function admitCall(ctx: EdgeContext, method: DescMethod, request: unknown, hctx: HandlerContext): Promise<void> {
+/** Charges the call to its rate-limit buckets (by the caller's principal): a refusal is thrown, the RateLimit headers join the response's. */
+async function admitCall(ctx: EdgeContext, method: DescMethod, request: unknown, hctx: HandlerContext, principal: Principal | undefined): Promise<void> {
   const rateLimit = ctx.options.rateLimit;
   const req = httpRequestOf(hctx);
   if (!rateLimit || !req) return;
   let admission: Admission;
   try {
-    admission = await admit(rateLimit, req, `${method.parent.typeName}/${method.name}`, requestTenant(request), requestIsFreshRead(request));
+    admission = await admit(rateLimit, req, `${method.parent.typeName}/${method.name}`, requestTenant(request), requestIsFreshRead(request), principal);
   } catch (error) {
     throw failureToConnectError(toEdgeFailure(error));
   }
@@ -83,12 +86,16 @@ async function admitCall(ctx: EdgeContext, method: DescMethod, request: unknown,
   for (const [name, value] of Object.entries(admission.headers)) hctx.responseHeader.set(name, value);
 }
 
-/** Request id (kept or made, and returned) and the forwarded headers as metadata. */
-function prepare(ctx: EdgeContext, hctx: HandlerContext): Metadata {
+/** Request id (kept or made, and returned), the caller authenticated, and the forwarded headers and principal as metadata. */
+async function prepare(ctx: EdgeContext, hctx: HandlerContext, request: unknown): Promise<{ metadata: Metadata; principal: Principal | undefined }> {
   const requestId = requestIdOf(hctx.requestHeader.get(REQUEST_ID));
   hctx.responseHeader.set(REQUEST_ID, requestId);
   try {
-    return metadataFromHeaders(hctx.requestHeader, ctx.options.forwardHeaders, requestId);
+    const principal = await authenticate(ctx.options.auth, hctx.requestHeader.get("authorization"));
+    checkTenant(principal, (request as { tenant?: unknown }).tenant);
+    const metadata = metadataFromHeaders(hctx.requestHeader, ctx.options.forwardHeaders, requestId);
+    setPrincipal(metadata, principal);
+    return { metadata, principal };
   } catch (error) {
     throw failureToConnectError(toEdgeFailure(error));
   }

@@ -101,6 +101,13 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
         return;
       }
       if (path === "/healthz") return liveness(response);
+      const document = (req.method === "GET" || req.method === "HEAD") && Object.hasOwn(options.documents, path) ? options.documents[path] : undefined;
+      if (document !== undefined) {
+        const body = JSON.stringify(document);
+        response.writeHead(200, { "content-type": "application/json", "cache-control": "public, max-age=300", "content-length": Buffer.byteLength(body) });
+        response.end(req.method === "HEAD" ? undefined : body);
+        return;
+      }
       if (path === "/readyz") {
         readiness(ctx, response).catch((error: unknown) => internalError(error));
         return;

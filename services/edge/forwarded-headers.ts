@@ -1,19 +1,31 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { Metadata } from "@grpc/grpc-js";
 import { Code } from "../../runtime/errors.js";
+import { principalHeaders, type Principal } from "../../runtime/principal.js";
 import { EdgeFailure } from "./edge-failure.js";
 
 export const REQUEST_ID = "x-request-id";
 
 /** Request headers the edge passes to the internal service as gRPC metadata. */
 export const DEFAULT_FORWARDED_HEADERS: readonly string[] = [
-  "authorization",
+  // Not `authorization`: the edge verifies the token and sends the principal (principalHeaders) instead.
   "idempotency-key",
   "if-match",
   "if-none-match",
   "traceparent",
   "tracestate",
 ];
+
+/** `x-umw-*`: metadata only the edge sets (the principal); a client's are never forwarded. */
+export function isPrincipalHeader(name: string): boolean {
+  return name.toLowerCase().startsWith("x-umw-");
+}
+
+/** Adds the principal's metadata (runtime/principal.ts) to an upstream call. */
+export function setPrincipal(metadata: Metadata, principal: Principal | undefined): void {
+  if (principal === undefined) return;
+  for (const [name, value] of Object.entries(principalHeaders(principal))) metadata.set(name, value);
+}
 
 /** Upstream response metadata the edge passes on to the client (REST renames umw-cache-status). */
 export const DEFAULT_PASSTHROUGH_HEADERS: readonly string[] = ["umw-cache-status", "location", "retry-after", "idempotent-replayed", "idempotency-key-expires"];

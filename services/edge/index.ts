@@ -5,10 +5,14 @@ import { edgeTls, serviceAddress } from "../../runtime/config.js";
 import type { ServiceModule } from "../../runtime/service.js";
 import { clientCredentials } from "../../runtime/tls.js";
 import { rateLimiterFromConfig } from "../ratelimit/from-config.js";
+import { edgeAuthFromConfig } from "./auth-config.js";
 import { startEdge } from "./edge-server.js";
 
 export { startEdge, type RunningEdge } from "./edge-server.js";
 export type { EdgeOptions, UpstreamSpec } from "./options.js";
+export type { EdgeAuth } from "./authenticator.js";
+export { TokenVerifier, type TokenVerifierOptions } from "./token-verifier.js";
+export { DevIssuer } from "./dev-issuer.js";
 
 /** Public edge: REST, Connect, gRPC-web (and gRPC on h2c) to the internal services over mTLS gRPC. */
 export const edgeService: ServiceModule = {
@@ -17,7 +21,10 @@ export const edgeService: ServiceModule = {
   async start(runtime) {
     const { config } = runtime;
     const limiter = rateLimiterFromConfig(config, runtime.log);
+    const { auth, documents } = await edgeAuthFromConfig(config, runtime.log);
     const edge = await startEdge({
+      auth,
+      documents,
       host: config.host,
       port: config.edgePort,
       h2cPort: config.edgeH2cPort,

@@ -4,7 +4,8 @@ import { pino } from "pino";
 import type { Logger } from "../../runtime/logger.js";
 import { DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from "../command/payload-limits.js";
 import type { EdgeRateLimit } from "./rate-limit.js";
-import { DEFAULT_FORWARDED_HEADERS, DEFAULT_PASSTHROUGH_HEADERS } from "./forwarded-headers.js";
+import type { EdgeAuth } from "./authenticator.js";
+import { DEFAULT_FORWARDED_HEADERS, DEFAULT_PASSTHROUGH_HEADERS, isPrincipalHeader } from "./forwarded-headers.js";
 
 /** An internal service the edge exposes, and where it listens (host:port, mTLS gRPC). */
 export interface UpstreamSpec {
@@ -24,6 +25,10 @@ export interface EdgeOptions {
   /** Optional TLS port serving the same with ALPN h2 and http/1.1 (browsers speak HTTP/2 only over TLS). */
   readonly tls?: EdgeTlsOptions;
   readonly upstreams: readonly UpstreamSpec[];
+  /** How callers authenticate: bearer tokens checked by a TokenVerifier, or explicitly `none` (see authenticator.ts). */
+  readonly auth: EdgeAuth;
+  /** JSON documents served on GET at their paths (the dev issuer's discovery document and JWKS). */
+  readonly documents?: Readonly<Record<string, unknown>>;
   /** The edge's mTLS client credentials (runtime/tls.ts clientCredentials(identity("edge"))). */
   readonly credentials: ChannelCredentials;
   /** Deadline of a unary upstream call; a shorter Connect/gRPC timeout of the caller wins. Default 15 s. */
@@ -82,6 +87,8 @@ export function resolveEdgeOptions(options: EdgeOptions): ResolvedEdgeOptions {
     h2cPort: options.h2cPort,
     tls: options.tls,
     upstreams: options.upstreams,
+    auth: options.auth,
+    documents: options.documents ?? {},
     credentials: options.credentials,
     timeoutMs: options.timeoutMs ?? 15_000,
     streamTimeoutMs: options.streamTimeoutMs ?? 0,
@@ -89,7 +96,8 @@ export function resolveEdgeOptions(options: EdgeOptions): ResolvedEdgeOptions {
     payloadLimits: options.payloadLimits ?? DEFAULT_PAYLOAD_LIMITS,
     corsOrigins: options.corsOrigins ?? [],
     cacheControl: options.cacheControl ?? "private, max-age=0, must-revalidate",
-    forwardHeaders: (options.forwardHeaders ?? DEFAULT_FORWARDED_HEADERS).map((name) => name.toLowerCase()),
+    // The principal's metadata is the edge's to set (from the verified token), never the client's.
+    forwardHeaders: (options.forwardHeaders ?? DEFAULT_FORWARDED_HEADERS).map((name) => name.toLowerCase()).filter((name) => !isPrincipalHeader(name)),
     passthroughHeaders: (options.passthroughHeaders ?? DEFAULT_PASSTHROUGH_HEADERS).map((name) => name.toLowerCase()),
     versionedTypes: options.versionedTypes ?? ["umw.v1.Entity"],
     readyTimeoutMs: options.readyTimeoutMs ?? 1_000,

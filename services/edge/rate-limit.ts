@@ -11,12 +11,6 @@ import type { RouteMatch } from "./route-table.js";
 /** Rate limits at the Node edge: the shared limiter, and who a request is charged to. */
 export interface EdgeRateLimit {
   readonly limiter: RateLimiter;
-  /**
-   * The authenticated principal of a request, when the edge authenticates callers: its tenant and
-   * subject key the buckets. Without one, the subject is the client's address and the tenant the
-   * one the path names.
-   */
-  readonly principalOf?: (req: HttpRequest) => Principal | undefined | Promise<Principal | undefined>;
 }
 
 /** What the limiter decided for one request: a refusal to answer with, or the headers to add to the answer. */
@@ -29,7 +23,9 @@ export function clientSubject(req: HttpRequest): string {
 
 /**
  * Charges a request to its buckets. `route` is the gRPC method (`umw.v1.QueryService/GetEntity`);
- * `pathTenant` the tenant the request names, used when there is no principal's tenant.
+ * `pathTenant` the tenant the request names, used when there is no principal's tenant. The
+ * authenticated principal, when the edge authenticates callers, keys the buckets by its tenant and
+ * subject; without one, the subject is the client's address.
  */
 export async function admit(
   rateLimit: EdgeRateLimit,
@@ -37,8 +33,8 @@ export async function admit(
   route: string,
   pathTenant: string | undefined,
   freshRead: boolean,
+  principal: Principal | undefined,
 ): Promise<Admission> {
-  const principal = await rateLimit.principalOf?.(req);
   const subject: RateLimitSubject = {
     tenant: principal?.tenant ?? pathTenant,
     subject: principal ? `${principal.kind}:${principal.subject}` : clientSubject(req),

@@ -6,7 +6,9 @@ import { Code } from "../../runtime/errors.js";
 import type { EdgeContext } from "./edge-context.js";
 import { EdgeFailure, statusJson, toEdgeFailure, upstreamFailure } from "./edge-failure.js";
 import { entityTag, noneMatch } from "./entity-tags.js";
-import { metadataFromIncoming, REQUEST_ID, requestIdOf } from "./forwarded-headers.js";
+import type { Principal } from "../../runtime/principal.js";
+import { authenticate, checkTenant } from "./authenticator.js";
+import { metadataFromIncoming, REQUEST_ID, requestIdOf, setPrincipal } from "./forwarded-headers.js";
 import type { HttpRequest, HttpResponse } from "./http-exchange.js";
 import { readHttpBindings, type HttpBinding } from "./http-rules.js";
 import { httpStatusOf } from "./http-status.js";
@@ -54,6 +56,17 @@ export class RestGateway {
     }
     if (!match) return this.unrouted(req, res, method, path);
     const requestId = requestIdOf(req.headers[REQUEST_ID]);
+    const routed = match;
+    authenticate(this.ctx.options.auth, req.headers.authorization).then(
+      (principal) => this.guard(req, res, requestId, () => this.authenticated(req, res, routed, query, requestId, principal)),
+      (error: unknown) => {
+        req.resume();
+        this.fail(req, res, toEdgeFailure(error), requestId);
+      },
+    );
+  }
+
+  private authenticated(req: HttpRequest, res: HttpResponse, match: RouteMatch, query: string | undefined, requestId: string, principal: Principal | undefined): void {
     const { binding } = match;
     const withBody = binding.body !== undefined && hasBody(req);
     const type = req.headers["content-type"];
@@ -67,23 +80,23 @@ export class RestGateway {
       );
     }
     const rateLimit = this.ctx.options.rateLimit;
-    if (!rateLimit) return this.proceed(req, res, match, query, withBody, requestId);
+    if (!rateLimit) return this.proceed(req, res, match, query, withBody, requestId, principal);
     const route = `${binding.method.parent.typeName}/${binding.method.name}`;
-    admit(rateLimit, req, route, pathTenant(match), isFreshRead(method, query)).then(
+    admit(rateLimit, req, route, pathTenant(match), isFreshRead(req.method ?? "GET", query), principal).then(
       (admission) =>
         this.guard(req, res, requestId, () => {
           if (admission.refusal) return this.fail(req, res, admission.refusal, requestId);
           for (const [name, value] of Object.entries(admission.headers)) res.setHeader(name, value);
-          this.proceed(req, res, match, query, withBody, requestId);
+          this.proceed(req, res, match, query, withBody, requestId, principal);
         }),
       (error: unknown) => this.guard(req, res, requestId, () => this.fail(req, res, toEdgeFailure(error), requestId)),
     );
   }
 
-  private proceed(req: HttpRequest, res: HttpResponse, match: RouteMatch, query: string | undefined, withBody: boolean, requestId: string): void {
-    if (!withBody) return this.call(req, res, match, query, undefined, requestId);
+  private proceed(req: HttpRequest, res: HttpResponse, match: RouteMatch, query: string | undefined, withBody: boolean, requestId: string, principal: Principal | undefined): void {
+    if (!withBody) return this.call(req, res, match, query, undefined, requestId, principal);
     readBody(req, this.ctx.options.maxBodyBytes).then(
-      (body) => this.guard(req, res, requestId, () => this.call(req, res, match, query, body, requestId)),
+      (body) => this.guard(req, res, requestId, () => this.call(req, res, match, query, body, requestId, principal)),
       (error: unknown) => {
         if (!(error instanceof ClientGoneError)) this.fail(req, res, toEdgeFailure(error), requestId);
       },
@@ -109,7 +122,7 @@ export class RestGateway {
     );
   }
 
-  private call(req: HttpRequest, res: HttpResponse, match: RouteMatch, query: string | undefined, body: Buffer | undefined, requestId: string): void {
+  private call(req: HttpRequest, res: HttpResponse, match: RouteMatch, query: string | undefined, body: Buffer | undefined, requestId: string, principal: Principal | undefined): void {
     if (res.destroyed) return;
     const { binding } = match;
     const upstream = this.ctx.upstreams.get(binding.method.parent.typeName)!;
@@ -117,7 +130,9 @@ export class RestGateway {
     let metadata: Metadata;
     try {
       request = bindRequest(binding, match.values, query, body, this.ctx.registry, this.ctx.options.payloadLimits);
+      checkTenant(principal, (request as unknown as { tenant?: unknown }).tenant);
       metadata = metadataFromIncoming(req.headers, this.ctx.options.forwardHeaders, requestId);
+      setPrincipal(metadata, principal);
     } catch (error) {
       return this.fail(req, res, toEdgeFailure(error), requestId);
     }

@@ -359,7 +359,7 @@ export class RealtimeHub implements StreamHost {
           throw invalidArgument("EMPTY_TOPIC", `topics[${index}] names no entity, type or own_commands`, { field: `topics[${index}]` });
       }
     }
-    const expiresAt = tokenExpiry(ctx.headers[HEADERS.tokenExpiresAt]);
+    const { expiresAt } = caller;
     if (expiresAt !== undefined && expiresAt <= Date.now()) {
       throw new RpcError(Code.UNAUTHENTICATED, "TOKEN_EXPIRED", "the token has expired", { expiredAt: new Date(expiresAt).toISOString() });
     }
@@ -375,7 +375,8 @@ export class RealtimeHub implements StreamHost {
       commandKey: own ? commandKeyOf(own.tenant, own.principal) : undefined,
       snapshot: request.snapshot,
       resume,
-      connectionKey: connectionId ? `${ctx.peer ?? "anonymous"}/${connectionId}` : (ctx.peer ?? "anonymous"),
+      // Per client connection when the edge names one, else per token subject, else per mTLS peer.
+      connectionKey: connectionId ? `${ctx.peer ?? "anonymous"}/${connectionId}` : caller.user ? `user:${caller.principal}` : (ctx.peer ?? "anonymous"),
       expiresAt,
     };
   }
@@ -413,14 +414,4 @@ export class RealtimeHub implements StreamHost {
 function encodeChange(event: HubEvent, conflated: boolean): Uint8Array {
   const change = create(EntityChangeSchema, { kind: event.kind, entity: event.entity, conflated });
   return new BinaryWriter().bytes(toBinary(EntityChangeSchema, change)).finish();
-}
-
-/** `x-umw-token-expires-at`: unix seconds (fractions allowed) → ms. */
-function tokenExpiry(header: string | undefined): number | undefined {
-  if (header === undefined || header === "") return undefined;
-  const seconds = Number(header);
-  if (!Number.isFinite(seconds) || seconds <= 0) {
-    throw new RpcError(Code.UNAUTHENTICATED, "INVALID_TOKEN_EXPIRY", `${HEADERS.tokenExpiresAt} must be unix seconds`);
-  }
-  return Math.round(seconds * 1000);
 }

@@ -1,5 +1,6 @@
 import type { CallContext } from "../../runtime/call-context.js";
 import { Code, RpcError } from "../../runtime/errors.js";
+import { principalOf } from "../../runtime/principal.js";
 
 /** Metadata the edge sets from the verified token; a mesh caller may leave them out. */
 export const HEADERS = {
@@ -11,12 +12,16 @@ export const HEADERS = {
 
 /** Who is subscribing. */
 export interface Caller {
-  /** The tenant the caller belongs to: from `x-umw-tenant` (set by the edge) or, for a mesh caller, the request's. */
+  /** The tenant the caller belongs to: the verified token's (from a trusted edge) or, for a mesh caller, the request's. */
   readonly tenant: string;
   /** Whether the tenant came from verified metadata rather than from the request. */
   readonly tenantFromToken: boolean;
   /** Subject of the token (`x-umw-principal`) or, for a mesh caller, its mTLS identity. */
   readonly principal: string | undefined;
+  /** Whether the caller is a user with a verified token (rather than a mesh service). */
+  readonly user: boolean;
+  /** When the caller's token expires, epoch ms; undefined for a mesh service. */
+  readonly expiresAt: number | undefined;
   readonly peer: string | undefined;
   /** All incoming metadata, for a policy that looks at more (scopes, roles). */
   readonly headers: Readonly<Record<string, string>>;
@@ -60,19 +65,20 @@ export const tenantIsolation: SubscriptionPolicy = {
 };
 
 /**
- * The caller, as the command service sees it (so own commands match `umw_commands.principal`):
- * `x-umw-principal` and `x-umw-connection-id` count only from a trusted peer (or in-process, without
- * mTLS); otherwise the mTLS peer is the principal. `x-umw-tenant` and the token expiry can only
- * narrow what a caller gets, so they count from any peer.
+ * The caller, as the command service sees it (so own commands match `umw_commands.principal`): the
+ * principal of runtime/principal.ts (the user a trusted edge asserts, from its verified token, or
+ * the mTLS peer as a service); `x-umw-connection-id` counts only from a trusted peer too.
  */
 export function callerOf(ctx: Pick<CallContext, "headers" | "peer">, requestTenant: string, trustedPeers: ReadonlySet<string>): Caller & { readonly connectionId: string | undefined } {
   const trusted = ctx.peer === undefined || trustedPeers.has(ctx.peer);
-  const tenant = ctx.headers[HEADERS.tenant];
-  const asserted = ctx.headers[HEADERS.principal]?.trim();
+  const principal = principalOf(ctx, trustedPeers);
+  const tenant = principal?.kind === "user" ? principal.tenant : undefined;
   return {
     tenant: tenant ?? requestTenant,
     tenantFromToken: tenant !== undefined,
-    principal: trusted && asserted ? asserted : ctx.peer,
+    principal: principal?.subject,
+    user: principal?.kind === "user",
+    expiresAt: principal?.expiresAt,
     peer: ctx.peer,
     headers: ctx.headers,
     connectionId: trusted ? ctx.headers[HEADERS.connectionId] : undefined,

@@ -89,7 +89,7 @@ describe("stream queue", () => {
   };
   const plan: StreamPlan = {
     tenant: "t",
-    caller: { tenant: "t", tenantFromToken: false, principal: undefined, peer: undefined, headers: {} },
+    caller: { tenant: "t", tenantFromToken: false, principal: undefined, user: false, expiresAt: undefined, peer: undefined, headers: {} },
     topics: [{ kind: "type", tenant: "t", type: "doc" }],
     entityKeys: [],
     typeKeys: ["t/doc"],

@@ -87,7 +87,8 @@ describe("a real browser (headless Chromium) over HTTPS/2 through both edges", {
     ports.nodePlain = services.UMW_EDGE_PORT!;
     for (const key of ["nodeTls", "envoyPlain", "envoyTls", "envoyAdmin", "controlPlane"] as const) ports[key] = await freePort();
 
-    const common = { UMW_CERTS_DIR: certs.dir, UMW_EDGE_CORS_ORIGINS: allowed.origin, UMW_LOG_LEVEL: "info" };
+    // About the browser transports through both edges, not authentication (test/edge/auth.test.ts, test/envoy/auth.test.ts): explicitly off.
+    const common = { UMW_CERTS_DIR: certs.dir, UMW_EDGE_CORS_ORIGINS: allowed.origin, UMW_LOG_LEVEL: "info", UMW_AUTH_MODE: "none" };
     // Envoy's leg: the control plane serves both listeners (plain and TLS with Envoy's own certificate).
     const controlPlane = umw(["control-plane"], {
       ...common,

@@ -22,7 +22,9 @@ describe("TLS listeners of the edges", () => {
   before(async () => {
     certs = testCerts(["edge"]);
     ca = readFileSync(join(certs.dir, "ca.crt"));
+    // About the TLS listener, not authentication: explicitly none.
     edge = await startEdge({
+      auth: { mode: "none" },
       port: 0,
       tls: { port: 0, certFile: join(certs.dir, "edge.crt"), keyFile: join(certs.dir, "edge.key") },
       upstreams: [{ service: QueryService, address: "127.0.0.1:1" }],
@@ -75,6 +77,7 @@ describe("TLS listeners of the edges", () => {
   test("an unreadable certificate stops the edge at start, naming the file", async () => {
     await assert.rejects(
       startEdge({
+        auth: { mode: "none" },
         port: 0,
         tls: { port: 0, certFile: join(certs.dir, "missing.crt"), keyFile: join(certs.dir, "edge.key") },
         upstreams: [],

@@ -10,6 +10,7 @@
 // (printed); /readyz names the primary while it is down.
 //
 //   scripts/infra.sh up && node --import tsx --test test/chaos/pg-restart.test.ts
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -22,6 +23,7 @@ import { MESH_IDENTITIES } from "../../services/registry.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
 import { infra, runId } from "../support/env.js";
 import { dropKafkaPrefix } from "../support/kafka.js";
+import { devAuthorization } from "../support/embedded-env.js";
 import { freeServicePorts } from "../support/ports.js";
 import { startPrivatePostgres, type PrivatePostgres } from "../support/private-postgres.js";
 
@@ -66,6 +68,7 @@ describe("chaos: the Postgres primary restarts under load", { timeout: 150_000 }
   let output = "";
   let exit: { code: number | null; signal: string | null } | undefined;
   let edge: string;
+  let authorization: string;
   let db: pg.Pool;
   const startup: Record<string, number> = {};
 
@@ -74,8 +77,11 @@ describe("chaos: the Postgres primary restarts under load", { timeout: 150_000 }
     certs = testCerts(MESH_IDENTITIES);
     const ports = await freeServicePorts();
     edge = `http://127.0.0.1:${ports.UMW_EDGE_PORT}`;
+    authorization = await devAuthorization(certs.dir, ports.UMW_EDGE_PORT!, TENANT);
     const env: NodeJS.ProcessEnv = {
       ...process.env,
+      UMW_AUTH_MODE: "dev",
+      UMW_AUTH_DEV_KEYS_DIR: join(certs.dir, "dev-issuer"),
       ...Object.fromEntries(Object.entries(ports).map(([name, port]) => [name, String(port)])),
       UMW_PG_URL: postgres.url,
       UMW_PG_REPLICA_URL: postgres.url,
@@ -168,7 +174,7 @@ describe("chaos: the Postgres primary restarts under load", { timeout: 150_000 }
         try {
           const response = await fetch(`${edge}/v1/tenants/${TENANT}/types/${TYPE}/entities`, {
             method: "POST",
-            headers: { "content-type": "application/json", "idempotency-key": `"${key}"` },
+            headers: { authorization, "content-type": "application/json", "idempotency-key": `"${key}"` },
             body: JSON.stringify({ n: value }),
             signal: AbortSignal.timeout(20_000),
           });
@@ -196,7 +202,7 @@ describe("chaos: the Postgres primary restarts under load", { timeout: 150_000 }
       const target = accepted[Math.floor(Math.random() * accepted.length)];
       if (!target) return;
       try {
-        const response = await fetch(`${edge}/v1/tenants/${TENANT}/types/${TYPE}/entities/${target.entityId}`, { signal: AbortSignal.timeout(20_000) });
+        const response = await fetch(`${edge}/v1/tenants/${TENANT}/types/${TYPE}/entities/${target.entityId}`, { headers: { authorization }, signal: AbortSignal.timeout(20_000) });
         await response.arrayBuffer();
         count(reads, String(response.status));
       } catch (error) {

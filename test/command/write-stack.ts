@@ -13,6 +13,7 @@ import { clientCredentials, serverCredentials } from "../../runtime/tls.js";
 import { topicNames } from "../../runtime/topics.js";
 import { createCommandService, type CommandServiceImpl } from "../../services/command/command-service.js";
 import type { PayloadLimits } from "../../services/command/payload-limits.js";
+import type { EdgeAuth } from "../../services/edge/authenticator.js";
 import { startEdge, type RunningEdge } from "../../services/edge/edge-server.js";
 import { createProcessor, type Processor } from "../../services/processor/processor.js";
 import { writePathTopics } from "../../services/processor/settings.js";
@@ -43,7 +44,7 @@ export interface WriteStack {
   stop(): Promise<void>;
 }
 
-export async function startWriteStack(options: { resources: Resources; payloadLimits?: PayloadLimits }): Promise<WriteStack> {
+export async function startWriteStack(options: { resources: Resources; payloadLimits?: PayloadLimits; auth?: EdgeAuth }): Promise<WriteStack> {
   const prefix = runPrefix();
   const topics = topicNames({ topicPrefix: prefix });
   const cleanups: (() => Promise<void> | void)[] = [];
@@ -88,6 +89,8 @@ export async function startWriteStack(options: { resources: Resources; payloadLi
     const grpc = createClient(CommandService, `127.0.0.1:${port}`, clientCredentials(certs.identity("cli")));
     cleanups.push(() => grpc.close());
     const edge = await startEdge({
+      // Most write-path tests are about accepting and applying, not authentication: explicitly none unless given.
+      auth: options.auth ?? { mode: "none" },
       port: 0,
       upstreams: [{ service: CommandService, address: `127.0.0.1:${port}` }],
       credentials: clientCredentials(certs.identity("edge")),

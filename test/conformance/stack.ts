@@ -61,7 +61,9 @@ export async function startStack(): Promise<Stack> {
   };
   try {
     const [envoyPort, adminPort, controlPlanePort, nodeH2cPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-    const controlPlane = umw(["control-plane"], { UMW_CERTS_DIR: certs.dir, UMW_CONTROL_PLANE_PORT: String(controlPlanePort), UMW_EDGE_PORT: String(envoyPort), UMW_EDGE_CORS_ORIGINS: CORS_ORIGIN });
+    // The conformance suite compares what the two edges answer, not who may call (test/edge/auth.test.ts and
+    // test/envoy/auth.test.ts are about that): both edges run with authentication explicitly off.
+    const controlPlane = umw(["control-plane"], { UMW_CERTS_DIR: certs.dir, UMW_CONTROL_PLANE_PORT: String(controlPlanePort), UMW_EDGE_PORT: String(envoyPort), UMW_AUTH_MODE: "none", UMW_EDGE_CORS_ORIGINS: CORS_ORIGIN });
     procs.push(controlPlane);
     await controlPlane.waitFor(/control plane ready/);
 
@@ -76,6 +78,7 @@ export async function startStack(): Promise<Stack> {
       UMW_EDGE_H2C_PORT: String(nodeH2cPort),
       UMW_EDGE_CORS_ORIGINS: CORS_ORIGIN,
       UMW_CERTS_DIR: certs.dir,
+      UMW_AUTH_MODE: "none",
       UMW_CONFIG: configFile,
       UMW_PG_URL: db.url,
       UMW_PG_REPLICA_URL: db.replicaUrl,

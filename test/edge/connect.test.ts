@@ -84,16 +84,18 @@ for (const [name, make] of transports) {
       }
     });
 
-    test("writes forward idempotency-key and authorization", async () => {
+    test("writes forward idempotency-key, never the token or a client's x-umw-* headers", async () => {
       const client = createClient(CommandService, make());
       const response = await client.createEntity(
         { tenant: "t2", type: "book", data: { title: "Dune" } },
-        { headers: { "idempotency-key": '"key-9"', authorization: "Bearer xyz" } },
+        { headers: { "idempotency-key": '"key-9"', authorization: "Bearer xyz", "x-umw-principal": "root", "x-umw-tenant": "t9" } },
       );
       assert.equal(response.receipt?.state, CommandState.ACCEPTED);
       const call = fx.last("CreateEntity");
       assert.equal(call.headers["idempotency-key"], '"key-9"');
-      assert.equal(call.headers.authorization, "Bearer xyz");
+      assert.equal(call.headers.authorization, undefined);
+      assert.equal(call.headers["x-umw-principal"], undefined);
+      assert.equal(call.headers["x-umw-tenant"], undefined);
       assert.deepEqual(call.request.data, { title: "Dune" });
     });
 

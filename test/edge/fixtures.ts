@@ -131,6 +131,8 @@ export async function startFixture(edgeOptions: Partial<EdgeOptions> = {}): Prom
   const edges: RunningEdge[] = [];
   const start = async (options: Partial<EdgeOptions> = {}) => {
     const edge = await startEdge({
+      // These tests are about transcoding, not authentication (test/edge/auth.test.ts is): explicitly none.
+      auth: { mode: "none" },
       port: 0,
       upstreams: [
         { service: QueryService, address: `127.0.0.1:${queryPort}` },

@@ -8,8 +8,7 @@ import assert from "node:assert/strict";
 import { Redis } from "ioredis";
 import { RateLimiter, type FailureMode } from "../../services/ratelimit/limiter.js";
 import { DEFAULT_RULES, type RateLimitRules } from "../../services/ratelimit/rules.js";
-import type { EdgeRateLimit } from "../../services/edge/rate-limit.js";
-import type { HttpRequest } from "../../services/edge/http-exchange.js";
+import { TestIssuer } from "../support/dev-tokens.js";
 import { infra, runId } from "../support/env.js";
 import { freePort } from "../support/ports.js";
 import { waitFor } from "../support/wait.js";
@@ -19,13 +18,16 @@ const prefix = `test:${runId()}:ratelimit:`;
 const limiters: RateLimiter[] = [];
 let fx: Fixture;
 let redis: Redis;
+let issuer: TestIssuer;
 
 before(async () => {
   fx = await startFixture();
   redis = new Redis(infra.redisUrl);
+  issuer = await TestIssuer.create();
 });
 after(async () => {
   await fx?.close();
+  issuer?.close();
   await Promise.all(limiters.map((limiter) => limiter.close()));
   const keys = await redis.keys(`${prefix}*`);
   if (keys.length) await redis.del(...keys);
@@ -46,11 +48,10 @@ function limiter(rules: Partial<RateLimitRules>, options: { failureMode?: Failur
   return created;
 }
 
-/** A principal per `x-test-principal` header, standing in for the JWT edge's verified principal. */
-const byTestHeader: EdgeRateLimit["principalOf"] = (req: HttpRequest) => {
-  const subject = req.headers["x-test-principal"];
-  return typeof subject === "string" ? { kind: "user", subject, tenant: undefined, scopes: [], roles: [], expiresAt: undefined } : undefined;
-};
+/** The Authorization header of a verified user of a tenant: the edge keys the buckets by its tenant and subject. */
+async function as(tenant: string, subject: string): Promise<Record<string, string>> {
+  return { authorization: `Bearer ${await issuer.token(tenant, { subject })}` };
+}
 
 const entity = (id: string, tenant = "t1") => `/v1/tenants/${tenant}/types/book/entities/${id}`;
 
@@ -116,23 +117,25 @@ describe("rate limits at the Node edge (real Redis)", () => {
     const edge = await fx.startEdge({
       rateLimit: {
         limiter: limiter({ principal: { rps: 100, burst: 100 }, routes: { "umw.v1.QueryService/ListEntities": { rps: 0.1, burst: 1 } }, tenant: { rps: 0.1, burst: 6 }, tenants: { big: { rps: 100, burst: 100 } } }),
-        principalOf: byTestHeader,
       },
+      auth: issuer.auth(),
     });
     const list = "/v1/tenants/big/types/book/entities";
-    assert.equal((await get(edge.url, list)).status, 200);
-    const second = await get(edge.url, list);
+    const big = await as("big", "alice");
+    assert.equal((await get(edge.url, list, big)).status, 200);
+    const second = await get(edge.url, list, big);
     assert.equal(second.status, 429);
     assert.equal(second.body.details[0]?.metadata?.policy, "route");
-    assert.equal((await get(edge.url, entity("e1", "big"))).status, 200, "other routes keep the principal's bucket");
+    assert.equal((await get(edge.url, entity("e1", "big"), big)).status, 200, "other routes keep the principal's bucket");
 
     // Tenant t2: a quota of 6 for all its principals together; alice and bob each have 100.
     const statuses = [];
-    for (let i = 0; i < 8; i++) statuses.push((await get(edge.url, entity("e1", "t2"), { "x-test-principal": i % 2 ? "bob" : "alice" })).status);
+    const [alice, bob] = [await as("t2", "alice"), await as("t2", "bob")];
+    for (let i = 0; i < 8; i++) statuses.push((await get(edge.url, entity("e1", "t2"), i % 2 ? bob : alice)).status);
     assert.deepEqual(statuses, [200, 200, 200, 200, 200, 200, 429, 429]);
-    const refused = await get(edge.url, entity("e1", "t2"), { "x-test-principal": "carol" });
+    const refused = await get(edge.url, entity("e1", "t2"), await as("t2", "carol"));
     assert.equal(refused.body.details[0]?.metadata?.policy, "tenant");
-    assert.equal((await get(edge.url, entity("e1", "t3"), { "x-test-principal": "carol" })).status, 200, "another tenant is not affected");
+    assert.equal((await get(edge.url, entity("e1", "t3"), await as("t3", "carol"))).status, 200, "another tenant is not affected");
     await edge.stop();
   });
 

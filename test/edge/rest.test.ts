@@ -136,6 +136,7 @@ describe("bodies and writes", () => {
         traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
         "x-request-id": "req-42",
         "x-not-forwarded": "no",
+        "x-umw-principal": "root",
       },
       body: JSON.stringify({ title: "Dune", pages: 412, tags: ["sf"], nested: { a: null } }),
     });
@@ -151,7 +152,9 @@ describe("bodies and writes", () => {
     assert.deepEqual([call.request.tenant, call.request.type], ["t1", "book"]);
     assert.deepEqual(call.request.data, { title: "Dune", pages: 412, tags: ["sf"], nested: { a: null } });
     assert.equal(call.headers["idempotency-key"], '"k-123"');
-    assert.equal(call.headers.authorization, "Bearer abc");
+    // The token stays at the edge (here with auth none, so there is no principal either); a client's x-umw-* never passes.
+    assert.equal(call.headers.authorization, undefined);
+    assert.equal(call.headers["x-umw-principal"], undefined);
     assert.equal(call.headers.traceparent, "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
     assert.equal(call.headers["x-request-id"], "req-42");
     assert.equal(call.headers["x-not-forwarded"], undefined);

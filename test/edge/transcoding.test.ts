@@ -49,6 +49,8 @@ before(async () => {
   server.addService(Library, handlers as unknown as ServiceHandlers<DescService>);
   const port = await server.start();
   edge = await startEdge({
+    // These tests are about transcoding, not authentication (test/edge/auth.test.ts is): explicitly none.
+    auth: { mode: "none" },
     port: 0,
     upstreams: [{ service: Library, address: `127.0.0.1:${port}` }],
     credentials: clientCredentials(certs.identity("edge")),

@@ -22,12 +22,10 @@ import { startEdge, type RunningEdge } from "../../services/edge/index.js";
 import { RateLimiter, type FailureMode } from "../../services/ratelimit/limiter.js";
 import { rateLimitServiceHandlers } from "../../services/ratelimit/rls-service.js";
 import { DEFAULT_RULES } from "../../services/ratelimit/rules.js";
-import { Authorization } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
-import { AuthzPolicy, extAuthzHandlers } from "../../services/policy/index.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
 import { infra, runId } from "../support/env.js";
 import { freePort } from "../support/ports.js";
-import { clusterHosts, eventually, requireEnvoy, startProcess, type Proc } from "./support.js";
+import { clusterHosts, eventually, requireEnvoy, startPolicyServer, startProcess, type Proc } from "./support.js";
 
 const log = pino({ level: "silent" });
 const prefix = `test:${runId()}:ratelimit:`;
@@ -38,7 +36,7 @@ describe("rate limits through Envoy (real Envoy, real Redis)", () => {
   let dir: string;
   let query: MeshServer;
   let rls: MeshServer;
-  let policy: MeshServer;
+  let policy: Awaited<ReturnType<typeof startPolicyServer>>;
   let envoy: Proc;
   let envoyUrl: string;
   let adminPort: number;
@@ -71,9 +69,8 @@ describe("rate limits through Envoy (real Envoy, real Redis)", () => {
     rls.addService(RateLimitService, rateLimitServiceHandlers(limiter()));
     const rlsPort = await rls.start();
     // Envoy's ext_authz asks the policy service first; anonymous requests pass it as Envoy's own principal.
-    policy = new MeshServer({ name: "policy", host: "127.0.0.1", port: 0, credentials: serverCredentials(certs.identity("policy")), log, drainTimeoutMs: 200 });
-    policy.addService(Authorization, extAuthzHandlers(await AuthzPolicy.load(), new Set(["envoy"])));
-    const policyPort = await policy.start();
+    policy = await startPolicyServer(certs.identity("policy"));
+    const policyPort = policy.port;
 
     const [listenerPort, dead] = [await freePort(), await freePort()];
     adminPort = await freePort();
@@ -102,6 +99,8 @@ describe("rate limits through Envoy (real Envoy, real Redis)", () => {
       upstreams: [{ service: QueryService, address: `127.0.0.1:${queryPort}` }],
       credentials: clientCredentials(certs.identity("edge")),
       rateLimit: { limiter: limiter() },
+      // Anonymous on both edges: the shared budget is the client address's (auth is test/envoy/auth.test.ts's subject).
+      auth: { mode: "none" },
       log,
     });
   });

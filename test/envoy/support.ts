@@ -2,6 +2,11 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { pino } from "pino";
+import { Authorization } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
+import { MeshServer } from "../../runtime/server.js";
+import { serverCredentials, type MeshIdentity } from "../../runtime/tls.js";
+import { AuthzPolicy, extAuthzHandlers } from "../../services/policy/index.js";
 
 /** Envoy as scripts/infra.sh installs it (UMW_ENVOY_BIN from scripts/infra-env.sh). */
 export const ENVOY_BIN = process.env.UMW_ENVOY_BIN ?? join(process.cwd(), ".data/envoy/venv/lib/envoy-bin");
@@ -90,4 +95,15 @@ export async function clusterHosts(adminPort: number, cluster: string): Promise<
     rqSuccess: Number(stats.rq_success ?? 0),
     rqError: Number(stats.rq_error ?? 0),
   }));
+}
+
+/**
+ * The policy service Envoy's ext_authz asks (services/policy, the committed OPA policy), on a free
+ * port with the `policy` identity; Envoy's identity is the trusted peer whose x-umw-* it believes.
+ */
+export async function startPolicyServer(identity: MeshIdentity): Promise<{ port: number; stop(): Promise<void> }> {
+  const server = new MeshServer({ name: "policy", host: "127.0.0.1", port: 0, credentials: serverCredentials(identity), log: pino({ level: "silent" }), drainTimeoutMs: 200 });
+  server.addService(Authorization, extAuthzHandlers(await AuthzPolicy.load(), new Set(["envoy"])));
+  const port = await server.start();
+  return { port, stop: () => server.stop() };
 }

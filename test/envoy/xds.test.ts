@@ -6,6 +6,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { Redis } from "ioredis";
 import { adsBootstrap, bootstrapYaml } from "../../services/control-plane/bootstrap.js";
+import { DevIssuer } from "../../services/edge/dev-issuer.js";
 import { MESH_IDENTITIES } from "../../services/registry.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
@@ -26,6 +27,8 @@ describe("Envoy on the xDS control plane", { timeout: 240_000 }, () => {
   let edgePort: number;
   let adminPort: number;
   let controlPlanePort: number;
+  // The control plane runs with UMW_AUTH_MODE=dev (the default): Envoy checks tokens of the dev issuer whose key is in `dir`.
+  let token: string;
 
   const queryInstance = async (): Promise<{ proc: Proc; port: number }> => {
     const port = await freePort();
@@ -45,7 +48,8 @@ describe("Envoy on the xDS control plane", { timeout: 240_000 }, () => {
     return { proc, port };
   };
 
-  const get = (id: string, headers: Record<string, string> = {}) => fetch(`http://127.0.0.1:${edgePort}/v1/tenants/${TENANT}/types/todo/entities/${id}`, { headers });
+  const get = (id: string, headers: Record<string, string> = {}) =>
+    fetch(`http://127.0.0.1:${edgePort}/v1/tenants/${TENANT}/types/todo/entities/${id}`, { headers: { authorization: `Bearer ${token}`, ...headers } });
 
   before(async () => {
     requireEnvoy();
@@ -58,7 +62,9 @@ describe("Envoy on the xDS control plane", { timeout: 240_000 }, () => {
     await db.syncReplica();
     dir = mkdtempSync(join(tmpdir(), "umw-envoy-"));
     [edgePort, adminPort, controlPlanePort] = [await freePort(), await freePort(), await freePort()];
-    controlPlane = umw(["control-plane"], { UMW_CERTS_DIR: certs.dir, UMW_CONTROL_PLANE_PORT: String(controlPlanePort), UMW_EDGE_PORT: String(edgePort) });
+    const keys = join(dir, "dev-issuer");
+    token = await (await DevIssuer.open(keys, `http://127.0.0.1:${edgePort}`)).token({ subject: "xds-test", audience: "umw", ttlS: 600, extra: { tenant: TENANT, scope: "entities:read" } });
+    controlPlane = umw(["control-plane"], { UMW_CERTS_DIR: certs.dir, UMW_CONTROL_PLANE_PORT: String(controlPlanePort), UMW_EDGE_PORT: String(edgePort), UMW_AUTH_MODE: "dev", UMW_AUTH_DEV_KEYS_DIR: keys });
     procs.push(controlPlane);
     await controlPlane.waitFor(/control plane ready/);
     const bootstrap = join(dir, "bootstrap.yaml");
@@ -145,7 +151,7 @@ describe("Envoy on the xDS control plane", { timeout: 240_000 }, () => {
     assert.match(a.proc.output(), /deregistered|registered with the control plane/);
   });
 
-  test("a killed instance leaves EDS; the routes Envoy applied strip client-sent mesh headers", async () => {
+  test("a killed instance leaves EDS; without a token Envoy answers 401; the listener Envoy applied strips client-sent mesh headers first", async () => {
     const c = await queryInstance();
     const cAddress = `127.0.0.1:${c.port}`;
     await eventually("C in the cluster", async () => ((await clusterHosts(adminPort, "query")).some((h) => h.address === cAddress) ? true : undefined));
@@ -154,12 +160,13 @@ describe("Envoy on the xDS control plane", { timeout: 240_000 }, () => {
     const read = await get("a", { "x-umw-principal": "root" });
     assert.equal(read.status, 200);
     await read.arrayBuffer();
+    const anonymous = await get("a", { authorization: "" });
+    assert.equal(anonymous.status, 401);
+    assert.equal(((await anonymous.json()) as { details: { reason: string }[] }).details[0]?.reason, "TOKEN_MISSING");
     assert.match(controlPlane.output(), /instance gone/);
-    // What Envoy runs (from RDS), not what was sent: the route configuration removes the mesh-only headers.
-    const dump = (await (await fetch(`http://127.0.0.1:${adminPort}/config_dump?resource=dynamic_route_configs`)).json()) as {
-      configs: Array<{ route_config: { name: string; request_headers_to_remove?: string[] } }>;
-    };
-    const routes = dump.configs.find((config) => config.route_config.name === "umw");
-    assert.ok(routes?.route_config.request_headers_to_remove?.includes("x-umw-principal"), JSON.stringify(dump).slice(0, 2000));
+    // What Envoy runs (from LDS), not what was sent: the first filter drops x-umw-*, jwt_authn follows.
+    const dump = JSON.stringify(await (await fetch(`http://127.0.0.1:${adminPort}/config_dump?resource=dynamic_listeners`)).json());
+    const strip = dump.indexOf("umw.strip_client_principal");
+    assert.ok(strip >= 0 && strip < dump.indexOf("envoy.filters.http.cors") && strip < dump.indexOf("envoy.filters.http.jwt_authn"), dump.slice(0, 2000));
   });
 });

@@ -1,7 +1,8 @@
 // RealtimeService through the edge: the real hub (Kafka + Postgres, isolated by the harness) behind
 // the real edge over mTLS, called by the browser transports (connect-web's Connect, binary and JSON,
 // and gRPC-web, on Node's streaming fetch): snapshot then a live change, and the cross-tenant refusal
-// with its reason.
+// with its reason; the caller is the verified token's (a dev issuer from test/support), and a token
+// that expires mid-stream ends the stream with UNAUTHENTICATED and the position to resume from.
 //
 //   node --import tsx --test test/realtime/edge.test.ts
 import { after, before, describe, test } from "node:test";
@@ -14,6 +15,7 @@ import { RealtimeService, type SubscribeRequestSchema, type SubscribeResponse } 
 import { clientCredentials } from "../../runtime/tls.js";
 import { startEdge, type RunningEdge } from "../../services/edge/index.js";
 import type { RunningRealtimeHub } from "../../services/realtime/index.js";
+import { bearer, TestIssuer } from "../support/dev-tokens.js";
 import { waitFor } from "../support/wait.js";
 import { Harness, log, unique } from "./harness.js";
 
@@ -65,12 +67,15 @@ describe("RealtimeService through the edge (Connect and gRPC-web)", { timeout: 4
   const h = new Harness();
   let hub: RunningRealtimeHub;
   let edge: RunningEdge;
+  let issuer: TestIssuer;
   const readers: WebReader[] = [];
 
   before(async () => {
     await h.setUp();
     hub = await h.startHub({});
+    issuer = await TestIssuer.create();
     edge = await startEdge({
+      auth: issuer.auth(),
       port: 0,
       upstreams: [{ service: RealtimeService, address: hub.address }],
       credentials: clientCredentials(h.certs.identity("edge")),
@@ -82,14 +87,26 @@ describe("RealtimeService through the edge (Connect and gRPC-web)", { timeout: 4
   after(async () => {
     for (const reader of readers) reader.close();
     await edge?.stop();
+    issuer?.close();
     await h.tearDown();
   });
 
-  const transports: [name: string, make: () => Transport][] = [
-    ["Connect (binary)", () => createConnectTransport({ baseUrl: edge.url, useBinaryFormat: true })],
-    ["Connect (JSON)", () => createConnectTransport({ baseUrl: edge.url, jsonOptions })],
-    ["gRPC-web", () => createGrpcWebTransport({ baseUrl: edge.url, useBinaryFormat: true })],
+  const transports: [name: string, make: (token?: string) => Transport][] = [
+    ["Connect (binary)", (token) => createConnectTransport({ baseUrl: edge.url, useBinaryFormat: true, interceptors: token ? [bearer(token)] : [] })],
+    ["Connect (JSON)", (token) => createConnectTransport({ baseUrl: edge.url, jsonOptions, interceptors: token ? [bearer(token)] : [] })],
+    ["gRPC-web", (token) => createGrpcWebTransport({ baseUrl: edge.url, useBinaryFormat: true, interceptors: token ? [bearer(token)] : [] })],
   ];
+
+  const failureOf = async (stream: AsyncIterable<SubscribeResponse>): Promise<ConnectError> => {
+    const error = await (async () => {
+      for await (const message of stream) if (message.message.case !== "heartbeat") assert.fail(`no message expected, got ${message.message.case}`);
+    })().then(
+      () => assert.fail("expected the stream to fail"),
+      (caught: unknown) => caught,
+    );
+    assert.ok(error instanceof ConnectError, `expected a ConnectError, got ${String(error)}`);
+    return error;
+  };
 
   for (const [name, make] of transports) {
     test(`${name}: snapshot, then a live change, over streaming fetch`, async () => {
@@ -97,7 +114,7 @@ describe("RealtimeService through the edge (Connect and gRPC-web)", { timeout: 4
       const id = "e1";
       await h.write(tenant, TYPE, id, { n: 1 });
       await h.settle([hub]);
-      const reader = new WebReader(createClient(RealtimeService, make()), { tenant, topics: [entityTopic(tenant, id)], snapshot: true });
+      const reader = new WebReader(createClient(RealtimeService, make(await issuer.token(tenant))), { tenant, topics: [entityTopic(tenant, id)], snapshot: true });
       readers.push(reader);
 
       const snapshot = await reader.nextData();
@@ -124,8 +141,8 @@ describe("RealtimeService through the edge (Connect and gRPC-web)", { timeout: 4
     });
 
     test(`${name}: a cross-tenant subscription is PERMISSION_DENIED with reason CROSS_TENANT_SUBSCRIPTION`, async () => {
-      const client = createClient(RealtimeService, make());
       const [mine, theirs] = [unique("mine"), unique("theirs")];
+      const client = createClient(RealtimeService, make(await issuer.token(mine)));
       const request = { tenant: mine, topics: [entityTopic(theirs, "secret")], snapshot: true };
       const error = await (async () => {
         for await (const message of client.subscribe(request)) assert.fail(`no message expected, got ${message.message.case}`);
@@ -140,6 +157,46 @@ describe("RealtimeService through the edge (Connect and gRPC-web)", { timeout: 4
       assert.equal(info?.domain, "umw.dev");
       assert.deepEqual(info?.metadata, { tenant: theirs, callerTenant: mine });
       assert.equal(hub.stats().streams, 0);
+    });
+
+    test(`${name}: no token or a bogus one is UNAUTHENTICATED before the hub is asked; another tenant's path is PERMISSION_DENIED`, async () => {
+      const tenant = unique("anon");
+      const request = { tenant, topics: [entityTopic(tenant, "e1")], snapshot: true };
+      const missing = await failureOf(createClient(RealtimeService, make()).subscribe(request));
+      assert.equal(missing.code, Code.Unauthenticated);
+      assert.equal(missing.findDetails(ErrorInfoSchema)[0]?.reason, "TOKEN_MISSING");
+      const bogus = await failureOf(createClient(RealtimeService, make("not-a-token")).subscribe(request));
+      assert.equal(bogus.code, Code.Unauthenticated);
+      assert.equal(bogus.findDetails(ErrorInfoSchema)[0]?.reason, "TOKEN_INVALID");
+      const foreign = await failureOf(createClient(RealtimeService, make(await issuer.token(unique("other")))).subscribe(request));
+      assert.equal(foreign.code, Code.PermissionDenied);
+      assert.equal(foreign.findDetails(ErrorInfoSchema)[0]?.reason, "TENANT_MISMATCH");
+      assert.equal(hub.stats().streams, 0);
+    });
+
+    test(`${name}: a token that expires mid-stream ends the stream UNAUTHENTICATED with the position to resume from`, async () => {
+      const tenant = unique("exp");
+      const id = "e1";
+      await h.write(tenant, TYPE, id, { n: 1 });
+      await h.settle([hub]);
+      const ttlS = 2;
+      const issuedAt = Date.now();
+      const reader = new WebReader(createClient(RealtimeService, make(await issuer.token(tenant, { ttlS }))), { tenant, topics: [entityTopic(tenant, id)], snapshot: true });
+      readers.push(reader);
+      const snapshot = await reader.nextData();
+      assert.equal(snapshot?.message.case, "snapshot");
+      const error = await (async () => {
+        for (;;) if ((await reader.nextData(10_000)) === undefined) return undefined;
+      })().catch((caught: unknown) => caught);
+      assert.ok(error instanceof ConnectError, `expected the stream to end with an error, got ${String(error)}`);
+      assert.equal(error.code, Code.Unauthenticated);
+      const info = error.findDetails(ErrorInfoSchema)[0];
+      assert.equal(info?.reason, "TOKEN_EXPIRED");
+      assert.equal(info?.metadata.position, snapshot.position, "the stream names where to resume");
+      // It ended at the token's exp (whole seconds), not before, and not long after.
+      const endedAfterMs = Date.now() - issuedAt;
+      assert.ok(endedAfterMs >= (ttlS - 1) * 1000 && endedAfterMs < (ttlS + 3) * 1000, `ended after ${endedAfterMs} ms`);
+      await waitFor(() => hub.stats().streams === 0, { what: "the hub let the expired stream go" });
     });
   }
 });

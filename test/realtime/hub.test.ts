@@ -249,7 +249,7 @@ describe("RealtimeService hub against Kafka and Postgres", { timeout: 120_000 },
 
   test("a subscription to another tenant is denied; the caller's own tenant is served", async () => {
     const client = h.client(hubA);
-    const headers = { "x-umw-tenant": "acme" };
+    const headers = { "x-umw-principal": "u", "x-umw-tenant": "acme" };
     const denied = new Reader(client, { tenant: "globex", topics: [typeTopic()] }, { headers });
     let error = rpcError(await denied.end());
     assert.equal(error.code, Code.PERMISSION_DENIED);
@@ -268,7 +268,7 @@ describe("RealtimeService hub against Kafka and Postgres", { timeout: 120_000 },
     const tenant = unique("expiry");
     const client = h.client(hubA);
     const expiresAt = Date.now() + 1_500;
-    const reader = new Reader(client, { tenant, topics: [typeTopic()], snapshot: true }, { headers: { "x-umw-tenant": tenant, "x-umw-token-expires-at": String(expiresAt / 1000) } });
+    const reader = new Reader(client, { tenant, topics: [typeTopic()], snapshot: true }, { headers: { "x-umw-principal": "u", "x-umw-tenant": tenant, "x-umw-token-expires-at": String(expiresAt) } });
     assert.equal((await reader.next())?.message.case, "snapshot");
     await h.write(tenant, TYPE, "e", { n: 1 });
     await reader.until((m) => m.message.case === "change");
@@ -278,7 +278,7 @@ describe("RealtimeService hub against Kafka and Postgres", { timeout: 120_000 },
     assert.equal(error.reason, "TOKEN_EXPIRED");
     assert.ok(endedAt >= expiresAt - 50 && endedAt < expiresAt + 1_000, `ended ${endedAt - expiresAt} ms after expiry`);
 
-    const late = new Reader(client, { tenant, topics: [typeTopic()] }, { headers: { "x-umw-tenant": tenant, "x-umw-token-expires-at": String(Math.floor(Date.now() / 1000) - 1) } });
+    const late = new Reader(client, { tenant, topics: [typeTopic()] }, { headers: { "x-umw-principal": "u", "x-umw-tenant": tenant, "x-umw-token-expires-at": String(Date.now() - 1_000) } });
     assert.equal(rpcError(await late.end()).reason, "TOKEN_EXPIRED");
   });
 
