@@ -5,6 +5,7 @@ import { unavailable } from "./errors.js";
 import type { Infrastructure } from "./infrastructure.js";
 import { lazyStores } from "./infrastructure.js";
 import { KafkaBus } from "./kafka-bus.js";
+import { kafkaSasl } from "./kafka-sasl.js";
 import type { Logger } from "./logger.js";
 import { RedisCache } from "./cache/redis-cache.js";
 import { connectPostgres, openPostgres, redactUrl } from "./sql.js";
@@ -32,7 +33,7 @@ export function realInfrastructure(config: Config, log: Logger): Infrastructure 
     ),
     bus: stores.once(
       async () => {
-        const bus = new KafkaBus({ brokers: config.kafkaBrokers, clientId: `umw-${hostname()}-${process.pid}`, log });
+        const bus = new KafkaBus({ brokers: config.kafkaBrokers, clientId: `umw-${hostname()}-${process.pid}`, log, sasl: kafkaSasl(config) });
         try {
           await bus.connect();
         } catch (error) {
