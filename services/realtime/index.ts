@@ -114,7 +114,7 @@ export const realtimeService: ServiceModule = {
     try {
       const bus = await infrastructure.bus();
       await bus.ensureTopics([{ name: topics.entityEvents, partitions: config.topicPartitions }]);
-      const db = await infrastructure.primary();
+      const db = await infrastructure.primary("realtime");
       const hub = new RealtimeHub({
         bus,
         topic: topics.entityEvents,
