@@ -1,4 +1,4 @@
-import { pino, type Logger } from "pino";
+import { pino, type Logger, type LoggerOptions } from "pino";
 import { configDefaults } from "./config.js";
 import { REDACTED, redactError, redactText, redactUrl, redactValue } from "./redact.js";
 
@@ -21,7 +21,27 @@ const REDACT_PATHS = [
  * log formatters take URL passwords and every registered secret out of everything else.
  */
 export function rootLogger(level: string = configDefaults().logLevel): Logger {
-  root ??= pino({
+  root ??= createLogger(level);
+  return root;
+}
+
+/**
+ * A logger with rootLogger's options on `destination` (stdout by default). pino formats the
+ * bindings of the root only, so `child` is wrapped to redact each child's bindings too; children
+ * inherit the wrapper (a pino child is created from its parent's prototype chain).
+ */
+export function createLogger(level = "info", destination?: pino.DestinationStream): Logger {
+  const logger = destination ? pino(loggerOptions(level), destination) : pino(loggerOptions(level));
+  const child = logger.child;
+  logger.child = function (this: Logger, bindings, options) {
+    return child.call(this, redactValue(bindings) as typeof bindings, options);
+  } as typeof logger.child;
+  return logger;
+}
+
+/** The root logger's options: JSON lines, ISO time, and the redaction. */
+function loggerOptions(level: string): LoggerOptions {
+  return {
     level,
     base: { pid: process.pid },
     timestamp: pino.stdTimeFunctions.isoTime,
@@ -36,8 +56,7 @@ export function rootLogger(level: string = configDefaults().logLevel): Logger {
         method.apply(this, args.map((arg) => (typeof arg === "string" ? redactText(arg) : arg)) as Parameters<typeof method>);
       },
     },
-  });
-  return root;
+  };
 }
 
 export function serviceLogger(service: string): Logger {
