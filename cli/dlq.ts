@@ -5,7 +5,7 @@ import type { IncomingMessage } from "../runtime/bus.js";
 import { loadConfig, type Config } from "../runtime/config.js";
 import { KafkaBus } from "../runtime/kafka-bus.js";
 import { kafkaSasl } from "../runtime/kafka-sasl.js";
-import type { Logger } from "../runtime/logger.js";
+import { createLogger, type Logger } from "../runtime/logger.js";
 import { topicNames } from "../runtime/topics.js";
 import { describeDeadLetter, originalMessage, type DeadLetter } from "../services/processor/dead-letter.js";
 
@@ -37,7 +37,8 @@ export async function runDlq(args: string[], io: DlqIo = {}): Promise<number> {
     return command === "help" || command === "--help" ? 0 : 2;
   }
   const config = io.config ?? loadConfig();
-  const log = io.log ?? pino({ level: "warn", base: { cli: "dlq" } }, pino.destination(2));
+  // stderr, with the same redaction as every umw log (runtime/logger.ts).
+  const log = io.log ?? createLogger("warn", pino.destination(2)).child({ cli: "dlq" });
   const topics = topicNames(config);
 
   if (command === "list") {
