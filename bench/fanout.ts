@@ -141,7 +141,7 @@ async function main(): Promise<void> {
   const prefix = `bench-fanout-${runId()}.`;
   const topic = topicNames({ topicPrefix: prefix }).entityEvents;
   const baselineTopic = `${prefix}baseline.entity-events.v1`;
-  const bus = new KafkaBus({ brokers: infra.kafkaBrokers, clientId: "umw-bench-fanout-publisher", log, connectTimeoutMs: 10_000 });
+  const bus = new KafkaBus({ sasl: infra.kafkaSasl, brokers: infra.kafkaBrokers, clientId: "umw-bench-fanout-publisher", log, connectTimeoutMs: 10_000 });
   let db: TestDatabase | undefined;
   let certs: TestCerts | undefined;
   const watchdog = setTimeout(() => {
@@ -533,7 +533,7 @@ async function main(): Promise<void> {
     progress("teardown", "closing streams, hub, topics, database");
     await Promise.allSettled(children.map((child) => child.stop(child.name.startsWith("load") ? "close" : "stop")));
     await bus.close().catch(() => undefined);
-    const admin = new kafkajs.Kafka({ brokers: [...infra.kafkaBrokers], logLevel: kafkajs.logLevel.NOTHING }).admin();
+    const admin = new kafkajs.Kafka({ sasl: infra.kafkaSasl, brokers: [...infra.kafkaBrokers], logLevel: kafkajs.logLevel.NOTHING }).admin();
     await admin
       .connect()
       .then(async () => {

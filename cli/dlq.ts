@@ -1,10 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { Kafka, logLevel } from "kafkajs";
+import { Kafka, logLevel, type SASLOptions } from "kafkajs";
 import { pino } from "pino";
 import type { IncomingMessage } from "../runtime/bus.js";
 import { loadConfig, type Config } from "../runtime/config.js";
 import { KafkaBus } from "../runtime/kafka-bus.js";
-import type { Logger } from "../runtime/logger.js";
+import { kafkaSasl } from "../runtime/kafka-sasl.js";
+import { createLogger, type Logger } from "../runtime/logger.js";
 import { topicNames } from "../runtime/topics.js";
 import { describeDeadLetter, originalMessage, type DeadLetter } from "../services/processor/dead-letter.js";
 
@@ -36,7 +37,8 @@ export async function runDlq(args: string[], io: DlqIo = {}): Promise<number> {
     return command === "help" || command === "--help" ? 0 : 2;
   }
   const config = io.config ?? loadConfig();
-  const log = io.log ?? pino({ level: "warn", base: { cli: "dlq" } }, pino.destination(2));
+  // stderr, with the same redaction as every umw log (runtime/logger.ts).
+  const log = io.log ?? createLogger("warn", pino.destination(2)).child({ cli: "dlq" });
   const topics = topicNames(config);
 
   if (command === "list") {
@@ -45,7 +47,7 @@ export async function runDlq(args: string[], io: DlqIo = {}): Promise<number> {
       err(`umw dlq list: ${parsed}\n\n${DLQ_USAGE}`);
       return 2;
     }
-    const letters = (await readTopic(config.kafkaBrokers, topics.commandsDlq, log, io.timeoutMs)).map(describeDeadLetter);
+    const letters = (await readTopic(config.kafkaBrokers, topics.commandsDlq, log, io.timeoutMs, kafkaSasl(config))).map(describeDeadLetter);
     const shown = letters.slice(-parsed.limit);
     if (parsed.json) {
       for (const letter of shown) out(JSON.stringify(jsonOf(letter)));
@@ -65,7 +67,7 @@ export async function runDlq(args: string[], io: DlqIo = {}): Promise<number> {
     err(`umw dlq replay: name one dead letter id, or --all\n\n${DLQ_USAGE}`);
     return 2;
   }
-  const letters = (await readTopic(config.kafkaBrokers, topics.commandsDlq, log, io.timeoutMs)).map(describeDeadLetter);
+  const letters = (await readTopic(config.kafkaBrokers, topics.commandsDlq, log, io.timeoutMs, kafkaSasl(config))).map(describeDeadLetter);
   // A message dead-lettered twice (replayed, failed again) appears twice: replay its latest copy once.
   const latest = new Map<string, DeadLetter>();
   for (const letter of letters) latest.set(letter.id, letter);
@@ -74,7 +76,7 @@ export async function runDlq(args: string[], io: DlqIo = {}): Promise<number> {
     err(target === "--all" ? `no dead letters in ${topics.commandsDlq}` : `umw dlq replay: no dead letter ${target} in ${topics.commandsDlq}`);
     return target === "--all" ? 0 : 1;
   }
-  const bus = new KafkaBus({ brokers: config.kafkaBrokers, clientId: "umw-cli-dlq", log });
+  const bus = new KafkaBus({ brokers: config.kafkaBrokers, clientId: "umw-cli-dlq", log, sasl: kafkaSasl(config) });
   try {
     await bus.connect();
     await bus.publish(
@@ -135,10 +137,11 @@ function oneLine(text: string, max: number): string {
  * with a throwaway consumer group (deleted afterwards) up to the high watermarks taken at the start.
  * Kafka-specific: the EventBus port has no notion of "the end of a topic".
  */
-export async function readTopic(brokers: readonly string[], topic: string, log: Logger, timeoutMs = 30_000): Promise<IncomingMessage[]> {
+export async function readTopic(brokers: readonly string[], topic: string, log: Logger, timeoutMs = 30_000, sasl?: SASLOptions): Promise<IncomingMessage[]> {
   const kafka = new Kafka({
     clientId: "umw-cli-dlq",
     brokers: [...brokers],
+    ...(sasl && { sasl }),
     connectionTimeout: 3_000,
     retry: { retries: 3 },
     logLevel: logLevel.NOTHING,

@@ -4,6 +4,7 @@ import { ConfigError, loadConfig, type Config } from "../runtime/config.js";
 import { createDevCertificates } from "../runtime/certs.js";
 import { rootLogger } from "../runtime/logger.js";
 import { migrate } from "../runtime/migrate.js";
+import { redactText } from "../runtime/redact.js";
 import { processReadiness } from "../runtime/readiness.js";
 import { createRuntime, type RunningService } from "../runtime/service.js";
 import { collectProcessMetrics, defaultRegistry, gauge, serveMetrics } from "../runtime/metrics.js";
@@ -159,8 +160,9 @@ async function serve(config: Config, args: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    if (error instanceof ConfigError) console.error(`umw: ${error.message}`);
-    else console.error(`umw: ${(error as Error).message ?? error}`);
+    // Whatever failed, its message may quote a store's URL or a driver's echo of a credential.
+    if (error instanceof ConfigError) console.error(`umw: ${redactText(error.message)}`);
+    else console.error(`umw: ${redactText(String((error as Error).message ?? error))}`);
     process.exit(1);
   },
 );

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { parseMeshAuthz } from "./mesh-authorization.js";
+import { redactText, redactUrl, registerSecret, registerUrlSecret } from "./redact.js";
 import { resourcesSchema } from "./resources.js";
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -41,6 +42,11 @@ interface Setting {
   readonly env: string;
   readonly schema: z.ZodType;
   readonly description: string;
+  /**
+   * A credential, or a URL that may hold one: its value is never printed (errors show it redacted,
+   * runtime/redact.ts), and `<env>_FILE` names a file to read it from (Docker / Kubernetes secrets).
+   */
+  readonly secret?: boolean;
 }
 
 /**
@@ -56,12 +62,13 @@ const settings = {
   },
   certsDir: { env: "UMW_CERTS_DIR", schema: z.string().min(1).default(".certs"), description: "Folder of the mesh CA and of one certificate per mesh identity (`umw certs`)." },
   drainTimeoutMs: { env: "UMW_DRAIN_TIMEOUT_MS", schema: z.coerce.number().int().min(0).default(10_000), description: "How long a stopping server lets calls finish before it cancels them." },
-  redisUrl: { env: "UMW_REDIS_URL", schema: url(["redis:", "rediss:"]).default("redis://127.0.0.1:16379"), description: "Redis (the cache)." },
-  pgUrl: { env: "UMW_PG_URL", schema: url(["postgres:", "postgresql:"]).default("postgres://umw:umw@127.0.0.1:15432/umw"), description: "Postgres primary (commands, outbox, entities)." },
+  redisUrl: { env: "UMW_REDIS_URL", secret: true, schema: url(["redis:", "rediss:"]).default("redis://127.0.0.1:16379"), description: "Redis (the cache); an ACL user and password go in the URL (`redis://user:password@host:port`). Secret: also `UMW_REDIS_URL_FILE`." },
+  pgUrl: { env: "UMW_PG_URL", secret: true, schema: url(["postgres:", "postgresql:"]).default("postgres://umw:umw@127.0.0.1:15432/umw"), description: "Postgres primary (commands, outbox, entities); its user owns the schema and runs `umw migrate`. Secret: also `UMW_PG_URL_FILE`." },
   pgReplicaUrl: {
     env: "UMW_PG_REPLICA_URL",
+    secret: true,
     schema: url(["postgres:", "postgresql:"]).default("postgres://umw:umw@127.0.0.1:15433/umw"),
-    description: "Postgres streaming replica (reads on a cache miss).",
+    description: "Postgres streaming replica (reads on a cache miss). Secret: also `UMW_PG_REPLICA_URL_FILE`.",
   },
   kafkaBrokers: {
     env: "UMW_KAFKA_BROKERS",
@@ -316,6 +323,19 @@ const settings = {
   authCacheEntries: { env: "UMW_AUTH_CACHE_ENTRIES", schema: z.coerce.number().int().min(0).default(10_000), description: "Verified tokens the Node edge remembers (by SHA-256, each until its `exp`) so it does not verify them again; 0 = verify every request." },
   authJwksCacheS: { env: "UMW_AUTH_JWKS_CACHE_S", schema: z.coerce.number().int().min(1).default(600), description: "How long a fetched JWKS is used before it is fetched again (an unknown `kid` fetches at once, at most every 30 s)." },
   authDevKeysDir: { env: "UMW_AUTH_DEV_KEYS_DIR", schema: z.string().min(1).default(".data/dev-issuer"), description: "Folder of the dev issuer's signing key (made at first start with `dev`; `umw token` signs with it)." },
+  // Store credentials (docs/security.md, "Hardening and store credentials").
+  pgRolePasswordsDir: {
+    env: "UMW_PG_ROLE_PASSWORDS_DIR",
+    schema: z.string().min(1).optional(),
+    description: "Folder with one file per service role (`umw_command`, `umw_processor`, `umw_relay`, `umw_query`, `umw_realtime`) holding its Postgres password: each service then connects to the primary and the replica as its own least-privilege role instead of UMW_PG_URL's user. Unset = every service uses the URLs' user.",
+  },
+  kafkaSaslMechanism: {
+    env: "UMW_KAFKA_SASL_MECHANISM",
+    schema: z.enum(["none", "plain", "scram-sha-256", "scram-sha-512"]).default("none"),
+    description: "SASL mechanism of every Kafka connection (`none` = plaintext without authentication); `scram-sha-256` is what `scripts/infra.sh` runs.",
+  },
+  kafkaSaslUsername: { env: "UMW_KAFKA_SASL_USERNAME", schema: z.string().min(1).optional(), description: "Kafka SASL user; required with a mechanism." },
+  kafkaSaslPassword: { env: "UMW_KAFKA_SASL_PASSWORD", secret: true, schema: z.string().min(1).optional(), description: "Kafka SASL password; required with a mechanism. Secret: also `UMW_KAFKA_SASL_PASSWORD_FILE`." },
   resources: {
     env: "UMW_RESOURCES",
     schema: z.preprocess((value, ctx) => {
@@ -381,18 +401,35 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (unknown.length) throw new ConfigError(`config file ${env.UMW_CONFIG}: unknown setting(s) ${unknown.join(", ")}`);
   const config: Record<string, unknown> = {};
   const problems: string[] = [];
-  for (const [key, setting] of Object.entries(settings)) {
-    const fromEnv = env[setting.env];
+  for (const [key, setting] of Object.entries(settings) as [string, Setting][]) {
+    let fromEnv = env[setting.env];
+    let source = setting.env;
+    const secretFile = setting.secret ? env[`${setting.env}_FILE`] : undefined;
+    if ((fromEnv === undefined || fromEnv === "") && secretFile) {
+      try {
+        fromEnv = readFileSync(secretFile, "utf8").replace(/\r?\n$/, "");
+        source = `${setting.env}_FILE=${secretFile}`;
+      } catch (error) {
+        problems.push(`${setting.env}_FILE=${secretFile}: cannot read the file (${(error as Error).message})`);
+        continue;
+      }
+    }
     const raw = fromEnv !== undefined && fromEnv !== "" ? fromEnv : file[key];
-    const result = (setting.schema as z.ZodType).safeParse(raw);
+    if (setting.secret && typeof raw === "string") {
+      // A URL's password, or the whole value when it is not a URL (a password; a URL too broken to parse).
+      if (URL.canParse(raw)) registerUrlSecret(raw);
+      else registerSecret(raw);
+    }
+    const result = setting.schema.safeParse(raw);
     if (result.success) {
       config[key] = result.data;
     } else {
-      const source = fromEnv ? `${setting.env}=${JSON.stringify(fromEnv)}` : `${key}=${JSON.stringify(raw)} in ${env.UMW_CONFIG}`;
-      problems.push(`${source}: ${result.error.issues.map((issue) => (issue.path.length ? `${issue.path.join(".")}: ` : "") + issue.message).join("; ")}`);
+      const shown = (value: unknown) => (setting.secret ? JSON.stringify(typeof value === "string" && URL.canParse(value) ? redactUrl(value) : "***") : JSON.stringify(value));
+      const where = fromEnv ? `${source === setting.env ? `${setting.env}=${shown(fromEnv)}` : source}` : `${key}=${shown(raw)} in ${env.UMW_CONFIG}`;
+      problems.push(`${where}: ${result.error.issues.map((issue) => (issue.path.length ? `${issue.path.join(".")}: ` : "") + issue.message).join("; ")}`);
     }
   }
-  if (problems.length) throw new ConfigError(`invalid configuration:\n  ${problems.join("\n  ")}`);
+  if (problems.length) throw new ConfigError(redactText(`invalid configuration:\n  ${problems.join("\n  ")}`));
   return config as Config;
 }
 

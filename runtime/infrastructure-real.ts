@@ -5,10 +5,12 @@ import { unavailable } from "./errors.js";
 import type { Infrastructure } from "./infrastructure.js";
 import { lazyStores } from "./infrastructure.js";
 import { KafkaBus } from "./kafka-bus.js";
+import { kafkaSasl } from "./kafka-sasl.js";
 import type { Logger } from "./logger.js";
 import { tracedBus } from "./message-tracing.js";
 import { RedisCache } from "./cache/redis-cache.js";
-import { connectPostgres, openPostgres, redactUrl } from "./sql.js";
+import { serviceDatabaseUrl, type DatabaseUser } from "./pg-roles.js";
+import { connectPostgres, openPostgres, redactUrl, type Database } from "./sql.js";
 
 /**
  * Connections per pool. One pool serves every service of the process on the primary, and each
@@ -18,22 +20,48 @@ import { connectPostgres, openPostgres, redactUrl } from "./sql.js";
 const PRIMARY_POOL_MAX = 30;
 const REPLICA_POOL_MAX = 16;
 
+/**
+ * With per-service roles (UMW_PG_ROLE_PASSWORDS_DIR) each service has a pool of its own on the
+ * primary; together they stay within PRIMARY_POOL_MAX.
+ */
+const ROLE_POOL_MAX: Record<DatabaseUser, number> = { command: 12, processor: 8, realtime: 6, relay: 4, query: REPLICA_POOL_MAX };
+
 /** The production stores: Postgres primary and replica (config.pgUrl, pgReplicaUrl), Kafka, Redis. */
 export function realInfrastructure(config: Config, log: Logger): Infrastructure {
   const stores = lazyStores(log);
+  const perRole = config.pgRolePasswordsDir !== undefined;
+  /** One opener per role (or one for all when the services share the URL's user). */
+  const primaries = new Map<string, () => Promise<Database>>();
+  const replicas = new Map<string, () => Database>();
   return {
     kind: "real",
-    primary: stores.once(
-      () => connectPostgres({ url: config.pgUrl, role: "primary", log, max: PRIMARY_POOL_MAX }),
-      (db) => db.close(),
-    ),
-    replica: stores.onceSync(
-      () => openPostgres({ url: config.pgReplicaUrl, role: "replica", log, max: REPLICA_POOL_MAX, statementTimeoutMs: 10_000, applicationName: "umw-query" }),
-      (db) => db.close(),
-    ),
+    primary(service) {
+      const key = perRole && service ? service : "";
+      let open = primaries.get(key);
+      if (!open) {
+        const url = serviceDatabaseUrl(config, config.pgUrl, perRole ? service : undefined);
+        const max = key ? ROLE_POOL_MAX[key as DatabaseUser] : PRIMARY_POOL_MAX;
+        open = stores.once(() => connectPostgres({ url, role: "primary", log, max }), (db) => db.close());
+        primaries.set(key, open);
+      }
+      return open();
+    },
+    replica(service) {
+      const key = perRole && service ? service : "";
+      let open = replicas.get(key);
+      if (!open) {
+        const url = serviceDatabaseUrl(config, config.pgReplicaUrl, perRole ? service : undefined);
+        open = stores.onceSync(
+          () => openPostgres({ url, role: "replica", log, max: REPLICA_POOL_MAX, statementTimeoutMs: 10_000, applicationName: "umw-query" }),
+          (db) => db.close(),
+        );
+        replicas.set(key, open);
+      }
+      return open();
+    },
     bus: stores.once(
       async () => {
-        const bus = new KafkaBus({ brokers: config.kafkaBrokers, clientId: `umw-${hostname()}-${process.pid}`, log });
+        const bus = new KafkaBus({ brokers: config.kafkaBrokers, clientId: `umw-${hostname()}-${process.pid}`, log, sasl: kafkaSasl(config) });
         try {
           await bus.connect();
         } catch (error) {

@@ -1,6 +1,7 @@
 import type { EventBus } from "./bus.js";
 import type { Cache } from "./cache/cache.js";
 import type { Logger } from "./logger.js";
+import type { DatabaseUser } from "./pg-roles.js";
 import { closeStack } from "./service.js";
 import type { Database } from "./sql.js";
 
@@ -19,10 +20,11 @@ export interface Infrastructure {
   /**
    * The primary: statements, transactions, sessions for advisory locks and LISTEN/NOTIFY
    * (Database.openSession). Proven reachable before it resolves (UNAVAILABLE when it is not).
+   * `service`: whose role to connect as when per-service roles are configured (runtime/pg-roles.ts).
    */
-  primary(): Promise<Database>;
+  primary(service?: DatabaseUser): Promise<Database>;
   /** The read replica: not waited for, so reads may start degraded and recover when it comes. */
-  replica(): Database;
+  replica(service?: DatabaseUser): Database;
   /** The event bus, connected (UNAVAILABLE when the brokers cannot be reached). */
   bus(): Promise<EventBus>;
   /** The cache; `required`: wait until it answers (UNAVAILABLE when it does not), else it may start degraded. */

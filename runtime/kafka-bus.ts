@@ -1,4 +1,4 @@
-import { Kafka, logLevel, type Consumer, type Producer, type LogEntry } from "kafkajs";
+import { Kafka, logLevel, type Consumer, type Producer, type LogEntry, type SASLOptions } from "kafkajs";
 import type { EventBus, IncomingMessage, OutgoingMessage, SubscribeOptions, Subscription, TopicSpec } from "./bus.js";
 import type { Logger } from "./logger.js";
 import { withRetry } from "./retry.js";
@@ -21,6 +21,8 @@ export interface KafkaBusOptions {
   readonly log: Logger;
   /** How long to keep trying to reach the broker at start before giving up with a clear error. */
   readonly connectTimeoutMs?: number;
+  /** SASL credentials (runtime/kafka-sasl.ts, from UMW_KAFKA_SASL_*); unset = no authentication. */
+  readonly sasl?: SASLOptions;
 }
 
 /** EventBus on a Kafka cluster through kafkajs (kept behind the port so another client can replace it). */
@@ -34,6 +36,7 @@ export class KafkaBus implements EventBus {
     this.kafka = new Kafka({
       clientId: options.clientId,
       brokers: [...options.brokers],
+      ...(options.sasl && { sasl: options.sasl }),
       connectionTimeout: 3_000,
       retry: { retries: 8, initialRetryTime: 100, maxRetryTime: 2_000 },
       logLevel: logLevel.WARN,

@@ -19,10 +19,18 @@ export function readMigrations(dir = MIGRATIONS_DIR): Migration[] {
 }
 
 /**
- * Applies the migrations not yet recorded in `umw_schema_migrations`. An advisory lock keeps two
- * processes starting at once from applying the same migration twice.
+ * The grants to the per-service roles (runtime/pg-roles.ts), run after the migrations on every
+ * `migrate` (idempotent; roles that do not exist are skipped).
  */
-export async function migrate(connectionString: string, migrations = readMigrations()): Promise<Migration[]> {
+export function readGrants(dir = MIGRATIONS_DIR): string {
+  return readFileSync(join(dir, "grants.sql"), "utf8");
+}
+
+/**
+ * Applies the migrations not yet recorded in `umw_schema_migrations`, then the grants. An
+ * advisory lock keeps two processes starting at once from applying the same migration twice.
+ */
+export async function migrate(connectionString: string, migrations = readMigrations(), grants = readGrants()): Promise<Migration[]> {
   const client = new pg.Client({ connectionString });
   // The server going away mid-migration fails the statement in flight; without a listener the
   // client's 'error' event would end the process instead.
@@ -46,6 +54,7 @@ export async function migrate(connectionString: string, migrations = readMigrati
         throw new Error(`migration ${migration.version}_${migration.name} failed: ${(error as Error).message}`);
       }
     }
+    await client.query(grants);
     return pending;
   } finally {
     await client.query("SELECT pg_advisory_unlock(hashtext('umw_schema_migrations'))").catch(() => undefined);

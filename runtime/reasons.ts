@@ -53,6 +53,7 @@ export const REASONS = {
   NUMBER_OUT_OF_RANGE: reason(Code.INVALID_ARGUMENT, "A payload number that is not a finite double."),
   INVALID_CHARACTER: reason(Code.INVALID_ARGUMENT, "A payload key or string holding a character umw refuses (such as U+0000)."),
   INVALID_UNICODE: reason(Code.INVALID_ARGUMENT, "A payload key or string holding a lone surrogate."),
+  RESERVED_KEY: reason(Code.INVALID_ARGUMENT, "A payload key or update_mask path segment `__proto__`, `constructor` or `prototype` (at any depth)."),
   TRANSACTION_CONFLICT: reason(Code.ABORTED, "The write conflicted with a concurrent one (serialization failure, deadlock); retry."),
   DATABASE_UNAVAILABLE: reason(Code.UNAVAILABLE, "The primary database cannot be reached or is read-only (failover); retry."),
   COMMAND_NOT_FOUND: reason(Code.NOT_FOUND, "No command of that id in the tenant."),

@@ -1,3 +1,4 @@
+import { redactUrl } from "./redact.js";
 import pg from "pg";
 import type { DbSession } from "./db-session.js";
 import { openPgSession } from "./pg-session.js";
@@ -40,15 +41,7 @@ export interface Database extends Sql {
 }
 
 /** Postgres URL without its password, for error messages and logs. */
-export function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString();
-  } catch {
-    return "<invalid url>";
-  }
-}
+export { redactUrl };
 
 export interface PostgresOptions {
   readonly url: string;

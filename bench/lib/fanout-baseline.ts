@@ -10,6 +10,7 @@ import { DomainEventSchema } from "../../gen/umw/v1/envelope_pb.js";
 import type { Subscription } from "../../runtime/bus.js";
 import { KafkaBus } from "../../runtime/kafka-bus.js";
 import { serveParent } from "./fanout-ipc.js";
+import { infra } from "../../test/support/env.js";
 
 const log = pino({ level: process.env.BENCH_LOG ?? "warn" });
 const wallNow = () => performance.timeOrigin + performance.now();
@@ -22,7 +23,7 @@ let mark = { cpu: process.cpuUsage(), at: performance.now() };
 
 serveParent({
   async start(args: { brokers: string[]; topic: string; group: string }) {
-    bus = new KafkaBus({ brokers: args.brokers, clientId: `umw-bench-fanout-baseline-${process.pid}`, log });
+    bus = new KafkaBus({ sasl: infra.kafkaSasl, brokers: args.brokers, clientId: `umw-bench-fanout-baseline-${process.pid}`, log });
     await bus.connect();
     subscription = await bus.subscribe({
       topics: [args.topic],

@@ -12,6 +12,7 @@ import { connectPostgres, type Database } from "../../runtime/sql.js";
 import { loadIdentity, serverCredentials } from "../../runtime/tls.js";
 import { postgresSnapshotSource, startRealtimeHub, type RealtimeLimits, type RunningRealtimeHub } from "../../services/realtime/index.js";
 import { serveParent } from "./fanout-ipc.js";
+import { infra } from "../../test/support/env.js";
 
 export interface HubStart {
   readonly brokers: readonly string[];
@@ -49,7 +50,7 @@ function fullGc(): void {
 
 serveParent({
   async start(args: HubStart) {
-    bus = new KafkaBus({ brokers: args.brokers, clientId: `umw-bench-fanout-hub-${process.pid}`, log });
+    bus = new KafkaBus({ sasl: infra.kafkaSasl, brokers: args.brokers, clientId: `umw-bench-fanout-hub-${process.pid}`, log });
     await bus.connect();
     db = await connectPostgres({ url: args.pgUrl, role: "primary", log, max: 5 });
     const certs = loadIdentity(args.certsDir, "realtime");

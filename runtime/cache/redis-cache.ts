@@ -1,5 +1,6 @@
 import { Redis } from "ioredis";
 import type { Logger } from "../logger.js";
+import { redactUrl } from "../redact.js";
 import type { Cache, Fill, FillMessage, FillWatch, SetResult } from "./cache.js";
 import { decodeEntry, encodeEntry, type CacheEntry } from "./entry.js";
 import { decodeFillMessage } from "./fill-message.js";
@@ -317,12 +318,3 @@ async function quit(client: Redis): Promise<void> {
   client.disconnect();
 }
 
-function redactUrl(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = "***";
-    return parsed.toString();
-  } catch {
-    return "(invalid url)";
-  }
-}

@@ -37,7 +37,7 @@ import {
   REPLAYED_HEADER,
 } from "./idempotency.js";
 import { PayloadSchemas, type PayloadKind } from "./payload-schema.js";
-import { checkPayload, DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from "./payload-limits.js";
+import { checkMaskPath, checkPayload, DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from "./payload-limits.js";
 import { expectedVersionOf, preconditionFailed, readPreconditions, type Preconditions } from "./preconditions.js";
 import { checkTenantOfPrincipal } from "../../runtime/tenant-guard.js";
 
@@ -454,6 +454,7 @@ function checkUpdateMask(mask: FieldMask | undefined): void {
     if (!/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/.test(path)) {
       throw invalidArgument("INVALID_UPDATE_MASK", `update_mask path ${JSON.stringify(path)} is not a field path`, { field: "update_mask" });
     }
+    checkMaskPath(path);
   }
 }
 

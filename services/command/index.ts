@@ -19,7 +19,7 @@ export const commandService: ServiceModule = {
     const cleanup = closeStack(log);
     try {
       const impl = createCommandService({
-        db: await infrastructure.primary(),
+        db: await infrastructure.primary("command"),
         resources: config.resources,
         topics: topicNames(config),
         log,

@@ -7,7 +7,7 @@ import fc from "fast-check";
 import { fromJson, toBinary, type JsonObject } from "@bufbuild/protobuf";
 import { StructSchema } from "@bufbuild/protobuf/wkt";
 import { RpcError } from "../../runtime/errors.js";
-import { checkPayload, structSize } from "./payload-limits.js";
+import { checkMaskPath, checkPayload, structSize } from "./payload-limits.js";
 
 const limits = { maxDepth: 4, maxBytes: 1_000 };
 
@@ -53,4 +53,15 @@ test("NUL, lone surrogates and non-finite numbers are refused in keys and string
 test("size: over the bytes limit is refused with the size", () => {
   assert.equal(reason({ s: "x".repeat(900) }), undefined);
   assert.equal(reason({ s: "x".repeat(1_000) }), "PAYLOAD_TOO_LARGE data");
+});
+
+test("reserved keys: __proto__, constructor and prototype are refused at any depth, in keys and mask paths", () => {
+  assert.equal(reason(JSON.parse('{"__proto__":{"x":1}}')), "RESERVED_KEY data.__proto__");
+  assert.equal(reason({ a: [{ constructor: 1 }] }), "RESERVED_KEY data.a[0].constructor");
+  assert.equal(reason({ a: { b: { prototype: {} } } }), "RESERVED_KEY data.a.b.prototype");
+  assert.equal(reason({ proto: 1, constructors: 2, "a.__proto__": 3 }), undefined, "only the exact names");
+  for (const path of ["__proto__.x", "a.constructor", "a.b.prototype"]) {
+    assert.throws(() => checkMaskPath(path), (error: unknown) => error instanceof RpcError && error.reason === "RESERVED_KEY" && error.code === 3, path);
+  }
+  assert.doesNotThrow(() => checkMaskPath("a.proto_x.b"));
 });

@@ -1,5 +1,6 @@
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
 import { invalidArgument } from "../../runtime/errors.js";
+import { isReservedKey, reservedSegment } from "../../runtime/reserved-keys.js";
 
 /**
  * The one limit on an entity payload (runtime/config.ts payloadMaxDepth / payloadMaxBytes): the
@@ -22,7 +23,8 @@ export const DEFAULT_PAYLOAD_LIMITS: PayloadLimits = { maxDepth: 32, maxBytes: 2
  * - PAYLOAD_TOO_DEEP, PAYLOAD_TOO_LARGE: over the limits;
  * - INVALID_CHARACTER: U+0000 in a key or string (jsonb cannot store it);
  * - INVALID_UNICODE: a lone surrogate (`"\ud800"`; not UTF-8, jsonb refuses the escape);
- * - NUMBER_OUT_OF_RANGE: a number that is not finite (`1e400` parses as Infinity).
+ * - NUMBER_OUT_OF_RANGE: a number that is not finite (`1e400` parses as Infinity);
+ * - RESERVED_KEY: a key `__proto__`, `constructor` or `prototype` (runtime/reserved-keys.ts).
  */
 export function checkPayload(data: JsonObject, limits: PayloadLimits, field = "data"): void {
   const size = objectSize(data, 1, field, limits);
@@ -32,6 +34,14 @@ export function checkPayload(data: JsonObject, limits: PayloadLimits, field = "d
       size: String(size),
       max_bytes: String(limits.maxBytes),
     });
+  }
+}
+
+/** RESERVED_KEY when an update_mask path has a segment `__proto__`, `constructor` or `prototype`. */
+export function checkMaskPath(path: string, field = "update_mask"): void {
+  const segment = reservedSegment(path);
+  if (segment !== undefined) {
+    throw invalidArgument("RESERVED_KEY", `${field} path ${JSON.stringify(path)} names the reserved member ${JSON.stringify(segment)}`, { field });
   }
 }
 
@@ -51,7 +61,10 @@ function objectSize(object: JsonObject, depth: number, path: string, limits: Pay
   let size = 0;
   for (const [key, value] of Object.entries(object)) {
     const at = memberPath(path, key);
-    if (limits !== UNCHECKED) checkString(key, at, "key");
+    if (limits !== UNCHECKED) {
+      checkString(key, at, "key");
+      if (isReservedKey(key)) throw invalidArgument("RESERVED_KEY", `${at}: the key ${JSON.stringify(key)} is reserved`, { field: at });
+    }
     const keyBytes = Buffer.byteLength(key, "utf8");
     const valueBytes = valueSize(value, depth, at, limits);
     const entry = 1 + varintSize(keyBytes) + keyBytes + 1 + varintSize(valueBytes) + valueBytes;

@@ -8,7 +8,7 @@ import { Code, RpcError } from "../../runtime/errors.js";
 import type { Resources } from "../../runtime/resources.js";
 import type { Sql } from "../../runtime/sql.js";
 import { DEFAULT_PAYLOAD_LIMITS, structSize } from "../command/payload-limits.js";
-import { applyFieldMask, FieldMaskError, mergePatchObject } from "./merge-patch.js";
+import { applyFieldMask, FieldMaskError, mergePatchObject, ReservedKeyError } from "./merge-patch.js";
 
 /** What a command did to its entity: a change to announce, or a refusal to record. */
 export type ApplyResult =
@@ -144,6 +144,7 @@ export async function applyAction(tx: Sql, action: CommandAction, fallbackId: st
       data = paths.length ? applyFieldMask(existing.data, action.value.data ?? {}, paths) : mergePatchObject(existing.data, action.value.data ?? {});
     } catch (error) {
       if (error instanceof FieldMaskError) return { ok: false, error: new RpcError(Code.INVALID_ARGUMENT, "INVALID_UPDATE_MASK", error.message, { ...meta, path: error.path }) };
+      if (error instanceof ReservedKeyError) return { ok: false, error: new RpcError(Code.INVALID_ARGUMENT, "RESERVED_KEY", error.message, { ...meta, key: error.key }) };
       throw error;
     }
   }

@@ -24,7 +24,7 @@ export const processorService: ServiceModule = {
     const closeAll = cleanup.closeAll;
     try {
       // Each dependency is reached in turn; a failure names it and its address (UNAVAILABLE).
-      const db = await runtime.infrastructure.primary();
+      const db = await runtime.infrastructure.primary("processor");
       const bus = instrumentBus(await runtime.infrastructure.bus());
       await bus.ensureTopics(writePathTopics(topics, config.topicPartitions));
       const processor = createProcessor({

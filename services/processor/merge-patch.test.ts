@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
-import { applyFieldMask, FieldMaskError, mergePatch } from "./merge-patch.js";
+import { applyFieldMask, FieldMaskError, mergePatch, ReservedKeyError } from "./merge-patch.js";
 import { backoffDelay, classifyFailure } from "./failures.js";
 
 test("merge patch: the examples of RFC 7396 appendix A", () => {
@@ -62,4 +62,23 @@ test("failures: SQLSTATE and network errors are classified; backoff grows with j
   const options = { initialMs: 100, maxMs: 1_000 };
   assert.deepEqual([1, 2, 3, 4, 5, 6].map((attempt) => backoffDelay(attempt, options, () => 1)), [100, 200, 400, 800, 1_000, 1_000]);
   assert.deepEqual([1, 2, 3].map((attempt) => backoffDelay(attempt, options, () => 0)), [50, 100, 200]);
+});
+
+test("merge patch and field mask: __proto__, constructor and prototype never reach a prototype", () => {
+  const polluted = () => Object.keys(Object.prototype).length + ("x" in {} ? 1 : 0);
+  const before = polluted();
+  const patches: JsonObject[] = [
+    JSON.parse('{"__proto__":{"x":1}}'),
+    JSON.parse('{"a":{"__proto__":{"x":1}}}'),
+    { constructor: { prototype: { x: 1 } } },
+    { a: { prototype: { x: 1 } } },
+  ];
+  for (const patch of patches) {
+    assert.throws(() => mergePatch({ a: {} }, patch), ReservedKeyError, JSON.stringify(patch));
+  }
+  for (const path of ["__proto__.x", "a.__proto__.x", "constructor.prototype.x", "a.prototype", "constructor"]) {
+    assert.throws(() => applyFieldMask({ a: {} }, JSON.parse('{"__proto__":{"x":1},"a":{"__proto__":{"x":1}}}'), [path]), ReservedKeyError, path);
+  }
+  assert.equal(polluted(), before, "Object.prototype is unchanged");
+  assert.equal(({} as Record<string, unknown>).x, undefined);
 });

@@ -1,4 +1,5 @@
 import type { JsonObject, JsonValue } from "@bufbuild/protobuf";
+import { isReservedKey } from "../../runtime/reserved-keys.js";
 
 function isObject(value: JsonValue | undefined): value is JsonObject {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -8,16 +9,32 @@ function clone<T extends JsonValue>(value: T): T {
   return structuredClone(value);
 }
 
+/** The member's own value: never one inherited from a prototype. */
+function own(object: JsonObject, key: string): JsonValue | undefined {
+  return Object.hasOwn(object, key) ? object[key] : undefined;
+}
+
+/**
+ * Sets an own data property. CommandService and the edge refuse reserved keys (runtime/reserved-keys.ts)
+ * before a command is accepted; this is the second line, for a command that got past them.
+ */
+function setOwn(object: JsonObject, key: string, value: JsonValue): void {
+  if (isReservedKey(key)) throw new ReservedKeyError(key);
+  Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 /**
  * JSON Merge Patch (RFC 7396): objects merge key by key, `null` removes a member, anything else
- * (arrays included) replaces. Returns a new value; neither argument is modified.
+ * (arrays included) replaces. Returns a new value; neither argument is modified. A patch key
+ * `__proto__`, `constructor` or `prototype` throws ReservedKeyError: no prototype is ever read or written.
  */
 export function mergePatch(target: JsonValue | undefined, patch: JsonValue): JsonValue {
   if (!isObject(patch)) return clone(patch);
   const result: JsonObject = isObject(target) ? clone(target) : {};
   for (const [key, value] of Object.entries(patch)) {
+    if (isReservedKey(key)) throw new ReservedKeyError(key);
     if (value === null) delete result[key];
-    else result[key] = mergePatch(result[key], value);
+    else setOwn(result, key, mergePatch(own(result, key), value));
   }
   return result;
 }
@@ -38,22 +55,24 @@ export function applyFieldMask(target: JsonObject, patch: JsonObject, paths: rea
   for (const path of paths) {
     const keys = path.split(".");
     if (keys.some((key) => key === "")) throw new FieldMaskError(path);
+    const reserved = keys.find(isReservedKey);
+    if (reserved !== undefined) throw new ReservedKeyError(reserved);
     const source = lookup(patch, keys);
     let node: JsonObject = result;
     for (const key of keys.slice(0, -1)) {
-      const child = node[key];
+      const child = own(node, key);
       if (!isObject(child)) {
         if (source === undefined) {
           node = {};
           break;
         }
-        node[key] = {};
+        setOwn(node, key, {});
       }
-      node = node[key] as JsonObject;
+      node = own(node, key) as JsonObject;
     }
     const last = keys[keys.length - 1]!;
     if (source === undefined) delete node[last];
-    else node[last] = clone(source);
+    else setOwn(node, last, clone(source));
   }
   return result;
 }
@@ -62,6 +81,14 @@ export class FieldMaskError extends Error {
   override readonly name = "FieldMaskError";
   constructor(readonly path: string) {
     super(`update_mask path ${JSON.stringify(path)} is not a dot-separated list of member names`);
+  }
+}
+
+/** A patch or update_mask naming `__proto__`, `constructor` or `prototype`. */
+export class ReservedKeyError extends Error {
+  override readonly name = "ReservedKeyError";
+  constructor(readonly key: string) {
+    super(`the member name ${JSON.stringify(key)} is reserved`);
   }
 }
 

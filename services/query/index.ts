@@ -96,7 +96,7 @@ export const queryService: ServiceModule = {
   description: "Cache-first reads (QueryService)",
   async start(runtime) {
     const { config, log, infrastructure } = runtime;
-    const catalog = catalogFromConfig(config.resources, () => infrastructure.replica());
+    const catalog = catalogFromConfig(config.resources, () => infrastructure.replica("query"));
     if (catalog.types.length === 0) log.warn("no resource types configured (config.resources): every read answers UNKNOWN_RESOURCE_TYPE");
     const cache = await infrastructure.cache();
     // Metrics go to the process registry, served by the process's metrics listener (cli serve).

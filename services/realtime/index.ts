@@ -118,7 +118,7 @@ export const realtimeService: ServiceModule = {
       // The hub's group is unique per instance: counted under one stable label.
       const bus = instrumentBus(await infrastructure.bus(), undefined, () => `${config.topicPrefix}umw-realtime`);
       await bus.ensureTopics([{ name: topics.entityEvents, partitions: config.topicPartitions }]);
-      const db = await infrastructure.primary();
+      const db = await infrastructure.primary("realtime");
       const hub = new RealtimeHub({
         bus,
         topic: topics.entityEvents,

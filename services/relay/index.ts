@@ -23,7 +23,7 @@ export const relayService: ServiceModule = {
     const { config, log, infrastructure } = runtime;
     const cleanup = closeStack(log);
     try {
-      const db = await infrastructure.primary();
+      const db = await infrastructure.primary("relay");
       const bus = await infrastructure.bus();
       const topics = umwTopics(config, config.topicPartitions);
       await bus.ensureTopics(topics);

@@ -45,7 +45,7 @@ describe("cache updater on Kafka and Redis", { timeout: 60_000 }, () => {
   before(async () => {
     prefix = runPrefix();
     topics = topicNames({ topicPrefix: prefix });
-    bus = new KafkaBus({ brokers: infra.kafkaBrokers, clientId: "umw-test-cache-updater", log });
+    bus = new KafkaBus({ sasl: infra.kafkaSasl, brokers: infra.kafkaBrokers, clientId: "umw-test-cache-updater", log });
     await bus.connect();
     await bus.ensureTopics(topicSpecs(topics, 3));
     cache = await RedisCache.connect({ url: infra.redisUrl, log });

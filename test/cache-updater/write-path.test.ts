@@ -43,7 +43,7 @@ describe("write path: processor -> outbox -> relay -> cache updater", { timeout:
     testDb = await createTestDatabase();
     const db = await connectPostgres({ url: testDb.url, role: "primary", log });
     database = db;
-    bus = new KafkaBus({ brokers: infra.kafkaBrokers, clientId: "umw-test-write-path", log });
+    bus = new KafkaBus({ sasl: infra.kafkaSasl, brokers: infra.kafkaBrokers, clientId: "umw-test-write-path", log });
     await bus.connect();
     const specs = topicSpecs(topics, 3);
     await bus.ensureTopics(specs);

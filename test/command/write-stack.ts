@@ -57,7 +57,7 @@ export async function startWriteStack(options: { resources: Resources; payloadLi
     cleanups.push(() => dropKafkaPrefix(prefix));
     const db = await connectPostgres({ url: database.url, role: "primary", log, max: 10 });
     cleanups.push(() => db.close());
-    const bus = new KafkaBus({ brokers: infra.kafkaBrokers, clientId: `${prefix}write-stack`, log });
+    const bus = new KafkaBus({ sasl: infra.kafkaSasl, brokers: infra.kafkaBrokers, clientId: `${prefix}write-stack`, log });
     await bus.connect();
     cleanups.push(() => bus.close());
     const specs = writePathTopics(topics, 2);

@@ -54,7 +54,7 @@ describe("processor on Postgres and Kafka", { timeout: 60_000 }, () => {
     testDb = await createTestDatabase();
     database = await connectPostgres({ url: testDb.url, role: "primary", log });
     flaky = flakyDatabase(database);
-    bus = new KafkaBus({ brokers: infra.kafkaBrokers, clientId: "umw-test-processor", log });
+    bus = new KafkaBus({ sasl: infra.kafkaSasl, brokers: infra.kafkaBrokers, clientId: "umw-test-processor", log });
     await bus.connect();
     await bus.ensureTopics(writePathTopics(topics, 3));
     processor = createProcessor({

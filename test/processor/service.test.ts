@@ -90,7 +90,7 @@ describe("processor and cache updater served as ServiceModules", { timeout: 60_0
     assert.equal(await healthStatus(`127.0.0.1:${config.cacheUpdaterPort}`, certs), "SERVING");
 
     const topics = topicNames(config);
-    const admin = new Kafka({ brokers: [...infra.kafkaBrokers], logLevel: logLevel.NOTHING }).admin();
+    const admin = new Kafka({ sasl: infra.kafkaSasl, brokers: [...infra.kafkaBrokers], logLevel: logLevel.NOTHING }).admin();
     await admin.connect();
     const metadata = await admin.fetchTopicMetadata({ topics: Object.values(topics) });
     await admin.disconnect();
@@ -105,7 +105,7 @@ describe("processor and cache updater served as ServiceModules", { timeout: 60_0
     const key = `acme/note/${id}`;
     const context = newEventContext({ id: commandId, source: "/umw/command", type: EVENT_TYPES.createEntity, subject: key });
     const command = create(CommandSchema, { context, tenant: "acme", principal: "p", idempotencyKey: "k", action: { case: "create", value: { tenant: "acme", type: "note", id, data: { title: "served" } } } });
-    const bus = new KafkaBus({ brokers: infra.kafkaBrokers, clientId: "umw-test-service", log });
+    const bus = new KafkaBus({ sasl: infra.kafkaSasl, brokers: infra.kafkaBrokers, clientId: "umw-test-service", log });
     try {
       await bus.publish(topics.commands, [{ key, value: toBinary(CommandSchema, command), headers: cloudEventHeaders(context) }]);
       const db = new pg.Client({ connectionString: testDb.url });

@@ -17,9 +17,10 @@ import { clientCredentials, serverCredentials } from "../../runtime/tls.js";
 import { topicNames } from "../../runtime/topics.js";
 import { postgresCommandFeed, postgresSnapshotSource, startRealtimeHub, type RealtimeLimits, type RunningRealtimeHub } from "../../services/realtime/index.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
+import { infra } from "../support/env.js";
 
-export const PG_ADMIN_URL = process.env.UMW_PG_URL ?? "postgres://umw:umw@127.0.0.1:15432/umw";
-export const KAFKA_BROKERS = (process.env.UMW_KAFKA_BROKERS ?? "127.0.0.1:19092").split(",");
+export const PG_ADMIN_URL = infra.pgUrl;
+export const KAFKA_BROKERS = [...infra.kafkaBrokers];
 export const PARTITIONS = 3;
 export const log = rootLogger(process.env.UMW_TEST_LOG ?? "silent");
 
@@ -33,7 +34,7 @@ export class Harness {
   readonly dbName = unique("umw_t_");
   readonly dbUrl: string;
   /** The test's own producer: publishes as the relay would. */
-  readonly bus = new KafkaBus({ brokers: KAFKA_BROKERS, clientId: "umw-realtime-test", log });
+  readonly bus = new KafkaBus({ sasl: infra.kafkaSasl, brokers: KAFKA_BROKERS, clientId: "umw-realtime-test", log });
   db!: Database;
   private readonly hubs: { running: RunningRealtimeHub; bus: KafkaBus }[] = [];
   private hubCount = 0;
@@ -61,7 +62,7 @@ export class Harness {
 
   async startHub(limits: Partial<RealtimeLimits> = {}): Promise<RunningRealtimeHub> {
     const n = this.hubCount++;
-    const bus = new KafkaBus({ brokers: KAFKA_BROKERS, clientId: `umw-realtime-hub-${n}`, log });
+    const bus = new KafkaBus({ sasl: infra.kafkaSasl, brokers: KAFKA_BROKERS, clientId: `umw-realtime-hub-${n}`, log });
     const running = await startRealtimeHub({
       bus,
       topic: this.topic,
@@ -119,7 +120,7 @@ export class Harness {
 
   /** Waits until every hub has handled everything published so far (per partition heads). */
   async settle(hubs: readonly RunningRealtimeHub[], timeoutMs = 10_000): Promise<void> {
-    const admin = new kafkajs.Kafka({ brokers: KAFKA_BROKERS, logLevel: kafkajs.logLevel.NOTHING }).admin();
+    const admin = new kafkajs.Kafka({ sasl: infra.kafkaSasl, brokers: KAFKA_BROKERS, logLevel: kafkajs.logLevel.NOTHING }).admin();
     await admin.connect();
     try {
       const offsets = await admin.fetchTopicOffsets(this.topic);
@@ -144,7 +145,7 @@ export class Harness {
       await bus.close().catch(() => undefined);
     }
     await this.bus.close().catch(() => undefined);
-    const admin = new kafkajs.Kafka({ brokers: KAFKA_BROKERS, logLevel: kafkajs.logLevel.NOTHING }).admin();
+    const admin = new kafkajs.Kafka({ sasl: infra.kafkaSasl, brokers: KAFKA_BROKERS, logLevel: kafkajs.logLevel.NOTHING }).admin();
     await admin.connect();
     try {
       await admin.deleteTopics({ topics: [this.topic] }).catch(() => undefined);

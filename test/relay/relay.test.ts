@@ -21,7 +21,7 @@ import { CommandSchema } from "../../gen/umw/v1/envelope_pb.js";
 import type { CallContext } from "../../runtime/call-context.js";
 import { createCommandService } from "../../services/command/command-service.js";
 import { RESOURCES } from "../command/resources.js";
-import { closedPort, deleteTopics, freshDatabase, KAFKA_BROKERS, testTopicPrefix, type TestDatabase } from "./fixture.js";
+import { closedPort, deleteTopics, freshDatabase, infra, KAFKA_BROKERS, testTopicPrefix, type TestDatabase } from "./fixture.js";
 import { waitFor } from "../support/wait.js";
 
 const log = rootLogger("silent");
@@ -58,10 +58,10 @@ describe("outbox relay", () => {
   before(async () => {
     database = await freshDatabase();
     db = await connectPostgres({ url: database.url, role: "primary", log, max: 8 });
-    bus = new KafkaBus({ brokers: KAFKA_BROKERS, clientId: "umw-relay-test", log });
+    bus = new KafkaBus({ sasl: infra.kafkaSasl, brokers: KAFKA_BROKERS, clientId: "umw-relay-test", log });
     await bus.connect();
     await bus.ensureTopics(specs);
-    consumerBus = new KafkaBus({ brokers: KAFKA_BROKERS, clientId: "umw-relay-test-consumer", log });
+    consumerBus = new KafkaBus({ sasl: infra.kafkaSasl, brokers: KAFKA_BROKERS, clientId: "umw-relay-test-consumer", log });
     subscription = await consumerBus.subscribe({
       topics: [topics.commands, topics.entityEvents],
       group: `umw-relay-test-${randomUUID()}`,
@@ -232,7 +232,7 @@ describe("outbox relay", () => {
 
   test("Kafka unreachable: a clear error, rows stay unpublished; a good bus publishes them", { timeout: 45_000 }, async (t) => {
     const port = await closedPort();
-    const badBus = new KafkaBus({ brokers: [`127.0.0.1:${port}`], clientId: "umw-relay-test-bad", log });
+    const badBus = new KafkaBus({ sasl: infra.kafkaSasl, brokers: [`127.0.0.1:${port}`], clientId: "umw-relay-test-bad", log });
     const broken = relay({ bus: badBus, kafkaLabel: `Kafka at 127.0.0.1:${port}`, retryMinMs: 200, retryMaxMs: 1_000 });
     await leaderWithin(broken);
     const ids = await append([{ key: "down/1" }, { key: "down/2" }, { key: "down/1" }]);

@@ -8,7 +8,7 @@ export function runPrefix(): string {
 
 /** Deletes the run's topics and consumer groups: everything whose name starts with the prefix. */
 export async function dropKafkaPrefix(prefix: string): Promise<void> {
-  const kafka = new Kafka({ clientId: "umw-test-cleanup", brokers: [...infra.kafkaBrokers], logLevel: logLevel.NOTHING });
+  const kafka = new Kafka({ sasl: infra.kafkaSasl, clientId: "umw-test-cleanup", brokers: [...infra.kafkaBrokers], logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
   try {

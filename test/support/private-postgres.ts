@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
 import { migrate } from "../../runtime/migrate.js";
+import { SERVICE_ROLES } from "../../runtime/pg-roles.js";
 import { freePort } from "./ports.js";
 
 const run = promisify(execFile);
@@ -52,6 +53,9 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   const admin = new pg.Client({ connectionString: `${base}/postgres` });
   await admin.connect();
   await admin.query("CREATE DATABASE umw");
+  // The service roles (runtime/pg-roles.ts), as scripts/infra.sh creates them: services started
+  // with UMW_PG_ROLE_PASSWORDS_DIR connect as them (trust auth here: the passwords are not checked).
+  for (const role of Object.values(SERVICE_ROLES)) await admin.query(`CREATE ROLE ${role} LOGIN`);
   await admin.end();
   const url = `${base}/umw`;
   await migrate(url);
