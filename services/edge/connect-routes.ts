@@ -2,9 +2,9 @@ import { Code as ConnectCode, ConnectError, type ConnectRouter, type HandlerCont
 import type { MethodImpl } from "@connectrpc/connect";
 import type { DescMethod, DescMethodServerStreaming, DescMethodUnary } from "@bufbuild/protobuf";
 import type { Metadata } from "@grpc/grpc-js";
-import { Code } from "../../runtime/errors.js";
+import { Code, RpcError } from "../../runtime/errors.js";
 import type { EdgeContext } from "./edge-context.js";
-import { EdgeFailure, toEdgeFailure, upstreamFailure } from "./edge-failure.js";
+import { edgeFailureOf, upstreamFailure } from "./edge-failure.js";
 import { metadataFromHeaders, REQUEST_ID, requestIdOf } from "./forwarded-headers.js";
 import { checkRequestPayloads } from "./payload-check.js";
 import type { Upstream } from "./upstream.js";
@@ -33,7 +33,7 @@ function unaryForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMethod
     try {
       checkRequestPayloads(method.input, request, ctx.options.payloadLimits);
     } catch (error) {
-      throw failureToConnectError(toEdgeFailure(error));
+      throw failureToConnectError(edgeFailureOf(error));
     }
     try {
       const response = await upstream.client.unary(method, request, { headers, deadline: deadline(hctx, ctx.options.timeoutMs), signal: hctx.signal });
@@ -58,7 +58,7 @@ function streamForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMetho
       yield* messages;
     } catch (error) {
       if (ctx.shutdown.aborted) {
-        throw connectError(ctx, upstream, EdgeFailure.of(Code.UNAVAILABLE, "SHUTTING_DOWN", "the edge is shutting down; reconnect"));
+        throw connectError(ctx, upstream, new RpcError(Code.UNAVAILABLE, "SHUTTING_DOWN", "the edge is shutting down; reconnect"));
       }
       throw connectError(ctx, upstream, deadlineExpired(hctx) ? timedOut(upstream) : error);
     }
@@ -72,7 +72,7 @@ function prepare(ctx: EdgeContext, hctx: HandlerContext): Metadata {
   try {
     return metadataFromHeaders(hctx.requestHeader, ctx.options.forwardHeaders, requestId);
   } catch (error) {
-    throw failureToConnectError(toEdgeFailure(error));
+    throw failureToConnectError(edgeFailureOf(error));
   }
 }
 
@@ -96,9 +96,9 @@ function deadlineExpired(hctx: HandlerContext): boolean {
   return left !== undefined && left <= 0;
 }
 
-function timedOut(upstream: Upstream): EdgeFailure {
+function timedOut(upstream: Upstream): RpcError {
   const service = upstream.service.typeName;
-  return EdgeFailure.of(Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", "the call's deadline expired", { service });
+  return new RpcError(Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", "the call's deadline expired", { service });
 }
 
 function passOn(ctx: EdgeContext, metadata: Metadata, headers: Headers): void {
@@ -113,10 +113,12 @@ function connectError(ctx: EdgeContext, upstream: Upstream, error: unknown): Con
   return failureToConnectError(upstreamFailure(error, upstream.service.typeName, ctx.options.passthroughHeaders));
 }
 
-export function failureToConnectError(failure: EdgeFailure): ConnectError {
-  const error = new ConnectError(failure.status.message, failure.code as ConnectCode, failure.headers);
+/** The Connect boundary: an RpcError as the ConnectError connect-node answers with. */
+export function failureToConnectError(failure: RpcError): ConnectError {
+  const status = failure.toStatus();
+  const error = new ConnectError(status.message, status.code as ConnectCode, failure.headers);
   // Details pass through as they came (type and bytes): nothing is lost, no registry needed.
-  error.details = failure.status.details.map((detail) => ({
+  error.details = status.details.map((detail) => ({
     type: detail.typeUrl.slice(detail.typeUrl.lastIndexOf("/") + 1),
     value: detail.value,
   }));

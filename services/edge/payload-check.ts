@@ -1,7 +1,5 @@
 import type { DescMessage, JsonObject, Message } from "@bufbuild/protobuf";
-import { RpcError } from "../../runtime/errors.js";
 import { checkPayload, type PayloadLimits } from "../command/payload-limits.js";
-import { EdgeFailure } from "./edge-failure.js";
 
 /**
  * The payload limits (runtime/config.ts payloadMaxDepth, payloadMaxBytes) on every top-level
@@ -14,11 +12,6 @@ export function checkRequestPayloads(schema: DescMessage, request: Message, limi
     if (field.fieldKind !== "message" || field.message.typeName !== "google.protobuf.Struct") continue;
     const value = (request as unknown as Record<string, unknown>)[field.localName];
     if (value === undefined || value === null) continue;
-    try {
-      checkPayload(value as JsonObject, limits, field.jsonName);
-    } catch (error) {
-      if (error instanceof RpcError) throw new EdgeFailure(error.toStatus());
-      throw error;
-    }
+    checkPayload(value as JsonObject, limits, field.jsonName);
   }
 }

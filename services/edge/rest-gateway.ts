@@ -2,14 +2,14 @@ import { once, type EventEmitter } from "node:events";
 import type { OutgoingHttpHeaders } from "node:http";
 import { toJson, toJsonString, type Message } from "@bufbuild/protobuf";
 import type { Metadata } from "@grpc/grpc-js";
-import { Code } from "../../runtime/errors.js";
+import { Code, RpcError } from "../../runtime/errors.js";
 import type { EdgeContext } from "./edge-context.js";
-import { EdgeFailure, statusJson, toEdgeFailure, upstreamFailure } from "./edge-failure.js";
+import { edgeFailureOf, statusJson, upstreamFailure } from "./edge-failure.js";
 import { entityTag, noneMatch } from "./entity-tags.js";
 import { metadataFromIncoming, REQUEST_ID, requestIdOf } from "./forwarded-headers.js";
 import type { HttpRequest, HttpResponse } from "./http-exchange.js";
 import { readHttpBindings, type HttpBinding } from "./http-rules.js";
-import { httpStatusOf } from "./http-status.js";
+import { httpStatusOfFailure } from "./http-status.js";
 import { PathDecodeError } from "./path-template.js";
 import { bindRequest } from "./request-binding.js";
 import { ClientGoneError, readBody } from "./request-body.js";
@@ -49,7 +49,7 @@ export class RestGateway {
       match = this.routes.match(method, path);
     } catch (error) {
       if (!(error instanceof PathDecodeError)) throw error;
-      return this.fail(req, res, EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_PATH", error.message), undefined);
+      return this.fail(req, res, new RpcError(Code.INVALID_ARGUMENT, "INVALID_PATH", error.message), undefined);
     }
     if (!match) return this.unrouted(req, res, method, path);
     const requestId = requestIdOf(req.headers[REQUEST_ID]);
@@ -59,12 +59,12 @@ export class RestGateway {
     }
     const type = req.headers["content-type"];
     if (type !== undefined && !isJsonLike(type)) {
-      return this.fail(req, res, EdgeFailure.of(Code.INVALID_ARGUMENT, "UNSUPPORTED_MEDIA_TYPE", `content-type ${type} is not JSON`, {}, { httpStatus: 415 }), requestId);
+      return this.fail(req, res, new RpcError(Code.INVALID_ARGUMENT, "UNSUPPORTED_MEDIA_TYPE", `content-type ${type} is not JSON`), requestId);
     }
     readBody(req, this.ctx.options.maxBodyBytes).then(
       (body) => this.guard(req, res, requestId, () => this.call(req, res, match, query, body, requestId)),
       (error: unknown) => {
-        if (!(error instanceof ClientGoneError)) this.fail(req, res, toEdgeFailure(error), requestId);
+        if (!(error instanceof ClientGoneError)) this.fail(req, res, edgeFailureOf(error), requestId);
       },
     );
   }
@@ -72,7 +72,7 @@ export class RestGateway {
   private unrouted(req: HttpRequest, res: HttpResponse, method: string, path: string): void {
     const allowed = this.routes.allowed(path);
     if (allowed.length === 0) {
-      return this.fail(req, res, EdgeFailure.of(Code.NOT_FOUND, "ROUTE_NOT_FOUND", `no route for ${method} ${path}`, { method, path }), undefined);
+      return this.fail(req, res, new RpcError(Code.NOT_FOUND, "ROUTE_NOT_FOUND", `no route for ${method} ${path}`, { method, path }), undefined);
     }
     const allow = allowed.join(", ");
     if (method === "OPTIONS") {
@@ -83,7 +83,7 @@ export class RestGateway {
     this.fail(
       req,
       res,
-      EdgeFailure.of(Code.UNIMPLEMENTED, "METHOD_NOT_ALLOWED", `${method} is not allowed on ${path}; allowed: ${allow}`, { method, allow }, { httpStatus: 405, headers: { allow } }),
+      new RpcError(Code.UNIMPLEMENTED, "METHOD_NOT_ALLOWED", `${method} is not allowed on ${path}; allowed: ${allow}`, { method, allow }, { allow }),
       undefined,
     );
   }
@@ -98,7 +98,7 @@ export class RestGateway {
       request = bindRequest(binding, match.values, query, body, this.ctx.registry, this.ctx.options.payloadLimits);
       metadata = metadataFromIncoming(req.headers, this.ctx.options.forwardHeaders, requestId);
     } catch (error) {
-      return this.fail(req, res, toEdgeFailure(error), requestId);
+      return this.fail(req, res, edgeFailureOf(error), requestId);
     }
     if (binding.method.methodKind === "server_streaming") return this.stream(req, res, binding, upstream, request, metadata, requestId);
     let done = false;
@@ -151,7 +151,7 @@ export class RestGateway {
       body = this.responseJson(binding, response);
     } catch (error) {
       this.ctx.log.error({ err: error, method: binding.method.name }, "cannot encode the response as JSON");
-      return this.fail(req, res, EdgeFailure.of(Code.INTERNAL, "INTERNAL", "the response cannot be encoded as JSON"), requestId);
+      return this.fail(req, res, new RpcError(Code.INTERNAL, "INTERNAL", "the response cannot be encoded as JSON"), requestId);
     }
     const compressed = compressBody(body, req.headers["accept-encoding"]);
     if (Buffer.byteLength(body) >= COMPRESSION_MIN_BYTES) headers.vary = "Accept-Encoding";
@@ -211,7 +211,7 @@ export class RestGateway {
       (res as { flushHeaders?: () => void }).flushHeaders?.();
     };
     /** Ends the answer: a plain error before any message, a last `{"error": Status}` line after. */
-    const finish = (failure: EdgeFailure | undefined) => {
+    const finish = (failure: RpcError | undefined) => {
       if (finished) return;
       finished = true;
       this.ctx.shutdown.removeEventListener("abort", onShutdown);
@@ -223,15 +223,15 @@ export class RestGateway {
       } else if (!started) {
         this.fail(req, res, failure, requestId);
       } else {
-        const error = statusJson(failure.status, this.ctx.registry);
+        const error = statusJson(failure.toStatus(), this.ctx.registry);
         res.end(sse ? frame(error, "error") : frame(`{"error":${error}}`));
       }
     };
-    const onShutdown = () => finish(EdgeFailure.of(Code.UNAVAILABLE, "SHUTTING_DOWN", "the edge is shutting down; reconnect"));
+    const onShutdown = () => finish(new RpcError(Code.UNAVAILABLE, "SHUTTING_DOWN", "the edge is shutting down; reconnect"));
     /** A throw of the edge's own (not an upstream failure): this request ends INTERNAL. */
     const broken = (error: unknown) => {
       this.ctx.log.error({ err: error, method: binding.method.name }, "NDJSON stream failed");
-      finish(EdgeFailure.of(Code.INTERNAL, "INTERNAL", "internal error"));
+      finish(new RpcError(Code.INTERNAL, "INTERNAL", "internal error"));
     };
 
     const messages = upstream.client.serverStream(binding.method, request, {
@@ -282,7 +282,7 @@ export class RestGateway {
       step();
     } catch (error) {
       this.ctx.log.error({ err: error, url: req.url }, "edge request failed");
-      this.fail(req, res, EdgeFailure.of(Code.INTERNAL, "INTERNAL", "internal error"), requestId);
+      this.fail(req, res, new RpcError(Code.INTERNAL, "INTERNAL", "internal error"), requestId);
     }
   }
 
@@ -295,7 +295,7 @@ export class RestGateway {
   }
 
   /** Answers a failure as google.rpc.Status JSON with the mapped HTTP status. */
-  fail(req: HttpRequest, res: HttpResponse, failure: EdgeFailure, requestId: string | undefined): void {
+  fail(req: HttpRequest, res: HttpResponse, failure: RpcError, requestId: string | undefined): void {
     if (res.destroyed || res.writableEnded) return;
     if (res.headersSent) {
       res.destroy();
@@ -304,7 +304,7 @@ export class RestGateway {
     if (failure.code === Code.INTERNAL || failure.code === Code.UNKNOWN || failure.code === Code.DATA_LOSS) {
       this.ctx.log.warn({ code: Code[failure.code], message: failure.message, path: req.url }, "request failed");
     }
-    const body = statusJson(failure.status, this.ctx.registry);
+    const body = statusJson(failure.toStatus(), this.ctx.registry);
     const headers: OutgoingHttpHeaders = {
       "content-type": JSON_TYPE,
       "cache-control": "no-store",
@@ -313,7 +313,7 @@ export class RestGateway {
     };
     for (const [key, value] of Object.entries(failure.headers)) headers[key === UPSTREAM_CACHE_STATUS ? "cache-status" : key] = value;
     try {
-      res.writeHead(failure.httpStatus ?? httpStatusOf(failure.code, isConditional(req)), headers);
+      res.writeHead(httpStatusOfFailure(failure, isConditional(req)), headers);
       res.end(body);
     } catch (error) {
       this.ctx.log.error({ err: error, url: req.url }, "cannot send the error answer");
