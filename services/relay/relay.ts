@@ -2,6 +2,7 @@ import type { EventBus, OutgoingMessage, TopicSpec } from "../../runtime/bus.js"
 import type { Logger } from "../../runtime/logger.js";
 import type { Sql } from "../../runtime/sql.js";
 import { OUTBOX_CHANNEL } from "../../runtime/outbox.js";
+import { withRetry } from "../../runtime/retry.js";
 import type { DbSession as PgSession, OpenSession } from "../../runtime/db-session.js";
 import type { Database } from "../../runtime/sql.js";
 
@@ -153,19 +154,18 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
 
   async function connect(): Promise<PgSession | undefined> {
     setRole("connecting");
-    let delay = retryMinMs;
-    while (!stopping.signal.aborted) {
-      try {
-        const opened = await openSession();
-        recovered();
-        return opened;
-      } catch (error) {
-        fail(`cannot reach ${postgresLabel}; retrying in ${delay} ms`, error);
-        await pause(delay, false);
-        delay = Math.min(delay * 2, retryMaxMs);
-      }
+    try {
+      const opened = await withRetry(() => openSession(), {
+        initialDelayMs: retryMinMs,
+        maxDelayMs: retryMaxMs,
+        onRetry: (error) => fail(`cannot reach ${postgresLabel}; retrying with backoff`, error),
+        signal: stopping.signal,
+      });
+      recovered();
+      return opened;
+    } catch {
+      return undefined; // stopping
     }
-    return undefined;
   }
 
   async function run(): Promise<void> {
@@ -208,26 +208,29 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       wake();
     });
     setRole("leader");
-    let delay = retryMinMs;
+    const lost = new AbortController();
+    void current.lost.then(() => lost.abort(new SessionLost("leader connection lost")));
+    const leading = AbortSignal.any([stopping.signal, lost.signal]);
     let lastPrune = 0;
     while (!stopping.signal.aborted) {
       if (current.isLost) throw new SessionLost("leader connection lost");
-      let full = false;
-      try {
-        full = await round(current);
-        if (Date.now() - lastPrune >= pruneEveryMs) {
-          lastPrune = Date.now();
-          await prune(current);
-        }
-        delay = retryMinMs;
-      } catch (error) {
-        if (current.isLost || error instanceof SessionLost) throw error;
-        if (!(error instanceof BusError)) throw error;
-        fail(`${error.message}; rows stay unpublished, retrying in ${delay} ms`, error.cause);
-        await pause(delay, false);
-        delay = Math.min(delay * 2, retryMaxMs);
-        continue;
-      }
+      const full = await withRetry(
+        async () => {
+          const more = await round(current);
+          if (Date.now() - lastPrune >= pruneEveryMs) {
+            lastPrune = Date.now();
+            await prune(current);
+          }
+          return more;
+        },
+        {
+          initialDelayMs: retryMinMs,
+          maxDelayMs: retryMaxMs,
+          shouldRetry: (error) => error instanceof BusError && !current.isLost,
+          onRetry: (error) => fail(`${(error as BusError).message}; rows stay unpublished, retrying with backoff`, (error as BusError).cause),
+          signal: leading,
+        },
+      );
       if (!full) await pause(pollMs, true);
     }
   }
