@@ -65,7 +65,7 @@ export function errorStatus(value: unknown): Status {
     if (json.metadata && typeof json.metadata === "object") {
       for (const [key, item] of Object.entries(json.metadata)) metadata[key] = typeof item === "string" ? item : JSON.stringify(item);
     }
-    return new RpcError(code, typeof json.reason === "string" ? json.reason : Code[code] ?? "UNKNOWN", typeof json.message === "string" ? json.message : "", metadata).toStatus();
+    return RpcError.fromWire(code, typeof json.reason === "string" ? json.reason : Code[code] ?? "UNKNOWN", typeof json.message === "string" ? json.message : "", metadata).toStatus();
   }
   return new RpcError(Code.UNKNOWN, "UNKNOWN", typeof value === "string" ? value : JSON.stringify(value)).toStatus();
 }

@@ -33,7 +33,7 @@ const TYPE = /^[a-z][a-z0-9-]{0,62}$/;
 /** Tenants and ids are URL- and key-safe names: 1-128 chars of [A-Za-z0-9._~-], not starting with a symbol. */
 export function checkName(field: "tenant" | "id", value: string): void {
   if (!NAME.test(value)) {
-    throw invalidArgument(`INVALID_${field.toUpperCase()}`, `${field} ${JSON.stringify(value)} must be 1-128 characters of A-Z a-z 0-9 . _ ~ - and start with a letter or digit`, { field });
+    throw invalidArgument(field === "tenant" ? "INVALID_TENANT" : "INVALID_ID", `${field} ${JSON.stringify(value)} must be 1-128 characters of A-Z a-z 0-9 . _ ~ - and start with a letter or digit`, { field });
   }
 }
 

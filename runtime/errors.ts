@@ -3,6 +3,7 @@ import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/p
 import { anyPack, anyUnpack } from "@bufbuild/protobuf/wkt";
 import { ErrorInfoSchema, type ErrorInfo } from "../gen/google/rpc/error_details_pb.js";
 import { StatusSchema, type Status } from "../gen/google/rpc/status_pb.js";
+import type { CodeOf, Reason } from "./reasons.js";
 
 export { Code };
 
@@ -12,22 +13,38 @@ export const ERROR_DOMAIN = "umw.dev";
 const STATUS_DETAILS_KEY = "grpc-status-details-bin";
 
 /**
- * A failure meant for the caller: a gRPC code, a readable message, and a machine-readable reason
- * (google.rpc.ErrorInfo) that survives every protocol the edge speaks.
+ * The one failure type of umw, meant for the caller: a gRPC code, a readable message, and a
+ * machine-readable reason (google.rpc.ErrorInfo, declared in runtime/reasons.ts) that survives every
+ * protocol the edge speaks, plus the headers (trailers) that travel with it. A failure received
+ * from a peer keeps the peer's Status whole (every detail), so that it is passed on as it came.
+ * How the edges answer it over HTTP and Connect: services/edge/http-status.ts and
+ * services/edge/connect-routes.ts.
  */
-export class RpcError extends Error {
+export class RpcError<R extends Reason = Reason> extends Error {
   override readonly name = "RpcError";
+  readonly code: Code;
+  #reason: string;
+  /** The Status a peer sent (fromStatus): passed on whole. */
+  #received: Status | undefined;
   constructor(
-    readonly code: Code,
-    readonly reason: string,
+    code: CodeOf<R>,
+    reason: R,
     message: string,
     readonly metadata: Record<string, string> = {},
     readonly headers: Record<string, string> = {},
   ) {
     super(message);
+    this.code = code;
+    this.#reason = reason;
+  }
+
+  /** A catalogued reason for umw's own failures; a received failure's reason is whatever the peer sent. */
+  get reason(): string {
+    return this.#reason;
   }
 
   toStatus(): Status {
+    if (this.#received) return this.#received;
     const info = create(ErrorInfoSchema, { reason: this.reason, domain: ERROR_DOMAIN, metadata: this.metadata });
     return create(StatusSchema, { code: this.code, message: this.message, details: [anyPack(ErrorInfoSchema, info)] });
   }
@@ -40,21 +57,48 @@ export class RpcError extends Error {
     return { code: this.code, details: this.message, metadata: trailers };
   }
 
-  static fromStatus(status: Status): RpcError {
-    const info = errorInfoOf(status);
-    return new RpcError(status.code as Code, info?.reason ?? Code[status.code] ?? "UNKNOWN", status.message, info?.metadata ?? {});
+  /**
+   * A failure a peer reported in its own encoding (a fill announcement, a stored command status):
+   * its reason is whatever the peer wrote, not checked against the catalogue.
+   */
+  static fromWire(code: number, reason: string, message: string, metadata: Record<string, string> = {}, headers: Record<string, string> = {}): RpcError {
+    const error = new RpcError(Code.UNKNOWN, "UNKNOWN", message, metadata, headers);
+    (error as { code: Code }).code = code;
+    error.#reason = reason;
+    return error;
   }
 
-  /** Reads a grpc-js client error back into an RpcError, keeping the ErrorInfo and the service's own trailers. */
+  /** A Status received from a peer, kept whole to be passed on as it came; the reason is its ErrorInfo's, else the code's name. */
+  static fromStatus(status: Status, headers: Record<string, string> = {}): RpcError {
+    const info = errorInfoOf(status);
+    const error = RpcError.fromWire(status.code, info?.reason ?? Code[status.code] ?? "UNKNOWN", status.message, info?.metadata ?? {}, headers);
+    error.#received = status;
+    return error;
+  }
+
+  /** Reads a grpc-js client error back into an RpcError, keeping the Status and the service's own trailers. */
   static fromServiceError(error: ServiceError): RpcError {
     const headers: Record<string, string> = {};
     for (const [key, value] of Object.entries(error.metadata?.getMap() ?? {})) {
       if (typeof value === "string" && !key.startsWith("grpc-")) headers[key] = value;
     }
-    const raw = error.metadata?.get(STATUS_DETAILS_KEY)[0];
-    const status = raw instanceof Buffer ? RpcError.fromStatus(fromBinary(StatusSchema, raw)) : undefined;
-    if (status) return new RpcError(status.code, status.reason, status.message, status.metadata, headers);
-    return new RpcError(error.code ?? Code.UNKNOWN, Code[error.code] ?? "UNKNOWN", error.details ?? error.message, {}, headers);
+    const status = statusOfServiceError(error);
+    if (!status) return RpcError.fromWire(error.code ?? Code.UNKNOWN, Code[error.code] ?? "UNKNOWN", error.details ?? error.message, {}, headers);
+    const info = errorInfoOf(status);
+    return RpcError.fromWire(status.code, info?.reason ?? Code[status.code] ?? "UNKNOWN", status.message, info?.metadata ?? {}, headers);
+  }
+}
+
+/** The google.rpc.Status a grpc-js error carries in `grpc-status-details-bin` (its code the call's), if it carries a readable one. */
+export function statusOfServiceError(error: Pick<ServiceError, "code" | "metadata">): Status | undefined {
+  const raw = error.metadata?.get(STATUS_DETAILS_KEY)[0];
+  if (!(raw instanceof Buffer)) return undefined;
+  try {
+    const status = fromBinary(StatusSchema, raw);
+    status.code = error.code;
+    return status;
+  } catch {
+    return undefined;
   }
 }
 
@@ -66,16 +110,20 @@ export function errorInfoOf(status: Status): ErrorInfo | undefined {
   return undefined;
 }
 
-export function statusInit(code: Code, reason: string, message: string): MessageInitShape<typeof StatusSchema> {
+export function statusInit<R extends Reason>(code: CodeOf<R>, reason: R, message: string): MessageInitShape<typeof StatusSchema> {
   return new RpcError(code, reason, message).toStatus();
 }
 
-export const invalidArgument = (reason: string, message: string, metadata?: Record<string, string>) =>
-  new RpcError(Code.INVALID_ARGUMENT, reason, message, metadata);
-export const notFound = (reason: string, message: string, metadata?: Record<string, string>) =>
-  new RpcError(Code.NOT_FOUND, reason, message, metadata);
-export const unavailable = (reason: string, message: string, metadata?: Record<string, string>) =>
-  new RpcError(Code.UNAVAILABLE, reason, message, metadata);
+/** The reasons the catalogue declares with `code`. */
+type ReasonFor<C extends Code> = { [R in Reason]: C extends CodeOf<R> ? R : never }[Reason];
+
+// The catalogue lists INVALID_ARGUMENT (etc.) among the codes of every ReasonFor<...>: the casts only tell tsc so.
+export const invalidArgument = (reason: ReasonFor<Code.INVALID_ARGUMENT>, message: string, metadata?: Record<string, string>) =>
+  new RpcError(Code.INVALID_ARGUMENT as CodeOf<typeof reason>, reason, message, metadata);
+export const notFound = (reason: ReasonFor<Code.NOT_FOUND>, message: string, metadata?: Record<string, string>) =>
+  new RpcError(Code.NOT_FOUND as CodeOf<typeof reason>, reason, message, metadata);
+export const unavailable = (reason: ReasonFor<Code.UNAVAILABLE>, message: string, metadata?: Record<string, string>) =>
+  new RpcError(Code.UNAVAILABLE as CodeOf<typeof reason>, reason, message, metadata);
 
 /** Anything thrown that is not an RpcError is a bug or an outage: the caller learns only that. */
 export function toRpcError(error: unknown): RpcError {

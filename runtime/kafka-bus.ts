@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { Kafka, logLevel, type Consumer, type Producer, type LogEntry, type SASLOptions } from "kafkajs";
 import type { EventBus, IncomingMessage, OutgoingMessage, SubscribeOptions, Subscription, TopicSpec } from "./bus.js";
 import type { Logger } from "./logger.js";
@@ -51,21 +52,25 @@ export class KafkaBus implements EventBus {
   /** Fails with UNAVAILABLE naming the brokers when none answers within the connect timeout. */
   async connect(): Promise<void> {
     const admin = this.kafka.admin();
-    const deadline = Date.now() + (this.options.connectTimeoutMs ?? 15_000);
-    for (;;) {
-      try {
-        await admin.connect();
-        await admin.describeCluster();
-        await admin.disconnect();
-        return;
-      } catch (error) {
-        await admin.disconnect().catch(() => undefined);
-        if (Date.now() > deadline) {
-          throw unavailable("KAFKA_UNREACHABLE", `cannot reach Kafka at ${this.options.brokers.join(",")}: ${(error as Error).message}`);
-        }
-        this.options.log.warn({ brokers: this.options.brokers }, "Kafka not reachable yet; retrying");
-        await new Promise((resolve) => setTimeout(resolve, 500));
-      }
+    try {
+      await withRetry(
+        async () => {
+          try {
+            await admin.connect();
+            await admin.describeCluster();
+          } finally {
+            await admin.disconnect().catch(() => undefined);
+          }
+        },
+        {
+          initialDelayMs: 250,
+          maxDelayMs: 1_000,
+          deadline: Date.now() + (this.options.connectTimeoutMs ?? 15_000),
+          onRetry: () => this.options.log.warn({ brokers: this.options.brokers }, "Kafka not reachable yet; retrying"),
+        },
+      );
+    } catch (error) {
+      throw unavailable("KAFKA_UNREACHABLE", `cannot reach Kafka at ${this.options.brokers.join(",")}: ${(error as Error).message}`);
     }
   }
 
@@ -126,10 +131,9 @@ export class KafkaBus implements EventBus {
     const log = this.options.log.child({ component: "kafka", group: options.group });
     const health = processReadiness.reporter("dependency", `kafka consumer ${options.group}`);
     health.notReady("joining the group");
-    let stopped = false;
+    const stopping = new AbortController();
     let current: Consumer | undefined;
-    let rebuild: NodeJS.Timeout | undefined;
-    let delay = RESUBSCRIBE_BACKOFF_MS.initial;
+    let rebuilding = false;
 
     const startConsumer = async (): Promise<void> => {
       const consumer = this.kafka.consumer({
@@ -142,21 +146,18 @@ export class KafkaBus implements EventBus {
           ...CONSUMER_RETRY,
           restartOnFailure: async (error) => {
             log.warn({ err: error.message }, "Kafka consumer failed; kafkajs restarts it");
-            return !stopped;
+            return !stopping.signal.aborted;
           },
         },
       });
       current = consumer;
       this.consumers.add(consumer);
-      consumer.on(consumer.events.GROUP_JOIN, () => {
-        delay = RESUBSCRIBE_BACKOFF_MS.initial;
-        health.ready();
-      });
+      consumer.on(consumer.events.GROUP_JOIN, () => health.ready());
       consumer.on(consumer.events.CRASH, ({ payload }) => {
         health.notReady(payload.error.message);
-        if (payload.restart || stopped || current !== consumer) return;
-        log.error({ err: payload.error.message, retryInMs: delay }, "Kafka consumer stopped for good; rebuilding it");
-        scheduleRebuild(consumer);
+        if (payload.restart || stopping.signal.aborted || current !== consumer) return;
+        log.error({ err: payload.error.message, retryInMs: RESUBSCRIBE_BACKOFF_MS.initial }, "Kafka consumer stopped for good; rebuilding it");
+        rebuild(consumer);
       });
       try {
         await consumer.connect();
@@ -185,20 +186,26 @@ export class KafkaBus implements EventBus {
       }
     };
 
-    const scheduleRebuild = (failed: Consumer) => {
+    /** A new consumer in place of one kafkajs gave up on, retried with backoff until it runs or the subscription stops. */
+    const rebuild = (failed: Consumer) => {
       this.consumers.delete(failed);
       void failed.disconnect().catch(() => undefined);
-      if (stopped || rebuild) return;
-      rebuild = setTimeout(() => {
-        rebuild = undefined;
-        if (stopped) return;
-        startConsumer().catch((error: unknown) => {
-          health.notReady((error as Error).message);
-          log.warn({ err: (error as Error).message, retryInMs: delay }, "Kafka consumer cannot start yet; retrying");
-          delay = Math.min(delay * 2, RESUBSCRIBE_BACKOFF_MS.max);
-          scheduleRebuild(current!);
-        });
-      }, delay);
+      if (stopping.signal.aborted || rebuilding) return;
+      rebuilding = true;
+      sleep(RESUBSCRIBE_BACKOFF_MS.initial, undefined, { signal: stopping.signal })
+        .then(() =>
+          withRetry(startConsumer, {
+            signal: stopping.signal,
+            initialDelayMs: RESUBSCRIBE_BACKOFF_MS.initial,
+            maxDelayMs: RESUBSCRIBE_BACKOFF_MS.max,
+            onRetry: (error, _attempt, retryInMs) => {
+              health.notReady((error as Error).message);
+              log.warn({ err: (error as Error).message, retryInMs }, "Kafka consumer cannot start yet; retrying");
+            },
+          }),
+        )
+        .catch(() => undefined) // stopped
+        .finally(() => (rebuilding = false));
     };
 
     try {
@@ -209,8 +216,7 @@ export class KafkaBus implements EventBus {
     }
     return {
       stop: async () => {
-        stopped = true;
-        clearTimeout(rebuild);
+        stopping.abort();
         health.remove();
         const consumer = current;
         if (consumer) {

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { classifyPgError, isTransientPgError } from "./pg-errors.js";
+import { classifyPgError, isTransientPgError, pgErrorCodeOf } from "./pg-errors.js";
 
 const pgError = (code: string, message = "x") => Object.assign(new Error(message), { code });
 
@@ -32,4 +32,11 @@ test("transient means worth another try: not data, not unknown", () => {
   assert.equal(isTransientPgError(pgError("25006")), true);
   assert.equal(isTransientPgError(pgError("23505")), false);
   assert.equal(isTransientPgError(new Error("a bug")), false);
+});
+
+test("the code recorded of a failure: the SQLSTATE, else a Node error code, else nothing", () => {
+  assert.equal(pgErrorCodeOf(Object.assign(new Error("x"), { code: "40001" })), "40001");
+  assert.equal(pgErrorCodeOf(Object.assign(new Error("x"), { code: "ECONNREFUSED" })), "ECONNREFUSED");
+  assert.equal(pgErrorCodeOf(Object.assign(new Error("x"), { code: 14 })), undefined);
+  assert.equal(pgErrorCodeOf(new Error("x")), undefined);
 });

@@ -23,6 +23,12 @@ export function sqlstateOf(error: unknown): string | undefined {
   return typeof code === "string" && /^[0-9A-Z]{5}$/.test(code) && !code.startsWith("E") ? code : undefined;
 }
 
+/** What logs and dead letters record of a failure: its SQLSTATE, or the Node error code (ECONNREFUSED) of a failure on the way to the server. */
+export function pgErrorCodeOf(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return sqlstateOf(error) ?? (typeof code === "string" && /^E[A-Z]+$/.test(code) ? code : undefined);
+}
+
 export function classifyPgError(error: unknown): PgErrorKind {
   const sqlstate = sqlstateOf(error);
   if (sqlstate === "25006") return "failover";

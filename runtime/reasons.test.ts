@@ -10,11 +10,10 @@ import { BEGIN_MARK, END_MARK, renderReasonsTable, withReasonsSection } from "./
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DOC = join(ROOT, "docs/errors.md");
 
-/** The places a reason is written as a literal: the RpcError and EdgeFailure constructors and helpers, Connect's reason picks. */
+/** The places a reason is written as a literal: the RpcError constructor and helpers, Connect's reason picks. */
 const REASON_SITES: readonly RegExp[] = [
   /\b(?:invalidArgument|notFound|unavailable)\(\s*"([A-Z][A-Z0-9_]*)"/g,
   /\bnew RpcError\(\s*[^,()]+(?:\([^()]*\))?[^,()]*,\s*"([A-Z][A-Z0-9_]*)"/g,
-  /\bEdgeFailure\.of\(\s*[^,]+,\s*"([A-Z][A-Z0-9_]*)"/g,
   /\bstatusJson\(\s*\d+,\s*"([A-Z][A-Z0-9_]*)"/g,
   /\bstatusInit\(\s*[^,]+,\s*"([A-Z][A-Z0-9_]*)"/g,
   /\bwithReason\([^;]*?"([A-Z][A-Z0-9_]*)"/g,
@@ -61,7 +60,7 @@ test("the scan catches each way of raising a reason", () => {
     `throw invalidArgument("A_ONE", "x");`,
     `new RpcError(Code.NOT_FOUND,\n  "A_TWO", "x")`,
     `new RpcError(cause.reason === "X" ? Code.UNAVAILABLE : Code.INTERNAL, "A_THREE", "x")`,
-    `EdgeFailure.of(Code.INTERNAL, "A_FOUR", "x")`,
+    `statusInit(Code.INTERNAL, "A_FOUR", "x")`,
     `direct(404, statusJson(5, "A_FIVE", "x"))`,
     `const reason = status === 415 ? "A_SIX" : "A_SEVEN";`,
     `const message = "NOT_A_REASON";`,

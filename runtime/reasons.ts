@@ -9,11 +9,14 @@ export interface ReasonSpec {
   readonly meaning: string;
 }
 
-const reason = (codes: ReasonSpec["codes"] | Code, meaning: string, httpStatus?: number): ReasonSpec => ({
-  codes: typeof codes === "number" ? [codes] : codes,
-  meaning,
-  ...(httpStatus === undefined ? {} : { httpStatus }),
-});
+/** A reason's spec, keeping its codes as literal types so that RpcError can check a code against its reason. */
+function reason<const C extends Code | readonly [Code, ...Code[]]>(
+  codes: C,
+  meaning: string,
+  httpStatus?: number,
+): ReasonSpec & { readonly codes: C extends Code ? readonly [C] : C } {
+  return { codes: (typeof codes === "number" ? [codes] : codes) as C extends Code ? readonly [C] : C, meaning, ...(httpStatus === undefined ? {} : { httpStatus }) };
+}
 
 /**
  * Every google.rpc.ErrorInfo reason umw raises (domain `umw.dev`), declared once. docs/errors.md is
@@ -31,6 +34,8 @@ export const REASONS = {
   SHUTTING_DOWN: reason(Code.UNAVAILABLE, "The service or edge is draining; retry against another instance."),
 
   // Entities and resource types.
+  INVALID_TENANT: reason(Code.INVALID_ARGUMENT, "A tenant name that is not well formed (1-128 of A-Z a-z 0-9 . _ ~ -)."),
+  INVALID_ID: reason(Code.INVALID_ARGUMENT, "An entity id that is not well formed (1-128 of A-Z a-z 0-9 . _ ~ -)."),
   INVALID_TYPE: reason(Code.INVALID_ARGUMENT, "A resource type name that is not well formed."),
   UNKNOWN_RESOURCE_TYPE: reason(Code.NOT_FOUND, "No resource type of that name is configured."),
   ENTITY_NOT_FOUND: reason(Code.NOT_FOUND, "The entity does not exist in the tenant."),
@@ -152,6 +157,9 @@ export const REASONS = {
 } as const satisfies Record<string, ReasonSpec>;
 
 export type Reason = keyof typeof REASONS;
+
+/** The gRPC code(s) a reason may be raised with: `new RpcError(code, reason, ...)` does not compile with any other. */
+export type CodeOf<R extends Reason> = (typeof REASONS)[R]["codes"][number];
 
 /** The reasons as constants: `Reason.ENTITY_NOT_FOUND`. */
 export const Reason = Object.fromEntries(Object.keys(REASONS).map((name) => [name, name])) as { readonly [K in Reason]: K };

@@ -33,3 +33,20 @@ test("stops at maxAttempts, at the deadline, and on a failure the predicate refu
   await assert.rejects(withRetry(async () => { calls++; throw new Error("permanent"); }, { initialDelayMs: 1, shouldRetry: () => false }), /permanent/);
   assert.equal(calls, 1);
 });
+
+test("an abort during a wait rejects at once and makes no further attempt", async () => {
+  const controller = new AbortController();
+  let calls = 0;
+  const started = Date.now();
+  const pending = withRetry(
+    async (attempt) => {
+      calls++;
+      assert.equal(attempt, calls);
+      throw new Error("down");
+    },
+    { initialDelayMs: 5_000, maxDelayMs: 5_000, signal: controller.signal, onRetry: () => controller.abort(new Error("stopping")) },
+  );
+  await assert.rejects(pending, /stopping/);
+  assert.ok(Date.now() - started < 1_000, "rejected without waiting out the delay");
+  assert.equal(calls, 1);
+});

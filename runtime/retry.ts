@@ -1,4 +1,5 @@
-import { ExponentialBackoff, handleWhen, retry } from "cockatiel";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ExponentialBackoff, type IBackoff } from "cockatiel";
 
 export interface RetryOptions {
   /** Delay before the second attempt (default 100 ms); later delays grow exponentially with jitter. */
@@ -11,26 +12,35 @@ export interface RetryOptions {
   readonly deadline?: number;
   /** Whether a failure is worth another attempt (default: every failure). */
   readonly shouldRetry?: (error: unknown) => boolean;
-  /** Called before each wait, e.g. to log or to mark something not ready. */
+  /** Called before each wait, e.g. to log or to mark something not ready. `attempt` counts the failures so far. */
   readonly onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
+  /** Stops retrying: an abort, also during a wait, rejects at once with the signal's reason. */
   readonly signal?: AbortSignal;
 }
 
 /**
- * The one retry helper: runs `fn` until it succeeds, waiting between attempts with cockatiel's
- * exponential backoff (decorrelated jitter), and rethrows the last failure once it is not worth
- * another try (the predicate, the attempt limit or the deadline).
+ * The one retry helper: runs `fn` (given the attempt number, 1 for the first) until it succeeds,
+ * waiting between attempts as cockatiel's exponential backoff says (decorrelated jitter), and
+ * rethrows the last failure once it is not worth another try (the predicate, the attempt limit or
+ * the deadline). The wait is ours rather than cockatiel's retry policy's, because that one cannot
+ * be cut short by the abort signal and would hold a stopping process for up to `maxDelayMs`.
  */
-export function withRetry<T>(fn: (attempt: number) => Promise<T>, options: RetryOptions = {}): Promise<T> {
-  const worthRetrying = (error: unknown) =>
-    (options.shouldRetry?.(error) ?? true) && (options.deadline === undefined || Date.now() < options.deadline);
-  const policy = retry(handleWhen(worthRetrying), {
-    maxAttempts: options.maxAttempts === undefined ? Number.POSITIVE_INFINITY : options.maxAttempts - 1,
-    backoff: new ExponentialBackoff({ initialDelay: options.initialDelayMs ?? 100, maxDelay: options.maxDelayMs ?? 2_000 }),
-  });
-  if (options.onRetry) {
-    const onRetry = options.onRetry;
-    policy.onRetry((event) => onRetry("error" in event ? event.error : undefined, event.attempt, event.delay));
+export async function withRetry<T>(fn: (attempt: number) => Promise<T>, options: RetryOptions = {}): Promise<T> {
+  const { signal } = options;
+  const maxAttempts = options.maxAttempts ?? Number.POSITIVE_INFINITY;
+  const factory = new ExponentialBackoff({ initialDelay: options.initialDelayMs ?? 100, maxDelay: options.maxDelayMs ?? 2_000 });
+  let backoff: IBackoff<unknown> | undefined;
+  for (let attempt = 1; ; attempt++) {
+    signal?.throwIfAborted();
+    try {
+      return await fn(attempt);
+    } catch (error) {
+      const worthRetrying =
+        attempt < maxAttempts && (options.shouldRetry?.(error) ?? true) && (options.deadline === undefined || Date.now() < options.deadline);
+      if (!worthRetrying || signal?.aborted) throw error;
+      backoff = backoff ? backoff.next(undefined) : factory.next();
+      options.onRetry?.(error, attempt, backoff.duration);
+      await sleep(backoff.duration, undefined, { signal }).catch(() => signal?.throwIfAborted());
+    }
   }
-  return policy.execute(({ attempt }) => fn(attempt), options.signal);
 }

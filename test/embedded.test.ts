@@ -6,6 +6,7 @@
 //   node --import tsx --test test/embedded.test.ts
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { waitFor } from "./support/wait.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
@@ -48,16 +49,15 @@ describe("umw serve all --embedded", { timeout: 120_000 }, () => {
   };
 
   /** Polls the command's status URL until it leaves ACCEPTED. */
-  const settled = async (statusUrl: string): Promise<any> => {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const reply = await http("GET", statusUrl);
-      assert.equal(reply.status, 200, JSON.stringify(reply.body));
-      if (reply.body.command.state !== "COMMAND_STATE_ACCEPTED") return reply.body.command;
-      assert.ok(Date.now() < deadline, `command still ACCEPTED after 10 s: ${statusUrl}`);
-      await sleep(50);
-    }
-  };
+  const settled = (statusUrl: string): Promise<any> =>
+    waitFor(
+      async () => {
+        const reply = await http("GET", statusUrl);
+        assert.equal(reply.status, 200, JSON.stringify(reply.body));
+        return reply.body.command.state !== "COMMAND_STATE_ACCEPTED" ? reply.body.command : undefined;
+      },
+      { what: `the command to leave ACCEPTED: ${statusUrl}`, timeoutMs: 10_000, everyMs: 50 },
+    );
 
   before(async () => {
     const ports = await freeServicePorts();

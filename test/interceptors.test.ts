@@ -20,7 +20,7 @@ function denyMethods(names: readonly string[], seen: { requestId?: string; peer?
     // The default interceptors ran first: the request id and the peer are known here.
     seen.push({ requestId: req.context.requestId, peer: req.context.peer });
     if (names.includes(req.method.name)) {
-      throw new RpcError(Code.PERMISSION_DENIED, "METHOD_DENIED", `${req.context.peer} may not call ${req.method.name}`, { method: req.method.name });
+      throw RpcError.fromWire(Code.PERMISSION_DENIED, "METHOD_DENIED", `${req.context.peer} may not call ${req.method.name}`, { method: req.method.name });
     }
     return next(req);
   };

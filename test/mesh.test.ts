@@ -57,10 +57,10 @@ describe("mesh runtime over mTLS", () => {
         return { entity: { tenant: request.tenant, type: request.type, id: request.id, version: 7n } };
       },
       async batchGetEntities() {
-        throw new RpcError(Code.UNIMPLEMENTED, "NOT_USED", "not used");
+        throw RpcError.fromWire(Code.UNIMPLEMENTED, "NOT_USED", "not used");
       },
       async listEntities() {
-        throw new RpcError(Code.UNIMPLEMENTED, "NOT_USED", "not used");
+        throw RpcError.fromWire(Code.UNIMPLEMENTED, "NOT_USED", "not used");
       },
     });
     const downstreamPort = await downstream.start();
@@ -83,10 +83,10 @@ describe("mesh runtime over mTLS", () => {
         return { entity: create(EntitySchema, { tenant: request.tenant, type: request.type, id: request.id, version: 1n, data: { title: "hello" } }) };
       },
       async batchGetEntities() {
-        throw new RpcError(Code.UNIMPLEMENTED, "NOT_USED", "not used");
+        throw RpcError.fromWire(Code.UNIMPLEMENTED, "NOT_USED", "not used");
       },
       async listEntities() {
-        throw new RpcError(Code.UNIMPLEMENTED, "NOT_USED", "not used");
+        throw RpcError.fromWire(Code.UNIMPLEMENTED, "NOT_USED", "not used");
       },
     });
     address = `127.0.0.1:${await server.start()}`;

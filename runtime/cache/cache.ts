@@ -1,26 +1,20 @@
+import type { RpcError } from "../errors.js";
 import type { CacheEntry } from "./entry.js";
 import type { CacheKey } from "./keys.js";
 
 /** What a versioned write did: stored, or refused because the key holds `current` (a higher version). */
 export type SetResult = { readonly stored: true } | { readonly stored: false; readonly current: bigint };
 
-/** A failed load, as announced to waiters so that they answer with the same error. */
-export interface FillError {
-  readonly code: number;
-  readonly reason: string;
-  readonly message: string;
-}
-
 /** What the loader of a key announces when it is done. */
 export type FillMessage =
   | { readonly kind: "entry"; readonly entry: CacheEntry; readonly stored: boolean }
-  | { readonly kind: "error"; readonly error: FillError };
+  | { readonly kind: "error"; readonly error: RpcError };
 
 /** How the loader finishes: store the entry (versioned), hand it out unstored, or report a failure. */
 export type Fill =
   | { readonly kind: "store"; readonly entry: CacheEntry; readonly ttlMs: number }
   | { readonly kind: "pass"; readonly entry: CacheEntry }
-  | { readonly kind: "error"; readonly error: FillError };
+  | { readonly kind: "error"; readonly error: RpcError };
 
 /** Waits for the fill announcement of one key. */
 export interface FillWatch {

@@ -3,7 +3,7 @@ import type { Logger } from "../logger.js";
 import { redactUrl } from "../redact.js";
 import type { Cache, Fill, FillMessage, FillWatch, SetResult } from "./cache.js";
 import { decodeEntry, encodeEntry, type CacheEntry } from "./entry.js";
-import { decodeFillMessage } from "./fill-message.js";
+import { decodeFillMessage, encodeFillError } from "./fill-message.js";
 import { nextMessage } from "./fill-queue.js";
 import type { CacheKey } from "./keys.js";
 
@@ -161,7 +161,7 @@ export class RedisCache implements Cache {
         ? ["S", encodeEntry(fill.entry), fill.ttlMs]
         : fill.kind === "pass"
           ? ["U", encodeEntry(fill.entry), 1]
-          : ["F", Buffer.from(JSON.stringify(fill.error)), 1];
+          : ["F", encodeFillError(fill.error), 1];
     const result = await this.scripts.umwComplete(key.entry, key.lease, token, key.channel, flag, payload, pxOf(ttlMs));
     return fill.kind === "store" ? setResult(result) : undefined;
   }

@@ -1,5 +1,6 @@
 import type { Logger } from "../../runtime/logger.js";
 import { COMMAND_CHANNEL } from "../../runtime/outbox.js";
+import { withRetry } from "../../runtime/retry.js";
 import type { DbSession as PgSession, OpenSession } from "../../runtime/db-session.js";
 
 /** What a watcher waits on: a change of its command (NOTIFY), a poll tick, or its abort signal. */
@@ -24,8 +25,7 @@ export class CommandFeed {
   private session: PgSession | undefined;
   private closed = false;
   private running: Promise<void> | undefined;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private retryResolve: (() => void) | undefined;
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly openSession: OpenSession,
@@ -42,8 +42,7 @@ export class CommandFeed {
 
   async close(): Promise<void> {
     this.closed = true;
-    clearTimeout(this.retryTimer);
-    this.retryResolve?.();
+    this.stopping.abort();
     await this.session?.release();
     await this.running;
     this.wakeAll();
@@ -97,25 +96,23 @@ export class CommandFeed {
   }
 
   private async run(): Promise<void> {
-    let delay = 250;
     while (!this.closed) {
-      let session: PgSession | undefined;
+      let session: PgSession;
       try {
-        session = await this.openSession();
-        await session.listen(COMMAND_CHANNEL, (payload) => this.notify(payload));
-      } catch (error) {
-        await session?.release();
-        this.log.warn({ err: error, retryMs: delay }, "command feed: cannot LISTEN on Postgres; watchers poll until it can");
-        await this.sleep(delay);
-        delay = Math.min(delay * 2, 5_000);
-        continue;
+        session = await withRetry(() => this.listen(), {
+          initialDelayMs: 250,
+          maxDelayMs: 5_000,
+          onRetry: (error, _attempt, retryMs) => this.log.warn({ err: error, retryMs }, "command feed: cannot LISTEN on Postgres; watchers poll until it can"),
+          signal: this.stopping.signal,
+        });
+      } catch {
+        break; // closed while waiting to retry
       }
       if (this.closed) {
         await session.release();
         break;
       }
       this.session = session;
-      delay = 250;
       // Changes may have happened while nobody listened.
       this.wakeAll();
       const reason = await session.lost;
@@ -125,10 +122,16 @@ export class CommandFeed {
     }
   }
 
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      this.retryResolve = resolve;
-      this.retryTimer = setTimeout(resolve, ms);
-    });
+  /** A session LISTENing on the command channel (released again when LISTEN fails). */
+  private async listen(): Promise<PgSession> {
+    let session: PgSession | undefined;
+    try {
+      session = await this.openSession();
+      await session.listen(COMMAND_CHANNEL, (payload) => this.notify(payload));
+      return session;
+    } catch (error) {
+      await session?.release();
+      throw error;
+    }
   }
 }

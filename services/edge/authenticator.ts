@@ -1,6 +1,5 @@
-import { Code } from "../../runtime/errors.js";
+import { Code, RpcError } from "../../runtime/errors.js";
 import type { Principal } from "../../runtime/principal.js";
-import { EdgeFailure } from "./edge-failure.js";
 import type { TokenVerifier } from "./token-verifier.js";
 
 /**
@@ -11,7 +10,7 @@ export type EdgeAuth = { readonly mode: "none" } | { readonly mode: "bearer"; re
 
 /**
  * The caller of one request from its `Authorization` header: a verified Principal, undefined with
- * auth `none`, or an EdgeFailure: 401 UNAUTHENTICATED with an RFC 6750 `WWW-Authenticate`, or 503
+ * auth `none`, or an RpcError: 401 UNAUTHENTICATED with an RFC 6750 `WWW-Authenticate`, or 503
  * when the issuer's keys cannot be fetched.
  */
 export async function authenticate(auth: EdgeAuth, authorization: string | null | undefined): Promise<Principal | undefined> {
@@ -21,23 +20,23 @@ export async function authenticate(auth: EdgeAuth, authorization: string | null 
   const match = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(authorization ?? "");
   if (!authorization) {
     // RFC 6750 3.1: a request without credentials gets the challenge without an error code.
-    throw EdgeFailure.of(Code.UNAUTHENTICATED, "TOKEN_MISSING", "this call needs a bearer token (Authorization: Bearer <token>)", {}, { headers: { "www-authenticate": challenge() } });
+    throw new RpcError(Code.UNAUTHENTICATED, "TOKEN_MISSING", "this call needs a bearer token (Authorization: Bearer <token>)", {}, { "www-authenticate": challenge() });
   }
   if (!match) {
-    throw EdgeFailure.of(Code.UNAUTHENTICATED, "TOKEN_INVALID", "the Authorization header is not a bearer token", {}, { headers: { "www-authenticate": challenge("invalid_request", "expected Authorization: Bearer <token>") } });
+    throw new RpcError(Code.UNAUTHENTICATED, "TOKEN_INVALID", "the Authorization header is not a bearer token", {}, { "www-authenticate": challenge("invalid_request", "expected Authorization: Bearer <token>") });
   }
   try {
     return await auth.verifier.verify(match[1]!);
   } catch (error) {
-    if (!(error instanceof EdgeFailure) || error.code !== Code.UNAUTHENTICATED) throw error;
-    return Promise.reject(new EdgeFailure(error.status, { ...error.headers, "www-authenticate": challenge("invalid_token", error.message) }, error.httpStatus));
+    if (!(error instanceof RpcError) || error.code !== Code.UNAUTHENTICATED) throw error;
+    return Promise.reject(RpcError.fromWire(error.code, error.reason, error.message, error.metadata, { ...error.headers, "www-authenticate": challenge("invalid_token", error.message) }));
   }
 }
 
 /** A request naming another tenant than the token's is refused before it is forwarded. */
 export function checkTenant(principal: Principal | undefined, requested: unknown): void {
   if (principal?.tenant === undefined || typeof requested !== "string" || requested === "" || requested === principal.tenant) return;
-  throw EdgeFailure.of(Code.PERMISSION_DENIED, "TENANT_MISMATCH", `the token grants tenant ${JSON.stringify(principal.tenant)}, not ${JSON.stringify(requested)}`, {
+  throw new RpcError(Code.PERMISSION_DENIED, "TENANT_MISMATCH", `the token grants tenant ${JSON.stringify(principal.tenant)}, not ${JSON.stringify(requested)}`, {
     tenant: requested,
     callerTenant: principal.tenant,
   });

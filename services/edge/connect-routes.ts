@@ -2,9 +2,9 @@ import { Code as ConnectCode, ConnectError, type ConnectRouter, type HandlerCont
 import type { MethodImpl } from "@connectrpc/connect";
 import type { DescMethod, DescMethodServerStreaming, DescMethodUnary } from "@bufbuild/protobuf";
 import type { Metadata } from "@grpc/grpc-js";
-import { Code } from "../../runtime/errors.js";
+import { Code, RpcError } from "../../runtime/errors.js";
 import type { EdgeContext } from "./edge-context.js";
-import { EdgeFailure, toEdgeFailure, upstreamFailure } from "./edge-failure.js";
+import { edgeFailureOf, upstreamFailure } from "./edge-failure.js";
 import { authenticate, checkTenant } from "./authenticator.js";
 import { metadataFromHeaders, REQUEST_ID, requestIdOf, setPrincipal } from "./forwarded-headers.js";
 import type { Principal } from "../../runtime/principal.js";
@@ -36,7 +36,7 @@ function unaryForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMethod
     try {
       checkRequestPayloads(method.input, request, ctx.options.payloadLimits);
     } catch (error) {
-      throw failureToConnectError(toEdgeFailure(error));
+      throw failureToConnectError(edgeFailureOf(error));
     }
     await admitCall(ctx, method, request, hctx, principal);
     try {
@@ -64,7 +64,7 @@ function streamForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMetho
       yield* messages;
     } catch (error) {
       if (ctx.shutdown.aborted) {
-        throw connectError(ctx, upstream, EdgeFailure.of(Code.UNAVAILABLE, "SHUTTING_DOWN", "the edge is shutting down; reconnect"));
+        throw connectError(ctx, upstream, new RpcError(Code.UNAVAILABLE, "SHUTTING_DOWN", "the edge is shutting down; reconnect"));
       }
       throw connectError(ctx, upstream, deadlineExpired(hctx) ? timedOut(upstream) : error);
     }
@@ -80,7 +80,7 @@ async function admitCall(ctx: EdgeContext, method: DescMethod, request: unknown,
   try {
     admission = await admit(rateLimit, req, `${method.parent.typeName}/${method.name}`, requestTenant(request), requestIsFreshRead(request), principal);
   } catch (error) {
-    throw failureToConnectError(toEdgeFailure(error));
+    throw failureToConnectError(edgeFailureOf(error));
   }
   if (admission.refusal) throw failureToConnectError(admission.refusal);
   for (const [name, value] of Object.entries(admission.headers)) hctx.responseHeader.set(name, value);
@@ -97,7 +97,7 @@ async function prepare(ctx: EdgeContext, hctx: HandlerContext, request: unknown)
     setPrincipal(metadata, principal);
     return { metadata, principal };
   } catch (error) {
-    throw failureToConnectError(toEdgeFailure(error));
+    throw failureToConnectError(edgeFailureOf(error));
   }
 }
 
@@ -121,9 +121,9 @@ function deadlineExpired(hctx: HandlerContext): boolean {
   return left !== undefined && left <= 0;
 }
 
-function timedOut(upstream: Upstream): EdgeFailure {
+function timedOut(upstream: Upstream): RpcError {
   const service = upstream.service.typeName;
-  return EdgeFailure.of(Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", "the call's deadline expired", { service });
+  return new RpcError(Code.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", "the call's deadline expired", { service });
 }
 
 function passOn(ctx: EdgeContext, metadata: Metadata, headers: Headers): void {
@@ -138,10 +138,12 @@ function connectError(ctx: EdgeContext, upstream: Upstream, error: unknown): Con
   return failureToConnectError(upstreamFailure(error, upstream.service.typeName, ctx.options.passthroughHeaders));
 }
 
-export function failureToConnectError(failure: EdgeFailure): ConnectError {
-  const error = new ConnectError(failure.status.message, failure.code as ConnectCode, failure.headers);
+/** The Connect boundary: an RpcError as the ConnectError connect-node answers with. */
+export function failureToConnectError(failure: RpcError): ConnectError {
+  const status = failure.toStatus();
+  const error = new ConnectError(status.message, status.code as ConnectCode, failure.headers);
   // Details pass through as they came (type and bytes): nothing is lost, no registry needed.
-  error.details = failure.status.details.map((detail) => ({
+  error.details = status.details.map((detail) => ({
     type: detail.typeUrl.slice(detail.typeUrl.lastIndexOf("/") + 1),
     value: detail.value,
   }));

@@ -1,99 +1,38 @@
-import { create, fromBinary, toJson, type JsonObject, type Registry } from "@bufbuild/protobuf";
-import type { Metadata, ServiceError } from "@grpc/grpc-js";
+import { create, toJson, type JsonObject, type Registry } from "@bufbuild/protobuf";
+import type { Metadata } from "@grpc/grpc-js";
 import { StatusSchema, type Status } from "../../gen/google/rpc/status_pb.js";
 import { wireError } from "../../runtime/client.js";
-import { Code, RpcError } from "../../runtime/errors.js";
-
-const STATUS_DETAILS_KEY = "grpc-status-details-bin";
-/** Upstream metadata naming the HTTP status the service means (see httpStatusAsked). */
-const HTTP_STATUS_KEY = "x-http-status";
+import { Code, RpcError, statusOfServiceError } from "../../runtime/errors.js";
 
 /**
- * A failure the edge answers with: a google.rpc.Status (code, message, details such as ErrorInfo),
- * the headers that travel with it (upstream metadata to pass on, or HTTP headers such as Allow), and
- * for failures of HTTP itself (405, 413, 415) the HTTP status that the gRPC code cannot express.
+ * A failed upstream call (mesh client), as the edge answers it. An upstream that answered keeps
+ * its Status whole (all details, its code the call's) and the selected trailers; a failure of the
+ * channel itself (no Status from the service) gets an edge reason and a message that does not
+ * leak internal addresses. How the failure becomes an HTTP status: http-status.ts.
  */
-export class EdgeFailure extends Error {
-  override readonly name = "EdgeFailure";
-  constructor(
-    readonly status: Status,
-    readonly headers: Readonly<Record<string, string>> = {},
-    readonly httpStatus?: number,
-  ) {
-    super(status.message);
-  }
-
-  get code(): number {
-    return this.status.code;
-  }
-
-  /** A failure of the edge's own, with an ErrorInfo reason in the umw domain. */
-  static of(
-    code: Code,
-    reason: string,
-    message: string,
-    metadata: Record<string, string> = {},
-    options: { httpStatus?: number; headers?: Record<string, string> } = {},
-  ): EdgeFailure {
-    return new EdgeFailure(new RpcError(code, reason, message, metadata).toStatus(), options.headers, options.httpStatus);
-  }
-
-  /**
-   * Reads a grpc-js client error. An upstream that answered keeps its Status (all details) and the
-   * selected trailers; a failure of the channel itself (no Status from the service) gets an edge
-   * reason and a message that does not leak internal addresses.
-   */
-  static fromUpstream(error: Pick<ServiceError, "code" | "details" | "metadata">, service: string, passthrough: readonly string[]): EdgeFailure {
-    const headers = pickHeaders(error.metadata, passthrough);
-    const raw = error.metadata?.get(STATUS_DETAILS_KEY)[0];
-    if (raw instanceof Buffer) {
-      try {
-        const status = fromBinary(StatusSchema, raw);
-        status.code = error.code;
-        return new EdgeFailure(status, headers, httpStatusAsked(error.code, error.metadata));
-      } catch {
-        // An unreadable Status: fall through to the code and message.
-      }
-    }
-    const code = (error.code ?? Code.UNKNOWN) as Code;
-    switch (code) {
-      case Code.UNAVAILABLE:
-        return new EdgeFailure(new RpcError(code, "UPSTREAM_UNAVAILABLE", `${service} is unavailable`, { service }).toStatus(), headers);
-      case Code.DEADLINE_EXCEEDED:
-        return new EdgeFailure(new RpcError(code, "UPSTREAM_TIMEOUT", `${service} did not answer in time`, { service }).toStatus(), headers);
-      case Code.CANCELLED:
-        return new EdgeFailure(new RpcError(code, "CANCELLED", "the call was cancelled", { service }).toStatus(), headers);
-      default:
-        return new EdgeFailure(new RpcError(code, Code[code] ?? "UNKNOWN", error.details || "upstream failure", { service }).toStatus(), headers);
-    }
-  }
-}
-
-/** A failed upstream call (mesh client): the upstream's Status whole when it came over the wire. */
-export function upstreamFailure(error: unknown, service: string, passthrough: readonly string[]): EdgeFailure {
+export function upstreamFailure(error: unknown, service: string, passthrough: readonly string[]): RpcError {
   const wire = wireError(error);
-  return wire ? EdgeFailure.fromUpstream(wire, service, passthrough) : toEdgeFailure(error);
+  if (!wire) return edgeFailureOf(error);
+  const headers = pickHeaders(wire.metadata, passthrough);
+  const status = statusOfServiceError(wire);
+  if (status) return RpcError.fromStatus(status, headers);
+  const code = (wire.code ?? Code.UNKNOWN) as Code;
+  switch (code) {
+    case Code.UNAVAILABLE:
+      return new RpcError(code, "UPSTREAM_UNAVAILABLE", `${service} is unavailable`, { service }, headers);
+    case Code.DEADLINE_EXCEEDED:
+      return new RpcError(code, "UPSTREAM_TIMEOUT", `${service} did not answer in time`, { service }, headers);
+    case Code.CANCELLED:
+      return new RpcError(code, "CANCELLED", "the call was cancelled", { service }, headers);
+    default:
+      return RpcError.fromWire(code, Code[code] ?? "UNKNOWN", wire.details || "upstream failure", { service }, headers);
+  }
 }
 
-/**
- * The HTTP status a failing service asks for in `x-http-status`, honoured narrowly: only with
- * FAILED_PRECONDITION, whose HTTP meaning depends on which precondition failed (422 for an
- * idempotency key reused with another request, 412 for If-Match / expected_version), and only
- * for 409, 412, 422 and 428. Any other code keeps the standard mapping (http-status.ts).
- */
-function httpStatusAsked(code: number, metadata: Metadata | undefined): number | undefined {
-  if (code !== Code.FAILED_PRECONDITION) return undefined;
-  const asked = Number(metadata?.get(HTTP_STATUS_KEY)[0]);
-  return PRECONDITION_HTTP_STATUSES.has(asked) ? asked : undefined;
-}
-
-const PRECONDITION_HTTP_STATUSES = new Set([409, 412, 422, 428]);
-
-/** Anything else thrown on the way is a bug: the caller learns only that. */
-export function toEdgeFailure(error: unknown): EdgeFailure {
-  if (error instanceof EdgeFailure) return error;
-  if (error instanceof RpcError) return new EdgeFailure(error.toStatus(), error.headers);
-  return EdgeFailure.of(Code.INTERNAL, "INTERNAL", "internal error");
+/** What the edge answers for anything thrown on the way: an RpcError as it is, anything else is a bug and the caller learns only that. */
+export function edgeFailureOf(error: unknown): RpcError {
+  if (error instanceof RpcError) return error;
+  return new RpcError(Code.INTERNAL, "INTERNAL", "internal error");
 }
 
 export function pickHeaders(metadata: Metadata | undefined, names: readonly string[]): Record<string, string> {

@@ -4,12 +4,12 @@ import { createSecureServer, createServer as createH2cServer, type Http2SecureSe
 import type { AddressInfo } from "node:net";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
-import { Code } from "../../runtime/errors.js";
+import { Code, RpcError } from "../../runtime/errors.js";
 import { connectAdapter } from "./connect-adapter.js";
 import { connectRoutes } from "./connect-routes.js";
 import { Cors } from "./cors.js";
 import { typeRegistry, type EdgeContext } from "./edge-context.js";
-import { EdgeFailure, statusJson } from "./edge-failure.js";
+import { statusJson } from "./edge-failure.js";
 import { edgeHttpMetrics, UNMATCHED_ROUTE } from "./edge-metrics.js";
 import { liveness, readiness } from "./health-endpoints.js";
 import type { HttpRequest, HttpResponse } from "./http-exchange.js";
@@ -89,7 +89,7 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
     try {
       const url = req.url ?? "/";
       if (url.length > options.maxUrlBytes) {
-        return rest.fail(request, response, EdgeFailure.of(Code.INVALID_ARGUMENT, "URI_TOO_LONG", `the request target exceeds ${options.maxUrlBytes} bytes`, { limit: String(options.maxUrlBytes) }, { httpStatus: 414 }), undefined);
+        return rest.fail(request, response, new RpcError(Code.INVALID_ARGUMENT, "URI_TOO_LONG", `the request target exceeds ${options.maxUrlBytes} bytes`, { limit: String(options.maxUrlBytes) }), undefined);
       }
       if (req.httpVersionMajor === 2) requestBound(req as Http2ServerRequest, res as Http2ServerResponse);
       const q = url.indexOf("?");
@@ -119,7 +119,7 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
 
     function internalError(error: unknown) {
       options.log.error({ err: error, url: req.url }, "edge request failed");
-      rest.fail(request, response, EdgeFailure.of(Code.INTERNAL, "INTERNAL", "internal error"), undefined);
+      rest.fail(request, response, new RpcError(Code.INTERNAL, "INTERNAL", "internal error"), undefined);
     }
   };
 
@@ -156,7 +156,7 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
       return;
     }
     const [status, failure] = clientFailure(error, options.maxUrlBytes);
-    const body = statusJson(failure.status, ctx.registry);
+    const body = statusJson(failure.toStatus(), ctx.registry);
     socket.end(
       `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\nconnection: close\r\ncontent-type: application/json\r\ncache-control: no-store\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
@@ -250,7 +250,7 @@ function listen(server: Server | Http2Server | Http2SecureServer, port: number, 
 const STATUS_TEXT: Record<number, string> = { 400: "Bad Request", 408: "Request Timeout", 414: "URI Too Long", 431: "Request Header Fields Too Large" };
 
 /** What a request node:http could not parse, or did not receive in time, is answered with. */
-function clientFailure(error: NodeJS.ErrnoException & { rawPacket?: Buffer }, maxUrlBytes: number): [number, EdgeFailure] {
+function clientFailure(error: NodeJS.ErrnoException & { rawPacket?: Buffer }, maxUrlBytes: number): [number, RpcError] {
   switch (error.code) {
     case "ERR_HTTP_REQUEST_TIMEOUT":
       return [408, requestTimeout()];
@@ -259,15 +259,15 @@ function clientFailure(error: NodeJS.ErrnoException & { rawPacket?: Buffer }, ma
       const packet = error.rawPacket;
       const lineEnd = packet ? packet.indexOf("\r\n") : -1;
       if (packet && (lineEnd < 0 || lineEnd > maxUrlBytes)) {
-        return [414, EdgeFailure.of(Code.INVALID_ARGUMENT, "URI_TOO_LONG", `the request target exceeds ${maxUrlBytes} bytes`, { limit: String(maxUrlBytes) })];
+        return [414, new RpcError(Code.INVALID_ARGUMENT, "URI_TOO_LONG", `the request target exceeds ${maxUrlBytes} bytes`, { limit: String(maxUrlBytes) })];
       }
-      return [431, EdgeFailure.of(Code.INVALID_ARGUMENT, "HEADERS_TOO_LARGE", "the request headers are too large")];
+      return [431, new RpcError(Code.INVALID_ARGUMENT, "HEADERS_TOO_LARGE", "the request headers are too large")];
     }
     default:
-      return [400, EdgeFailure.of(Code.INVALID_ARGUMENT, "MALFORMED_REQUEST", "the request is not valid HTTP/1.1")];
+      return [400, new RpcError(Code.INVALID_ARGUMENT, "MALFORMED_REQUEST", "the request is not valid HTTP/1.1")];
   }
 }
 
-function requestTimeout(): EdgeFailure {
-  return EdgeFailure.of(Code.DEADLINE_EXCEEDED, "REQUEST_TIMEOUT", "the request did not arrive in time", {}, { httpStatus: 408 });
+function requestTimeout(): RpcError {
+  return new RpcError(Code.DEADLINE_EXCEEDED, "REQUEST_TIMEOUT", "the request did not arrive in time");
 }

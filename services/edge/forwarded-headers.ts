@@ -1,8 +1,7 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { Metadata } from "@grpc/grpc-js";
-import { Code } from "../../runtime/errors.js";
+import { Code, RpcError } from "../../runtime/errors.js";
 import { principalHeaders, type Principal } from "../../runtime/principal.js";
-import { EdgeFailure } from "./edge-failure.js";
 
 export const REQUEST_ID = "x-request-id";
 
@@ -60,6 +59,6 @@ function setHeader(metadata: Metadata, name: string, value: string): void {
   try {
     metadata.set(name, value);
   } catch {
-    throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_HEADER", `header ${name} has characters that cannot be forwarded`, { header: name });
+    throw new RpcError(Code.INVALID_ARGUMENT, "INVALID_HEADER", `header ${name} has characters that cannot be forwarded`, { header: name });
   }
 }

@@ -1,4 +1,5 @@
-import { Code } from "../../runtime/errors.js";
+import { Code, type RpcError } from "../../runtime/errors.js";
+import { isReason, REASONS } from "../../runtime/reasons.js";
 
 /** gRPC code -> HTTP status, as grpc-gateway and Envoy's transcoder map them. */
 const HTTP_STATUS_BY_CODE: readonly number[] = [
@@ -28,4 +29,13 @@ const HTTP_STATUS_BY_CODE: readonly number[] = [
 export function httpStatusOf(code: number, conditional = false): number {
   if (code === Code.FAILED_PRECONDITION && conditional) return 412;
   return HTTP_STATUS_BY_CODE[code] ?? 500;
+}
+
+/**
+ * The HTTP status the edge answers a failure with: the one the reasons catalogue names for its
+ * reason (405, 412, 413, 415, 422, ... where HTTP says more than the gRPC code), else the code's.
+ */
+export function httpStatusOfFailure(failure: RpcError, conditional = false): number {
+  const spec = isReason(failure.reason) ? REASONS[failure.reason] : undefined;
+  return (spec && "httpStatus" in spec ? spec.httpStatus : undefined) ?? httpStatusOf(failure.code, conditional);
 }

@@ -1,7 +1,5 @@
 import type { DescMessage, JsonObject, Message } from "@bufbuild/protobuf";
-import { RpcError } from "../../runtime/errors.js";
 import { checkMaskPath, checkPayload, type PayloadLimits } from "../command/payload-limits.js";
-import { EdgeFailure } from "./edge-failure.js";
 
 /**
  * The payload limits (runtime/config.ts payloadMaxDepth, payloadMaxBytes) on every top-level
@@ -18,12 +16,7 @@ export function checkRequestPayloads(schema: DescMessage, request: Message, limi
     if (typeName !== "google.protobuf.Struct" && typeName !== "google.protobuf.FieldMask") continue;
     const value = (request as unknown as Record<string, unknown>)[field.localName];
     if (value === undefined || value === null) continue;
-    try {
-      if (typeName === "google.protobuf.Struct") checkPayload(value as JsonObject, limits, field.jsonName);
-      else for (const path of (value as { paths: string[] }).paths) checkMaskPath(path, field.jsonName);
-    } catch (error) {
-      if (error instanceof RpcError) throw new EdgeFailure(error.toStatus());
-      throw error;
-    }
+    if (typeName === "google.protobuf.Struct") checkPayload(value as JsonObject, limits, field.jsonName);
+    else for (const path of (value as { paths: string[] }).paths) checkMaskPath(path, field.jsonName);
   }
 }

@@ -1,10 +1,10 @@
 import { createContextKey, createContextValues, type ContextValues, type HandlerContext } from "@connectrpc/connect";
+import { RpcError } from "../../runtime/errors.js";
 import type { Principal } from "../../runtime/principal.js";
 import type { RateLimiter } from "../ratelimit/limiter.js";
 import { rateLimitHeaders } from "../ratelimit/headers.js";
 import { refusalOf } from "../ratelimit/refusal.js";
 import type { RateLimitSubject } from "../ratelimit/rules.js";
-import { EdgeFailure } from "./edge-failure.js";
 import type { HttpRequest } from "./http-exchange.js";
 import type { RouteMatch } from "./route-table.js";
 
@@ -14,7 +14,7 @@ export interface EdgeRateLimit {
 }
 
 /** What the limiter decided for one request: a refusal to answer with, or the headers to add to the answer. */
-export type Admission = { readonly refusal: EdgeFailure } | { readonly refusal?: undefined; readonly headers: Record<string, string> };
+export type Admission = { readonly refusal: RpcError; readonly headers?: undefined } | { readonly refusal?: undefined; readonly headers: Record<string, string> };
 
 /** The subject of a request that has no principal: the client's address (the socket's; proxies in front are not believed). */
 export function clientSubject(req: HttpRequest): string {
@@ -43,7 +43,7 @@ export async function admit(
   };
   const decision = await rateLimit.limiter.check(subject);
   const refusal = refusalOf(decision);
-  if (refusal) return { refusal: new EdgeFailure(refusal.status, refusal.headers) };
+  if (refusal) return { refusal: RpcError.fromStatus(refusal.status, refusal.headers) };
   return { headers: rateLimitHeaders(decision) };
 }
 

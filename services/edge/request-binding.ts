@@ -1,6 +1,5 @@
 import { fromJson, type DescField, type JsonObject, type JsonValue, type Message, type Registry } from "@bufbuild/protobuf";
-import { Code } from "../../runtime/errors.js";
-import { EdgeFailure } from "./edge-failure.js";
+import { Code, RpcError } from "../../runtime/errors.js";
 import { fieldPathName, fieldTextToJson, FieldTextError, resolveFieldPath } from "./field-text.js";
 import type { HttpBinding } from "./http-rules.js";
 import type { PayloadLimits } from "../command/payload-limits.js";
@@ -30,7 +29,7 @@ export function bindRequest(
     const parsed = parseJson(body);
     if (binding.body === "*") {
       if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
-        throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_JSON", "the request body must be a JSON object");
+        throw new RpcError(Code.INVALID_ARGUMENT, "INVALID_JSON", "the request body must be a JSON object");
       }
       json = parsed;
     } else {
@@ -46,7 +45,7 @@ export function bindRequest(
       value = fieldTextToJson(leaf, values[i]!);
     } catch (error) {
       const field = fieldPathName(chain);
-      throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_PATH_PARAMETER", `path parameter ${field}: ${(error as Error).message}`, { field });
+      throw new RpcError(Code.INVALID_ARGUMENT, "INVALID_PATH_PARAMETER", `path parameter ${field}: ${(error as Error).message}`, { field });
     }
     setAt(json, chain, value, true);
   }
@@ -57,9 +56,9 @@ export function bindRequest(
     const detail = (error as Error).message;
     if (hasBody) {
       const metadata: Record<string, string> = typeof binding.body === "object" ? { field: binding.body.name } : {};
-      throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_JSON", `the request body does not fit ${binding.method.input.typeName}: ${detail}`, metadata);
+      throw new RpcError(Code.INVALID_ARGUMENT, "INVALID_JSON", `the request body does not fit ${binding.method.input.typeName}: ${detail}`, metadata);
     }
-    throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_ARGUMENT", detail);
+    throw new RpcError(Code.INVALID_ARGUMENT, "INVALID_ARGUMENT", detail);
   }
   if (limits) checkRequestPayloads(binding.method.input, message, limits);
   return message;
@@ -72,12 +71,12 @@ function parseJson(body: Buffer): JsonValue {
   try {
     text = UTF8.decode(body);
   } catch {
-    throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_UTF8", "the request body is not valid UTF-8");
+    throw new RpcError(Code.INVALID_ARGUMENT, "INVALID_UTF8", "the request body is not valid UTF-8");
   }
   try {
     return JSON.parse(text) as JsonValue;
   } catch (error) {
-    throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_JSON", `the request body is not valid JSON: ${(error as Error).message}`);
+    throw new RpcError(Code.INVALID_ARGUMENT, "INVALID_JSON", `the request body is not valid JSON: ${(error as Error).message}`);
   }
 }
 
@@ -109,13 +108,13 @@ function bindQuery(binding: HttpBinding, json: JsonObject, query: string): void 
       value = fieldTextToJson(leaf, text);
     } catch (error) {
       const message = error instanceof FieldTextError ? error.message : String(error);
-      throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_QUERY_PARAMETER", `query parameter ${name}: ${message}`, { parameter: name });
+      throw new RpcError(Code.INVALID_ARGUMENT, "INVALID_QUERY_PARAMETER", `query parameter ${name}: ${message}`, { parameter: name });
     }
     if (leaf.fieldKind !== "list") {
       const key = fieldPathName(chain);
       seen ??= new Set();
       if (seen.has(key)) {
-        throw EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_QUERY_PARAMETER", `query parameter ${name}: more than one value for a singular field`, { parameter: name });
+        throw new RpcError(Code.INVALID_ARGUMENT, "INVALID_QUERY_PARAMETER", `query parameter ${name}: more than one value for a singular field`, { parameter: name });
       }
       seen.add(key);
     }

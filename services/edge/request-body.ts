@@ -1,7 +1,6 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
-import { Code } from "../../runtime/errors.js";
-import { EdgeFailure } from "./edge-failure.js";
+import { Code, RpcError } from "../../runtime/errors.js";
 
 /** The client went away before its body arrived: nobody is left to answer. */
 export class ClientGoneError extends Error {
@@ -61,8 +60,8 @@ export function readBody(req: IncomingRequest, limit: number): Promise<Buffer> {
   });
 }
 
-function tooLarge(limit: number): EdgeFailure {
-  return EdgeFailure.of(Code.RESOURCE_EXHAUSTED, "BODY_TOO_LARGE", `the request body exceeds ${limit} bytes`, { limit: String(limit) }, { httpStatus: 413 });
+function tooLarge(limit: number): RpcError {
+  return new RpcError(Code.RESOURCE_EXHAUSTED, "BODY_TOO_LARGE", `the request body exceeds ${limit} bytes`, { limit: String(limit) });
 }
 
 function discard(req: IncomingRequest, limit: number): void {

@@ -2,16 +2,16 @@ import { once, type EventEmitter } from "node:events";
 import type { OutgoingHttpHeaders } from "node:http";
 import { toJson, toJsonString, type Message } from "@bufbuild/protobuf";
 import type { Metadata } from "@grpc/grpc-js";
-import { Code } from "../../runtime/errors.js";
+import { Code, RpcError } from "../../runtime/errors.js";
 import type { EdgeContext } from "./edge-context.js";
-import { EdgeFailure, statusJson, toEdgeFailure, upstreamFailure } from "./edge-failure.js";
+import { edgeFailureOf, statusJson, upstreamFailure } from "./edge-failure.js";
 import { entityTag, noneMatch } from "./entity-tags.js";
 import type { Principal } from "../../runtime/principal.js";
 import { authenticate, checkTenant } from "./authenticator.js";
 import { metadataFromIncoming, REQUEST_ID, requestIdOf, setPrincipal } from "./forwarded-headers.js";
 import type { HttpRequest, HttpResponse } from "./http-exchange.js";
 import { readHttpBindings, type HttpBinding } from "./http-rules.js";
-import { httpStatusOf } from "./http-status.js";
+import { httpStatusOfFailure } from "./http-status.js";
 import { PathDecodeError } from "./path-template.js";
 import { admit, isFreshRead, pathTenant } from "./rate-limit.js";
 import { bindRequest } from "./request-binding.js";
@@ -52,7 +52,7 @@ export class RestGateway {
       match = this.routes.match(method, path);
     } catch (error) {
       if (!(error instanceof PathDecodeError)) throw error;
-      return this.fail(req, res, EdgeFailure.of(Code.INVALID_ARGUMENT, "INVALID_PATH", error.message), undefined);
+      return this.fail(req, res, new RpcError(Code.INVALID_ARGUMENT, "INVALID_PATH", error.message), undefined);
     }
     if (!match) return this.unrouted(req, res, method, path);
     const requestId = requestIdOf(req.headers[REQUEST_ID]);
@@ -61,7 +61,7 @@ export class RestGateway {
       (principal) => this.guard(req, res, requestId, () => this.authenticated(req, res, routed, query, requestId, principal)),
       (error: unknown) => {
         req.resume();
-        this.fail(req, res, toEdgeFailure(error), requestId);
+        this.fail(req, res, edgeFailureOf(error), requestId);
       },
     );
   }
@@ -75,7 +75,7 @@ export class RestGateway {
       return this.fail(
         req,
         res,
-        EdgeFailure.of(Code.INVALID_ARGUMENT, "UNSUPPORTED_MEDIA_TYPE", type === undefined ? "a request body needs content-type application/json" : `content-type ${type} is not JSON`, { accept: JSON_TYPE }, { httpStatus: 415 }),
+        new RpcError(Code.INVALID_ARGUMENT, "UNSUPPORTED_MEDIA_TYPE", type === undefined ? "a request body needs content-type application/json" : `content-type ${type} is not JSON`, { accept: JSON_TYPE }),
         requestId,
       );
     }
@@ -89,7 +89,7 @@ export class RestGateway {
           for (const [name, value] of Object.entries(admission.headers)) res.setHeader(name, value);
           this.proceed(req, res, match, query, withBody, requestId, principal);
         }),
-      (error: unknown) => this.guard(req, res, requestId, () => this.fail(req, res, toEdgeFailure(error), requestId)),
+      (error: unknown) => this.guard(req, res, requestId, () => this.fail(req, res, edgeFailureOf(error), requestId)),
     );
   }
 
@@ -98,7 +98,7 @@ export class RestGateway {
     readBody(req, this.ctx.options.maxBodyBytes).then(
       (body) => this.guard(req, res, requestId, () => this.call(req, res, match, query, body, requestId, principal)),
       (error: unknown) => {
-        if (!(error instanceof ClientGoneError)) this.fail(req, res, toEdgeFailure(error), requestId);
+        if (!(error instanceof ClientGoneError)) this.fail(req, res, edgeFailureOf(error), requestId);
       },
     );
   }
@@ -106,7 +106,7 @@ export class RestGateway {
   private unrouted(req: HttpRequest, res: HttpResponse, method: string, path: string): void {
     const allowed = this.routes.allowed(path);
     if (allowed.length === 0) {
-      return this.fail(req, res, EdgeFailure.of(Code.NOT_FOUND, "ROUTE_NOT_FOUND", `no route for ${method} ${path}`, { method, path }), undefined);
+      return this.fail(req, res, new RpcError(Code.NOT_FOUND, "ROUTE_NOT_FOUND", `no route for ${method} ${path}`, { method, path }), undefined);
     }
     const allow = allowed.join(", ");
     if (method === "OPTIONS") {
@@ -117,7 +117,7 @@ export class RestGateway {
     this.fail(
       req,
       res,
-      EdgeFailure.of(Code.UNIMPLEMENTED, "METHOD_NOT_ALLOWED", `${method} is not allowed on ${path}; allowed: ${allow}`, { method, allow }, { httpStatus: 405, headers: { allow } }),
+      new RpcError(Code.UNIMPLEMENTED, "METHOD_NOT_ALLOWED", `${method} is not allowed on ${path}; allowed: ${allow}`, { method, allow }, { allow }),
       undefined,
     );
   }
@@ -134,7 +134,7 @@ export class RestGateway {
       metadata = metadataFromIncoming(req.headers, this.ctx.options.forwardHeaders, requestId);
       setPrincipal(metadata, principal);
     } catch (error) {
-      return this.fail(req, res, toEdgeFailure(error), requestId);
+      return this.fail(req, res, edgeFailureOf(error), requestId);
     }
     if (binding.method.methodKind === "server_streaming") return this.stream(req, res, binding, upstream, request, metadata, requestId);
     let done = false;
@@ -187,7 +187,7 @@ export class RestGateway {
       body = this.responseJson(binding, response);
     } catch (error) {
       this.ctx.log.error({ err: error, method: binding.method.name }, "cannot encode the response as JSON");
-      return this.fail(req, res, EdgeFailure.of(Code.INTERNAL, "INTERNAL", "the response cannot be encoded as JSON"), requestId);
+      return this.fail(req, res, new RpcError(Code.INTERNAL, "INTERNAL", "the response cannot be encoded as JSON"), requestId);
     }
     const compressed = compressBody(body, req.headers["accept-encoding"]);
     if (Buffer.byteLength(body) >= COMPRESSION_MIN_BYTES) headers.vary = "Accept-Encoding";
@@ -247,7 +247,7 @@ export class RestGateway {
       (res as { flushHeaders?: () => void }).flushHeaders?.();
     };
     /** Ends the answer: a plain error before any message, a last `{"error": Status}` line after. */
-    const finish = (failure: EdgeFailure | undefined) => {
+    const finish = (failure: RpcError | undefined) => {
       if (finished) return;
       finished = true;
       this.ctx.shutdown.removeEventListener("abort", onShutdown);
@@ -259,15 +259,15 @@ export class RestGateway {
       } else if (!started) {
         this.fail(req, res, failure, requestId);
       } else {
-        const error = statusJson(failure.status, this.ctx.registry);
+        const error = statusJson(failure.toStatus(), this.ctx.registry);
         res.end(sse ? frame(error, "error") : frame(`{"error":${error}}`));
       }
     };
-    const onShutdown = () => finish(EdgeFailure.of(Code.UNAVAILABLE, "SHUTTING_DOWN", "the edge is shutting down; reconnect"));
+    const onShutdown = () => finish(new RpcError(Code.UNAVAILABLE, "SHUTTING_DOWN", "the edge is shutting down; reconnect"));
     /** A throw of the edge's own (not an upstream failure): this request ends INTERNAL. */
     const broken = (error: unknown) => {
       this.ctx.log.error({ err: error, method: binding.method.name }, "NDJSON stream failed");
-      finish(EdgeFailure.of(Code.INTERNAL, "INTERNAL", "internal error"));
+      finish(new RpcError(Code.INTERNAL, "INTERNAL", "internal error"));
     };
 
     const messages = upstream.client.serverStream(binding.method, request, {
@@ -318,7 +318,7 @@ export class RestGateway {
       step();
     } catch (error) {
       this.ctx.log.error({ err: error, url: req.url }, "edge request failed");
-      this.fail(req, res, EdgeFailure.of(Code.INTERNAL, "INTERNAL", "internal error"), requestId);
+      this.fail(req, res, new RpcError(Code.INTERNAL, "INTERNAL", "internal error"), requestId);
     }
   }
 
@@ -331,7 +331,7 @@ export class RestGateway {
   }
 
   /** Answers a failure as google.rpc.Status JSON with the mapped HTTP status. */
-  fail(req: HttpRequest, res: HttpResponse, failure: EdgeFailure, requestId: string | undefined): void {
+  fail(req: HttpRequest, res: HttpResponse, failure: RpcError, requestId: string | undefined): void {
     if (res.destroyed || res.writableEnded) return;
     if (res.headersSent) {
       res.destroy();
@@ -340,7 +340,7 @@ export class RestGateway {
     if (failure.code === Code.INTERNAL || failure.code === Code.UNKNOWN || failure.code === Code.DATA_LOSS) {
       this.ctx.log.warn({ code: Code[failure.code], message: failure.message, path: req.url }, "request failed");
     }
-    const body = statusJson(failure.status, this.ctx.registry);
+    const body = statusJson(failure.toStatus(), this.ctx.registry);
     const headers: OutgoingHttpHeaders = {
       "content-type": JSON_TYPE,
       "cache-control": "no-store",
@@ -349,7 +349,7 @@ export class RestGateway {
     };
     for (const [key, value] of Object.entries(failure.headers)) headers[key === UPSTREAM_CACHE_STATUS ? "cache-status" : key] = value;
     try {
-      res.writeHead(failure.httpStatus ?? httpStatusOf(failure.code, isConditional(req)), headers);
+      res.writeHead(httpStatusOfFailure(failure, isConditional(req)), headers);
       res.end(body);
     } catch (error) {
       this.ctx.log.error({ err: error, url: req.url }, "cannot send the error answer");

@@ -1,7 +1,6 @@
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyGetKey } from "jose";
-import { Code } from "../../runtime/errors.js";
+import { Code, RpcError } from "../../runtime/errors.js";
 import type { Principal } from "../../runtime/principal.js";
-import { EdgeFailure } from "./edge-failure.js";
 import { VerifiedTokens } from "./verified-tokens.js";
 
 /** Which claims carry what (a dotted path reaches into nested objects). */
@@ -121,24 +120,24 @@ function words(value: unknown): string[] {
   return [];
 }
 
-function claimMissing(name: string): EdgeFailure {
-  return EdgeFailure.of(Code.UNAUTHENTICATED, "TOKEN_CLAIM_MISSING", `the token has no ${name} claim`, { claim: name });
+function claimMissing(name: string): RpcError {
+  return new RpcError(Code.UNAUTHENTICATED, "TOKEN_CLAIM_MISSING", `the token has no ${name} claim`, { claim: name });
 }
 
-function issuerUnavailable(message: string): EdgeFailure {
-  return EdgeFailure.of(Code.UNAVAILABLE, "ISSUER_UNAVAILABLE", message, {}, { headers: { "retry-after": "1" } });
+function issuerUnavailable(message: string): RpcError {
+  return new RpcError(Code.UNAVAILABLE, "ISSUER_UNAVAILABLE", message, {}, { "retry-after": "1" });
 }
 
-function verificationFailure(error: unknown): EdgeFailure {
-  if (error instanceof EdgeFailure) return error;
-  if (error instanceof errors.JWTExpired) return EdgeFailure.of(Code.UNAUTHENTICATED, "TOKEN_EXPIRED", "the token has expired");
+function verificationFailure(error: unknown): RpcError {
+  if (error instanceof RpcError) return error;
+  if (error instanceof errors.JWTExpired) return new RpcError(Code.UNAUTHENTICATED, "TOKEN_EXPIRED", "the token has expired");
   // A JWKS answer that is not 200 is a plain JOSEError; a network failure is no JOSEError at all.
   if (error instanceof errors.JWKSTimeout || error instanceof errors.JWKSInvalid || (error instanceof Error && (!(error instanceof errors.JOSEError) || error.constructor === errors.JOSEError))) {
     return issuerUnavailable(`cannot fetch the issuer's keys: ${error.message}`);
   }
-  if (error instanceof errors.JWTClaimValidationFailed) return EdgeFailure.of(Code.UNAUTHENTICATED, "TOKEN_INVALID", `the token's ${error.claim} claim is not accepted`, { claim: error.claim });
-  if (error instanceof errors.JWKSNoMatchingKey) return EdgeFailure.of(Code.UNAUTHENTICATED, "TOKEN_INVALID", "the token is not signed by a key of the issuer");
-  if (error instanceof errors.JOSEAlgNotAllowed) return EdgeFailure.of(Code.UNAUTHENTICATED, "TOKEN_INVALID", "the token's signing algorithm is not allowed");
-  if (error instanceof errors.JWSSignatureVerificationFailed) return EdgeFailure.of(Code.UNAUTHENTICATED, "TOKEN_INVALID", "the token's signature does not verify");
-  return EdgeFailure.of(Code.UNAUTHENTICATED, "TOKEN_INVALID", "the token is not a valid JWT");
+  if (error instanceof errors.JWTClaimValidationFailed) return new RpcError(Code.UNAUTHENTICATED, "TOKEN_INVALID", `the token's ${error.claim} claim is not accepted`, { claim: error.claim });
+  if (error instanceof errors.JWKSNoMatchingKey) return new RpcError(Code.UNAUTHENTICATED, "TOKEN_INVALID", "the token is not signed by a key of the issuer");
+  if (error instanceof errors.JOSEAlgNotAllowed) return new RpcError(Code.UNAUTHENTICATED, "TOKEN_INVALID", "the token's signing algorithm is not allowed");
+  if (error instanceof errors.JWSSignatureVerificationFailed) return new RpcError(Code.UNAUTHENTICATED, "TOKEN_INVALID", "the token's signature does not verify");
+  return new RpcError(Code.UNAUTHENTICATED, "TOKEN_INVALID", "the token is not a valid JWT");
 }

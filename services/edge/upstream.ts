@@ -10,7 +10,7 @@ export type HealthState = "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN" | "UNKNO
  * edge's mTLS identity, with unary responses decoded once per distinct bytes, and the service's
  * health for the edge's readiness. Failures reject with RpcErrors whose `wireError` keeps the
  * upstream's whole Status and trailers (e.g. umw-cache-status), so the edge passes them on and
- * tells a service's own UNAVAILABLE from a channel that cannot connect (EdgeFailure.fromUpstream).
+ * tells a service's own UNAVAILABLE from a channel that cannot connect (upstreamFailure in edge-failure.ts).
  */
 export class Upstream {
   readonly client: ServiceClient;

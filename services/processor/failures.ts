@@ -12,17 +12,13 @@ import { classifyPgError } from "../../runtime/pg-errors.js";
  */
 export type FailureKind = "transient" | "permanent" | "unknown";
 
-export function errorCode(error: unknown): string | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? code : undefined;
-}
-
 export function classifyFailure(error: unknown): FailureKind {
   const kind = classifyPgError(error);
   if (kind === "data") return "permanent";
   return kind === "unknown" ? "unknown" : "transient";
 }
 
+/** The processor's retry delays (runtime/retry.ts: exponential, jittered). */
 export interface BackoffOptions {
   /** Delay before the second attempt. */
   readonly initialMs: number;
@@ -31,9 +27,3 @@ export interface BackoffOptions {
 }
 
 export const DEFAULT_BACKOFF: BackoffOptions = { initialMs: 100, maxMs: 2_000 };
-
-/** Exponential backoff with full jitter in [d/2, d]: delay before attempt `attempt + 1`. */
-export function backoffDelay(attempt: number, options: BackoffOptions, random = Math.random): number {
-  const ceiling = Math.min(options.maxMs, options.initialMs * 2 ** (attempt - 1));
-  return Math.round(ceiling / 2 + (random() * ceiling) / 2);
-}

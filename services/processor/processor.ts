@@ -1,5 +1,4 @@
 import { create, createRegistry, fromBinary, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
-import { setTimeout as sleep } from "node:timers/promises";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { ChangeKind, CommandSchema, DomainEventSchema, type Command } from "../../gen/umw/v1/envelope_pb.js";
@@ -12,12 +11,14 @@ import { currentMessageScope } from "../../runtime/log-context.js";
 import type { Logger } from "../../runtime/logger.js";
 import { activeTraceContext } from "../../runtime/message-tracing.js";
 import { COMMAND_CHANNEL } from "../../runtime/outbox.js";
+import { pgErrorCodeOf } from "../../runtime/pg-errors.js";
 import type { Resources } from "../../runtime/resources.js";
+import { withRetry } from "../../runtime/retry.js";
 import type { Database, Sql } from "../../runtime/sql.js";
 import type { topicNames } from "../../runtime/topics.js";
 import { applyAction, SchemaCheck, type CommandAction } from "./apply.js";
 import { deadLetterMessage, type DeadLetterCause, type DeadLetterReason } from "./dead-letter.js";
-import { backoffDelay, classifyFailure, DEFAULT_BACKOFF, errorCode, type BackoffOptions } from "./failures.js";
+import { classifyFailure, DEFAULT_BACKOFF, type BackoffOptions } from "./failures.js";
 import { inboxTransaction } from "./inbox-transaction.js";
 import { CommitNotifier } from "./notifier.js";
 
@@ -93,6 +94,8 @@ interface Decoded {
   readonly command: Command;
   readonly action: CommandAction;
 }
+
+const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -248,31 +251,34 @@ export function createProcessor(deps: ProcessorDeps): Processor {
       if (!(error instanceof PoisonMessage)) throw error;
       return deadLetter(message, { reason: error.reason, message: error.message, attempts: 1, consumer }, error.commandId);
     }
-    for (let attempt = 1; ; attempt++) {
+    let attempts = 0;
+    try {
+      const outcome = await withRetry(
+        (attempt) => {
+          attempts = attempt;
+          return applyOnce(decoded);
+        },
+        {
+          initialDelayMs: backoff.initialMs,
+          maxDelayMs: backoff.maxMs,
+          maxAttempts,
+          shouldRetry: (error) => classifyFailure(error) !== "permanent",
+          onRetry: (error, attempt, delay) =>
+            log.warn(
+              { commandId: decoded.commandId, attempt, kind: classifyFailure(error), code: pgErrorCodeOf(error), err: errorText(error), retryInMs: delay },
+              "applying a command failed; retrying",
+            ),
+          signal: stopping.signal,
+        },
+      );
+      if (outcome.kind === "rejected") log.info({ commandId: decoded.commandId, reason: outcome.error.reason }, "command rejected");
+      else if (outcome.kind === "duplicate") log.debug({ messageId: decoded.messageId }, "duplicate message skipped");
+      return outcome;
+    } catch (error) {
       if (stopping.signal.aborted) throw new Stopped();
-      try {
-        const outcome = await applyOnce(decoded);
-        if (outcome.kind === "rejected") log.info({ commandId: decoded.commandId, reason: outcome.error.reason }, "command rejected");
-        else if (outcome.kind === "duplicate") log.debug({ messageId: decoded.messageId }, "duplicate message skipped");
-        return outcome;
-      } catch (error) {
-        const kind = classifyFailure(error);
-        const text = error instanceof Error ? error.message : String(error);
-        const code = errorCode(error);
-        if (kind === "permanent") {
-          return deadLetter(message, { reason: "PERMANENT_ERROR", message: text, code, attempts: attempt, consumer }, decoded.commandId);
-        }
-        if (attempt >= maxAttempts) {
-          return deadLetter(message, { reason: "RETRIES_EXHAUSTED", message: text, code, attempts: attempt, consumer }, decoded.commandId);
-        }
-        const delay = backoffDelay(attempt, backoff);
-        log.warn({ commandId: decoded.commandId, attempt, kind, code, err: text, retryInMs: delay }, "applying a command failed; retrying");
-        try {
-          await sleep(delay, undefined, { signal: stopping.signal });
-        } catch {
-          throw new Stopped();
-        }
-      }
+      const reason = classifyFailure(error) === "permanent" ? "PERMANENT_ERROR" : "RETRIES_EXHAUSTED";
+      const cause = { reason, message: errorText(error), code: pgErrorCodeOf(error), attempts, consumer } as const;
+      return deadLetter(message, cause, decoded.commandId);
     }
   }
 

@@ -5,7 +5,7 @@ import { Code, invalidArgument, RpcError, unavailable } from "../../runtime/erro
 import type { Logger } from "../../runtime/logger.js";
 import type { CachePolicy } from "../../runtime/resources.js";
 import { isBackendFailure, withTimeout } from "./backend.js";
-import type { Cache, Fill, FillError, SetResult } from "../../runtime/cache/cache.js";
+import type { Cache, Fill, SetResult } from "../../runtime/cache/cache.js";
 import { entityEntry, jitter, negativeEntry, type CacheEntry } from "../../runtime/cache/entry.js";
 import { cacheKey, type CacheKey } from "../../runtime/cache/keys.js";
 import { versionedWriter, type VersionedWriter } from "../../runtime/cache/versioned-writer.js";
@@ -361,7 +361,7 @@ export class EntityReader {
       }
       const message = await watch.next(leaseMs);
       if (!message) return undefined; // the lease expired: its holder died or stalled
-      if (message.kind === "error") throw new RpcError(message.error.code as Code, message.error.reason, message.error.message);
+      if (message.kind === "error") throw message.error;
       if (!satisfies(message.entry, minVersion)) return undefined;
       return { entry: message.entry, source: "peer", stored: message.stored };
     } finally {
@@ -376,8 +376,7 @@ export class EntityReader {
       entry = await this.load(target);
     } catch (error) {
       const failure = error as RpcError;
-      const announced: FillError = { code: failure.code, reason: failure.reason, message: failure.message };
-      await this.cache.complete(target.key, token, { kind: "error", error: announced }).catch((cacheError: unknown) => this.cacheFailed("complete", cacheError));
+      await this.cache.complete(target.key, token, { kind: "error", error: failure }).catch((cacheError: unknown) => this.cacheFailed("complete", cacheError));
       throw failure;
     }
     return this.complete(target, token, entry, minVersion);
@@ -461,9 +460,8 @@ export class EntityReader {
         entries = await this.loadBatch(loading.map((i) => targets[i]!));
       } catch (error) {
         const failure = error as RpcError;
-        const announced: FillError = { code: failure.code, reason: failure.reason, message: failure.message };
         for (const i of loading) {
-          if (!cacheDown) this.cache.complete(targets[i]!.key, token, { kind: "error", error: announced }).catch((cacheError: unknown) => this.cacheFailed("complete", cacheError));
+          if (!cacheDown) this.cache.complete(targets[i]!.key, token, { kind: "error", error: failure }).catch((cacheError: unknown) => this.cacheFailed("complete", cacheError));
           flights[i]!.reject(failure);
         }
         return;

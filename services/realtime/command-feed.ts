@@ -2,6 +2,7 @@ import type { CommandStatus } from "../../gen/umw/v1/command_pb.js";
 import { COMMAND_COLUMNS, commandStatusFromRow, type CommandRow } from "../../runtime/command-status.js";
 import type { Logger } from "../../runtime/logger.js";
 import { COMMAND_CHANNEL } from "../../runtime/outbox.js";
+import { withRetry } from "../../runtime/retry.js";
 import type { OpenSession, DbSession } from "../../runtime/db-session.js";
 import type { Sql } from "../../runtime/sql.js";
 
@@ -91,8 +92,8 @@ export function notifiedCommandFeed(options: { readonly sql: Sql; readonly log: 
 }
 
 /**
- * The feed on the primary: a LISTEN session of its own, reopened a second after it is lost (a
- * PGlite session is never lost). Notifications sent while it is down are missed.
+ * The feed on the primary: a LISTEN session of its own, reopened when it is lost (at once, then
+ * with backoff from 1 s up to 5 s while Postgres refuses; a PGlite session is never lost). Notifications sent while it is down are missed.
  */
 export function postgresCommandFeed(options: PostgresCommandFeedOptions): CommandFeed {
   const { log } = options;
@@ -101,8 +102,7 @@ export function postgresCommandFeed(options: PostgresCommandFeedOptions): Comman
     log,
     async notifications(onId) {
       let session: DbSession | undefined;
-      let stopped = false;
-      let retry: NodeJS.Timeout | undefined;
+      const stopping = new AbortController();
       const connect = async (): Promise<void> => {
         const next = await options.openSession();
         try {
@@ -113,35 +113,31 @@ export function postgresCommandFeed(options: PostgresCommandFeedOptions): Comman
           await next.release();
           throw error;
         }
-        if (stopped) {
+        if (stopping.signal.aborted) {
           await next.release();
           return;
         }
         session = next;
         void next.lost.then((reason) => {
-          if (session !== next || stopped) return;
+          if (session !== next || stopping.signal.aborted) return;
           log.warn({ err: reason }, "command feed connection failed; reconnecting");
           session = undefined;
           void next.release();
-          scheduleConnect();
+          reconnect();
         });
       };
-      const scheduleConnect = () => {
-        if (stopped || retry) return;
-        retry = setTimeout(() => {
-          retry = undefined;
-          connect().catch((error: unknown) => {
-            log.warn({ err: error }, "command feed cannot reconnect yet");
-            scheduleConnect();
-          });
-        }, 1_000);
-        retry.unref();
+      const reconnect = () => {
+        withRetry(connect, {
+          initialDelayMs: 1_000,
+          maxDelayMs: 5_000,
+          onRetry: (error) => log.warn({ err: error }, "command feed cannot reconnect yet"),
+          signal: stopping.signal,
+        }).catch(() => undefined); // stopped: retries end only then
       };
       await connect();
       return {
         async stop() {
-          stopped = true;
-          if (retry) clearTimeout(retry);
+          stopping.abort();
           const current = session;
           session = undefined;
           await current?.release();

@@ -3,6 +3,7 @@ import type { RelayMetrics } from "./relay-metrics.js";
 import type { Logger } from "../../runtime/logger.js";
 import type { Sql } from "../../runtime/sql.js";
 import { OUTBOX_CHANNEL } from "../../runtime/outbox.js";
+import { withRetry } from "../../runtime/retry.js";
 import type { DbSession as PgSession, OpenSession } from "../../runtime/db-session.js";
 import type { Database } from "../../runtime/sql.js";
 
@@ -80,11 +81,13 @@ interface OutboxRecord {
 }
 
 class SessionLost extends Error {}
+/** Another relay holds the lock: stand by and try again. */
+class LockHeld extends Error {}
 
 /**
  * The outbox relay: one leader per outbox (session-level `pg_try_advisory_lock` on a dedicated
- * connection: the lock lives exactly as long as that connection), standbys retry every
- * `lockRetryMs`. The leader reads unpublished rows in `seq` order, publishes each topic's share in
+ * connection: the lock lives exactly as long as that connection), standbys retry at most
+ * `lockRetryMs` apart (runtime/retry.ts, jittered). The leader reads unpublished rows in `seq` order, publishes each topic's share in
  * that order (key from `umw-key`, so one entity's messages keep their order), marks them after the
  * broker's ack, and prunes old published rows. A crash between ack and mark re-sends: consumers
  * dedup by `umw-outbox-id` / `ce_id`.
@@ -159,19 +162,18 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
 
   async function connect(): Promise<PgSession | undefined> {
     setRole("connecting");
-    let delay = retryMinMs;
-    while (!stopping.signal.aborted) {
-      try {
-        const opened = await openSession();
-        recovered();
-        return opened;
-      } catch (error) {
-        fail(`cannot reach ${postgresLabel}; retrying in ${delay} ms`, error);
-        await pause(delay, false);
-        delay = Math.min(delay * 2, retryMaxMs);
-      }
+    try {
+      const opened = await withRetry(() => openSession(), {
+        initialDelayMs: retryMinMs,
+        maxDelayMs: retryMaxMs,
+        onRetry: (error) => fail(`cannot reach ${postgresLabel}; retrying with backoff`, error),
+        signal: stopping.signal,
+      });
+      recovered();
+      return opened;
+    } catch {
+      return undefined; // stopping
     }
-    return undefined;
   }
 
   async function run(): Promise<void> {
@@ -200,40 +202,45 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
 
   /** Standby until the lock is ours, then lead until the session is lost or the relay stops. */
   async function campaign(current: PgSession): Promise<void> {
-    for (;;) {
-      if (stopping.signal.aborted) return;
-      const { rows } = await current.query<{ locked: boolean }>("SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked", [lockName]);
-      if (rows[0]?.locked) break;
-      setRole("standby");
-      await pause(lockRetryMs, false);
-      if (current.isLost) throw new SessionLost("connection lost while standing by");
-    }
+    const lost = new AbortController();
+    void current.lost.then(() => lost.abort(new SessionLost(role === "leader" ? "leader connection lost" : "connection lost while standing by")));
+    const connected = AbortSignal.any([stopping.signal, lost.signal]);
+    // The standby's polls: capped at lockRetryMs (jittered below it), so a takeover never waits longer.
+    await withRetry(
+      async () => {
+        const { rows } = await current.query<{ locked: boolean }>("SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS locked", [lockName]);
+        if (rows[0]?.locked) return;
+        setRole("standby");
+        throw new LockHeld();
+      },
+      { initialDelayMs: lockRetryMs, maxDelayMs: lockRetryMs, shouldRetry: (error) => error instanceof LockHeld, signal: connected },
+    );
     pending = true;
     await current.listen(OUTBOX_CHANNEL, () => {
       pending = true;
       wake();
     });
     setRole("leader");
-    let delay = retryMinMs;
     let lastPrune = 0;
     while (!stopping.signal.aborted) {
       if (current.isLost) throw new SessionLost("leader connection lost");
-      let full = false;
-      try {
-        full = await round(current);
-        if (Date.now() - lastPrune >= pruneEveryMs) {
-          lastPrune = Date.now();
-          await prune(current);
-        }
-        delay = retryMinMs;
-      } catch (error) {
-        if (current.isLost || error instanceof SessionLost) throw error;
-        if (!(error instanceof BusError)) throw error;
-        fail(`${error.message}; rows stay unpublished, retrying in ${delay} ms`, error.cause);
-        await pause(delay, false);
-        delay = Math.min(delay * 2, retryMaxMs);
-        continue;
-      }
+      const full = await withRetry(
+        async () => {
+          const more = await round(current);
+          if (Date.now() - lastPrune >= pruneEveryMs) {
+            lastPrune = Date.now();
+            await prune(current);
+          }
+          return more;
+        },
+        {
+          initialDelayMs: retryMinMs,
+          maxDelayMs: retryMaxMs,
+          shouldRetry: (error) => error instanceof BusError && !current.isLost,
+          onRetry: (error) => fail(`${(error as BusError).message}; rows stay unpublished, retrying with backoff`, (error as BusError).cause),
+          signal: connected,
+        },
+      );
       if (!full) await pause(pollMs, true);
     }
   }

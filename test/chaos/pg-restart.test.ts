@@ -13,6 +13,7 @@
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { waitFor } from "../support/wait.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
@@ -48,16 +49,6 @@ interface Accepted {
   readonly n: number;
   readonly commandId: string;
   readonly entityId: string;
-}
-
-async function waitUntil<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(25);
-  }
 }
 
 describe("chaos: the Postgres primary restarts under load", { timeout: 150_000 }, () => {
@@ -112,7 +103,7 @@ describe("chaos: the Postgres primary restarts under load", { timeout: 150_000 }
     db.on("error", () => undefined);
 
     const alive = () => assert.equal(exit, undefined, `umw exited during start-up:\n${output.slice(-5_000)}`);
-    await waitUntil("the edge to listen", 60_000, async () => (alive(), (await fetch(`${edge}/healthz`)).status === 200 || undefined));
+    await waitFor(async () => (alive(), (await fetch(`${edge}/healthz`)).status === 200 || undefined), { what: "the edge to listen", timeoutMs: 60_000, everyMs: 25, tolerateErrors: true });
     startup.listenMs = performance.now() - spawned;
     // While the rest starts, /readyz is 503 and says what is missing.
     const early = await fetch(`${edge}/readyz`);
@@ -121,12 +112,12 @@ describe("chaos: the Postgres primary restarts under load", { timeout: 150_000 }
     startup.earlyNotReady = earlyBody.notReady?.length ?? 0;
     let lastReadyz = "";
     try {
-      await waitUntil("/readyz 200", 60_000, async () => {
+      await waitFor(async () => {
         alive();
         const response = await fetch(`${edge}/readyz`);
         lastReadyz = await response.text();
         return response.status === 200 || undefined;
-      });
+      }, { what: "/readyz 200", timeoutMs: 60_000, everyMs: 25, tolerateErrors: true });
     } catch (error) {
       assert.fail(`${(error as Error).message}; last /readyz: ${lastReadyz}\n${output.slice(-5_000)}`);
     }
@@ -246,14 +237,14 @@ describe("chaos: the Postgres primary restarts under load", { timeout: 150_000 }
      */
     const writePathResumes = async () => {
       const back = performance.now();
-      const appliedBefore = await waitUntil("the primary to answer the test", RESUME_BOUND_MS, appliedCount);
-      const applying = waitUntil("the processor to apply again", RESUME_BOUND_MS, async () => ((await appliedCount()) > appliedBefore ? performance.now() - back : undefined));
+      const appliedBefore = await waitFor(appliedCount, { what: "the primary to answer the test", timeoutMs: RESUME_BOUND_MS, everyMs: 25, tolerateErrors: true });
+      const applying = waitFor(async () => ((await appliedCount()) > appliedBefore ? performance.now() - back : undefined), { what: "the processor to apply again", timeoutMs: RESUME_BOUND_MS, everyMs: 25, tolerateErrors: true });
       const probe = await create();
       alive();
       assert.ok(probe, `the probe command was accepted: ${givenUp.at(-1)}`);
       const acceptedAfter = performance.now() - back;
       const applyingAfter = await applying;
-      await waitUntil(`probe ${probe.commandId} applied`, 30_000, () => applied(probe.commandId));
+      await waitFor(() => applied(probe.commandId), { what: `probe ${probe.commandId} applied`, timeoutMs: 30_000, everyMs: 25, tolerateErrors: true });
       return { acceptedMs: acceptedAfter, applyingMs: applyingAfter, probeAppliedMs: performance.now() - back };
     };
 
@@ -266,7 +257,7 @@ describe("chaos: the Postgres primary restarts under load", { timeout: 150_000 }
       await Promise.all(inFlight);
     };
     try {
-      await waitUntil("the first accepted commands", 15_000, async () => (accepted.length >= 10 ? true : undefined));
+      await waitFor(async () => (accepted.length >= 10 ? true : undefined), { what: "the first accepted commands", timeoutMs: 15_000, everyMs: 25, tolerateErrors: true });
       for (let i = 1; i <= RESTARTS; i++) {
         await sleep(BETWEEN_MS);
         alive();
@@ -280,11 +271,11 @@ describe("chaos: the Postgres primary restarts under load", { timeout: 150_000 }
         } else {
           await postgres.stop();
           // While it is down, /readyz must say the primary is not ready (and be 503).
-          const seen = await waitUntil("/readyz to report the primary down", 10_000, async () => {
+          const seen = await waitFor(async () => {
             const response = await fetch(`${edge}/readyz`);
             const body = (await response.json()) as { notReady: string[] };
             return response.status === 503 && body.notReady.some((name) => name.startsWith("postgres primary")) ? body.notReady : undefined;
-          });
+          }, { what: "/readyz to report the primary down", timeoutMs: 10_000, everyMs: 25, tolerateErrors: true });
           readyzSawPrimaryDown++;
           await postgres.start();
           downFor = performance.now() - before;
@@ -299,7 +290,7 @@ describe("chaos: the Postgres primary restarts under load", { timeout: 150_000 }
             `a new command accepted after ${resume.acceptedMs.toFixed(0)} ms and applied after ${resume.probeAppliedMs.toFixed(0)} ms`,
         );
         // /readyz comes back to 200 once every pool has seen the primary again.
-        await waitUntil("/readyz 200 again", RESUME_BOUND_MS, async () => ((await fetch(`${edge}/readyz`)).status === 200 ? true : undefined));
+        await waitFor(async () => ((await fetch(`${edge}/readyz`)).status === 200 ? true : undefined), { what: "/readyz 200 again", timeoutMs: RESUME_BOUND_MS, everyMs: 25, tolerateErrors: true });
       }
       await sleep(BETWEEN_MS);
     } finally {
@@ -309,10 +300,10 @@ describe("chaos: the Postgres primary restarts under load", { timeout: 150_000 }
 
     // Drain: every accepted command applied.
     const ids = accepted.map((command) => command.commandId);
-    await waitUntil("every accepted command applied", 30_000, async () => {
+    await waitFor(async () => {
       const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM umw_commands WHERE id = ANY($1::uuid[]) AND state = 'applied'", [ids]);
       return Number(rows[0]!.n) === ids.length ? true : undefined;
-    });
+    }, { what: "every accepted command applied", timeoutMs: 30_000, everyMs: 25, tolerateErrors: true });
 
     const { rows: commands } = await db.query<{ id: string; state: string; entity_id: string }>(
       "SELECT id::text AS id, state, entity_id FROM umw_commands WHERE tenant = $1",

@@ -10,7 +10,8 @@ import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { infra } from "../support/env.js";
 import { dropKafkaPrefix, runPrefix } from "../support/kafka.js";
 import { freePort, freeServicePorts } from "../support/ports.js";
-import { clusterHosts, eventually, requireEnvoy, startProcess, umw, type Proc } from "../envoy/support.js";
+import { waitFor } from "../support/wait.js";
+import { clusterHosts, requireEnvoy, startProcess, umw, type Proc } from "../envoy/support.js";
 
 /** The browser origin both edges allow (CORS denies every origin unless configured). */
 export const CORS_ORIGIN = "https://app.example";
@@ -102,9 +103,9 @@ export async function startStack(): Promise<Stack> {
     procs.push(envoy);
     // Every routed cluster has a healthy endpoint: Envoy got listener, routes, clusters and endpoints.
     for (const cluster of ["query", "command", "realtime"]) {
-      await eventually(`Envoy's ${cluster} cluster healthy`, async () => ((await clusterHosts(adminPort, cluster)).some((host) => host.healthFlags === "healthy") ? true : undefined), 45_000);
+      await waitFor(async () => ((await clusterHosts(adminPort, cluster)).some((host) => host.healthFlags === "healthy") ? true : undefined), { what: `Envoy's ${cluster} cluster healthy`, everyMs: 100, tolerateErrors: true, timeoutMs: 45_000 });
     }
-    await eventually("Envoy's edge listener", async () => ((await fetch(`http://127.0.0.1:${envoyPort}/healthz`)).status < 500 ? true : undefined));
+    await waitFor(async () => ((await fetch(`http://127.0.0.1:${envoyPort}/healthz`)).status < 500 ? true : undefined), { what: "Envoy's edge listener", everyMs: 100, tolerateErrors: true, timeoutMs: 30_000 });
     return {
       node: { name: "node", url: `http://127.0.0.1:${ports.UMW_EDGE_PORT}`, h2c: `127.0.0.1:${nodeH2cPort}` },
       envoy: { name: "envoy", url: `http://127.0.0.1:${envoyPort}`, h2c: `127.0.0.1:${envoyPort}` },

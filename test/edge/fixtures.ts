@@ -36,14 +36,14 @@ export interface Fixture {
 /** Failures the fake services raise for some ids, by id. */
 const FAILURES: Record<string, () => RpcError> = {
   missing: () => new RpcError(Code.NOT_FOUND, "ENTITY_NOT_FOUND", "no such entity", { type: "book", id: "missing" }, { "umw-cache-status": "umw; hit; detail=negative" }),
-  forbidden: () => new RpcError(Code.PERMISSION_DENIED, "FORBIDDEN", "not yours"),
+  forbidden: () => RpcError.fromWire(Code.PERMISSION_DENIED, "FORBIDDEN", "not yours"),
   unauth: () => new RpcError(Code.UNAUTHENTICATED, "TOKEN_EXPIRED", "log in again"),
-  limited: () => new RpcError(Code.RESOURCE_EXHAUSTED, "RATE_LIMITED", "slow down", {}, { "retry-after": "3" }),
-  conflict: () => new RpcError(Code.ABORTED, "VERSION_CONFLICT", "version moved on", { expected: "3", actual: "4" }),
-  precondition: () => new RpcError(Code.FAILED_PRECONDITION, "VERSION_MISMATCH", "version does not match"),
-  exists: () => new RpcError(Code.ALREADY_EXISTS, "ENTITY_EXISTS", "already there"),
+  limited: () => RpcError.fromWire(Code.RESOURCE_EXHAUSTED, "RATE_LIMITED", "slow down", {}, { "retry-after": "3" }),
+  conflict: () => RpcError.fromWire(Code.ABORTED, "VERSION_CONFLICT", "version moved on", { expected: "3", actual: "4" }),
+  precondition: () => RpcError.fromWire(Code.FAILED_PRECONDITION, "VERSION_MISMATCH", "version does not match"),
+  exists: () => RpcError.fromWire(Code.ALREADY_EXISTS, "ENTITY_EXISTS", "already there"),
   invalid: () => new RpcError(Code.INVALID_ARGUMENT, "INVALID_ID", "bad id", { field: "id" }),
-  busy: () => new RpcError(Code.UNAVAILABLE, "BACKEND_DOWN", "backend down"),
+  busy: () => RpcError.fromWire(Code.UNAVAILABLE, "BACKEND_DOWN", "backend down"),
   boom: () => new Error("a bug") as unknown as RpcError,
 };
 
@@ -116,10 +116,10 @@ export async function startFixture(edgeOptions: Partial<EdgeOptions> = {}): Prom
       if (request.commandId === "missing") throw new RpcError(Code.NOT_FOUND, "COMMAND_NOT_FOUND", "no such command", { commandId: "missing" });
       const states = [CommandState.ACCEPTED, CommandState.ACCEPTED, CommandState.APPLIED];
       for (let i = 0; i < states.length; i++) {
-        if (request.commandId === "fails" && i === 1) throw new RpcError(Code.ABORTED, "WATCH_LOST", "lost track");
+        if (request.commandId === "fails" && i === 1) throw RpcError.fromWire(Code.ABORTED, "WATCH_LOST", "lost track");
         if (i > 0) await sleep(request.commandId === "slow" ? 300 : 20);
         ctx.setHeader("umw-cache-status", "umw; fwd=uri-miss");
-        yield { command: { commandId: request.commandId, tenant: request.tenant, state: states[i]!, version: BigInt(i), error: i === 2 ? new RpcError(Code.OK, "APPLIED_WITH_NOTE", "note", { note: "x" }).toStatus() : undefined } };
+        yield { command: { commandId: request.commandId, tenant: request.tenant, state: states[i]!, version: BigInt(i), error: i === 2 ? RpcError.fromWire(Code.OK, "APPLIED_WITH_NOTE", "note", { note: "x" }).toStatus() : undefined } };
       }
     },
   });

@@ -25,7 +25,8 @@ import { DEFAULT_RULES } from "../../services/ratelimit/rules.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
 import { infra, runId } from "../support/env.js";
 import { freePort } from "../support/ports.js";
-import { clusterHosts, eventually, requireEnvoy, startPolicyServer, startProcess, type Proc } from "./support.js";
+import { waitFor } from "../support/wait.js";
+import { clusterHosts, requireEnvoy, startPolicyServer, startProcess, type Proc } from "./support.js";
 
 const log = pino({ level: "silent" });
 const prefix = `test:${runId()}:ratelimit:`;
@@ -93,7 +94,7 @@ describe("rate limits through Envoy (real Envoy, real Redis)", () => {
     envoy = startProcess(requireEnvoy(), ["-c", config, "--use-dynamic-base-id", "--concurrency", "1", "--log-level", "warn", "--drain-time-s", "1"]);
     envoyUrl = `http://127.0.0.1:${listenerPort}`;
     // The query host passed its health check: requests from here on reach it (and are charged).
-    await eventually("Envoy's query cluster healthy", async () => ((await clusterHosts(adminPort, "query")).some((host) => host.healthFlags === "healthy") ? true : undefined));
+    await waitFor(async () => ((await clusterHosts(adminPort, "query")).some((host) => host.healthFlags === "healthy") ? true : undefined), { what: "Envoy's query cluster healthy", timeoutMs: 30_000, tolerateErrors: true });
     nodeEdge = await startEdge({
       port: 0,
       upstreams: [{ service: QueryService, address: `127.0.0.1:${queryPort}` }],

@@ -55,22 +55,6 @@ export function umw(args: string[], env: NodeJS.ProcessEnv = {}): Proc {
   return startProcess(process.execPath, ["bin/umw.mjs", ...args], env);
 }
 
-/** Polls `check` until it returns a value other than undefined, or fails at the deadline. */
-export async function eventually<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (last error: ${(last as Error).message})` : ""}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 /** One host of a cluster as Envoy's admin /clusters lists it. */
 export interface ClusterHost {
   readonly address: string;

@@ -12,7 +12,8 @@ import { testCerts, type TestCerts } from "../support/certs.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { infra, runId } from "../support/env.js";
 import { freePort } from "../support/ports.js";
-import { clusterHosts, eventually, requireEnvoy, startProcess, umw, type Proc } from "./support.js";
+import { waitFor } from "../support/wait.js";
+import { clusterHosts, requireEnvoy, startProcess, umw, type Proc } from "./support.js";
 
 const TENANT = "t1";
 
@@ -99,10 +100,10 @@ describe("Envoy on the xDS control plane", { timeout: 240_000 }, () => {
   test("REST reads through Envoy; instances join and leave EDS under load without a failed request", async () => {
     const a = await queryInstance();
     // Envoy got the listener, routes and clusters over ADS, and A as the query cluster's endpoint.
-    const first = await eventually("a read through Envoy", async () => {
+    const first = await waitFor(async () => {
       const response = await get("a");
       return response.status === 200 ? ((await response.json()) as { entity?: { data?: { title?: string } } }) : (await response.arrayBuffer(), undefined);
-    });
+    }, { what: "a read through Envoy", everyMs: 100, tolerateErrors: true, timeoutMs: 30_000 });
     assert.equal(first.entity?.data?.title, "through Envoy");
 
     // REST errors carry google.rpc.Status with the ErrorInfo reason (error_details in the descriptor set).
@@ -133,16 +134,16 @@ describe("Envoy on the xDS control plane", { timeout: 240_000 }, () => {
     const b = await queryInstance();
     const bAddress = `127.0.0.1:${b.port}`;
     const aAddress = `127.0.0.1:${a.port}`;
-    await eventually("B serves through Envoy", async () => {
+    await waitFor(async () => {
       const hosts = await clusterHosts(adminPort, "query");
       const host = hosts.find((h) => h.address === bAddress);
       return host && host.healthFlags === "healthy" && host.rqSuccess > 0 ? true : undefined;
-    });
+    }, { what: "B serves through Envoy", everyMs: 100, tolerateErrors: true, timeoutMs: 30_000 });
 
     assert.equal(await a.proc.stop("SIGTERM"), 0, a.proc.output().slice(-3000));
-    await eventually("A leaves the query cluster", async () => ((await clusterHosts(adminPort, "query")).some((h) => h.address === aAddress) ? undefined : true));
+    await waitFor(async () => ((await clusterHosts(adminPort, "query")).some((h) => h.address === aAddress) ? undefined : true), { what: "A leaves the query cluster", everyMs: 100, tolerateErrors: true, timeoutMs: 30_000 });
     const okAtEjection = ok;
-    await eventually("reads go on after A left", async () => (ok > okAtEjection + 100 ? true : undefined));
+    await waitFor(async () => (ok > okAtEjection + 100 ? true : undefined), { what: "reads go on after A left", everyMs: 100, tolerateErrors: true, timeoutMs: 30_000 });
     loading = false;
     await Promise.all(workers);
     assert.deepEqual(failures, [], `failed requests during the change (of ${ok + failures.length})`);
@@ -154,9 +155,9 @@ describe("Envoy on the xDS control plane", { timeout: 240_000 }, () => {
   test("a killed instance leaves EDS; without a token Envoy answers 401; the listener Envoy applied strips client-sent mesh headers first", async () => {
     const c = await queryInstance();
     const cAddress = `127.0.0.1:${c.port}`;
-    await eventually("C in the cluster", async () => ((await clusterHosts(adminPort, "query")).some((h) => h.address === cAddress) ? true : undefined));
+    await waitFor(async () => ((await clusterHosts(adminPort, "query")).some((h) => h.address === cAddress) ? true : undefined), { what: "C in the cluster", everyMs: 100, tolerateErrors: true, timeoutMs: 30_000 });
     await c.proc.stop("SIGKILL");
-    await eventually("C is dropped after its registration stream broke", async () => ((await clusterHosts(adminPort, "query")).some((h) => h.address === cAddress) ? undefined : true));
+    await waitFor(async () => ((await clusterHosts(adminPort, "query")).some((h) => h.address === cAddress) ? undefined : true), { what: "C is dropped after its registration stream broke", everyMs: 100, tolerateErrors: true, timeoutMs: 30_000 });
     const read = await get("a", { "x-umw-principal": "root" });
     assert.equal(read.status, 200);
     await read.arrayBuffer();

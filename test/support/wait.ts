@@ -11,22 +11,35 @@ export interface WaitOptions {
   readonly timeoutMs?: number;
   /** Pause between checks (default 20 ms). */
   readonly everyMs?: number;
+  /** Treat an exception from the condition as "not yet" (a service still starting refuses connections), reporting the last one on timeout. */
+  readonly tolerateErrors?: boolean;
 }
 
 /**
  * The one poll helper of the tests: checks `condition` until it is met and resolves with its value,
  * or fails with "timed out after N ms waiting for <what> (last seen: …)" once the deadline passes.
- * An exception from the condition ends the wait at once (a definite failure, not "not yet").
+ * An exception from the condition ends the wait at once (a definite failure, not "not yet"), unless
+ * `tolerateErrors` says that it only means "not yet".
  */
 export async function waitFor<T>(condition: Condition<T>, options: WaitOptions): Promise<T> {
   const timeoutMs = options.timeoutMs ?? 15_000;
   const everyMs = options.everyMs ?? 20;
   const started = Date.now();
+  let lastError: unknown;
   for (let checks = 1; ; checks++) {
-    const value = await condition();
+    let value: Awaited<ReturnType<Condition<T>>> = undefined;
+    try {
+      value = await condition();
+    } catch (error) {
+      if (!options.tolerateErrors) throw error;
+      lastError = error;
+    }
     if (value !== undefined && value !== null && value !== false) return value;
     const elapsed = Date.now() - started;
-    if (elapsed > timeoutMs) assert.fail(`timed out after ${timeoutMs} ms waiting for ${options.what} (${checks} checks, last seen: ${String(value)})`);
+    if (elapsed > timeoutMs) {
+      const lastErrorText = lastError === undefined ? "" : `, last error: ${(lastError as Error).message ?? String(lastError)}`;
+      assert.fail(`timed out after ${timeoutMs} ms waiting for ${options.what} (${checks} checks, last seen: ${String(value)}${lastErrorText})`);
+    }
     await sleep(Math.max(0, Math.min(everyMs, timeoutMs - elapsed + 1)));
   }
 }
