@@ -37,7 +37,7 @@ export interface TokenVerifierOptions {
  * Verifies bearer JWTs against an OIDC issuer's keys (jose): signature by a key of the issuer's
  * JWKS (fetched through discovery, cached, fetched again for an unknown `kid`, so rotated keys are
  * picked up), algorithm allow-list, `iss`, `aud`, `exp` / `nbf` within the skew. The principal
- * comes from the configured claims only. Failures are EdgeFailures (UNAUTHENTICATED, or
+ * comes from the configured claims only. Failures are RpcErrors (UNAUTHENTICATED, or
  * UNAVAILABLE when the issuer cannot be reached) without the WWW-Authenticate header (authenticator.ts adds it).
  */
 export class TokenVerifier {
