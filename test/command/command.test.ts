@@ -236,9 +236,9 @@ describe("CommandService writes", () => {
     const data = { title: "scoped" };
     const asCli = await cli.createEntity({ tenant: "acme", type: "todo", id: "s1", data }, { headers: { "idempotency-key": key } });
     // The edge asserts the authenticated principal: another principal, another scope.
-    const alice = await edge.createEntity({ tenant: "acme", type: "todo", id: "s1", data }, { headers: { "idempotency-key": key, "x-umw-principal": "alice" } });
-    const bob = await edge.createEntity({ tenant: "acme", type: "todo", id: "s1", data }, { headers: { "idempotency-key": key, "x-umw-principal": "bob" } });
-    const aliceAgain = await edge.createEntity({ tenant: "acme", type: "todo", id: "s1", data }, { headers: { "idempotency-key": key, "x-umw-principal": "alice" } });
+    const alice = await edge.createEntity({ tenant: "acme", type: "todo", id: "s1", data }, { headers: { "idempotency-key": key, "x-umw-principal": "alice", "x-umw-tenant": "acme" } });
+    const bob = await edge.createEntity({ tenant: "acme", type: "todo", id: "s1", data }, { headers: { "idempotency-key": key, "x-umw-principal": "bob", "x-umw-tenant": "acme" } });
+    const aliceAgain = await edge.createEntity({ tenant: "acme", type: "todo", id: "s1", data }, { headers: { "idempotency-key": key, "x-umw-principal": "alice", "x-umw-tenant": "acme" } });
     // Another tenant, another scope.
     const otherTenant = await cli.createEntity({ tenant: "globex", type: "todo", id: "s1", data }, { headers: { "idempotency-key": key } });
     // A peer that is not trusted to assert a principal stays itself.
