@@ -32,7 +32,8 @@ import { edgeService } from "../services/edge/index.js";
 import { clientCredentials, loadIdentity, serverCredentials, type MeshIdentity } from "../runtime/tls.js";
 import { MESH_IDENTITIES } from "../services/registry.js";
 import { testCerts, type TestCerts } from "./support/certs.js";
-import { embeddedEnv } from "./support/embedded-env.js";
+import { devAuthorization, embeddedEnv } from "./support/embedded-env.js";
+import { principalHeaders } from "../runtime/principal.js";
 import { freePort, freeServicePorts } from "./support/ports.js";
 import { waitFor } from "./support/wait.js";
 
@@ -293,10 +294,11 @@ describe("the mesh authorization table in umw serve all --embedded", { timeout: 
   });
 
   test("the edge may write, asserting a user; so may a user through the edge's REST", async () => {
-    assert.equal(await outcome(create(commandAs("edge"), "by-edge", { "x-umw-principal": "alice" })), "OK");
+    const alice = principalHeaders({ kind: "user", subject: "alice", tenant: "acme", scopes: ["entities:write"], roles: [], expiresAt: Date.now() + 600_000 });
+    assert.equal(await outcome(create(commandAs("edge"), "by-edge", alice)), "OK");
     const post = await fetch(`http://127.0.0.1:${ports.UMW_EDGE_PORT}/v1/tenants/acme/types/todo/entities`, {
       method: "POST",
-      headers: { "content-type": "application/json", "idempotency-key": `"${randomUUID()}"` },
+      headers: { authorization: await devAuthorization(certsDir, ports.UMW_EDGE_PORT!, "acme"), "content-type": "application/json", "idempotency-key": `"${randomUUID()}"` },
       body: JSON.stringify({ title: "through the edge" }),
     });
     assert.equal(post.status, 202, await post.text());
@@ -329,7 +331,8 @@ describe("the mesh authorization table in umw serve all --embedded", { timeout: 
   test("the edge (umw serve edge) refuses an upstream whose certificate names another service", async () => {
     const port = await freePort();
     // The query service's address points at the command service: a mesh member, the wrong one.
-    const config = loadConfig({ UMW_CONFIG: "", UMW_CERTS_DIR: certsDir, UMW_EDGE_PORT: String(port), UMW_QUERY_ADDRESS: command(), UMW_COMMAND_ADDRESS: command() });
+    // About the upstream's certificate, not the caller: authentication explicitly off (test/edge/auth.test.ts covers it).
+    const config = loadConfig({ UMW_CONFIG: "", UMW_CERTS_DIR: certsDir, UMW_EDGE_PORT: String(port), UMW_QUERY_ADDRESS: command(), UMW_COMMAND_ADDRESS: command(), UMW_AUTH_MODE: "none" });
     const running = await edgeService.start(createRuntime(config, log, undefined as never));
     try {
       const misrouted = await fetch(`http://127.0.0.1:${port}/v1/tenants/acme/types/todo/entities/by-edge`);

@@ -9,10 +9,20 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** A free port for every service's port setting, as `umw serve all` reads them. */
+/**
+ * A free port for every service's port setting, as `umw serve all` reads them: all held open until
+ * the last is found, so no two settings get the same port.
+ */
 export async function freeServicePorts(): Promise<Record<string, number>> {
   const names = ["QUERY", "COMMAND", "REALTIME", "RELAY", "PROCESSOR", "CACHE_UPDATER", "POLICY", "EDGE", "METRICS", "RATELIMIT"];
-  const ports: Record<string, number> = {};
-  for (const name of names) ports[`UMW_${name}_PORT`] = await freePort();
+  const held = await Promise.all(
+    names.map(async () => {
+      const server = createServer();
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      return server;
+    }),
+  );
+  const ports = Object.fromEntries(names.map((name, i) => [`UMW_${name}_PORT`, (held[i]!.address() as { port: number }).port]));
+  await Promise.all(held.map((server) => new Promise((resolve) => server.close(resolve))));
   return ports;
 }
