@@ -236,7 +236,9 @@ describe("outbox relay", () => {
     const broken = relay({ bus: badBus, kafkaLabel: `Kafka at 127.0.0.1:${port}`, retryMinMs: 200, retryMaxMs: 1_000 });
     await leaderWithin(broken);
     const ids = await append([{ key: "down/1" }, { key: "down/2" }, { key: "down/1" }]);
-    const error = await waitFor(() => broken.status().lastError, { what: "the relay to report the outage", timeoutMs: 40_000, everyMs: 200 });
+    // Under load another passing error may come first (a slow lock session): wait for the one about Kafka.
+    const aboutKafka = (error: string | undefined) => (error?.includes(`Kafka at 127.0.0.1:${port}`) ? error : undefined);
+    const error = await waitFor(() => aboutKafka(broken.status().lastError), { what: "the relay to report the outage", timeoutMs: 40_000, everyMs: 200 });
     assert.match(error, new RegExp(`Kafka at 127\\.0\\.0\\.1:${port}`));
     assert.match(error, /rows stay unpublished/);
     t.diagnostic(`reported: ${error}`);
@@ -246,7 +248,7 @@ describe("outbox relay", () => {
     // Topics exist but the broker goes away for publishing: same report, rows kept.
     const halfBus: EventBus = { ensureTopics: (specs) => bus.ensureTopics(specs), publish: (topic, messages) => badBus.publish(topic, messages), subscribe: (options) => badBus.subscribe(options), close: async () => undefined };
     const half = relay({ bus: halfBus, kafkaLabel: `Kafka at 127.0.0.1:${port}`, retryMinMs: 200, retryMaxMs: 1_000 });
-    const publishError = await waitFor(() => half.status().lastError, { what: "the relay to report the failed publish", timeoutMs: 40_000, everyMs: 200 });
+    const publishError = await waitFor(() => aboutKafka(half.status().lastError), { what: "the relay to report the failed publish", timeoutMs: 40_000, everyMs: 200 });
     assert.match(publishError, new RegExp(`cannot publish 3 message\\(s\\) to ${prefix.replace(".", "\\.")}umw\\.commands\\.v1 on Kafka at 127\\.0\\.0\\.1:${port}; rows stay unpublished`));
     t.diagnostic(`reported: ${publishError}`);
     assert.equal(await unpublished(), 3);
@@ -292,9 +294,11 @@ describe("outbox relay", () => {
     const ids = await append([{ key: "setting/1" }, { key: "setting/2" }]);
     await waitForDelivery(ids);
     await waitFor(async () => watched.status().pruned >= 2, { what: "rows marked and pruned", timeoutMs: 10_000 });
-    // The same connection the relay marks and prunes on (a shared one, in the embedded mode).
-    const { rows } = await session!.query<{ synchronous_commit: string }>("SHOW synchronous_commit");
-    assert.equal(rows[0]!.synchronous_commit, "on");
+    // The same connection the relay marks and prunes on (a shared one, in the embedded mode). The
+    // relay keeps pruning meanwhile, so one SHOW may land inside one of its transactions (SET LOCAL
+    // off): the setting must be back to on between them, and a leaked session-wide SET never is.
+    const setting = async () => (await session!.query<{ synchronous_commit: string }>("SHOW synchronous_commit")).rows[0]!.synchronous_commit;
+    await waitFor(async () => ((await setting()) === "on" ? true : undefined), { what: "synchronous_commit on between the relay's transactions", timeoutMs: 5_000 });
     await watched.stop();
   });
 
