@@ -244,7 +244,7 @@ describe("chaos: the Postgres primary restarts under load", { timeout: 150_000 }
       assert.ok(probe, `the probe command was accepted: ${givenUp.at(-1)}`);
       const acceptedAfter = performance.now() - back;
       const applyingAfter = await applying;
-      await waitFor(() => applied(probe.commandId), { what: `probe ${probe.commandId} applied`, timeoutMs: 30_000, everyMs: 25, tolerateErrors: true });
+      await waitFor(() => applied(probe.commandId), { what: `probe ${probe.commandId} applied`, timeoutMs: 60_000, everyMs: 25, tolerateErrors: true });
       return { acceptedMs: acceptedAfter, applyingMs: applyingAfter, probeAppliedMs: performance.now() - back };
     };
 
