@@ -174,15 +174,18 @@ function envoy_on_request(request_handle)
     request_handle:respond({[":status"] = "403", ["content-type"] = "application/json", ["cache-control"] = "no-store"}, body)
     return
   end
-  headers:replace(${luaString(PRINCIPAL_HEADERS.subject)}, subject)
-  headers:replace(${luaString(PRINCIPAL_HEADERS.tenant)}, tenant)
-  local scopes = words(claim(payload, ${luaString(auth.claims.scopes)}))
-  if scopes ~= "" then headers:replace(${luaString(PRINCIPAL_HEADERS.scopes)}, scopes) end
-  local roles = words(claim(payload, ${luaString(auth.claims.roles)}))
-  if roles ~= "" then headers:replace(${luaString(PRINCIPAL_HEADERS.roles)}, roles) end
+  -- Every principal header is the token's or absent, whatever reached this filter (the strip filter
+  -- runs first; this does not depend on it: a client's x-umw-roles must never survive an empty claim).
+  local function set(name, value)
+    if value ~= nil and value ~= "" then headers:replace(name, value) else headers:remove(name) end
+  end
+  set(${luaString(PRINCIPAL_HEADERS.subject)}, subject)
+  set(${luaString(PRINCIPAL_HEADERS.tenant)}, tenant)
+  set(${luaString(PRINCIPAL_HEADERS.scopes)}, words(claim(payload, ${luaString(auth.claims.scopes)})))
+  set(${luaString(PRINCIPAL_HEADERS.roles)}, words(claim(payload, ${luaString(auth.claims.roles)})))
   local exp = tonumber(payload["exp"])
   -- Epoch milliseconds, as the Node edge sends them (runtime/principal.ts).
-  if exp ~= nil then headers:replace(${luaString(PRINCIPAL_HEADERS.expiresAt)}, string.format("%d", exp * 1000)) end
+  set(${luaString(PRINCIPAL_HEADERS.expiresAt)}, exp and string.format("%d", exp * 1000))
 end
 `;
 }
