@@ -258,6 +258,16 @@ describe("circuit breaker", () => {
     try {
       for (let i = 0; i < 2; i++) await fetch(url + entity(`per-${i}`));
       assert.equal(await reasonOf(await fetch(url + entity("per-2"))), "UPSTREAM_CIRCUIT_OPEN");
+      // Connect gets the same refusal: unavailable, with Retry-After.
+      const connect = await fetch(`${url}/umw.v1.QueryService/GetEntity`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "connect-protocol-version": "1" },
+        body: JSON.stringify({ tenant: "t1", type: "book", id: "per-connect" }),
+      });
+      assert.equal(connect.status, 503);
+      assert.ok(Number(connect.headers.get("retry-after")) >= 1);
+      assert.equal(((await connect.json()) as { code: string }).code, "unavailable");
+      assert.equal(upstream.attempts.get("get:per-connect"), undefined);
       assert.equal((await fetch(`${url}/v1/tenants/t1/commands/per-upstream`)).status, 200);
     } finally {
       upstream.queryDown = false;
