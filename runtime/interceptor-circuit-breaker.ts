@@ -10,6 +10,8 @@ export interface ClientCircuitBreakerOptions {
   readonly consecutiveFailures: number;
   /** How long the circuit stays open before one call probes the upstream (half-open). */
   readonly halfOpenAfterMs: number;
+  /** Told when the circuit opens (after the failures) and when it closes again (a probe succeeded). */
+  readonly onStateChange?: (state: "open" | "closed") => void;
 }
 
 /**
@@ -26,7 +28,11 @@ export function clientCircuitBreaker(options: ClientCircuitBreakerOptions): Clie
     breaker: new ConsecutiveBreaker(options.consecutiveFailures),
   });
   let openedAt = 0;
-  breaker.onBreak(() => (openedAt = Date.now()));
+  breaker.onBreak(() => {
+    openedAt = Date.now();
+    options.onStateChange?.("open");
+  });
+  breaker.onReset(() => options.onStateChange?.("closed"));
   const refusal = () => {
     const seconds = Math.max(1, Math.ceil((openedAt + options.halfOpenAfterMs - Date.now()) / 1000));
     return new RpcError(Code.UNAVAILABLE, "UPSTREAM_CIRCUIT_OPEN", `${options.service} is failing; the edge does not call it for now`, { service: options.service }, {

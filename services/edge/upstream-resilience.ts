@@ -2,6 +2,7 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { CommandService } from "../../gen/umw/v1/command_pb.js";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import type { ClientInterceptor } from "../../runtime/interceptor.js";
+import type { Logger } from "../../runtime/logger.js";
 import { clientCircuitBreaker } from "../../runtime/interceptor-circuit-breaker.js";
 import { clientLoadShedding } from "../../runtime/interceptor-load-shedding.js";
 import { clientRetry } from "../../runtime/interceptor-retry.js";
@@ -57,10 +58,18 @@ const isIdempotent = (method: DescMethod) => IDEMPOTENT_METHODS.has(method);
  * once, so nothing queues), the circuit breaker (a refusal without calling), then retries of
  * idempotent calls inside it (the breaker counts a call once, after its retries).
  */
-export function upstreamInterceptors(service: string, settings: UpstreamResilience): ClientInterceptor[] {
+export function upstreamInterceptors(service: string, settings: UpstreamResilience, log?: Logger): ClientInterceptor[] {
   return [
     clientLoadShedding({ service, maxInFlight: settings.maxInFlight }),
-    clientCircuitBreaker({ service, consecutiveFailures: settings.breakerFailures, halfOpenAfterMs: settings.breakerHalfOpenAfterMs }),
+    clientCircuitBreaker({
+      service,
+      consecutiveFailures: settings.breakerFailures,
+      halfOpenAfterMs: settings.breakerHalfOpenAfterMs,
+      onStateChange: (state) =>
+        state === "open"
+          ? log?.warn({ service, failures: settings.breakerFailures, halfOpenAfterMs: settings.breakerHalfOpenAfterMs }, "upstream circuit opened: calls refused until it recovers")
+          : log?.info({ service }, "upstream circuit closed"),
+    }),
     clientRetry({
       idempotent: isIdempotent,
       maxAttempts: settings.retryAttempts,

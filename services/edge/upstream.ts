@@ -2,6 +2,7 @@ import { Metadata, type ChannelCredentials, type ClientOptions } from "@grpc/grp
 import { fromBinary, type DescMessage, type DescService, type Message } from "@bufbuild/protobuf";
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { ServiceClient } from "../../runtime/client.js";
+import type { Logger } from "../../runtime/logger.js";
 import { DEFAULT_UPSTREAM_RESILIENCE, upstreamInterceptors, type UpstreamResilience } from "./upstream-resilience.js";
 
 export type HealthState = "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN" | "UNKNOWN" | "UNREACHABLE";
@@ -23,10 +24,11 @@ export class Upstream {
     credentials: ChannelCredentials,
     options: ClientOptions = {},
     resilience: UpstreamResilience = DEFAULT_UPSTREAM_RESILIENCE,
+    log?: Logger,
   ) {
     this.client = new ServiceClient(service, address, credentials, {
       channel: options,
-      interceptors: upstreamInterceptors(service.typeName, resilience),
+      interceptors: upstreamInterceptors(service.typeName, resilience, log),
       // The edge forwards the caller's headers it is configured to (forwarded-headers.ts), nothing implicit.
       forwardMetadata: [],
       responseDecoder: (method) => {

@@ -4,6 +4,8 @@
 //
 //   node --import tsx --test test/edge/resilience.test.ts
 import { after, before, describe, test } from "node:test";
+import { Writable } from "node:stream";
+import { pino, type Logger } from "pino";
 import assert from "node:assert/strict";
 import { CommandService, CommandState } from "../../gen/umw/v1/command_pb.js";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
@@ -115,7 +117,7 @@ after(async () => {
 });
 
 /** An edge of its own (its own breakers, budgets and in-flight counts) with these settings. */
-async function edgeWith(resilience: Partial<UpstreamResilience>, timeoutMs = 5_000): Promise<string> {
+async function edgeWith(resilience: Partial<UpstreamResilience>, timeoutMs = 5_000, edgeLog: Logger = log): Promise<string> {
   const edge = await startEdge({
     auth: { mode: "none" },
     port: 0,
@@ -124,7 +126,7 @@ async function edgeWith(resilience: Partial<UpstreamResilience>, timeoutMs = 5_0
       { service: CommandService, address: commandAddress },
     ],
     credentials: clientCredentials(certs.identity("edge")),
-    log,
+    log: edgeLog,
     drainTimeoutMs: 200,
     timeoutMs,
     resilience: { retryInitialDelayMs: 5, retryMaxDelayMs: 20, ...resilience },
@@ -207,7 +209,14 @@ describe("retries", () => {
 
 describe("circuit breaker", () => {
   test("opens after consecutive failures, answers at once without calling the upstream, and closes after recovery (half-open)", async () => {
-    const url = await edgeWith({ retryAttempts: 1, breakerFailures: 3, breakerHalfOpenAfterMs: 400 });
+    const lines: { msg: string; service?: string }[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(JSON.parse(chunk.toString()) as { msg: string; service?: string });
+        done();
+      },
+    });
+    const url = await edgeWith({ retryAttempts: 1, breakerFailures: 3, breakerHalfOpenAfterMs: 400 }, 5_000, pino({ level: "info" }, sink));
     upstream.queryDown = true;
     try {
       for (let i = 0; i < 3; i++) {
@@ -226,6 +235,7 @@ describe("circuit breaker", () => {
         assert.ok(Date.now() - started < 300, "answered at once");
       }
       assert.equal(upstream.total("get:cb-"), 3, "the open circuit let no call through");
+      assert.ok(lines.some((line) => line.msg.startsWith("upstream circuit opened") && line.service === "umw.v1.QueryService"), JSON.stringify(lines));
 
       // Half-open while still down: the probe fails, the circuit opens again.
       const probed = await waitFor(
@@ -247,6 +257,7 @@ describe("circuit breaker", () => {
       timeoutMs: 5_000,
       everyMs: 50,
     });
+    await waitFor(() => lines.some((line) => line.msg === "upstream circuit closed"), { what: "the closing logged" });
     const before = upstream.total("get:cb-");
     for (let i = 0; i < 5; i++) assert.equal((await fetch(url + entity(`cb-closed-${i}`))).status, 200);
     assert.equal(upstream.total("get:cb-"), before + 5);
