@@ -140,6 +140,16 @@ const settings = {
       .transform((value) => value.split(",").map((origin) => origin.trim()).filter(Boolean)),
     description: "Comma-separated origins allowed by CORS (`https://app.example`, exactly as the browser sends `Origin`). Empty (the default) allows none: browsers on other origins cannot read answers or send non-simple requests. `*` allows any and is logged as a warning.",
   },
+  // The Node edge toward its upstreams (services/edge/upstream-resilience.ts; Envoy: control-plane/upstream-resilience.ts).
+  edgeRetryAttempts: { env: "UMW_EDGE_RETRY_ATTEMPTS", schema: z.coerce.number().int().min(1).max(10).default(3), description: "Attempts in all of a read (QueryService Get/BatchGet/List, GetCommand) that fails UNAVAILABLE before any response, with jittered exponential backoff, never past the call's deadline; 1 = no retries. Writes and streams are never retried by the edge." },
+  edgeRetryInitialDelayMs: { env: "UMW_EDGE_RETRY_INITIAL_DELAY_MS", schema: z.coerce.number().int().positive().default(25), description: "Wait before the edge's first retry of a read; later waits grow exponentially with jitter." },
+  edgeRetryMaxDelayMs: { env: "UMW_EDGE_RETRY_MAX_DELAY_MS", schema: z.coerce.number().int().positive().default(250), description: "Longest wait between two attempts of a read at the edge." },
+  edgeRetryBudgetRatio: { env: "UMW_EDGE_RETRY_BUDGET_RATIO", schema: z.coerce.number().min(0).max(1).default(0.2), description: "Retry budget per upstream: retries at most this share of its calls over UMW_EDGE_RETRY_BUDGET_WINDOW_MS (plus UMW_EDGE_RETRY_BUDGET_MIN), so retries cannot multiply the load on a failing service." },
+  edgeRetryBudgetMin: { env: "UMW_EDGE_RETRY_BUDGET_MIN", schema: count.default(10), description: "Retries per upstream allowed in any budget window however few calls were made." },
+  edgeRetryBudgetWindowMs: { env: "UMW_EDGE_RETRY_BUDGET_WINDOW_MS", schema: z.coerce.number().int().positive().default(10_000), description: "Sliding window over which the retry budget counts calls and retries." },
+  edgeBreakerFailures: { env: "UMW_EDGE_BREAKER_FAILURES", schema: z.coerce.number().int().positive().default(5), description: "Consecutive calls to an upstream failing UNAVAILABLE (after their retries) that open its circuit breaker: the edge then answers 503 `UPSTREAM_CIRCUIT_OPEN` with Retry-After at once, without calling it." },
+  edgeBreakerHalfOpenAfterMs: { env: "UMW_EDGE_BREAKER_HALF_OPEN_AFTER_MS", schema: z.coerce.number().int().positive().default(5_000), description: "How long an upstream's circuit stays open before one call probes it (half-open); success closes the circuit." },
+  edgeMaxInFlight: { env: "UMW_EDGE_MAX_IN_FLIGHT", schema: z.coerce.number().int().positive().default(1_000), description: "Unary calls the edge has in flight to one upstream at most; beyond it the edge answers 503 `EDGE_OVERLOADED` with Retry-After instead of queueing." },
   // Rate limits and quotas (services/ratelimit; both edges, shared through Redis).
   rateLimitEnabled: {
     env: "UMW_RATE_LIMIT_ENABLED",

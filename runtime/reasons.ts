@@ -130,6 +130,8 @@ export const REASONS = {
   // Edge (HTTP, REST, Connect).
   UPSTREAM_UNAVAILABLE: reason(Code.UNAVAILABLE, "The service behind the edge is not reachable; metadata service."),
   UPSTREAM_TIMEOUT: reason(Code.DEADLINE_EXCEEDED, "The service behind the edge did not answer in time; metadata service."),
+  UPSTREAM_CIRCUIT_OPEN: reason(Code.UNAVAILABLE, "The edge's circuit breaker for the service is open after consecutive failures: answered at once, without calling it; metadata service, Retry-After."),
+  EDGE_OVERLOADED: reason(Code.UNAVAILABLE, "The edge already has its limit of calls in flight to the service (UMW_EDGE_MAX_IN_FLIGHT) and sheds this one rather than queue it; metadata service, Retry-After."),
   ROUTE_NOT_FOUND: reason(Code.NOT_FOUND, "No route for this method and path."),
   METHOD_NOT_ALLOWED: reason(Code.UNIMPLEMENTED, "The path exists, the HTTP method is not allowed on it (Allow header).", 405),
   UNSUPPORTED_MEDIA_TYPE: reason(Code.INVALID_ARGUMENT, "A content-type the route does not accept.", 415),

@@ -21,9 +21,10 @@ export interface RetryOptions {
 /**
  * The one retry helper: runs `fn` (given the attempt number, 1 for the first) until it succeeds,
  * waiting between attempts as cockatiel's exponential backoff says (decorrelated jitter), and
- * rethrows the last failure once it is not worth another try (the predicate, the attempt limit or
- * the deadline). The wait is ours rather than cockatiel's retry policy's, because that one cannot
- * be cut short by the abort signal and would hold a stopping process for up to `maxDelayMs`.
+ * rethrows the last failure once it is not worth another try (the predicate, the attempt limit, or
+ * the deadline, also when the next wait would end past it). The wait is ours rather than cockatiel's
+ * retry policy's, because that one cannot be cut short by the abort signal and would hold a
+ * stopping process for up to `maxDelayMs`.
  */
 export async function withRetry<T>(fn: (attempt: number) => Promise<T>, options: RetryOptions = {}): Promise<T> {
   const { signal } = options;
@@ -35,10 +36,13 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, options:
     try {
       return await fn(attempt);
     } catch (error) {
+      // The predicate last: it may count the retry against a budget (runtime/retry-budget.ts).
       const worthRetrying =
-        attempt < maxAttempts && (options.shouldRetry?.(error) ?? true) && (options.deadline === undefined || Date.now() < options.deadline);
-      if (!worthRetrying || signal?.aborted) throw error;
+        attempt < maxAttempts && (options.deadline === undefined || Date.now() < options.deadline) && !signal?.aborted && (options.shouldRetry?.(error) ?? true);
+      if (!worthRetrying) throw error;
       backoff = backoff ? backoff.next(undefined) : factory.next();
+      // A wait that would end past the deadline cannot lead to an attempt in time: the failure is final now.
+      if (options.deadline !== undefined && Date.now() + backoff.duration >= options.deadline) throw error;
       options.onRetry?.(error, attempt, backoff.duration);
       await sleep(backoff.duration, undefined, { signal }).catch(() => signal?.throwIfAborted());
     }

@@ -37,6 +37,7 @@ import { edgeTracing, type EdgeTracing } from "./edge-tracing.js";
 import { jwtAuthnFilters, stripClientPrincipalFilter, type EnvoyAuthOptions } from "./jwt-authn.js";
 import { ROUTED_SERVICES, type RoutedService } from "./routed-services.js";
 import { rateLimitActions, rateLimitFilters, type EnvoyRateLimitOptions } from "./rate-limit-filter.js";
+import { clusterCircuitBreakers, clusterOutlierDetection, commandReadRoutes, routeRetryPolicy } from "./upstream-resilience.js";
 
 export { ROUTED_SERVICES, type RoutedService };
 
@@ -85,14 +86,6 @@ const seconds = (value: number): Duration => create(DurationSchema, { seconds: B
 const pack = <D extends DescMessage>(schema: D, init: MessageInitShape<D>): Any => anyPack(schema, create(schema, init) as MessageShape<D>);
 export const ADS: MessageInitShape<typeof ConfigSourceSchema> = { configSourceSpecifier: { case: "ads", value: {} }, resourceApiVersion: ApiVersion.V3 };
 
-/** Retries that cannot repeat work: the request never reached a service (or, for reads, any failure). */
-const RETRY_ON: Record<RoutedService, string> = {
-  query: "connect-failure,refused-stream,reset,unavailable",
-  command: "connect-failure,refused-stream",
-  realtime: "connect-failure,refused-stream",
-  policy: "connect-failure,refused-stream",
-};
-
 /** The edge's routes: one prefix per gRPC service; REST is transcoded to these paths first. */
 export function edgeRoutes(name: string, options: Pick<EdgeOptions, "corsOrigins" | "rateLimit">): RouteConfiguration {
   const corsPolicy: MessageInitShape<typeof CorsPolicySchema> = {
@@ -113,6 +106,7 @@ export function edgeRoutes(name: string, options: Pick<EdgeOptions, "corsOrigins
         typedPerFilterConfig: { "envoy.filters.http.cors": pack(CorsPolicySchema, corsPolicy) },
         rateLimits: rateLimitActions(options.rateLimit),
         routes: [
+          ...commandReadRoutes(seconds(10)),
           ...(["query", "command"] as const).map((service) => ({
             match: { pathSpecifier: { case: "prefix" as const, value: `/umw.v1.${service === "query" ? "QueryService" : "CommandService"}/` } },
             action: {
@@ -120,7 +114,7 @@ export function edgeRoutes(name: string, options: Pick<EdgeOptions, "corsOrigins
               value: {
                 clusterSpecifier: { case: "cluster" as const, value: service },
                 timeout: seconds(10),
-                retryPolicy: { retryOn: RETRY_ON[service], numRetries: 2 },
+                retryPolicy: routeRetryPolicy(service),
               },
             },
           })),
@@ -129,7 +123,7 @@ export function edgeRoutes(name: string, options: Pick<EdgeOptions, "corsOrigins
             // Server-streaming: no route timeout; idle streams are kept alive by heartbeats.
             action: {
               case: "route",
-              value: { clusterSpecifier: { case: "cluster", value: "realtime" }, timeout: seconds(0), retryPolicy: { retryOn: RETRY_ON.realtime, numRetries: 2 } },
+              value: { clusterSpecifier: { case: "cluster", value: "realtime" }, timeout: seconds(0), retryPolicy: routeRetryPolicy("realtime") },
             },
           },
           ...restFallbackRoutes(),
@@ -331,7 +325,8 @@ export function meshCluster(service: RoutedService, discovery: ClusterDiscovery)
         healthChecker: { case: "grpcHealthCheck", value: {} },
       },
     ],
-    outlierDetection: { consecutiveGatewayFailure: 2, consecutive5xx: 5, interval: seconds(1), baseEjectionTime: seconds(10), maxEjectionPercent: 50 },
+    circuitBreakers: clusterCircuitBreakers(service),
+    outlierDetection: clusterOutlierDetection(),
     transportSocket: upstreamTls(service),
   });
 }

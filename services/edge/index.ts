@@ -46,6 +46,17 @@ export const edgeService: ServiceModule = {
       idleTimeoutMs: config.httpIdleTimeoutMs,
       sessionTimeoutMs: config.http2SessionTimeoutMs,
       rateLimit: limiter && { limiter },
+      resilience: {
+        retryAttempts: config.edgeRetryAttempts,
+        retryInitialDelayMs: config.edgeRetryInitialDelayMs,
+        retryMaxDelayMs: config.edgeRetryMaxDelayMs,
+        retryBudgetRatio: config.edgeRetryBudgetRatio,
+        retryBudgetMin: config.edgeRetryBudgetMin,
+        retryBudgetWindowMs: config.edgeRetryBudgetWindowMs,
+        breakerFailures: config.edgeBreakerFailures,
+        breakerHalfOpenAfterMs: config.edgeBreakerHalfOpenAfterMs,
+        maxInFlight: config.edgeMaxInFlight,
+      },
       log: runtime.log,
     });
     return {

@@ -5,6 +5,7 @@ import type { Logger } from "../../runtime/logger.js";
 import { DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from "../command/payload-limits.js";
 import type { EdgeRateLimit } from "./rate-limit.js";
 import type { EdgeAuth } from "./authenticator.js";
+import { DEFAULT_UPSTREAM_RESILIENCE, type UpstreamResilience } from "./upstream-resilience.js";
 import { DEFAULT_FORWARDED_HEADERS, DEFAULT_PASSTHROUGH_HEADERS, isPrincipalHeader } from "./forwarded-headers.js";
 
 /** An internal service the edge exposes, and where it listens (host:port, mTLS gRPC). */
@@ -66,6 +67,8 @@ export interface EdgeOptions {
   /** Longest request target (path and query); longer ones get 414. Default 8 KiB. */
   readonly maxUrlBytes?: number;
   readonly channelOptions?: ClientOptions;
+  /** Retries of reads, circuit breaker and in-flight bound per upstream (upstream-resilience.ts); defaults where unset. */
+  readonly resilience?: Partial<UpstreamResilience>;
   /** Rate limits and quotas (services/ratelimit); none when absent. */
   readonly rateLimit?: EdgeRateLimit;
   readonly log?: Logger;
@@ -78,7 +81,8 @@ export interface EdgeTlsOptions {
   readonly keyFile: string;
 }
 
-export type ResolvedEdgeOptions = Required<Omit<EdgeOptions, "h2cPort" | "tls" | "rateLimit">> & Pick<EdgeOptions, "h2cPort" | "tls" | "rateLimit">;
+export type ResolvedEdgeOptions = Required<Omit<EdgeOptions, "h2cPort" | "tls" | "rateLimit" | "resilience">> &
+  Pick<EdgeOptions, "h2cPort" | "tls" | "rateLimit"> & { readonly resilience: UpstreamResilience };
 
 export function resolveEdgeOptions(options: EdgeOptions): ResolvedEdgeOptions {
   return {
@@ -109,6 +113,7 @@ export function resolveEdgeOptions(options: EdgeOptions): ResolvedEdgeOptions {
     sessionTimeoutMs: options.sessionTimeoutMs ?? 120_000,
     maxUrlBytes: options.maxUrlBytes ?? 8_192,
     channelOptions: options.channelOptions ?? {},
+    resilience: { ...DEFAULT_UPSTREAM_RESILIENCE, ...options.resilience },
     rateLimit: options.rateLimit,
     log: options.log ?? pino({ level: "silent" }),
   };

@@ -2,6 +2,8 @@ import { Metadata, type ChannelCredentials, type ClientOptions } from "@grpc/grp
 import { fromBinary, type DescMessage, type DescService, type Message } from "@bufbuild/protobuf";
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { ServiceClient } from "../../runtime/client.js";
+import type { Logger } from "../../runtime/logger.js";
+import { DEFAULT_UPSTREAM_RESILIENCE, upstreamInterceptors, type UpstreamResilience } from "./upstream-resilience.js";
 
 export type HealthState = "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN" | "UNKNOWN" | "UNREACHABLE";
 
@@ -11,6 +13,7 @@ export type HealthState = "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN" | "UNKNO
  * health for the edge's readiness. Failures reject with RpcErrors whose `wireError` keeps the
  * upstream's whole Status and trailers (e.g. umw-cache-status), so the edge passes them on and
  * tells a service's own UNAVAILABLE from a channel that cannot connect (upstreamFailure in edge-failure.ts).
+ * Its calls go through the upstream's in-flight bound, circuit breaker and read retries (upstream-resilience.ts).
  */
 export class Upstream {
   readonly client: ServiceClient;
@@ -20,9 +23,12 @@ export class Upstream {
     readonly address: string,
     credentials: ChannelCredentials,
     options: ClientOptions = {},
+    resilience: UpstreamResilience = DEFAULT_UPSTREAM_RESILIENCE,
+    log?: Logger,
   ) {
     this.client = new ServiceClient(service, address, credentials, {
       channel: options,
+      interceptors: upstreamInterceptors(service.typeName, resilience, log),
       // The edge forwards the caller's headers it is configured to (forwarded-headers.ts), nothing implicit.
       forwardMetadata: [],
       responseDecoder: (method) => {
