@@ -20,6 +20,7 @@ import { join, resolve } from "node:path";
 import { MESH_IDENTITIES } from "../../services/registry.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { devAuthorization } from "../support/embedded-env.js";
 import { infra, runId } from "../support/env.js";
 import { dropKafkaPrefix } from "../support/kafka.js";
 import { freePort, freeServicePorts } from "../support/ports.js";
@@ -94,6 +95,8 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
   let certs: TestCerts;
   let edge: string;
   let ports: Record<string, number>;
+  /** `Bearer <token>` of the edge's dev issuer for TENANT. */
+  let authorization: string;
 
   before(async () => {
     const jaegerUp = await fetch(`${JAEGER_QUERY}/api/services`).then((response) => response.ok, () => false);
@@ -102,6 +105,8 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
     certs = testCerts(MESH_IDENTITIES);
     ports = await freeServicePorts();
     edge = `http://127.0.0.1:${ports.UMW_EDGE_PORT}`;
+    // Minted before the edge starts: the dev issuer's key made here is the one the edge loads.
+    authorization = await devAuthorization(certs.dir, ports.UMW_EDGE_PORT!, TENANT);
     const env: NodeJS.ProcessEnv = {
       ...Object.fromEntries(Object.entries(ports).map(([key, value]) => [key, String(value)])),
       UMW_PG_URL: database.url,
@@ -112,6 +117,8 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
       UMW_CACHE_KEY_PREFIX: prefix,
       UMW_TOPIC_PARTITIONS: "2",
       UMW_CERTS_DIR: certs.dir,
+      UMW_AUTH_MODE: "dev",
+      UMW_AUTH_DEV_KEYS_DIR: join(certs.dir, "dev-issuer"),
       UMW_CONFIG: "",
       UMW_RESOURCES: JSON.stringify(RESOURCES),
       UMW_RELAY_POLL_MS: "200",
@@ -138,7 +145,7 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
   async function createNote(): Promise<string> {
     const response = await fetch(`${edge}/v1/tenants/${TENANT}/types/${TYPE}/entities`, {
       method: "POST",
-      headers: { "content-type": "application/json", "idempotency-key": `"create-${randomBytes(6).toString("hex")}"` },
+      headers: { authorization, "content-type": "application/json", "idempotency-key": `"create-${randomBytes(6).toString("hex")}"` },
       body: JSON.stringify({ title: "first" }),
     });
     assert.equal(response.status, 202, await response.clone().text());
@@ -146,7 +153,7 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
     let last = "";
     await waitFor(
       async () => {
-        last = await (await fetch(`${edge}/v1/tenants/${TENANT}/commands/${receipt.commandId}`)).text();
+        last = await (await fetch(`${edge}/v1/tenants/${TENANT}/commands/${receipt.commandId}`, { headers: { authorization } })).text();
         return (JSON.parse(last) as { command?: { state?: string } }).command?.state === "COMMAND_STATE_APPLIED";
       },
       { what: "the create to be applied", timeoutMs: 30_000, everyMs: 100 },
@@ -165,6 +172,7 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
     const response = await fetch(`${edge}/v1/tenants/${TENANT}/types/${TYPE}/entities/${id}`, {
       method: "PATCH",
       headers: {
+        authorization,
         "content-type": "application/json",
         "idempotency-key": `"patch-${run}"`,
         traceparent: `00-${traceId}-${callerSpan}-01`,
@@ -239,7 +247,7 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
     const id = await createNote();
     const response = await fetch(`${edge}/v1/tenants/${TENANT}/types/${TYPE}/entities/${id}`, {
       method: "PATCH",
-      headers: { "content-type": "application/json", "idempotency-key": `"bad-rid-${run}"`, "x-request-id": "x".repeat(201) },
+      headers: { authorization, "content-type": "application/json", "idempotency-key": `"bad-rid-${run}"`, "x-request-id": "x".repeat(201) },
       body: JSON.stringify({ title: "second" }),
     });
     assert.equal(response.status, 202, await response.clone().text());
@@ -262,6 +270,8 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
       "bin/umw.mjs", "envoy-config", "--out", config, "--certs", certs.dir, "--admin-port", String(adminPort), "--port", String(port),
       "--descriptor", resolve("gen/umw.binpb"), "--query", `127.0.0.1:${ports.UMW_QUERY_PORT}`, "--command", `127.0.0.1:${ports.UMW_COMMAND_PORT}`,
       "--realtime", `127.0.0.1:${ports.UMW_REALTIME_PORT}`, "--otlp", JAEGER_OTLP.replace("http://", ""), "--trace-service", serviceName("envoy"),
+      // Envoy checks the same tokens as the Node edge: the dev issuer's, its keys fetched from the edge.
+      "--auth-issuer", edge, "--auth-jwks", `${edge}/.well-known/jwks.json`,
     ]);
     const envoy: Proc = startProcess(bin, ["-c", config, "--concurrency", "1", "--log-level", "warn", "--base-id", String(port)]);
     try {
@@ -277,7 +287,7 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
       const callerSpan = randomBytes(8).toString("hex");
       const response = await fetch(`http://127.0.0.1:${port}/v1/tenants/${TENANT}/types/${TYPE}/entities/${id}`, {
         method: "PATCH",
-        headers: { "content-type": "application/json", "idempotency-key": `"envoy-${run}"`, traceparent: `00-${traceId}-${callerSpan}-01` },
+        headers: { authorization, "content-type": "application/json", "idempotency-key": `"envoy-${run}"`, traceparent: `00-${traceId}-${callerSpan}-01` },
         body: JSON.stringify({ done: false }),
       });
       assert.equal(response.status, 202, await response.clone().text());
