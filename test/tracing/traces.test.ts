@@ -6,10 +6,11 @@
 // updater, which only ever saw it in Kafka headers.
 //
 // Every service is its own `umw serve <name>` process (so each has its own service.name) on the
-// real Postgres, Redis and Kafka, exporting to the Jaeger that `scripts/infra.sh up` (or
-// `scripts/infra.sh jaeger`) starts.
+// real Postgres, Redis and Kafka (credentials from scripts/infra-env.sh); requests carry tokens of
+// the edge's dev issuer, which Envoy verifies too (its ext_authz asks `umw serve policy`). Spans go
+// to the Jaeger that `scripts/infra.sh up` (or `scripts/infra.sh jaeger`) starts.
 //
-//   scripts/infra.sh up && node --import tsx --test test/tracing/traces.test.ts
+//   scripts/infra.sh up && source scripts/infra-env.sh && node --import tsx --test test/tracing/traces.test.ts
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -109,6 +110,9 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
     authorization = await devAuthorization(certs.dir, ports.UMW_EDGE_PORT!, TENANT);
     const env: NodeJS.ProcessEnv = {
       ...Object.fromEntries(Object.entries(ports).map(([key, value]) => [key, String(value)])),
+      // Each process's metrics listener on a free port of its own: a single-service process listens
+      // on UMW_METRICS_PORT plus the service's offset, a port nobody checked was free.
+      UMW_METRICS_PORT: "0",
       UMW_PG_URL: database.url,
       UMW_PG_REPLICA_URL: database.replicaUrl,
       UMW_REDIS_URL: infra.redisUrl,
@@ -133,6 +137,8 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
     // The relay creates the topics before the consumers join.
     await Promise.all([start("edge"), start("command"), start("relay")]);
     await Promise.all([start("processor"), start("cache-updater"), start("realtime")]);
+    // Envoy's ext_authz asks the policy service (it fails closed, 503, without it).
+    await start("policy");
   });
 
   after(async () => {
@@ -269,7 +275,7 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
     execFileSync(process.execPath, [
       "bin/umw.mjs", "envoy-config", "--out", config, "--certs", certs.dir, "--admin-port", String(adminPort), "--port", String(port),
       "--descriptor", resolve("gen/umw.binpb"), "--query", `127.0.0.1:${ports.UMW_QUERY_PORT}`, "--command", `127.0.0.1:${ports.UMW_COMMAND_PORT}`,
-      "--realtime", `127.0.0.1:${ports.UMW_REALTIME_PORT}`, "--otlp", JAEGER_OTLP.replace("http://", ""), "--trace-service", serviceName("envoy"),
+      "--realtime", `127.0.0.1:${ports.UMW_REALTIME_PORT}`, "--policy", `127.0.0.1:${ports.UMW_POLICY_PORT}`, "--ratelimit", "", "--otlp", JAEGER_OTLP.replace("http://", ""), "--trace-service", serviceName("envoy"),
       // Envoy checks the same tokens as the Node edge: the dev issuer's, its keys fetched from the edge.
       "--auth-issuer", edge, "--auth-jwks", `${edge}/.well-known/jwks.json`,
     ]);
@@ -283,6 +289,9 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
         { what: "Envoy to see CommandService healthy", timeoutMs: 30_000, everyMs: 100 },
       );
       const id = await createNote();
+      // Envoy checks tokens itself (jwt_authn with the edge's JWKS): none is 401 there.
+      const anonymous = await fetch(`http://127.0.0.1:${port}/v1/tenants/${TENANT}/types/${TYPE}/entities/${id}`);
+      assert.equal(anonymous.status, 401, await anonymous.text());
       const traceId = randomBytes(16).toString("hex");
       const callerSpan = randomBytes(8).toString("hex");
       const response = await fetch(`http://127.0.0.1:${port}/v1/tenants/${TENANT}/types/${TYPE}/entities/${id}`, {
