@@ -1,7 +1,8 @@
 // Metrics of a live mesh: `umw serve all canary --embedded` in a child process (the real edge,
 // query, command, realtime, relay, processor, cache updater and canary; embedded stores). Checks
 // that /metrics is on the metrics listener only (not the public edge), that requests naming random
-// tenants, ids and paths do not add series, `umw status` and `umw canary` against it, and a real
+// tenants, ids and paths (each with a token of its tenant from the child's dev issuer) do not add
+// series, `umw status` and `umw canary` against it, and a real
 // Prometheus (scripts/infra.sh prometheus) scraping it finds every series the SLO rules and the
 // Grafana dashboard use.
 import { after, before, describe, test } from "node:test";
@@ -14,7 +15,8 @@ import { join, resolve } from "node:path";
 import { randomBytes } from "node:crypto";
 import { connect } from "node:net";
 import { parseMetrics } from "../../runtime/prometheus-text.js";
-import { embeddedEnv } from "../support/embedded-env.js";
+import { ALL_SERVICES } from "../../services/registry.js";
+import { devAuthorization, embeddedEnv } from "../support/embedded-env.js";
 import { freePort, freeServicePorts } from "../support/ports.js";
 import { dashboardExpressions, metricNamesOf, ruleExpressions, RULES_FILE } from "../support/promql.js";
 import { waitFor } from "../support/wait.js";
@@ -27,6 +29,8 @@ let child: ChildProcess;
 let output = "";
 let edge: string;
 let metricsUrl: string;
+/** `Authorization` of the child's dev issuer for tenant acme. */
+let acme: string;
 
 const random = () => randomBytes(6).toString("hex");
 
@@ -55,6 +59,8 @@ describe("metrics of a live mesh", () => {
     env = embeddedEnv(ports, certsDir, { UMW_CANARY_INTERVAL_MS: "250", UMW_METRICS_HOST: "127.0.0.1" });
     edge = `http://127.0.0.1:${ports.UMW_EDGE_PORT}`;
     metricsUrl = `http://127.0.0.1:${ports.UMW_METRICS_PORT}/metrics`;
+    // Minted before the child starts: the dev issuer's key it makes is the one the child loads.
+    acme = await devAuthorization(certsDir, ports.UMW_EDGE_PORT!, "acme");
     child = spawn(process.execPath, ["bin/umw.mjs", "serve", "all", "canary", "--embedded"], { env, stdio: ["ignore", "pipe", "pipe"] });
     child.stdout!.on("data", (chunk) => (output += chunk));
     child.stderr!.on("data", (chunk) => (output += chunk));
@@ -102,14 +108,17 @@ describe("metrics of a live mesh", () => {
       for (let i = 0; i < count; i++) {
         const tenant = `t-${random()}`;
         tenants.push(tenant);
+        // A token of the tenant, so the reads pass authentication and the policy and reach the query service.
+        const authorization = await devAuthorization(certsDir, ports.UMW_EDGE_PORT!, tenant);
+        const headers = { authorization };
         const responses = await Promise.all([
-          fetch(`${edge}/v1/tenants/${tenant}/types/todo/entities/${random()}`),
-          fetch(`${edge}/v1/tenants/${tenant}/types/todo/entities?pageSize=2`),
-          fetch(`${edge}/no/such/${random()}`),
-          fetch(`${edge}/v1/tenants/${tenant}/types/x${random()}/entities/${random()}`),
-          fetch(`${edge}/umw.v1.QueryService/GetEntity`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ tenant, type: "todo", id: random() }) }),
+          fetch(`${edge}/v1/tenants/${tenant}/types/todo/entities/${random()}`, { headers }),
+          fetch(`${edge}/v1/tenants/${tenant}/types/todo/entities?pageSize=2`, { headers }),
+          fetch(`${edge}/no/such/${random()}`, { headers }),
+          fetch(`${edge}/v1/tenants/${tenant}/types/x${random()}/entities/${random()}`, { headers }),
+          fetch(`${edge}/umw.v1.QueryService/GetEntity`, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify({ tenant, type: "todo", id: random() }) }),
           // A path that does not decode: answered 400, counted as _unmatched (and no crash while counting it).
-          fetch(`${edge}/v1/tenants/${tenant}/types/todo/entities/%E0%A4%A${random()}`),
+          fetch(`${edge}/v1/tenants/${tenant}/types/todo/entities/%E0%A4%A${random()}`, { headers }),
         ]);
         for (const response of responses) await response.arrayBuffer();
         // Unknown entity, a list, no route, an unknown type (UNKNOWN_RESOURCE_TYPE), unknown entity over Connect, malformed path.
@@ -134,7 +143,7 @@ describe("metrics of a live mesh", () => {
     // Reads go on for as long as the status command runs (it starts up, scrapes, waits, scrapes).
     let running = true;
     const load = (async () => {
-      while (running) await (await fetch(`${edge}/v1/tenants/acme/types/todo/entities/${random()}`)).arrayBuffer();
+      while (running) await (await fetch(`${edge}/v1/tenants/acme/types/todo/entities/${random()}`, { headers: { authorization: acme } })).arrayBuffer();
     })();
     const result = await umw(["status", "--json", "--interval", "1500", "--targets", `127.0.0.1:${ports.UMW_METRICS_PORT}`]);
     running = false;
@@ -143,7 +152,8 @@ describe("metrics of a live mesh", () => {
     const status = JSON.parse(result.stdout);
     assert.equal(status.processes.length, 1);
     assert.equal(status.processes[0].up, true);
-    assert.deepEqual([...status.processes[0].services].sort(), ["cache-updater", "canary", "command", "edge", "processor", "query", "realtime", "relay"]);
+    // `serve all canary`: every service of `serve all`, and the canary.
+    assert.deepEqual([...status.processes[0].services].sort(), [...ALL_SERVICES, "canary"].sort());
     for (const service of ["umw.v1.QueryService", "umw.v1.CommandService", "umw.v1.RealtimeService", "edge (http)"]) {
       assert.ok(status.signals[service], `no signals for ${service}`);
       assert.ok(status.signals[service].total > 0, `${service} counted nothing`);
@@ -182,6 +192,10 @@ describe("metrics of a live mesh", () => {
   });
 
   test("Prometheus scrapes the listener and finds every series the SLO rules and the dashboard use", async (t) => {
+    // The backend latency histogram has series only once a read went to the backend: the canary's
+    // reads are cache hits (the cache updater wrote the entity first), so this test makes a miss itself.
+    const miss = await fetch(`${edge}/v1/tenants/acme/types/todo/entities/${random()}`, { headers: { authorization: acme } });
+    assert.equal(miss.status, 404, await miss.text());
     const port = await freePort();
     const promDir = join(dir, "prometheus");
     const config = join(dir, "prometheus.yml");

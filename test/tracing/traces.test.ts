@@ -6,10 +6,11 @@
 // updater, which only ever saw it in Kafka headers.
 //
 // Every service is its own `umw serve <name>` process (so each has its own service.name) on the
-// real Postgres, Redis and Kafka, exporting to the Jaeger that `scripts/infra.sh up` (or
-// `scripts/infra.sh jaeger`) starts.
+// real Postgres, Redis and Kafka (credentials from scripts/infra-env.sh); requests carry tokens of
+// the edge's dev issuer, which Envoy verifies too (its ext_authz asks `umw serve policy`). Spans go
+// to the Jaeger that `scripts/infra.sh up` (or `scripts/infra.sh jaeger`) starts.
 //
-//   scripts/infra.sh up && node --import tsx --test test/tracing/traces.test.ts
+//   scripts/infra.sh up && source scripts/infra-env.sh && node --import tsx --test test/tracing/traces.test.ts
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -20,6 +21,7 @@ import { join, resolve } from "node:path";
 import { MESH_IDENTITIES } from "../../services/registry.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
+import { devAuthorization } from "../support/embedded-env.js";
 import { infra, runId } from "../support/env.js";
 import { dropKafkaPrefix } from "../support/kafka.js";
 import { freePort, freeServicePorts } from "../support/ports.js";
@@ -94,6 +96,8 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
   let certs: TestCerts;
   let edge: string;
   let ports: Record<string, number>;
+  /** `Bearer <token>` of the edge's dev issuer for TENANT. */
+  let authorization: string;
 
   before(async () => {
     const jaegerUp = await fetch(`${JAEGER_QUERY}/api/services`).then((response) => response.ok, () => false);
@@ -102,8 +106,13 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
     certs = testCerts(MESH_IDENTITIES);
     ports = await freeServicePorts();
     edge = `http://127.0.0.1:${ports.UMW_EDGE_PORT}`;
+    // Minted before the edge starts: the dev issuer's key made here is the one the edge loads.
+    authorization = await devAuthorization(certs.dir, ports.UMW_EDGE_PORT!, TENANT);
     const env: NodeJS.ProcessEnv = {
       ...Object.fromEntries(Object.entries(ports).map(([key, value]) => [key, String(value)])),
+      // Each process's metrics listener on a free port of its own: a single-service process listens
+      // on UMW_METRICS_PORT plus the service's offset, a port nobody checked was free.
+      UMW_METRICS_PORT: "0",
       UMW_PG_URL: database.url,
       UMW_PG_REPLICA_URL: database.replicaUrl,
       UMW_REDIS_URL: infra.redisUrl,
@@ -112,6 +121,8 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
       UMW_CACHE_KEY_PREFIX: prefix,
       UMW_TOPIC_PARTITIONS: "2",
       UMW_CERTS_DIR: certs.dir,
+      UMW_AUTH_MODE: "dev",
+      UMW_AUTH_DEV_KEYS_DIR: join(certs.dir, "dev-issuer"),
       UMW_CONFIG: "",
       UMW_RESOURCES: JSON.stringify(RESOURCES),
       UMW_RELAY_POLL_MS: "200",
@@ -126,6 +137,8 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
     // The relay creates the topics before the consumers join.
     await Promise.all([start("edge"), start("command"), start("relay")]);
     await Promise.all([start("processor"), start("cache-updater"), start("realtime")]);
+    // Envoy's ext_authz asks the policy service (it fails closed, 503, without it).
+    await start("policy");
   });
 
   after(async () => {
@@ -138,7 +151,7 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
   async function createNote(): Promise<string> {
     const response = await fetch(`${edge}/v1/tenants/${TENANT}/types/${TYPE}/entities`, {
       method: "POST",
-      headers: { "content-type": "application/json", "idempotency-key": `"create-${randomBytes(6).toString("hex")}"` },
+      headers: { authorization, "content-type": "application/json", "idempotency-key": `"create-${randomBytes(6).toString("hex")}"` },
       body: JSON.stringify({ title: "first" }),
     });
     assert.equal(response.status, 202, await response.clone().text());
@@ -146,7 +159,7 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
     let last = "";
     await waitFor(
       async () => {
-        last = await (await fetch(`${edge}/v1/tenants/${TENANT}/commands/${receipt.commandId}`)).text();
+        last = await (await fetch(`${edge}/v1/tenants/${TENANT}/commands/${receipt.commandId}`, { headers: { authorization } })).text();
         return (JSON.parse(last) as { command?: { state?: string } }).command?.state === "COMMAND_STATE_APPLIED";
       },
       { what: "the create to be applied", timeoutMs: 30_000, everyMs: 100 },
@@ -165,6 +178,7 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
     const response = await fetch(`${edge}/v1/tenants/${TENANT}/types/${TYPE}/entities/${id}`, {
       method: "PATCH",
       headers: {
+        authorization,
         "content-type": "application/json",
         "idempotency-key": `"patch-${run}"`,
         traceparent: `00-${traceId}-${callerSpan}-01`,
@@ -239,7 +253,7 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
     const id = await createNote();
     const response = await fetch(`${edge}/v1/tenants/${TENANT}/types/${TYPE}/entities/${id}`, {
       method: "PATCH",
-      headers: { "content-type": "application/json", "idempotency-key": `"bad-rid-${run}"`, "x-request-id": "x".repeat(201) },
+      headers: { authorization, "content-type": "application/json", "idempotency-key": `"bad-rid-${run}"`, "x-request-id": "x".repeat(201) },
       body: JSON.stringify({ title: "second" }),
     });
     assert.equal(response.status, 202, await response.clone().text());
@@ -261,7 +275,9 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
     execFileSync(process.execPath, [
       "bin/umw.mjs", "envoy-config", "--out", config, "--certs", certs.dir, "--admin-port", String(adminPort), "--port", String(port),
       "--descriptor", resolve("gen/umw.binpb"), "--query", `127.0.0.1:${ports.UMW_QUERY_PORT}`, "--command", `127.0.0.1:${ports.UMW_COMMAND_PORT}`,
-      "--realtime", `127.0.0.1:${ports.UMW_REALTIME_PORT}`, "--otlp", JAEGER_OTLP.replace("http://", ""), "--trace-service", serviceName("envoy"),
+      "--realtime", `127.0.0.1:${ports.UMW_REALTIME_PORT}`, "--policy", `127.0.0.1:${ports.UMW_POLICY_PORT}`, "--ratelimit", "", "--otlp", JAEGER_OTLP.replace("http://", ""), "--trace-service", serviceName("envoy"),
+      // Envoy checks the same tokens as the Node edge: the dev issuer's, its keys fetched from the edge.
+      "--auth-issuer", edge, "--auth-jwks", `${edge}/.well-known/jwks.json`,
     ]);
     const envoy: Proc = startProcess(bin, ["-c", config, "--concurrency", "1", "--log-level", "warn", "--base-id", String(port)]);
     try {
@@ -273,11 +289,14 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
         { what: "Envoy to see CommandService healthy", timeoutMs: 30_000, everyMs: 100 },
       );
       const id = await createNote();
+      // Envoy checks tokens itself (jwt_authn with the edge's JWKS): none is 401 there.
+      const anonymous = await fetch(`http://127.0.0.1:${port}/v1/tenants/${TENANT}/types/${TYPE}/entities/${id}`);
+      assert.equal(anonymous.status, 401, await anonymous.text());
       const traceId = randomBytes(16).toString("hex");
       const callerSpan = randomBytes(8).toString("hex");
       const response = await fetch(`http://127.0.0.1:${port}/v1/tenants/${TENANT}/types/${TYPE}/entities/${id}`, {
         method: "PATCH",
-        headers: { "content-type": "application/json", "idempotency-key": `"envoy-${run}"`, traceparent: `00-${traceId}-${callerSpan}-01` },
+        headers: { authorization, "content-type": "application/json", "idempotency-key": `"envoy-${run}"`, traceparent: `00-${traceId}-${callerSpan}-01` },
         body: JSON.stringify({ done: false }),
       });
       assert.equal(response.status, 202, await response.clone().text());
