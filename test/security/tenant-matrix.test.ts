@@ -117,13 +117,13 @@ describe("tenant matrix: nobody gets in where they don't belong", { timeout: 180
     return commandId;
   }
 
-  /** Runs every operation once per edge × protocol (the cells in parallel, each cell in order). */
-  async function matrix(scenario: string, target: (edge: string, protocol: Protocol) => Target, headers: Record<string, string>): Promise<Row[]> {
+  /** Runs the operations once per edge × protocol (the cells in parallel, each cell in order). */
+  async function matrix(scenario: string, target: (edge: string, protocol: Protocol) => Target, headers: Record<string, string>, operations = OPERATIONS): Promise<Row[]> {
     const cells = EDGES.flatMap((edge) => PROTOCOLS.map((protocol) => ({ edge, protocol })));
     const results = await Promise.all(
       cells.map(async ({ edge, protocol }) => {
         const cellRows: Row[] = [];
-        for (const operation of OPERATIONS) {
+        for (const operation of operations) {
           const call = { ...operation.call(target(edge, protocol)), headers: { ...headers, ...(operation.write ? { "idempotency-key": idempotencyKey() } : {}) } };
           const outcome = await clients.get(edge)!.call(protocol, call);
           if (outcome) cellRows.push({ scenario, edge, protocol, operation: operation.name, outcome });
@@ -180,15 +180,21 @@ describe("tenant matrix: nobody gets in where they don't belong", { timeout: 180
 
   test("without a token every call is 401 / UNAUTHENTICATED", async () => {
     const result = await matrix("anonymous", crossTarget, {});
-    const improper = result.filter((row) => {
-      const { outcome } = row;
+    const improper = result.filter(({ outcome }) => {
       if (outcome.kind !== "denied" || outcome.events > 0) return true;
       if (outcome.code !== "401" && outcome.code !== "UNAUTHENTICATED") return true;
-      // Envoy's jwt_authn answers gRPC and gRPC-web itself, with grpc-status 16 and no ErrorInfo (docs/security.md).
-      const errorInfoExpected = !(row.edge === "envoy" && (row.protocol === "grpc" || row.protocol === "grpc-web"));
-      return errorInfoExpected && outcome.reason !== "TOKEN_MISSING";
+      return outcome.reason !== "TOKEN_MISSING";
     });
     assert.deepEqual(improper, [], `anonymous calls not refused as unauthenticated:\n${describeRows(improper)}`);
+  });
+
+  test("a read-only token of tenant A is refused writes in its own tenant: MISSING_SCOPE, in every protocol", async () => {
+    const readOnly = await issuer.token({ subject: "reader", audience: TEST_AUDIENCE, ttlS: 900, extra: { tenant: tenantA, scope: "entities:read commands:read" } });
+    const target = (edge: string, protocol: Protocol): Target => ({ tenant: tenantA, entityId: seededA.entityId, commandId: seededA.commandId, newId: `ro-${edge}-${protocol}` });
+    const result = await matrix("missing scope", target, { authorization: `Bearer ${readOnly}` }, OPERATIONS.filter((operation) => operation.write));
+    assert.equal(result.length, 2 * 4 * 4);
+    const improper = result.filter(({ outcome }) => outcome.kind !== "denied" || outcome.code === "401" || outcome.code === "UNAUTHENTICATED" || outcome.reason !== "MISSING_SCOPE");
+    assert.deepEqual(improper, [], `writes without the scope not refused as MISSING_SCOPE:\n${describeRows(improper)}`);
   });
 
   test("the refused writes left nothing behind in tenant B", async () => {
@@ -199,6 +205,8 @@ describe("tenant matrix: nobody gets in where they don't belong", { timeout: 180
       // received through the pipeline would be there by now.
       await waitFor(async () => (await db.query("SELECT count(*)::int AS n FROM umw_commands WHERE tenant = $1 AND state = 'accepted'", [tenantA])).rows[0].n === 0, { what: "tenant A's commands processed", everyMs: 200, timeoutMs: 30_000 });
       const commands = await db.query("SELECT id, principal, action FROM umw_commands WHERE tenant = $1", [tenantB]);
+      const readOnlyWrites = await db.query("SELECT count(*)::int AS n FROM umw_commands WHERE principal LIKE '%reader%'");
+      assert.equal(readOnlyWrites.rows[0].n, 0, "a write refused for its scope left a command");
       assert.deepEqual(commands.rows.map((row) => row.id), [seededB.commandId], `tenant B's commands: ${JSON.stringify(commands.rows)}`);
       const entities = await db.query("SELECT id, version, data FROM umw_entities WHERE tenant = $1", [tenantB]);
       assert.deepEqual(entities.rows, [{ id: seededB.entityId, version: "1", data: seededB.data }]);
