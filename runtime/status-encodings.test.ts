@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
-import { ConnectError } from "@connectrpc/connect";
+import { Code as ConnectCode, ConnectError } from "@connectrpc/connect";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
 import { Code } from "./errors.js";
@@ -21,7 +21,9 @@ test("a Connect error body names the detail's type without the URL prefix, so co
   const body = JSON.parse(statusEncodings(status("no")).connect) as { code: string; message: string; details: { type: string; value: string }[] };
   assert.equal(body.code, "permission_denied");
   assert.equal(body.details[0]!.type, "google.rpc.ErrorInfo");
-  const error = new ConnectError(body.message, Code.PERMISSION_DENIED, undefined, body.details.map((detail) => ({ type: detail.type, value: Buffer.from(detail.value, "base64") })));
+  // As connect-es reads a Connect error body: each detail as it came, its `type` matched against the schema's name.
+  const error = new ConnectError(body.message, ConnectCode.PermissionDenied);
+  error.details.push(...body.details.map((detail) => ({ type: detail.type, value: new Uint8Array(Buffer.from(detail.value, "base64")) })));
   assert.equal(error.findDetails(ErrorInfoSchema)[0]?.reason, "CROSS_TENANT_ACCESS");
 });
 
