@@ -15,6 +15,7 @@ const REASON_SITES: readonly RegExp[] = [
   /\b(?:invalidArgument|notFound|unavailable)\(\s*"([A-Z][A-Z0-9_]*)"/g,
   /\bnew RpcError\(\s*[^,()]+(?:\([^()]*\))?[^,()]*,\s*"([A-Z][A-Z0-9_]*)"/g,
   /\bstatusJson\(\s*\d+,\s*"([A-Z][A-Z0-9_]*)"/g,
+  /\bauthRefusal\(\s*"([A-Z][A-Z0-9_]*)"/g,
   /\bstatusInit\(\s*[^,]+,\s*"([A-Z][A-Z0-9_]*)"/g,
   /\bwithReason\([^;]*?"([A-Z][A-Z0-9_]*)"/g,
 ];

@@ -6,6 +6,13 @@ import { ExtAuthzSchema } from "../../gen/envoy/extensions/filters/http/ext_auth
 /** The cluster of the policy service (`umw serve policy`), which answers envoy.service.auth.v3.Authorization/Check. */
 export const POLICY_CLUSTER = "policy";
 
+/**
+ * Where Envoy's first filter notes the caller's protocol (`protocol`: rest, connect, connect_stream,
+ * grpc_web, grpc; `content_type`), passed to the check as metadata context so that a refusal can be
+ * written in that protocol (services/policy/ext-authz.ts).
+ */
+export const CALLER_PROTOCOL_NAMESPACE = "umw.auth";
+
 /** Largest request message the check sees whole; a bigger one is refused 413 by Envoy before the check. */
 export const EXT_AUTHZ_MAX_REQUEST_BYTES = 1_048_576;
 
@@ -32,6 +39,7 @@ export function extAuthzFilter() {
           failureModeAllow: false,
           statusOnError: { code: 503 },
           withRequestBody: { maxRequestBytes: EXT_AUTHZ_MAX_REQUEST_BYTES, allowPartialMessage: false, packAsBytes: true },
+          metadataContextNamespaces: [CALLER_PROTOCOL_NAMESPACE],
         }),
       ),
     },

@@ -10,6 +10,8 @@ import type { Logger } from "../../runtime/logger.js";
 import { PRINCIPAL_HEADERS } from "../../runtime/principal.js";
 import { devIssuerUrl } from "../edge/auth-config.js";
 import { DevIssuer } from "../edge/dev-issuer.js";
+import { authRefusal, luaRefusal } from "./auth-refusals.js";
+import { CALLER_PROTOCOL_NAMESPACE } from "./ext-authz-filter.js";
 import { statusJson } from "./rest-conventions.js";
 
 /** Envoy's authentication: the same issuer, audience and claims as the Node edge (UMW_AUTH_*). */
@@ -37,51 +39,90 @@ const lua = (name: string, code: string) => ({ name, configType: { case: "typedC
 
 /**
  * First in the chain: removes every client-sent `x-umw-*` header before anything reads it (the
- * principal's metadata is set below from the verified token only), and on the way out turns
- * jwt_authn's plain-text refusals (401, and 403 for a wrong audience) into 401 with an RFC 6750
- * challenge and google.rpc.Status JSON with an ErrorInfo reason (REST and Connect; gRPC and
- * gRPC-web callers get grpc-status 16 from Envoy itself).
+ * principal's metadata is set below from the verified token only), notes the caller's protocol, and
+ * on the way out turns jwt_authn's refusals (401, 403 for a wrong audience, plain text; or bare
+ * grpc-status 16 for gRPC) into UNAUTHENTICATED with an ErrorInfo reason in the caller's protocol:
+ * REST 401 with google.rpc.Status JSON, a Connect error (unary 401, streaming an end-stream frame),
+ * gRPC-web trailers, gRPC trailers with grpc-status-details-bin; always with an RFC 6750 challenge.
  */
 export function stripClientPrincipalFilter(realm = "umw") {
-  const bodies = {
-    missing: statusJson(16, "TOKEN_MISSING", "this call needs a bearer token (Authorization: Bearer <token>)"),
-    expired: statusJson(16, "TOKEN_EXPIRED", "the token has expired"),
-    invalid: statusJson(16, "TOKEN_INVALID", "the bearer token is not valid"),
+  const refusals = {
+    missing: authRefusal("TOKEN_MISSING", "this call needs a bearer token (Authorization: Bearer <token>)"),
+    expired: authRefusal("TOKEN_EXPIRED", "the token has expired"),
+    invalid: authRefusal("TOKEN_INVALID", "the bearer token is not valid"),
   };
   return lua(
     "umw.strip_client_principal",
     `
+local REFUSALS = {missing = ${luaRefusal(refusals.missing)}, expired = ${luaRefusal(refusals.expired)}, invalid = ${luaRefusal(refusals.invalid)}}
+
+local function protocol_of(headers)
+  local kind = headers:get("content-type") or ""
+  if string.find(kind, "application/grpc-web", 1, true) == 1 then return "grpc_web" end
+  if string.find(kind, "application/grpc", 1, true) == 1 then return "grpc" end
+  if string.find(kind, "application/connect+", 1, true) == 1 then return "connect_stream" end
+  if headers:get("connect-protocol-version") ~= nil then return "connect" end
+  return "rest"
+end
+
 function envoy_on_request(request_handle)
   local names = {}
   for key, _ in pairs(request_handle:headers()) do
     if string.sub(string.lower(key), 1, 6) == "x-umw-" then names[#names + 1] = key end
   end
   for _, key in ipairs(names) do request_handle:headers():remove(key) end
+  local headers = request_handle:headers()
+  request_handle:streamInfo():dynamicMetadata():set(${luaString(CALLER_PROTOCOL_NAMESPACE)}, "protocol", protocol_of(headers))
+  request_handle:streamInfo():dynamicMetadata():set(${luaString(CALLER_PROTOCOL_NAMESPACE)}, "content_type", headers:get("content-type") or "")
 end
 
 function envoy_on_response(response_handle)
   local headers = response_handle:headers()
   local status = headers:get(":status")
   local challenge = headers:get("www-authenticate")
-  -- jwt_authn's refusals: 401 (403 for a wrong audience), plain text, with its own challenge.
-  if (status ~= "401" and status ~= "403") or challenge == nil or string.find(challenge, "Bearer", 1, true) ~= 1 then return end
+  if challenge == nil or string.find(challenge, "Bearer", 1, true) ~= 1 then return end
   local kind = headers:get("content-type") or ""
-  if string.find(kind, "json", 1, true) or string.find(kind, "grpc", 1, true) then return end
+  local grpc_status = headers:get("grpc-status")
+  -- jwt_authn's refusals: plain text 401 (403 for a wrong audience), or for gRPC a bare grpc-status.
+  local grpc_reply = string.find(kind, "application/grpc", 1, true) == 1 and (grpc_status == "16" or grpc_status == "7") and headers:get("grpc-status-details-bin") == nil
+  local http_reply = (status == "401" or status == "403") and string.find(kind, "json", 1, true) == nil and string.find(kind, "grpc", 1, true) == nil
+  if not grpc_reply and not http_reply then return end
   local missing = string.find(challenge, "error=", 1, true) == nil
-  -- Headers are changed before the body is read: once body() is called they are on their way.
-  headers:replace(":status", "401")
-  headers:replace("content-type", "application/json")
-  headers:replace("cache-control", "no-store")
+  local noted = response_handle:streamInfo():dynamicMetadata():get(${luaString(CALLER_PROTOCOL_NAMESPACE)}) or {}
+  local protocol = noted["protocol"] or "rest"
   if missing then
     headers:replace("www-authenticate", ${luaString(`Bearer realm="${realm}"`)})
   else
     headers:replace("www-authenticate", ${luaString(`Bearer realm="${realm}", error="invalid_token", error_description="the bearer token is expired or not valid"`)})
   end
+  headers:replace("cache-control", "no-store")
+  if grpc_reply then
+    -- Headers only (trailers-only): jwt_authn's grpc-message says what was wrong.
+    local refusal = REFUSALS.invalid
+    if missing then refusal = REFUSALS.missing
+    elseif string.find(headers:get("grpc-message") or "", "expired", 1, true) then refusal = REFUSALS.expired end
+    headers:replace("grpc-status", "16")
+    headers:replace("grpc-message", refusal.grpc_message)
+    headers:replace("grpc-status-details-bin", refusal.grpc_details)
+    return
+  end
+  -- Headers are changed before the body is read: once body() is called they are on their way.
+  if protocol == "grpc_web" then
+    headers:replace(":status", "200")
+    headers:replace("content-type", "application/grpc-web+proto")
+  elseif protocol == "connect_stream" then
+    headers:replace(":status", "200")
+    headers:replace("content-type", noted["content_type"] or "application/connect+proto")
+  else
+    if protocol == "grpc" then protocol = "rest" end
+    headers:replace(":status", "401")
+    headers:replace("content-type", "application/json")
+  end
   local text = response_handle:body():getBytes(0, response_handle:body():length())
-  local body = ${luaString(bodies.invalid)}
-  if missing then body = ${luaString(bodies.missing)}
-  elseif string.find(text, "expired", 1, true) then body = ${luaString(bodies.expired)} end
-  response_handle:body():setBytes(body)
+  local refusal = REFUSALS.invalid
+  if missing then refusal = REFUSALS.missing
+  elseif string.find(text, "expired", 1, true) then refusal = REFUSALS.expired end
+  response_handle:body():setBytes(refusal[protocol])
 end
 `,
   );

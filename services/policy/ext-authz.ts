@@ -1,14 +1,17 @@
-import { create, fromBinary, toBinary, type DescMethod, type DescService, type Message } from "@bufbuild/protobuf";
+import { create, fromBinary, type DescMethod, type DescService, type Message } from "@bufbuild/protobuf";
 import { Authorization, CheckResponseSchema, type CheckRequest } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
-import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
+import type { JsonObject } from "@bufbuild/protobuf";
+import type { Status } from "../../gen/google/rpc/status_pb.js";
 import { CommandService } from "../../gen/umw/v1/command_pb.js";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { RealtimeService } from "../../gen/umw/v1/realtime_pb.js";
 import type { CallContext } from "../../runtime/call-context.js";
-import { Code, ERROR_DOMAIN } from "../../runtime/errors.js";
+import { Code } from "../../runtime/errors.js";
 import { principalOf } from "../../runtime/principal.js";
 import type { ServiceHandlers } from "../../runtime/service-definition.js";
 import type { AuthzPolicy } from "./authz-policy.js";
+import { statusEncodings } from "../../runtime/status-encodings.js";
+import { CALLER_PROTOCOL_NAMESPACE } from "../control-plane/ext-authz-filter.js";
 import { denial } from "./denial.js";
 import { methodName, requestInput } from "./request-input.js";
 
@@ -31,6 +34,35 @@ function firstMessage(method: DescMethod, body: Uint8Array): Message | undefined
 const HTTP_STATUS: Partial<Record<Code, number>> = { [Code.UNAUTHENTICATED]: 401, [Code.PERMISSION_DENIED]: 403 };
 
 /**
+ * The refusal as the caller reads it. A gRPC trailers-only answer (HTTP 200, `application/grpc`,
+ * grpc-status, grpc-message, grpc-status-details-bin), as a service's own refusal would be, serves
+ * gRPC, gRPC-web and REST: every request is gRPC at ext_authz, and the filters before it convert
+ * the answer on the way out (the gRPC-web filter into gRPC-web, the transcoder into REST's
+ * google.rpc.Status JSON and 401/403). Envoy's Connect bridge does too, but writes the details'
+ * `type` as a type URL and the message percent-encoded, which Connect clients cannot read: a
+ * Connect caller gets a Connect error made here, which the bridge passes on as it is.
+ */
+export function deniedResponse(status: Status, caller: JsonObject) {
+  const encodings = statusEncodings(status);
+  const header = (key: string, value: string) => ({ header: { key, value } });
+  switch (caller.protocol) {
+    case "connect":
+      return { status: { code: HTTP_STATUS[status.code as Code] ?? 403 }, headers: [header("content-type", "application/json")], body: encodings.connect };
+    case "connect_stream":
+      return {
+        status: { code: 200 },
+        headers: [header("content-type", typeof caller.content_type === "string" && caller.content_type ? caller.content_type : "application/connect+proto")],
+        body: Buffer.from(encodings.connectStream).toString("latin1"),
+      };
+    default:
+      return {
+        status: { code: 200 },
+        headers: [header("content-type", "application/grpc"), header("grpc-status", String(status.code)), header("grpc-message", encodings.grpcMessage), header("grpc-status-details-bin", encodings.grpcDetails)],
+      };
+  }
+}
+
+/**
  * envoy.service.auth.v3.Authorization: Envoy's ext_authz filter asks before routing. It runs after
  * the transcoder and the gRPC-web and Connect bridges, so every request it sees is gRPC: the path
  * names the method and the body (sent as raw bytes) is the framed request message, whose `tenant`
@@ -42,6 +74,8 @@ const HTTP_STATUS: Partial<Record<Code, number>> = { [Code.UNAUTHENTICATED]: 401
  * 405, /healthz). A gRPC request whose body cannot be read here (a compressed frame, say) is
  * decided on method and scope alone, with no tenant: the mesh server behind decodes it and decides
  * again with its tenant (the same policy in its interceptor, then runtime/tenant-guard.ts).
+ *
+ * A refusal is answered in the caller's protocol with its ErrorInfo (see `deniedResponse`).
  */
 export function extAuthzHandlers(policy: AuthzPolicy, trustedPeers: ReadonlySet<string>): ServiceHandlers<typeof Authorization> {
   return {
@@ -56,28 +90,9 @@ export function extAuthzHandlers(policy: AuthzPolicy, trustedPeers: ReadonlySet<
       const input = requestInput(methodName(method), message, principal);
       const decision = policy.decide(input);
       if (decision.allow) return { status: { code: Code.OK }, httpResponse: { case: "okResponse", value: {} } };
-      const error = denial(decision.reason, input);
-      const status = error.toStatus();
-      return create(CheckResponseSchema, {
-        status: { code: status.code, message: status.message },
-        httpResponse: {
-          case: "deniedResponse",
-          value: {
-            status: { code: HTTP_STATUS[status.code as Code] ?? 403 },
-            headers: [
-              { header: { key: "content-type", value: "application/json" } },
-              { header: { key: "grpc-status", value: String(status.code) } },
-              { header: { key: "grpc-message", value: encodeURIComponent(status.message) } },
-              { header: { key: "grpc-status-details-bin", value: Buffer.from(toBinary(StatusSchema, status)).toString("base64").replace(/=+$/, "") } },
-            ],
-            body: JSON.stringify({
-              code: status.code,
-              message: status.message,
-              details: [{ "@type": "type.googleapis.com/google.rpc.ErrorInfo", reason: error.reason, domain: ERROR_DOMAIN, metadata: error.metadata }],
-            }),
-          },
-        },
-      });
+      const status = denial(decision.reason, input).toStatus();
+      const caller = request.attributes?.metadataContext?.filterMetadata[CALLER_PROTOCOL_NAMESPACE] ?? {};
+      return create(CheckResponseSchema, { status: { code: status.code, message: status.message }, httpResponse: { case: "deniedResponse", value: deniedResponse(status, caller) } });
     },
   };
 }

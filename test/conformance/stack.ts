@@ -41,7 +41,18 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(): Promise<Stack> {
+/** How both edges authenticate: off (the conformance suite), or the dev issuer whose keys are in `keysDir`. */
+export interface StackOptions {
+  /**
+   * Authentication ON at both edges with the dev issuer (`UMW_AUTH_MODE=dev`): its key in
+   * `keysDir` (made there by `DevIssuer.open`), `iss` = `issuer` for the Node edge and Envoy alike.
+   */
+  readonly auth?: { readonly keysDir: string; readonly issuer: string };
+  /** More settings for `umw serve all` (rate limits, say). */
+  readonly env?: Readonly<Record<string, string>>;
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
   requireEnvoy();
   const certs: TestCerts = testCerts(MESH_IDENTITIES);
   const db = await createTestDatabase();
@@ -63,8 +74,13 @@ export async function startStack(): Promise<Stack> {
   try {
     const [envoyPort, adminPort, controlPlanePort, nodeH2cPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
     // The conformance suite compares what the two edges answer, not who may call (test/edge/auth.test.ts and
-    // test/envoy/auth.test.ts are about that): both edges run with authentication explicitly off.
-    const controlPlane = umw(["control-plane"], { UMW_CERTS_DIR: certs.dir, UMW_CONTROL_PLANE_PORT: String(controlPlanePort), UMW_EDGE_PORT: String(envoyPort), UMW_AUTH_MODE: "none", UMW_EDGE_CORS_ORIGINS: CORS_ORIGIN });
+    // test/envoy/auth.test.ts are about that): both edges run with authentication explicitly off unless
+    // `auth` is given. With it, one explicit issuer for both: the dev issuer's default `iss` names the
+    // edge's own port, which differs between the Node edge and Envoy.
+    const authEnv: Record<string, string> = options.auth
+      ? { UMW_AUTH_MODE: "dev", UMW_AUTH_DEV_KEYS_DIR: options.auth.keysDir, UMW_AUTH_ISSUER: options.auth.issuer }
+      : { UMW_AUTH_MODE: "none" };
+    const controlPlane = umw(["control-plane"], { UMW_CERTS_DIR: certs.dir, UMW_CONTROL_PLANE_PORT: String(controlPlanePort), UMW_EDGE_PORT: String(envoyPort), ...authEnv, UMW_EDGE_CORS_ORIGINS: CORS_ORIGIN });
     procs.push(controlPlane);
     await controlPlane.waitFor(/control plane ready/);
 
@@ -79,7 +95,7 @@ export async function startStack(): Promise<Stack> {
       UMW_EDGE_H2C_PORT: String(nodeH2cPort),
       UMW_EDGE_CORS_ORIGINS: CORS_ORIGIN,
       UMW_CERTS_DIR: certs.dir,
-      UMW_AUTH_MODE: "none",
+      ...authEnv,
       UMW_CONFIG: configFile,
       UMW_PG_URL: db.url,
       UMW_PG_REPLICA_URL: db.replicaUrl,
@@ -90,6 +106,7 @@ export async function startStack(): Promise<Stack> {
       UMW_RELAY_POLL_MS: "100",
       UMW_COMMAND_WATCH_POLL_MS: "100",
       UMW_LOG_LEVEL: "info",
+      ...options.env,
     });
     procs.push(services);
     await services.waitFor(/umw ready/, 60_000);
