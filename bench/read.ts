@@ -73,6 +73,8 @@ function progress(phase: string, message: string): void {
 const processes: ServerProcess[] = [];
 let db: TestDatabase | undefined;
 let certs: TestCerts | undefined;
+/** The Redis connection of INFO cpu; closed by cleanup() too, so that a failed run does not stay alive. */
+let adminRedis: Redis | undefined;
 const keyPrefix = `bench:${randomBytes(4).toString("hex")}:`;
 
 async function spawn(name: string, spec: Parameters<typeof ServerProcess.start>[1]): Promise<ServerProcess> {
@@ -234,10 +236,11 @@ async function main(): Promise<void> {
   const notes: string[] = [];
   const loadStart = os.loadavg().map((value) => round(value, 2));
   await preflight();
-  const admin = new Redis(infra.redisUrl, { maxRetriesPerRequest: 1 });
+  const admin = (adminRedis = new Redis(infra.redisUrl, { maxRetriesPerRequest: 1 }));
 
   // ------------------------------------------------------------------ setup
-  certs = testCerts(["query", "edge", "envoy"]);
+  // policy: the policy service Envoy's ext_authz asks (bench/lib/envoy.ts).
+  certs = testCerts(["query", "edge", "envoy", "policy"]);
   db = await createTestDatabase({ replica: true });
   const seeded = await seedEntities(db.url, db.replicaUrl, TENANT, TYPE, ZIPF.keys);
   if (seeded.rows !== ZIPF.keys) throw new Error(`the replica holds ${seeded.rows} of ${ZIPF.keys} seeded entities`);
@@ -670,6 +673,7 @@ function summary(run: Run) {
 }
 
 async function cleanup(): Promise<void> {
+  adminRedis?.disconnect();
   await Promise.allSettled([...processes].reverse().map((server) => server.stop()));
   const redis = new Redis(infra.redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
   await redis
