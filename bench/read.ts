@@ -27,7 +27,7 @@ import { infra } from "../test/support/env.js";
 import { waitFor } from "../test/support/wait.js";
 import { benchToken } from "./lib/auth.js";
 import { ServerProcess } from "./lib/children.js";
-import { startEnvoy } from "./lib/envoy.js";
+import { startEnvoy, type BenchEnvoy } from "./lib/envoy.js";
 import { seedPeer } from "./lib/peer.js";
 import { entityId, seedEntities } from "./lib/dataset.js";
 import { describeLoad, grpcFrame, h2load, type LoadOptions, type LoadResult } from "./lib/h2load.js";
@@ -75,6 +75,8 @@ let db: TestDatabase | undefined;
 let certs: TestCerts | undefined;
 /** The Redis connection of INFO cpu; closed by cleanup() too, so that a failed run does not stay alive. */
 let adminRedis: Redis | undefined;
+/** Envoy and its policy service while they run; stopped by cleanup() when the run fails meanwhile. */
+let runningEnvoy: BenchEnvoy | undefined;
 const keyPrefix = `bench:${randomBytes(4).toString("hex")}:`;
 
 async function spawn(name: string, spec: Parameters<typeof ServerProcess.start>[1]): Promise<ServerProcess> {
@@ -388,7 +390,7 @@ async function main(): Promise<void> {
   // -------------------------------------------------------------- Envoy hit
   // The production edge in front of the same QueryService: Envoy 1.40 (--concurrency 1) on the static
   // config `umw envoy-config` renders (REST transcoding, mTLS upstream), HTTP/1.1 like the node:http floor.
-  const envoy = await startEnvoy({ certsDir: certs.dir, queryAddress: query.info.address!, workDir: certs.dir });
+  const envoy = (runningEnvoy = await startEnvoy({ certsDir: certs.dir, queryAddress: query.info.address!, workDir: certs.dir }));
   const envoyUrl = `http://127.0.0.1:${envoy.port}${REST_PATH}`;
   // Envoy routes once its health check has passed the query instance.
   await waitFor(
@@ -407,6 +409,7 @@ async function main(): Promise<void> {
     throw new Error(`envoy: ${envoyRun.requests} requests but query hits ${envoyCounters.hits}, misses ${envoyCounters.misses}`);
   }
   await envoy.stop();
+  runningEnvoy = undefined;
   const h1Runs = edgeRuns["http/1.1"]!;
   const envoyFigures = {
     envoy_hit_rps: envoyRun.rps,
@@ -674,6 +677,7 @@ function summary(run: Run) {
 
 async function cleanup(): Promise<void> {
   adminRedis?.disconnect();
+  await runningEnvoy?.stop().catch(() => undefined);
   await Promise.allSettled([...processes].reverse().map((server) => server.stop()));
   const redis = new Redis(infra.redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
   await redis
