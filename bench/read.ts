@@ -1,7 +1,7 @@
 // npm run bench:read — the read path's throughput against floors measured in the same run, and the
 // cache's hit ratio under Zipf(1.1) traffic from cold. Everything on loopback, h2load as the load
 // generator (a Node client would saturate first), each server in a process of its own.
-// Writes bench/results/read.json. Bounded: about 2 minutes, hard stop at BENCH_MAX_S (default 240 s).
+// Writes bench/results/read.json. Bounded: about 2.5 minutes, hard stop at BENCH_MAX_S (default 240 s).
 //
 // Knobs (environment): BENCH_DURATION_S (5 per h2load run), BENCH_JIT_WARMUP_S (3), BENCH_WARMUP_S (1), BENCH_H1_CLIENTS (64),
 // BENCH_H2_CLIENTS (4), BENCH_H2_STREAMS (32), BENCH_ZIPF_READS (300000), BENCH_ZIPF_MAX_S (60),
@@ -16,15 +16,18 @@ import os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { credentials as grpcCredentials, Client, Metadata } from "@grpc/grpc-js";
+import { credentials as grpcCredentials, Client, Metadata, type ChannelCredentials } from "@grpc/grpc-js";
 import { Redis } from "ioredis";
 import { GetEntityRequestSchema } from "../gen/umw/v1/query_pb.js";
+import { RpcError } from "../runtime/errors.js";
+import { clientCredentials, loadIdentity } from "../runtime/tls.js";
 import { createTestDatabase, type TestDatabase } from "../test/support/database.js";
 import { testCerts, type TestCerts } from "../test/support/certs.js";
 import { infra } from "../test/support/env.js";
 import { waitFor } from "../test/support/wait.js";
+import { benchToken } from "./lib/auth.js";
 import { ServerProcess } from "./lib/children.js";
-import { startEnvoy } from "./lib/envoy.js";
+import { startEnvoy, type BenchEnvoy } from "./lib/envoy.js";
 import { seedPeer } from "./lib/peer.js";
 import { entityId, seedEntities } from "./lib/dataset.js";
 import { describeLoad, grpcFrame, h2load, type LoadOptions, type LoadResult } from "./lib/h2load.js";
@@ -55,7 +58,7 @@ const REST_PATH = `/v1/tenants/${TENANT}/types/${TYPE}/entities/${HOT_ID}`;
 const GRPC_PATH = "/umw.v1.QueryService/GetEntity";
 const RESULTS = resultsPath(join(dirname(fileURLToPath(import.meta.url)), "results"), "read");
 
-const TARGETS = { ratio_edge_to_floor: 0.35, ratio_grpc_to_floor: 0.5, zipf_hit_ratio: 0.95, zipf_backend_share: 0.05 } as const;
+const TARGETS = { ratio_edge_to_floor: 0.35, ratio_grpc_to_floor: 0.5, zipf_hit_ratio: 0.95, zipf_backend_share: 0.05, ratio_auth_on_to_off: 0.85 } as const;
 
 const began = performance.now();
 const elapsed = () => `${((performance.now() - began) / 1000).toFixed(1)}s`.padStart(6);
@@ -70,6 +73,10 @@ function progress(phase: string, message: string): void {
 const processes: ServerProcess[] = [];
 let db: TestDatabase | undefined;
 let certs: TestCerts | undefined;
+/** The Redis connection of INFO cpu; closed by cleanup() too, so that a failed run does not stay alive. */
+let adminRedis: Redis | undefined;
+/** Envoy and its policy service while they run; stopped by cleanup() when the run fails meanwhile. */
+let runningEnvoy: BenchEnvoy | undefined;
 const keyPrefix = `bench:${randomBytes(4).toString("hex")}:`;
 
 async function spawn(name: string, spec: Parameters<typeof ServerProcess.start>[1]): Promise<ServerProcess> {
@@ -114,10 +121,13 @@ async function measure(options: LoadOptions, watched: readonly CpuWatched[], red
 const fmt = (run: Run) =>
   `${run.rps.toLocaleString("en-US")} req/s, p50 ${run.p50Ms} ms, p99 ${run.p99Ms} ms, cpu ${Object.entries(run.cpu).map(([name, pct]) => `${name} ${pct}%`).join(" ")} (${run.cpuUsPerRequest} µs/req)`;
 
+/** CPU time of one process (by name) per request of a run, µs. */
+const usPerRequest = (run: Run, name: string) => Math.round(((run.cpu[name] ?? 0) / 100) * (1e6 / run.rps));
+
 /** A GET through node:http: status, headers and body as the edge sends them. */
-function httpGet(port: number, path: string): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
+function httpGet(port: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
   return new Promise((resolve, reject) => {
-    request({ host: "127.0.0.1", port, path, agent: false }, (res) => {
+    request({ host: "127.0.0.1", port, path, headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (chunk: Buffer) => chunks.push(chunk));
       res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers as Record<string, string>, body: Buffer.concat(chunks) }));
@@ -128,9 +138,9 @@ function httpGet(port: number, path: string): Promise<{ status: number; headers:
   });
 }
 
-/** One GetEntity over insecure gRPC, bytes untouched: the exact response message and its headers. */
-function grpcGet(address: string, message: Uint8Array): Promise<{ response: Buffer; headers: Record<string, string> }> {
-  const client = new Client(address, grpcCredentials.createInsecure());
+/** One GetEntity (over insecure gRPC unless told), bytes untouched: the exact response message and its headers. */
+function grpcGet(address: string, message: Uint8Array, credentials: ChannelCredentials = grpcCredentials.createInsecure()): Promise<{ response: Buffer; headers: Record<string, string> }> {
+  const client = new Client(address, credentials);
   return new Promise((resolve, reject) => {
     let headers: Record<string, string> = {};
     const call = client.makeUnaryRequest(
@@ -228,10 +238,11 @@ async function main(): Promise<void> {
   const notes: string[] = [];
   const loadStart = os.loadavg().map((value) => round(value, 2));
   await preflight();
-  const admin = new Redis(infra.redisUrl, { maxRetriesPerRequest: 1 });
+  const admin = (adminRedis = new Redis(infra.redisUrl, { maxRetriesPerRequest: 1 }));
 
   // ------------------------------------------------------------------ setup
-  certs = testCerts(["query", "edge", "envoy"]);
+  // policy: the policy service Envoy's ext_authz asks (bench/lib/envoy.ts).
+  certs = testCerts(["query", "edge", "envoy", "policy"]);
   db = await createTestDatabase({ replica: true });
   const seeded = await seedEntities(db.url, db.replicaUrl, TENANT, TYPE, ZIPF.keys);
   if (seeded.rows !== ZIPF.keys) throw new Error(`the replica holds ${seeded.rows} of ${ZIPF.keys} seeded entities`);
@@ -241,6 +252,17 @@ async function main(): Promise<void> {
   const query = await spawn("query", { role: "query", certsDir: certs.dir, ...queryBase });
   const edge = await spawn("edge", { role: "edge", certsDir: certs.dir, queryAddress: query.info.address!, channelOptions: EDGE_CHANNEL_OPTIONS });
   progress("setup", `query (mTLS) at ${query.info.address}, edge at ${edge.info.url} (h2c port ${edge.info.h2cPort})`);
+  // The auth-on pair: the edge verifies bearer tokens of a dev issuer (its key in devKeysDir), the
+  // QueryService asks the OPA policy and the mesh authorization table, as under `umw serve`.
+  const devKeysDir = join(certs.dir, "dev-issuer");
+  const tokens = {
+    reader: await benchToken(devKeysDir, TENANT, ["entities:read"]),
+    otherTenant: await benchToken(devKeysDir, `${TENANT}-other`, ["entities:read"]),
+    noReadScope: await benchToken(devKeysDir, TENANT, ["commands:read"]),
+  };
+  const queryAuth = await spawn("query-auth", { role: "query", certsDir: certs.dir, ...queryBase, authorization: true });
+  const edgeAuth = await spawn("edge-auth", { role: "edge", certsDir: certs.dir, queryAddress: queryAuth.info.address!, channelOptions: EDGE_CHANNEL_OPTIONS, devKeysDir });
+  progress("setup", `auth on: query (mTLS, OPA policy, mesh table) at ${queryAuth.info.address}, edge (bearer, dev issuer) at ${edgeAuth.info.url}`);
 
   // ------------------------------------------------------------------- zipf
   // Cold cache (a fresh key prefix); reads on the QueryService's EntityReader, counted by its metrics.
@@ -304,6 +326,51 @@ async function main(): Promise<void> {
     const cpuRatio = round((floorBefore.cpuUsPerRequest + floorAfter.cpuUsPerRequest) / 2 / edgeRun.cpuUsPerRequest);
     edgeRuns[mode] = { floorBefore, edge: edgeRun, floorAfter, counters, floor_rps: floorRps, ratio: round(edgeRun.rps / floorRps), cpu_ratio: cpuRatio, settings: describeLoad({ url: "", ...load, ...timing }) };
   }
+  // ---------------------------------------------------- authentication on
+  // The same GET, HTTP/1.1, through the auth-on pair (the edge verifies the bearer token — a
+  // verified-token cache hit after the first request — and forwards the principal; the QueryService
+  // runs the mesh table and the OPA policy before the handler) and the auth-off pair, alternating
+  // off, on, off so that drift in the machine's load falls on both.
+  const authLoad = modes[0]!.load;
+  const authHeaders = { authorization: `Bearer ${tokens.reader}` };
+  const authProof = await proveAuthOn(edgeAuth.info.port, queryAuth.info.address!, certs.dir, tokens, sample.body);
+  progress("auth", `auth-on edge: ${authProof.join("; ")}`);
+  // As much unmeasured load as the auth-off edge had before its first measured run (one warm-up per protocol).
+  await h2load({ url: `http://127.0.0.1:${edgeAuth.info.port}${REST_PATH}`, ...authLoad, headers: authHeaders, durationS: 2 * JIT_WARMUP_S, warmupS: 0 });
+  progress("auth", `http/1.1: ${2 * JIT_WARMUP_S} s of unmeasured load on the auth-on edge (JIT warm-up)`);
+  const authTiming = { durationS: DURATION_S, warmupS: WARMUP_S };
+  const measureHits = async (label: string, edgeServer: ServerProcess, queryServer: ServerProcess, headers?: Record<string, string>) => {
+    const before = await queryCounters(queryServer);
+    const run = await measure({ url: `http://127.0.0.1:${edgeServer.info.port}${REST_PATH}`, ...authLoad, ...authTiming, headers }, [edgeServer, queryServer], admin);
+    const counters = delta(await queryCounters(queryServer), before);
+    if (counters.hits < run.requests || counters.misses + counters.collapsed + counters.cacheErrors > 0) {
+      throw new Error(`${label}: ${run.requests} requests but query hits ${counters.hits}, misses ${counters.misses}, cache errors ${counters.cacheErrors}`);
+    }
+    progress("auth", `${label}: ${fmt(run)}; query hits +${counters.hits}`);
+    return run;
+  };
+  const authOffBefore = await measureHits("http/1.1 auth off (before)", edge, query);
+  const authOn = await measureHits("http/1.1 auth on", edgeAuth, queryAuth, authHeaders);
+  const authOffAfter = await measureHits("http/1.1 auth off (after)", edge, query);
+  await retire(edgeAuth);
+  await retire(queryAuth);
+  const authOffRps = mean(authOffBefore.rps, authOffAfter.rps);
+  const authRatio = round(authOn.rps / authOffRps);
+  const authFigures = {
+    edge_hit_rps_auth_on: authOn.rps,
+    edge_hit_rps_auth_off: authOffRps,
+    ratio_auth_on_to_off: authRatio,
+    auth_cpu_us_per_request: {
+      on: authOn.cpuUsPerRequest,
+      off: mean(authOffBefore.cpuUsPerRequest, authOffAfter.cpuUsPerRequest),
+      edge_on: usPerRequest(authOn, "edge-auth"),
+      edge_off: mean(usPerRequest(authOffBefore, "edge"), usPerRequest(authOffAfter, "edge")),
+      query_on: usPerRequest(authOn, "query-auth"),
+      query_off: mean(usPerRequest(authOffBefore, "query"), usPerRequest(authOffAfter, "query")),
+    },
+  };
+  progress("auth", `auth on ${authOn.rps} req/s vs off ${authOffRps} req/s (mean of before and after) → ratio ${authRatio}; cpu ${authFigures.auth_cpu_us_per_request.on} vs ${authFigures.auth_cpu_us_per_request.off} µs/req`);
+
   // ----------------------------------------------------- hand-written peer
   // What a user would write instead of umw: node:http + ioredis, the same entity as JSON in the same
   // Redis, rendered with its ETag (bench/lib/peer.ts). HTTP/1.1 like the edge's run; measured twice
@@ -324,7 +391,7 @@ async function main(): Promise<void> {
   // -------------------------------------------------------------- Envoy hit
   // The production edge in front of the same QueryService: Envoy 1.40 (--concurrency 1) on the static
   // config `umw envoy-config` renders (REST transcoding, mTLS upstream), HTTP/1.1 like the node:http floor.
-  const envoy = await startEnvoy({ certsDir: certs.dir, queryAddress: query.info.address!, workDir: certs.dir });
+  const envoy = (runningEnvoy = await startEnvoy({ certsDir: certs.dir, queryAddress: query.info.address!, workDir: certs.dir }));
   const envoyUrl = `http://127.0.0.1:${envoy.port}${REST_PATH}`;
   // Envoy routes once its health check has passed the query instance.
   await waitFor(
@@ -343,8 +410,8 @@ async function main(): Promise<void> {
     throw new Error(`envoy: ${envoyRun.requests} requests but query hits ${envoyCounters.hits}, misses ${envoyCounters.misses}`);
   }
   await envoy.stop();
+  runningEnvoy = undefined;
   const h1Runs = edgeRuns["http/1.1"]!;
-  const usPerRequest = (run: Run, name: string) => Math.round(((run.cpu[name] ?? 0) / 100) * (1e6 / run.rps));
   const envoyFigures = {
     envoy_hit_rps: envoyRun.rps,
     envoy_hit_p99_ms: envoyRun.p99Ms,
@@ -459,12 +526,14 @@ async function main(): Promise<void> {
     zipf_backend_share: round(zipfBackendShare, 4),
     ...envoyFigures,
     ...peerFigures,
+    ...authFigures,
   };
   const targets = {
     ratio_edge_to_floor: { target: TARGETS.ratio_edge_to_floor, value: ratioEdge, met: ratioEdge >= TARGETS.ratio_edge_to_floor },
     ratio_grpc_to_floor: { target: TARGETS.ratio_grpc_to_floor, value: ratioGrpc, met: ratioGrpc >= TARGETS.ratio_grpc_to_floor },
     zipf_hit_ratio: { target: TARGETS.zipf_hit_ratio, value: figures.zipf_hit_ratio, met: zipfHitRatio >= TARGETS.zipf_hit_ratio },
     zipf_backend_share: { target: TARGETS.zipf_backend_share, value: figures.zipf_backend_share, met: zipfBackendShare <= TARGETS.zipf_backend_share },
+    ratio_auth_on_to_off: { target: TARGETS.ratio_auth_on_to_off, value: authRatio, met: authRatio >= TARGETS.ratio_auth_on_to_off },
   };
   const busiest = Math.max(...loadSamples.map((sample) => sample.load1));
   if (busiest > os.cpus().length) {
@@ -480,6 +549,7 @@ async function main(): Promise<void> {
     "supplementary.cpu_ratio_*: CPU time per request of the floor over that of the measured path (edge + query + Redis for REST; query + Redis for gRPC), from the same runs: how much work a request costs compared with the floor, another view of the same runs (a busy machine inflates it too, less than it depresses req/s).",
     "peer: the hand-written alternative to umw a user might write (bench/lib/peer.ts): node:http, ioredis with auto-pipelining, the entity stored as JSON under its own key, parsed and rendered with an ETag per request; no authentication, policy or metrics. Measured before and after the Envoy run, HTTP/1.1 with the edge's load; ratio_edge_h1_to_peer and ratio_envoy_to_peer compare the edges' HTTP/1.1 runs with it.",
     `redis: ${REDIS_CALLERS} concurrent callers, one GET each at a time, ioredis auto-pipelining (as RedisCache), ${REDIS_SECONDS} s.`,
+    `auth: the edge REST GET (HTTP/1.1 -c ${H1_CLIENTS}) through a second edge + QueryService pair with authentication and authorization on, as \`umw serve\` runs them: the edge verifies the bearer token (\`authorization\` header on every h2load request) against a dev issuer's key (UMW_AUTH_MODE=dev; verified-token cache at its default size) and forwards the principal; the QueryService runs the mesh authorization table and the OPA policy (UMW_AUTHORIZATION=opa, policy/authz.wasm) before the handler. After ${2 * JIT_WARMUP_S} s of unmeasured load on the auth-on edge (as much as the auth-off edge had before its first run), measured between two runs of the auth-off pair (off, on, off); edge_hit_rps_auth_off is their mean, ratio_auth_on_to_off = on / off. Before measuring, the bench proves the auth-on pair refuses: no token → 401, another tenant's token → 403, a token without entities:read → 403 MISSING_SCOPE (the QueryService's policy: the edge checks no scopes), a direct call as mesh identity \`query\` → MESH_METHOD_DENIED. auth_cpu_us_per_request: CPU µs per request of edge + query + Redis (on, off), and of the edge and the query alone.`,
   );
   const results = {
     ...figures,
@@ -518,6 +588,7 @@ async function main(): Promise<void> {
       grpc: { floor_rps: floorGrpcRps, cpu_ratio: grpcCpuRatio, floor_before: summary(grpcFloorBefore), query: summary(grpcRun), floor_after: summary(grpcFloorAfter), query_counters: grpcCounters },
       zipf: { ...ZIPF, ...zipfDone, expected_distinct_keys: Math.round(expectedDistinct), query_counters: zipfCounters },
       peer: { rps: peerRps, before: summary(peerBefore), after: summary(peerAfter) },
+      auth: { off_rps: authOffRps, ratio: authRatio, refusals_checked: authProof, off_before: summary(authOffBefore), on: summary(authOn), off_after: summary(authOffAfter) },
       redis: { callers: REDIS_CALLERS, seconds: round(redisSeconds, 2), ops, value_bytes: value.length, auto_pipelining: true, redis_server_cpu_pct: redisServerPct },
     },
     edge_channel_options: EDGE_CHANNEL_OPTIONS ?? {},
@@ -542,6 +613,14 @@ async function main(): Promise<void> {
   rows.push(["envoy_hit_rps", String(envoyFigures.envoy_hit_rps), `HTTP/1.1; ratio to floor ${envoyFigures.ratio_envoy_to_floor}, to the Node edge ${envoyFigures.ratio_envoy_to_node_edge}`]);
   rows.push(["peer_hit_rps", String(peerFigures.peer_hit_rps), `hand-written node:http + ioredis, HTTP/1.1; Node edge ${peerFigures.ratio_edge_h1_to_peer}×, Envoy ${peerFigures.ratio_envoy_to_peer}× of it`]);
   rows.push(["  cpu µs/req", "", `envoy ${envoyFigures.cpu_us_per_request.envoy} + query ${envoyFigures.cpu_us_per_request.query_behind_envoy}; node edge ${envoyFigures.cpu_us_per_request.node_edge} + query ${envoyFigures.cpu_us_per_request.query_behind_node_edge}`]);
+  rows.push(["edge_hit_rps_auth_on", String(authFigures.edge_hit_rps_auth_on), "HTTP/1.1; bearer token at the edge, OPA policy + mesh table in the query"]);
+  rows.push(["edge_hit_rps_auth_off", String(authFigures.edge_hit_rps_auth_off), "HTTP/1.1; mean of the runs before and after"]);
+  rows.push(["ratio_auth_on_to_off", String(authRatio), `target ≥ ${TARGETS.ratio_auth_on_to_off}: ${targets.ratio_auth_on_to_off.met ? "met" : "NOT met"}`]);
+  rows.push([
+    "  auth cpu µs/req",
+    "",
+    `on ${authFigures.auth_cpu_us_per_request.on} (edge ${authFigures.auth_cpu_us_per_request.edge_on} + query ${authFigures.auth_cpu_us_per_request.query_on}), off ${authFigures.auth_cpu_us_per_request.off} (edge ${authFigures.auth_cpu_us_per_request.edge_off} + query ${authFigures.auth_cpu_us_per_request.query_off}); with Redis`,
+  ]);
   rows.push([`  grpc cpu ratio`, String(grpcCpuRatio), `${grpcRun.cpuUsPerRequest} µs/req (query + Redis) vs floor ${results.supplementary.floor_grpc_cpu_us_per_request} µs/req`]);
   console.log("");
   console.log(`${"field".padEnd(22)} ${"value".padStart(10)}  note`);
@@ -551,11 +630,55 @@ async function main(): Promise<void> {
   await admin.quit();
 }
 
+/**
+ * Fails unless the auth-on pair really authenticates and authorizes: no token → 401 with a
+ * challenge, another tenant's token → 403, a token without entities:read → 403 MISSING_SCOPE (only
+ * the QueryService's policy checks scopes), a direct call as mesh identity `query` → PERMISSION_DENIED
+ * MESH_METHOD_DENIED (the mesh table), and the reader's token → the cached entity. Returns what it saw.
+ */
+async function proveAuthOn(
+  edgePort: number,
+  queryAddress: string,
+  certsDir: string,
+  tokens: { reader: string; otherTenant: string; noReadScope: string },
+  expectedBody: Buffer,
+): Promise<string[]> {
+  const seen: string[] = [];
+  const reasonOf = (body: Buffer) => /"reason"\s*:\s*"([A-Z_]+)"/.exec(body.toString())?.[1];
+  const expect = async (what: string, headers: Record<string, string>, status: number, reason?: string) => {
+    const answer = await httpGet(edgePort, REST_PATH, headers);
+    const got = reasonOf(answer.body);
+    if (answer.status !== status || (reason !== undefined && got !== reason)) {
+      throw new Error(`auth on: ${what} answered ${answer.status} ${got ?? ""} (expected ${status}${reason ? ` ${reason}` : ""}): ${answer.body.toString().slice(0, 300)}`);
+    }
+    if (status === 401 && !/^Bearer /.test(answer.headers["www-authenticate"] ?? "")) throw new Error(`auth on: ${what} answered 401 without a Bearer challenge`);
+    seen.push(`${what} → ${answer.status}${got ? ` ${got}` : ""}`);
+    return answer;
+  };
+  await expect("no token", {}, 401);
+  await expect("another tenant's token", { authorization: `Bearer ${tokens.otherTenant}` }, 403);
+  await expect("a token without entities:read", { authorization: `Bearer ${tokens.noReadScope}` }, 403, "MISSING_SCOPE");
+  const message = toBinary(GetEntityRequestSchema, create(GetEntityRequestSchema, { tenant: TENANT, type: TYPE, id: HOT_ID }));
+  const direct = await grpcGet(queryAddress, message, clientCredentials(loadIdentity(certsDir, "query"))).then(
+    () => undefined,
+    (error: unknown) => RpcError.fromServiceError(error as Parameters<typeof RpcError.fromServiceError>[0]),
+  );
+  if (direct?.reason !== "MESH_METHOD_DENIED") throw new Error(`auth on: GetEntity as mesh identity query was ${direct ? `refused with ${direct.reason}` : "answered"}, not MESH_METHOD_DENIED`);
+  seen.push(`GetEntity as mesh identity query → ${direct.reason}`);
+  const ok = await expect("the reader's token", { authorization: `Bearer ${tokens.reader}` }, 200);
+  if (!ok.body.equals(expectedBody) || !/^umw; hit/.test(ok.headers["cache-status"] ?? "")) {
+    throw new Error(`auth on: the reader's GET is not the auth-off edge's cached entity (cache-status ${ok.headers["cache-status"]})`);
+  }
+  return seen;
+}
+
 function summary(run: Run) {
   return { rps: run.rps, requests: run.requests, p50_ms: run.p50Ms, p99_ms: run.p99Ms, cpu_pct: run.cpu, cpu_us_per_request: run.cpuUsPerRequest, load1: run.load1, command: run.command };
 }
 
 async function cleanup(): Promise<void> {
+  adminRedis?.disconnect();
+  await runningEnvoy?.stop().catch(() => undefined);
   await Promise.allSettled([...processes].reverse().map((server) => server.stop()));
   const redis = new Redis(infra.redisUrl, { maxRetriesPerRequest: 1, lazyConnect: true });
   await redis
@@ -577,8 +700,8 @@ bound.unref();
 // The forked servers inherit the tracing switch of this run.
 Object.assign(process.env, tracingEnv());
 if (runTracingVariants(fileURLToPath(import.meta.url), "read", (results) => {
-  const { edge_hit_rps, edge_hit_p99_ms, grpc_hit_rps, envoy_hit_rps, ratio_edge_to_floor, ratio_grpc_to_floor, zipf_hit_ratio } = results;
-  return { edge_hit_rps, edge_hit_p99_ms, grpc_hit_rps, envoy_hit_rps, ratio_edge_to_floor, ratio_grpc_to_floor, zipf_hit_ratio };
+  const { edge_hit_rps, edge_hit_p99_ms, grpc_hit_rps, envoy_hit_rps, ratio_edge_to_floor, ratio_grpc_to_floor, zipf_hit_ratio, ratio_auth_on_to_off } = results;
+  return { edge_hit_rps, edge_hit_p99_ms, grpc_hit_rps, envoy_hit_rps, ratio_edge_to_floor, ratio_grpc_to_floor, zipf_hit_ratio, ratio_auth_on_to_off };
 })) process.exit(0);
 main()
   .then(

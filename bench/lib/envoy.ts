@@ -23,29 +23,40 @@ export async function startEnvoy(options: { certsDir: string; queryAddress: stri
   const bin = requireEnvoy();
   const [port, adminPort, policyPort] = [await freePort(), await freePort(), await freePort()];
   const config = join(options.workDir, "envoy-bench.yaml");
-  // Every request is checked by the policy service (ext_authz) before it is routed.
-  const policy: Proc = startProcess(process.execPath, ["bin/umw.mjs", "serve", "policy"], { UMW_CERTS_DIR: options.certsDir, UMW_POLICY_PORT: String(policyPort), UMW_LOG_LEVEL: "warn" });
-  await policy.waitFor(/umw ready/, 30_000);
-  // Only the query cluster is reachable: command and realtime point at a closed port (unused here).
-  execFileSync(process.execPath, [
-    "bin/umw.mjs", "envoy-config", "--out", config, "--certs", options.certsDir, "--admin-port", String(adminPort), "--port", String(port),
-    "--descriptor", join(process.cwd(), "gen/umw.binpb"), "--query", options.queryAddress, "--command", "127.0.0.1:1", "--realtime", "127.0.0.1:1",
-    "--policy", `127.0.0.1:${policyPort}`,
-  ]);
-  const proc: Proc = startProcess(bin, ["-c", config, "--concurrency", "1", "--log-level", "warn", "--base-id", String(port)]);
-  const pid = proc.child.pid!;
+  // Every request is checked by the policy service (ext_authz) before it is routed. Log level info:
+  // "umw ready" is an info line.
+  const policy: Proc = startProcess(process.execPath, ["bin/umw.mjs", "serve", "policy"], { UMW_CERTS_DIR: options.certsDir, UMW_POLICY_PORT: String(policyPort), UMW_LOG_LEVEL: "info" });
+  let proc: Proc | undefined;
+  try {
+    await policy.waitFor(/umw ready/, 30_000);
+    // Only the query cluster is reachable: command and realtime point at a closed port (unused here).
+    execFileSync(process.execPath, [
+      "bin/umw.mjs", "envoy-config", "--out", config, "--certs", options.certsDir, "--admin-port", String(adminPort), "--port", String(port),
+      "--descriptor", join(process.cwd(), "gen/umw.binpb"), "--query", options.queryAddress, "--command", "127.0.0.1:1", "--realtime", "127.0.0.1:1",
+      "--policy", `127.0.0.1:${policyPort}`,
+    ]);
+    proc = startProcess(bin, ["-c", config, "--concurrency", "1", "--log-level", "warn", "--base-id", String(port)]);
+    const envoy = proc;
+    await waitFor(
+      async () => {
+        if (envoy.child.exitCode !== null) throw new Error(`Envoy exited:\n${envoy.output().slice(-3000)}`);
+        return fetch(`http://127.0.0.1:${adminPort}/ready`).then((r) => r.ok, () => false);
+      },
+      { what: "Envoy ready", timeoutMs: 30_000, everyMs: 100 },
+    );
+  } catch (error) {
+    // Children left running would keep the bench alive after its failure.
+    await proc?.stop("SIGKILL");
+    await policy.stop("SIGKILL");
+    throw error;
+  }
+  const envoy = proc;
+  const pid = envoy.child.pid!;
   const cpuTicks = () => {
     const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
     return Number(fields[11]) + Number(fields[12]); // utime + stime (fields 14 and 15 of the whole line)
   };
   let mark = { ticks: 0, at: 0 };
-  await waitFor(
-    async () => {
-      if (proc.child.exitCode !== null) throw new Error(`Envoy exited:\n${proc.output().slice(-3000)}`);
-      return fetch(`http://127.0.0.1:${adminPort}/ready`).then((r) => r.ok, () => false);
-    },
-    { what: "Envoy ready", timeoutMs: 30_000, everyMs: 100 },
-  );
   return {
     name: "envoy",
     port,
@@ -58,7 +69,7 @@ export async function startEnvoy(options: { certsDir: string; queryAddress: stri
       return Math.round((cpuMs / (performance.now() - mark.at)) * 100);
     },
     async stop() {
-      await proc.stop();
+      await envoy.stop();
       await policy.stop();
     },
   };

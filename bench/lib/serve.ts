@@ -10,6 +10,10 @@ import { Registry } from "../../runtime/metrics.js";
 import { startTelemetry } from "../../runtime/telemetry.js";
 import { clientCredentials, loadIdentity, serverCredentials } from "../../runtime/tls.js";
 import { startEdge } from "../../services/edge/index.js";
+import { edgeAuthFromConfig } from "../../services/edge/auth-config.js";
+import { policyInterceptors } from "../../services/policy/index.js";
+import { meshAuthorization } from "../../runtime/service.js";
+import { authOnConfig } from "./auth.js";
 import { PostgresBackend, RedisCache, ResourceCatalog, startQueryServer, type EntityReader } from "../../services/query/index.js";
 import { entityId } from "./dataset.js";
 import { bareGrpcServer, bareH2cServer, bareHttpServer } from "./floors.js";
@@ -25,6 +29,11 @@ export interface QueryRole {
   readonly keyPrefix: string;
   readonly types: readonly string[];
   readonly l1Ms?: number;
+  /**
+   * Authorization as `umw serve` wires it: the OPA policy interceptor and the mesh authorization
+   * table on the MeshServer (bench/lib/auth.ts); default off (no interceptors, no table).
+   */
+  readonly authorization?: boolean;
 }
 
 export interface EdgeRole {
@@ -32,6 +41,8 @@ export interface EdgeRole {
   readonly certsDir?: string;
   readonly queryAddress: string;
   readonly channelOptions?: ChannelOptions;
+  /** Bearer authentication with the dev issuer whose key is in this folder (bench/lib/auth.ts); default none. */
+  readonly devKeysDir?: string;
 }
 
 export interface FloorRole {
@@ -129,6 +140,7 @@ async function start(spec: RoleSpec): Promise<Started> {
       pool.on("error", () => undefined);
       const backend = new PostgresBackend(databaseOnPool(pool), TABLE);
       const cache = await RedisCache.connect({ url: spec.redisUrl, log });
+      const authorization = spec.authorization ? authOnConfig() : undefined;
       const catalog = ResourceCatalog.of(Object.fromEntries(spec.types.map((type) => [type, { backend, policy: spec.l1Ms ? { l1Ms: spec.l1Ms } : {} }])));
       const server = await startQueryServer({
         catalog,
@@ -141,15 +153,17 @@ async function start(spec: RoleSpec): Promise<Started> {
         registry: new Registry(),
         drainTimeoutMs: 1_000,
         owns: [cache, { close: () => pool.end() }],
+        ...(authorization ? { interceptors: await policyInterceptors(authorization), authorization: meshAuthorization(authorization) } : {}),
       });
       stop = () => server.stop();
       reader = server.reader;
       return { port: server.port, address: server.address, metricsUrl: server.metricsUrl };
     }
     case "edge": {
-      // The read benchmark measures transcoding and the cache path: explicitly without authentication.
+      // Without devKeysDir, the edge measures transcoding and the cache path: explicitly without authentication.
+      const auth = spec.devKeysDir ? (await edgeAuthFromConfig(authOnConfig(spec.devKeysDir), log)).auth : ({ mode: "none" } as const);
       const edge = await startEdge({
-        auth: { mode: "none" },
+        auth,
         port: 0,
         h2cPort: 0,
         upstreams: [{ service: QueryService, address: spec.queryAddress }],

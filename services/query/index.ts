@@ -4,6 +4,8 @@ import type { Logger } from "../../runtime/logger.js";
 import { defaultRegistry, serveMetrics, type MetricsServer, type Registry } from "../../runtime/metrics.js";
 import { tenantLabeler } from "../../runtime/metric-labels.js";
 import { prometheusCallMetrics } from "../../runtime/interceptor-metrics.js";
+import type { ServerInterceptor } from "../../runtime/interceptor.js";
+import type { MeshAuthorization } from "../../runtime/mesh-authorization.js";
 import { MeshServer } from "../../runtime/server.js";
 import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import type { Cache } from "../../runtime/cache/cache.js";
@@ -42,6 +44,10 @@ export interface QueryServerOptions {
   readonly drainTimeoutMs?: number;
   /** Read-path tuning (read-your-writes retries, lease rounds, L1 size, randomness). */
   readonly reader?: Partial<Omit<EntityReaderOptions, "cache" | "catalog" | "metrics" | "log" | "keyPrefix">>;
+  /** Interceptors of the MeshServer (as `umw serve` gives it `policyInterceptors`); default none. */
+  readonly interceptors?: readonly ServerInterceptor[];
+  /** The mesh authorization table (as `umw serve` gives it `meshAuthorization(config)`); default none. */
+  readonly authorization?: MeshAuthorization;
   /** Closed by stop(), after the server (e.g. the cache and the pg pool the caller made for this instance). */
   readonly owns?: readonly { close(): Promise<void> }[];
 }
@@ -70,6 +76,8 @@ export async function startQueryServer(options: QueryServerOptions): Promise<Que
     log: options.log,
     drainTimeoutMs: options.drainTimeoutMs,
     metrics: prometheusCallMetrics("server", metrics.registry),
+    interceptors: options.interceptors,
+    authorization: options.authorization,
   });
   server.addService(QueryService, queryHandlers(reader));
   let metricsServer: MetricsServer | undefined;
