@@ -81,20 +81,60 @@ export function composeChain<Req, Res>(interceptors: readonly Interceptor<Req, R
 /**
  * A stream's messages, with `onError` mapping whatever the iteration throws and `onEnd` told how
  * it ended (undefined: completed or abandoned by the consumer; else the thrown, mapped error).
+ *
+ * A plain iterator rather than an async generator: every interceptor wraps every stream, so this
+ * runs once per message per interceptor, and a generator's `yield*` costs several promises per
+ * message where this costs one `then`.
  */
-export async function* observeStream<M>(
+export function observeStream<M>(
   messages: AsyncIterable<M>,
   onError: ((error: unknown) => unknown) | undefined,
   onEnd?: (error: unknown) => void,
 ): AsyncIterable<M> {
-  let failure: unknown;
-  try {
-    yield* messages;
-  } catch (error) {
-    failure = onError ? onError(error) : error;
+  return { [Symbol.asyncIterator]: () => new ObservedIterator(messages[Symbol.asyncIterator](), onError, onEnd) };
+}
+
+class ObservedIterator<M> implements AsyncIterator<M> {
+  private ended = false;
+
+  constructor(
+    private readonly inner: AsyncIterator<M>,
+    private readonly onError: ((error: unknown) => unknown) | undefined,
+    private readonly onEnd: ((error: unknown) => void) | undefined,
+  ) {}
+
+  next(): Promise<IteratorResult<M>> {
+    if (this.ended) return Promise.resolve({ done: true, value: undefined });
+    return this.inner.next().then(this.passed, this.failed);
+  }
+
+  async return(value?: unknown): Promise<IteratorResult<M>> {
+    if (!this.ended) {
+      try {
+        await this.inner.return?.(value);
+      } catch (error) {
+        this.failed(error);
+      }
+      this.end(undefined);
+    }
+    return { done: true, value: value as M };
+  }
+
+  private readonly passed = (result: IteratorResult<M>): IteratorResult<M> => {
+    if (result.done) this.end(undefined);
+    return result;
+  };
+
+  private readonly failed = (error: unknown): never => {
+    const failure = this.onError ? this.onError(error) : error;
+    this.end(failure);
     throw failure;
-  } finally {
-    onEnd?.(failure);
+  };
+
+  private end(failure: unknown): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.onEnd?.(failure);
   }
 }
 

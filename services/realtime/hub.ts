@@ -1,14 +1,13 @@
 import { randomBytes } from "node:crypto";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { BinaryWriter } from "@bufbuild/protobuf/wire";
-import { EntityChangeSchema, type SubscribeRequest, type RealtimeService } from "../../gen/umw/v1/realtime_pb.js";
+import { type SubscribeRequest, type RealtimeService } from "../../gen/umw/v1/realtime_pb.js";
 import type { CommandStatus } from "../../gen/umw/v1/command_pb.js";
 import type { EventBus, IncomingMessage, Subscription } from "../../runtime/bus.js";
 import type { CallContext } from "../../runtime/call-context.js";
 import { checkName, checkType, entityKey } from "../../runtime/entity.js";
 import { Code, RpcError, invalidArgument, unavailable } from "../../runtime/errors.js";
 import type { Logger } from "../../runtime/logger.js";
-import type { ServiceHandlers } from "../../runtime/service-definition.js";
+import type { ServableHandlers } from "../../runtime/service-definition.js";
+import { changeField, changeResponse, positionField } from "./change-wire.js";
 import type { CommandFeed, CommandFeedSubscription, CommandUpdate } from "./command-feed.js";
 import { decodeEvent, typeKey, type HubEvent } from "./events.js";
 import { PartitionHistory, RecentIds } from "./history.js";
@@ -83,7 +82,7 @@ export class RealtimeHub implements StreamHost {
   /** Changes whenever history is lost: each hub instance has its own. */
   readonly epoch = randomBytes(6).toString("base64url");
   readonly limits: RealtimeLimits;
-  readonly handlers: ServiceHandlers<typeof RealtimeService>;
+  readonly handlers: ServableHandlers<typeof RealtimeService>;
   private readonly log: Logger;
   private readonly policy: SubscriptionPolicy;
   private readonly trustedPeers: ReadonlySet<string>;
@@ -289,14 +288,25 @@ export class RealtimeHub implements StreamHost {
   }
 
   /**
-   * Encodes a change once for all its streams (an event on an entity with 10 subscribers, or on a type
-   * with thousands, is otherwise encoded again for each): the length-delimited EntityChange that
-   * Stream sends as field `change` of SubscribeResponse. The bytes live as long as the event does
-   * (in the history ring).
+   * A change's SubscribeResponse bytes (change-wire.ts): the change encoded once per event (an event
+   * on an entity with 10 subscribers, or on a type with thousands, is otherwise encoded again for
+   * each), the position once per token, and the whole response once per event and position. The
+   * bytes live as long as the event does (in the history ring).
    */
-  encodeChange(event: HubEvent, conflated: boolean): Uint8Array {
-    if (conflated) return (event.wireConflated ??= encodeChange(event, true));
-    return (event.wire ??= encodeChange(event, false));
+  encodeChange(event: HubEvent, conflated: boolean, position: string): Uint8Array {
+    if (conflated) return changeResponse((event.wireConflated ??= changeField(event, true)), this.positionBytes(position));
+    if (event.responsePosition === position) return event.response!;
+    const response = changeResponse((event.wire ??= changeField(event, false)), this.positionBytes(position));
+    event.response = response;
+    event.responsePosition = position;
+    return response;
+  }
+
+  private lastPosition: { token: string; bytes: Buffer } | undefined;
+
+  private positionBytes(token: string): Buffer {
+    if (this.lastPosition?.token !== token) this.lastPosition = { token, bytes: positionField(token) };
+    return this.lastPosition.bytes;
   }
 
   noteSlow(stream: Stream, why: string): void {
@@ -409,9 +419,4 @@ export class RealtimeHub implements StreamHost {
     decrement(this.perConnection, plan.connectionKey);
     decrement(this.perTenant, plan.tenant);
   }
-}
-
-function encodeChange(event: HubEvent, conflated: boolean): Uint8Array {
-  const change = create(EntityChangeSchema, { kind: event.kind, entity: event.entity, conflated });
-  return new BinaryWriter().bytes(toBinary(EntityChangeSchema, change)).finish();
 }

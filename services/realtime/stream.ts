@@ -1,8 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { WireType } from "@bufbuild/protobuf/wire";
 import type { CommandStatus } from "../../gen/umw/v1/command_pb.js";
 import type { Entity } from "../../gen/umw/v1/entity_pb.js";
-import { SubscribeResponseSchema, type SubscribeResponse } from "../../gen/umw/v1/realtime_pb.js";
+import type { SubscribeResponseSchema } from "../../gen/umw/v1/realtime_pb.js";
 import { Code, RpcError } from "../../runtime/errors.js";
 import { entityKey } from "../../runtime/entity.js";
 import type { HubEvent } from "./events.js";
@@ -11,7 +10,8 @@ import type { Caller, TopicTarget } from "./policy.js";
 import type { Position } from "./position.js";
 import type { Snapshot } from "./snapshot-source.js";
 
-export type StreamMessage = MessageInitShape<typeof SubscribeResponseSchema>;
+/** A SubscribeResponse: a message, or (changes, when the host encodes them) its bytes, which the server writes as they are. */
+export type StreamMessage = MessageInitShape<typeof SubscribeResponseSchema> | Uint8Array;
 
 /** One subscription, validated, authorized and admitted. */
 export interface StreamPlan {
@@ -49,14 +49,11 @@ export interface StreamHost {
   /** A pending change was replaced by a newer one (metrics). */
   noteConflated(): void;
   /**
-   * Optional: the change's `EntityChange` bytes, length-delimited, encoded once per event and shared
-   * by every stream (see RealtimeHub.encodeChange). Without it, changes are plain message objects.
+   * Optional: the encoded `SubscribeResponse{change, position}` of a change, its pieces shared by
+   * every stream (see RealtimeHub.encodeChange). Without it, changes are plain message objects.
    */
-  encodeChange?(event: HubEvent, conflated: boolean): Uint8Array;
+  encodeChange?(event: HubEvent, conflated: boolean, position: string): Uint8Array;
 }
-
-const SUBSCRIBE_RESPONSE = SubscribeResponseSchema.typeName;
-const CHANGE_FIELD = SubscribeResponseSchema.field.change!.number;
 
 /** A change or command status waiting for the client; its slot fixes its place and the stream's position. */
 class Pending {
@@ -289,7 +286,7 @@ export class Stream {
     this.versions = undefined;
   }
 
-  private out(message: StreamMessage["message"]): StreamMessage {
+  private out(message: Exclude<StreamMessage, Uint8Array>["message"]): StreamMessage {
     const at = now();
     this.parkedSince = at;
     this.lastSentAt = at;
@@ -297,23 +294,13 @@ export class Stream {
     return { message, position: this.position() };
   }
 
-  /**
-   * A change already encoded by the host: a SubscribeResponse whose `change` travels as its encoded
-   * bytes (an unknown field to protobuf-es, which toBinary writes as they are). On the wire it is the
-   * same message; only the encoding of the entity is shared by every stream instead of repeated.
-   */
-  private outEncoded(wire: Uint8Array): StreamMessage {
+  /** A change encoded by the host: the same SubscribeResponse on the wire, its pieces encoded once for every stream. */
+  private outEncoded(encode: NonNullable<StreamHost["encodeChange"]>, event: HubEvent, conflated: boolean): Uint8Array {
     const at = now();
     this.parkedSince = at;
     this.lastSentAt = at;
     this.heartbeatDue = false;
-    const message: SubscribeResponse = {
-      $typeName: SUBSCRIBE_RESPONSE,
-      message: { case: undefined },
-      position: this.position(),
-      $unknown: [{ no: CHANGE_FIELD, wireType: WireType.LengthDelimited, data: wire }],
-    };
-    return message;
+    return encode.call(this.host, event, conflated, this.position());
   }
 
   private render(item: Pending): StreamMessage | undefined {
@@ -326,7 +313,7 @@ export class Stream {
         this.versions.delete(event.key);
       }
     }
-    if (this.host.encodeChange) return this.outEncoded(this.host.encodeChange(event, item.conflated));
+    if (this.host.encodeChange) return this.outEncoded(this.host.encodeChange, event, item.conflated);
     return this.out({ case: "change", value: { kind: event.kind, entity: event.entity, conflated: item.conflated } });
   }
 
