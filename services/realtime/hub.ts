@@ -316,16 +316,17 @@ export class RealtimeHub implements StreamHost {
 
   // ---- Subscribe -------------------------------------------------------------------------------
 
-  async *subscribe(request: SubscribeRequest, ctx: CallContext): AsyncGenerator<StreamMessage, void, undefined> {
-    const plan = await this.plan(request, ctx);
-    this.admit(plan);
-    const stream = new Stream(this, plan, ctx.signal, ctx.setHeader);
-    try {
-      yield* stream.run();
-    } finally {
-      stream.close();
-      this.release(plan);
-    }
+  /**
+   * Admission on the first message asked for, then the stream's own messages. Not a generator around
+   * Stream.run: that would add a `yield*` (several promises) to every message of every stream.
+   */
+  subscribe(request: SubscribeRequest, ctx: CallContext): AsyncIterable<StreamMessage> {
+    const open = async (): Promise<AsyncIterator<StreamMessage>> => {
+      const plan = await this.plan(request, ctx);
+      this.admit(plan);
+      return new Stream(this, plan, ctx.signal, ctx.setHeader, () => this.release(plan)).run();
+    };
+    return { [Symbol.asyncIterator]: () => new OpeningIterator(open) };
   }
 
   private checkKnownType(type: string): void {
@@ -418,5 +419,34 @@ export class RealtimeHub implements StreamHost {
     };
     decrement(this.perConnection, plan.connectionKey);
     decrement(this.perTenant, plan.tenant);
+  }
+}
+
+/** An iterator whose source is opened (asynchronously, possibly failing) on the first next(), then passed through as it is. */
+class OpeningIterator<T> implements AsyncIterator<T> {
+  private source: AsyncIterator<T> | undefined;
+  private finished = false;
+
+  constructor(private readonly open: () => Promise<AsyncIterator<T>>) {}
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.source) return this.source.next();
+    if (this.finished) return Promise.resolve({ done: true, value: undefined });
+    return this.open().then(
+      (source) => {
+        this.source = source;
+        return source.next();
+      },
+      (error: unknown) => {
+        this.finished = true;
+        throw error;
+      },
+    );
+  }
+
+  async return(value?: unknown): Promise<IteratorResult<T>> {
+    this.finished = true;
+    await this.source?.return?.(value as never);
+    return { done: true, value: value as T };
   }
 }

@@ -105,6 +105,8 @@ export class Stream {
     readonly plan: StreamPlan,
     private readonly signal: AbortSignal,
     private readonly setHeader: (key: string, value: string) => void,
+    /** Called once when the stream closes (the hub releases its admission counts). */
+    private readonly onClose?: () => void,
   ) {
     signal.addEventListener("abort", this.onAbort, { once: true });
     if (plan.expiresAt !== undefined) this.armExpiry(plan.expiresAt);
@@ -284,6 +286,7 @@ export class Stream {
     this.host.detach(this);
     this.clearQueue();
     this.versions = undefined;
+    this.onClose?.();
   }
 
   private out(message: Exclude<StreamMessage, Uint8Array>["message"]): StreamMessage {
@@ -324,58 +327,62 @@ export class Stream {
   /**
    * Attach first (so nothing published from now on is missed), then replay or read the snapshot
    * while live events queue up, then send: reset, snapshot, and every queued and later change the
-   * snapshot does not already reflect.
+   * snapshot does not already reflect. Closes the stream when it ends, however it ends.
    */
   async *run(): AsyncGenerator<StreamMessage, void, undefined> {
-    const { host, plan } = this;
-    this.checkFailed();
-    host.attach(this);
-    // Synchronous with attach: no event falls between the replay and the live feed.
-    const reset = plan.resume ? host.replay(this, plan.resume) : undefined;
-    // A resumed client has its state: it needs a snapshot only when the resume failed.
-    const withSnapshot = plan.resume ? reset !== undefined : plan.snapshot;
-    let snapshot: Snapshot | undefined;
-    if (withSnapshot) snapshot = await host.snapshot(plan);
-    let commands: CommandStatus[] = [];
-    if (plan.commandKey !== undefined && (withSnapshot || plan.resume)) {
-      commands = await host.recentCommands(plan, withSnapshot ? undefined : plan.resume?.time);
-    }
-    if (this.signal.aborted) return;
-    this.checkFailed();
-    if (snapshot) {
-      this.applySnapshot(snapshot.entities);
-      if (snapshot.truncated) this.setHeader("x-umw-snapshot-truncated", "true");
-    }
-    if (reset) {
-      yield this.out({ case: "reset", value: { reason: reset.toStatus() } });
-      this.parkedSince = 0;
-    }
-    if (snapshot) {
-      yield this.out({ case: "snapshot", value: { entities: snapshot.entities, truncated: snapshot.truncated } });
-      this.parkedSince = 0;
-    }
-    for (const status of commands) {
-      yield this.out({ case: "command", value: status });
-      this.parkedSince = 0;
-    }
-    for (;;) {
+    try {
+      const { host, plan } = this;
+      this.checkFailed();
+      host.attach(this);
+      // Synchronous with attach: no event falls between the replay and the live feed.
+      const reset = plan.resume ? host.replay(this, plan.resume) : undefined;
+      // A resumed client has its state: it needs a snapshot only when the resume failed.
+      const withSnapshot = plan.resume ? reset !== undefined : plan.snapshot;
+      let snapshot: Snapshot | undefined;
+      if (withSnapshot) snapshot = await host.snapshot(plan);
+      let commands: CommandStatus[] = [];
+      if (plan.commandKey !== undefined && (withSnapshot || plan.resume)) {
+        commands = await host.recentCommands(plan, withSnapshot ? undefined : plan.resume?.time);
+      }
       if (this.signal.aborted) return;
       this.checkFailed();
-      const item = this.take();
-      if (item) {
-        const message = this.render(item);
-        if (message) {
-          yield message;
-          this.parkedSince = 0;
-        }
-        continue;
+      if (snapshot) {
+        this.applySnapshot(snapshot.entities);
+        if (snapshot.truncated) this.setHeader("x-umw-snapshot-truncated", "true");
       }
-      if (this.heartbeatDue) {
-        yield this.out({ case: "heartbeat", value: {} });
+      if (reset) {
+        yield this.out({ case: "reset", value: { reason: reset.toStatus() } });
         this.parkedSince = 0;
-        continue;
       }
-      await new Promise<void>((resolve) => (this.wakeup = resolve));
+      if (snapshot) {
+        yield this.out({ case: "snapshot", value: { entities: snapshot.entities, truncated: snapshot.truncated } });
+        this.parkedSince = 0;
+      }
+      for (const status of commands) {
+        yield this.out({ case: "command", value: status });
+        this.parkedSince = 0;
+      }
+      for (;;) {
+        if (this.signal.aborted) return;
+        this.checkFailed();
+        const item = this.take();
+        if (item) {
+          const message = this.render(item);
+          if (message) {
+            yield message;
+            this.parkedSince = 0;
+          }
+          continue;
+        }
+        if (this.heartbeatDue) {
+          yield this.out({ case: "heartbeat", value: {} });
+          this.parkedSince = 0;
+          continue;
+        }
+        await new Promise<void>((resolve) => (this.wakeup = resolve));
+      }
+    } finally {
+      this.close();
     }
   }
 }
