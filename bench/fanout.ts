@@ -385,7 +385,8 @@ async function main(): Promise<void> {
 
     const results = {
       bench: "fanout",
-      command: "npm run bench:fanout",
+      // With the BENCH_* knobs this run was given, so that it can be repeated as it ran.
+      command: [...Object.entries(process.env).filter(([name]) => name.startsWith("BENCH_")).map(([name, value]) => `${name}=${value}`), "npm run bench:fanout"].join(" "),
       date: new Date().toISOString(),
       duration_s: 0,
       setup: {
