@@ -13,7 +13,8 @@
 // BENCH_DURATION_S (20), BENCH_PROBE_S (8), BENCH_PUBLISH_BATCH_MS (5: one send per 5 ms, as a relay
 // batches; the publish time is stamped when the batch is sent), BENCH_LOAD_PROCS (2), BENCH_CONNECTIONS (4 per load
 // process), BENCH_PARTITIONS (6, the config default), BENCH_MAX_S (240), BENCH_LOG (silent/warn/info),
-// BENCH_CPU_PROF=dir (a V8 CPU profile of the hub and of each load process, written when they stop).
+// BENCH_CPU_PROF=dir (a V8 CPU profile of the hub and of each load process, written when they stop),
+// BENCH_HUB_NODE_ARGS (extra node flags for the hub process, e.g. "--max-semi-space-size=32").
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { dirname, join } from "node:path";
@@ -200,7 +201,7 @@ async function main(): Promise<void> {
       maxStreamsPerConnection: STREAMS + 1_000,
       maxStreamsPerTenant: STREAMS + 1_000,
     };
-    const hub = spawn("hub", "fanout-hub.ts", ["--expose-gc"]);
+    const hub = spawn("hub", "fanout-hub.ts", ["--expose-gc", ...(process.env.BENCH_HUB_NODE_ARGS?.split(" ").filter(Boolean) ?? [])]);
     const { address } = await hub.request<{ address: string }>("start", {
       brokers: infra.kafkaBrokers,
       topic,
