@@ -13,7 +13,8 @@
 // BENCH_DURATION_S (20), BENCH_PROBE_S (8), BENCH_PUBLISH_BATCH_MS (5: one send per 5 ms, as a relay
 // batches; the publish time is stamped when the batch is sent), BENCH_LOAD_PROCS (2), BENCH_CONNECTIONS (4 per load
 // process), BENCH_PARTITIONS (6, the config default), BENCH_MAX_S (240), BENCH_LOG (silent/warn/info),
-// BENCH_CPU_PROF=dir (a V8 CPU profile of the hub and of each load process, written when they stop).
+// BENCH_CPU_PROF=dir (a V8 CPU profile of the hub and of each load process, written when they stop),
+// BENCH_HUB_NODE_ARGS (extra node flags for the hub process, e.g. "--max-semi-space-size=32").
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { dirname, join } from "node:path";
@@ -200,7 +201,7 @@ async function main(): Promise<void> {
       maxStreamsPerConnection: STREAMS + 1_000,
       maxStreamsPerTenant: STREAMS + 1_000,
     };
-    const hub = spawn("hub", "fanout-hub.ts", ["--expose-gc"]);
+    const hub = spawn("hub", "fanout-hub.ts", ["--expose-gc", ...(process.env.BENCH_HUB_NODE_ARGS?.split(" ").filter(Boolean) ?? [])]);
     const { address } = await hub.request<{ address: string }>("start", {
       brokers: infra.kafkaBrokers,
       topic,
@@ -385,7 +386,8 @@ async function main(): Promise<void> {
 
     const results = {
       bench: "fanout",
-      command: "npm run bench:fanout",
+      // With the BENCH_* knobs this run was given, so that it can be repeated as it ran.
+      command: [...Object.entries(process.env).filter(([name]) => name.startsWith("BENCH_")).map(([name, value]) => `${name}=${value}`), "npm run bench:fanout"].join(" "),
       date: new Date().toISOString(),
       duration_s: 0,
       setup: {

@@ -25,8 +25,8 @@ import { addReflection } from "./reflection.js";
 import {
   grpcServiceDefinition,
   methodPath,
-  type ServerStreamingHandler,
-  type ServiceHandlers,
+  type EncodingStreamingHandler,
+  type ServableHandlers,
   type UnaryHandler,
   UndecodableRequest,
 } from "./service-definition.js";
@@ -140,14 +140,14 @@ export class MeshServer {
     return `${this.options.host}:${this.port}`;
   }
 
-  addService<S extends DescService>(service: S, handlers: ServiceHandlers<S>): this {
+  addService<S extends DescService>(service: S, handlers: ServableHandlers<S>): this {
     const implementation: UntypedServiceImplementation = {};
     for (const method of service.methods) {
       const handler = (handlers as Record<string, unknown>)[method.localName];
       if (typeof handler !== "function") throw new Error(`${methodPath(method)} has no handler`);
       implementation[method.localName] =
         method.methodKind === "server_streaming"
-          ? this.serverStreaming(method, handler as ServerStreamingHandler<DescMessage, DescMessage>)
+          ? this.serverStreaming(method, handler as EncodingStreamingHandler<DescMessage, DescMessage>)
           : this.unary(method, handler as UnaryHandler<DescMessage, DescMessage>);
     }
     this.server.addService(grpcServiceDefinition(service), implementation);
@@ -214,7 +214,7 @@ export class MeshServer {
   }
 
   /** grpc-js handler of a server-streaming method: the chain, composed once, then the handler's messages, written with flow control. */
-  private serverStreaming(method: DescMethod, handler: ServerStreamingHandler<DescMessage, DescMessage>) {
+  private serverStreaming(method: DescMethod, handler: EncodingStreamingHandler<DescMessage, DescMessage>) {
     const stopping = this.stopping.signal;
     const name = this.options.name;
     const log = this.options.log;
@@ -328,15 +328,57 @@ class GrpcCallContext implements ServerCallContext {
   }
 }
 
-/** A handler's messages until the call is aborted; a stream cut short by shutdown ends UNAVAILABLE, so clients reconnect. */
-async function* untilAborted(ctx: GrpcCallContext, messages: AsyncIterable<unknown>, stopping: AbortSignal, name: string): AsyncIterable<unknown> {
-  for await (const message of messages) {
-    if (ctx.signal.aborted) break;
-    yield message;
+/**
+ * A handler's messages until the call is aborted; a stream cut short by shutdown ends UNAVAILABLE, so
+ * clients reconnect. A plain iterator (one `then` per message) rather than an async generator: it
+ * runs once per message of every stream.
+ */
+function untilAborted(ctx: GrpcCallContext, messages: AsyncIterable<unknown>, stopping: AbortSignal, name: string): AsyncIterable<unknown> {
+  return { [Symbol.asyncIterator]: () => new UntilAborted(ctx, messages[Symbol.asyncIterator](), stopping, name) };
+}
+
+class UntilAborted implements AsyncIterator<unknown> {
+  private finished = false;
+
+  constructor(
+    private readonly ctx: GrpcCallContext,
+    private readonly inner: AsyncIterator<unknown>,
+    private readonly stopping: AbortSignal,
+    private readonly name: string,
+  ) {}
+
+  next(): Promise<IteratorResult<unknown>> {
+    if (this.finished) return Promise.resolve({ done: true, value: undefined });
+    return this.inner.next().then(this.received, this.failed);
   }
-  if (stopping.aborted && !ctx.call.cancelled) {
-    throw new RpcError(Code.UNAVAILABLE, "SHUTTING_DOWN", `${name} is shutting down; reconnect`);
+
+  async return(value?: unknown): Promise<IteratorResult<unknown>> {
+    if (!this.finished) {
+      this.finished = true;
+      await this.inner.return?.(value);
+    }
+    return { done: true, value };
   }
+
+  private readonly received = (result: IteratorResult<unknown>): IteratorResult<unknown> | Promise<IteratorResult<unknown>> => {
+    if (!result.done && !this.ctx.signal.aborted) return result;
+    return this.finish(result);
+  };
+
+  private async finish(result: IteratorResult<unknown>): Promise<IteratorResult<unknown>> {
+    // Aborted with a message in hand: drop it and let the handler finish (its finally blocks).
+    if (!result.done) await this.inner.return?.(undefined);
+    this.finished = true;
+    if (this.stopping.aborted && !this.ctx.call.cancelled) {
+      throw new RpcError(Code.UNAVAILABLE, "SHUTTING_DOWN", `${this.name} is shutting down; reconnect`);
+    }
+    return { done: true, value: undefined };
+  }
+
+  private readonly failed = (error: unknown): never => {
+    this.finished = true;
+    throw error;
+  };
 }
 
 /** Response headers set before a failure travel as trailers on the error. */

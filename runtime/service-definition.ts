@@ -25,6 +25,16 @@ export type ServerStreamingHandler<I extends DescMessage, O extends DescMessage>
   ctx: CallContext,
 ) => AsyncIterable<MessageInitShape<O>>;
 
+/**
+ * A server-streaming handler that may also yield responses already encoded (the message's protobuf
+ * bytes): the server writes those as they are, so a message sent to many streams is encoded once
+ * (the realtime hub's fan-out). Every ServerStreamingHandler is one.
+ */
+export type EncodingStreamingHandler<I extends DescMessage, O extends DescMessage> = (
+  request: MessageShape<I>,
+  ctx: CallContext,
+) => AsyncIterable<MessageInitShape<O> | Uint8Array>;
+
 export type MethodHandler<M extends DescMethod> =
   M extends DescMethodUnary<infer I, infer O>
     ? UnaryHandler<I, O>
@@ -35,6 +45,11 @@ export type MethodHandler<M extends DescMethod> =
 /** A service implementation: one typed handler per method of the protobuf service. */
 export type ServiceHandlers<S extends DescService> = {
   [K in keyof S["method"]]: MethodHandler<S["method"][K]>;
+};
+
+/** What a server takes: ServiceHandlers, whose streaming handlers may also yield encoded responses. */
+export type ServableHandlers<S extends DescService> = {
+  [K in keyof S["method"]]: S["method"][K] extends DescMethodServerStreaming<infer I, infer O> ? EncodingStreamingHandler<I, O> : MethodHandler<S["method"][K]>;
 };
 
 export function methodPath(method: DescMethod): string {
@@ -54,7 +69,7 @@ export function grpcServiceDefinition(service: DescService): ServiceDefinition {
       responseStream: method.methodKind === "server_streaming",
       requestSerialize: (value) => Buffer.from(toBinary(method.input, toMessage(method.input, value))),
       requestDeserialize: (bytes: Buffer) => decodeRequest(method.input, bytes),
-      responseSerialize: (value) => Buffer.from(toBinary(method.output, toMessage(method.output, value))),
+      responseSerialize: (value) => (value instanceof Uint8Array ? asBuffer(value) : Buffer.from(toBinary(method.output, toMessage(method.output, value)))),
       responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
       originalName: method.name,
     };
@@ -77,6 +92,11 @@ function decodeRequest(schema: DescMessage, bytes: Buffer): unknown {
   } catch (error) {
     return new UndecodableRequest((error as Error).message);
   }
+}
+
+/** Pre-encoded bytes go out as they are (a Buffer view, no copy). */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
 /** Handlers may return init shapes ({...} without $typeName): build the message when needed. */

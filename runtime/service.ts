@@ -4,7 +4,7 @@ import type { Infrastructure } from "./infrastructure.js";
 import type { Logger } from "./logger.js";
 import { MeshAuthorization } from "./mesh-authorization.js";
 import { MeshServer, meshServerLimits } from "./server.js";
-import type { ServiceHandlers } from "./service-definition.js";
+import type { ServableHandlers } from "./service-definition.js";
 import { loadIdentity, serverCredentials, type MeshIdentity } from "./tls.js";
 
 /** What every service gets from the process that runs it. */
@@ -48,7 +48,7 @@ export interface GrpcServiceSpec<S extends DescService> {
   readonly name: string;
   readonly port: number;
   readonly service?: S;
-  readonly handlers?: ServiceHandlers<S>;
+  readonly handlers?: ServableHandlers<S>;
 }
 
 /** The mesh authorization a config asks for: its table (UMW_MESH_AUTHZ) and the peers that may assert a principal. */

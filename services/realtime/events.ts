@@ -23,11 +23,14 @@ export interface HubEvent {
   /** When the hub received it (performance.now()), for latency figures. */
   readonly receivedAt: number;
   /**
-   * The change as it goes on the wire (see RealtimeHub.encodeChange), encoded on first delivery and
-   * shared by every stream it goes to; the conflated variant separately.
+   * Field `change` of SubscribeResponse as it goes on the wire (change-wire.ts), encoded on first
+   * delivery and shared by every stream it goes to; the conflated variant separately.
    */
-  wire?: Uint8Array;
-  wireConflated?: Uint8Array;
+  wire?: Buffer;
+  wireConflated?: Buffer;
+  /** The last whole response built from `wire` and the position it carries: the next stream at that position sends the same bytes. */
+  response?: Buffer;
+  responsePosition?: string;
 }
 
 export function typeKey(tenant: string, type: string): string {

@@ -1,14 +1,13 @@
 import { randomBytes } from "node:crypto";
-import { create, toBinary } from "@bufbuild/protobuf";
-import { BinaryWriter } from "@bufbuild/protobuf/wire";
-import { EntityChangeSchema, type SubscribeRequest, type RealtimeService } from "../../gen/umw/v1/realtime_pb.js";
+import { type SubscribeRequest, type RealtimeService } from "../../gen/umw/v1/realtime_pb.js";
 import type { CommandStatus } from "../../gen/umw/v1/command_pb.js";
 import type { EventBus, IncomingMessage, Subscription } from "../../runtime/bus.js";
 import type { CallContext } from "../../runtime/call-context.js";
 import { checkName, checkType, entityKey } from "../../runtime/entity.js";
 import { Code, RpcError, invalidArgument, unavailable } from "../../runtime/errors.js";
 import type { Logger } from "../../runtime/logger.js";
-import type { ServiceHandlers } from "../../runtime/service-definition.js";
+import type { ServableHandlers } from "../../runtime/service-definition.js";
+import { changeField, changeResponse, positionField } from "./change-wire.js";
 import type { CommandFeed, CommandFeedSubscription, CommandUpdate } from "./command-feed.js";
 import { decodeEvent, typeKey, type HubEvent } from "./events.js";
 import { PartitionHistory, RecentIds } from "./history.js";
@@ -83,7 +82,7 @@ export class RealtimeHub implements StreamHost {
   /** Changes whenever history is lost: each hub instance has its own. */
   readonly epoch = randomBytes(6).toString("base64url");
   readonly limits: RealtimeLimits;
-  readonly handlers: ServiceHandlers<typeof RealtimeService>;
+  readonly handlers: ServableHandlers<typeof RealtimeService>;
   private readonly log: Logger;
   private readonly policy: SubscriptionPolicy;
   private readonly trustedPeers: ReadonlySet<string>;
@@ -289,14 +288,25 @@ export class RealtimeHub implements StreamHost {
   }
 
   /**
-   * Encodes a change once for all its streams (an event on an entity with 10 subscribers, or on a type
-   * with thousands, is otherwise encoded again for each): the length-delimited EntityChange that
-   * Stream sends as field `change` of SubscribeResponse. The bytes live as long as the event does
-   * (in the history ring).
+   * A change's SubscribeResponse bytes (change-wire.ts): the change encoded once per event (an event
+   * on an entity with 10 subscribers, or on a type with thousands, is otherwise encoded again for
+   * each), the position once per token, and the whole response once per event and position. The
+   * bytes live as long as the event does (in the history ring).
    */
-  encodeChange(event: HubEvent, conflated: boolean): Uint8Array {
-    if (conflated) return (event.wireConflated ??= encodeChange(event, true));
-    return (event.wire ??= encodeChange(event, false));
+  encodeChange(event: HubEvent, conflated: boolean, position: string): Uint8Array {
+    if (conflated) return changeResponse((event.wireConflated ??= changeField(event, true)), this.positionBytes(position));
+    if (event.responsePosition === position) return event.response!;
+    const response = changeResponse((event.wire ??= changeField(event, false)), this.positionBytes(position));
+    event.response = response;
+    event.responsePosition = position;
+    return response;
+  }
+
+  private lastPosition: { token: string; bytes: Buffer } | undefined;
+
+  private positionBytes(token: string): Buffer {
+    if (this.lastPosition?.token !== token) this.lastPosition = { token, bytes: positionField(token) };
+    return this.lastPosition.bytes;
   }
 
   noteSlow(stream: Stream, why: string): void {
@@ -306,16 +316,17 @@ export class RealtimeHub implements StreamHost {
 
   // ---- Subscribe -------------------------------------------------------------------------------
 
-  async *subscribe(request: SubscribeRequest, ctx: CallContext): AsyncGenerator<StreamMessage, void, undefined> {
-    const plan = await this.plan(request, ctx);
-    this.admit(plan);
-    const stream = new Stream(this, plan, ctx.signal, ctx.setHeader);
-    try {
-      yield* stream.run();
-    } finally {
-      stream.close();
-      this.release(plan);
-    }
+  /**
+   * Admission on the first message asked for, then the stream's own messages. Not a generator around
+   * Stream.run: that would add a `yield*` (several promises) to every message of every stream.
+   */
+  subscribe(request: SubscribeRequest, ctx: CallContext): AsyncIterable<StreamMessage> {
+    const open = async (): Promise<AsyncIterator<StreamMessage>> => {
+      const plan = await this.plan(request, ctx);
+      this.admit(plan);
+      return new Stream(this, plan, ctx.signal, ctx.setHeader, () => this.release(plan)).run();
+    };
+    return { [Symbol.asyncIterator]: () => new OpeningIterator(open) };
   }
 
   private checkKnownType(type: string): void {
@@ -411,7 +422,31 @@ export class RealtimeHub implements StreamHost {
   }
 }
 
-function encodeChange(event: HubEvent, conflated: boolean): Uint8Array {
-  const change = create(EntityChangeSchema, { kind: event.kind, entity: event.entity, conflated });
-  return new BinaryWriter().bytes(toBinary(EntityChangeSchema, change)).finish();
+/** An iterator whose source is opened (asynchronously, possibly failing) on the first next(), then passed through as it is. */
+class OpeningIterator<T> implements AsyncIterator<T> {
+  private source: AsyncIterator<T> | undefined;
+  private finished = false;
+
+  constructor(private readonly open: () => Promise<AsyncIterator<T>>) {}
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.source) return this.source.next();
+    if (this.finished) return Promise.resolve({ done: true, value: undefined });
+    return this.open().then(
+      (source) => {
+        this.source = source;
+        return source.next();
+      },
+      (error: unknown) => {
+        this.finished = true;
+        throw error;
+      },
+    );
+  }
+
+  async return(value?: unknown): Promise<IteratorResult<T>> {
+    this.finished = true;
+    await this.source?.return?.(value as never);
+    return { done: true, value: value as T };
+  }
 }

@@ -1,8 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { WireType } from "@bufbuild/protobuf/wire";
 import type { CommandStatus } from "../../gen/umw/v1/command_pb.js";
 import type { Entity } from "../../gen/umw/v1/entity_pb.js";
-import { SubscribeResponseSchema, type SubscribeResponse } from "../../gen/umw/v1/realtime_pb.js";
+import type { SubscribeResponseSchema } from "../../gen/umw/v1/realtime_pb.js";
 import { Code, RpcError } from "../../runtime/errors.js";
 import { entityKey } from "../../runtime/entity.js";
 import type { HubEvent } from "./events.js";
@@ -11,7 +10,8 @@ import type { Caller, TopicTarget } from "./policy.js";
 import type { Position } from "./position.js";
 import type { Snapshot } from "./snapshot-source.js";
 
-export type StreamMessage = MessageInitShape<typeof SubscribeResponseSchema>;
+/** A SubscribeResponse: a message, or (changes, when the host encodes them) its bytes, which the server writes as they are. */
+export type StreamMessage = MessageInitShape<typeof SubscribeResponseSchema> | Uint8Array;
 
 /** One subscription, validated, authorized and admitted. */
 export interface StreamPlan {
@@ -49,14 +49,11 @@ export interface StreamHost {
   /** A pending change was replaced by a newer one (metrics). */
   noteConflated(): void;
   /**
-   * Optional: the change's `EntityChange` bytes, length-delimited, encoded once per event and shared
-   * by every stream (see RealtimeHub.encodeChange). Without it, changes are plain message objects.
+   * Optional: the encoded `SubscribeResponse{change, position}` of a change, its pieces shared by
+   * every stream (see RealtimeHub.encodeChange). Without it, changes are plain message objects.
    */
-  encodeChange?(event: HubEvent, conflated: boolean): Uint8Array;
+  encodeChange?(event: HubEvent, conflated: boolean, position: string): Uint8Array;
 }
-
-const SUBSCRIBE_RESPONSE = SubscribeResponseSchema.typeName;
-const CHANGE_FIELD = SubscribeResponseSchema.field.change!.number;
 
 /** A change or command status waiting for the client; its slot fixes its place and the stream's position. */
 class Pending {
@@ -108,6 +105,8 @@ export class Stream {
     readonly plan: StreamPlan,
     private readonly signal: AbortSignal,
     private readonly setHeader: (key: string, value: string) => void,
+    /** Called once when the stream closes (the hub releases its admission counts). */
+    private readonly onClose?: () => void,
   ) {
     signal.addEventListener("abort", this.onAbort, { once: true });
     if (plan.expiresAt !== undefined) this.armExpiry(plan.expiresAt);
@@ -287,9 +286,10 @@ export class Stream {
     this.host.detach(this);
     this.clearQueue();
     this.versions = undefined;
+    this.onClose?.();
   }
 
-  private out(message: StreamMessage["message"]): StreamMessage {
+  private out(message: Exclude<StreamMessage, Uint8Array>["message"]): StreamMessage {
     const at = now();
     this.parkedSince = at;
     this.lastSentAt = at;
@@ -297,23 +297,13 @@ export class Stream {
     return { message, position: this.position() };
   }
 
-  /**
-   * A change already encoded by the host: a SubscribeResponse whose `change` travels as its encoded
-   * bytes (an unknown field to protobuf-es, which toBinary writes as they are). On the wire it is the
-   * same message; only the encoding of the entity is shared by every stream instead of repeated.
-   */
-  private outEncoded(wire: Uint8Array): StreamMessage {
+  /** A change encoded by the host: the same SubscribeResponse on the wire, its pieces encoded once for every stream. */
+  private outEncoded(encode: NonNullable<StreamHost["encodeChange"]>, event: HubEvent, conflated: boolean): Uint8Array {
     const at = now();
     this.parkedSince = at;
     this.lastSentAt = at;
     this.heartbeatDue = false;
-    const message: SubscribeResponse = {
-      $typeName: SUBSCRIBE_RESPONSE,
-      message: { case: undefined },
-      position: this.position(),
-      $unknown: [{ no: CHANGE_FIELD, wireType: WireType.LengthDelimited, data: wire }],
-    };
-    return message;
+    return encode.call(this.host, event, conflated, this.position());
   }
 
   private render(item: Pending): StreamMessage | undefined {
@@ -326,7 +316,7 @@ export class Stream {
         this.versions.delete(event.key);
       }
     }
-    if (this.host.encodeChange) return this.outEncoded(this.host.encodeChange(event, item.conflated));
+    if (this.host.encodeChange) return this.outEncoded(this.host.encodeChange, event, item.conflated);
     return this.out({ case: "change", value: { kind: event.kind, entity: event.entity, conflated: item.conflated } });
   }
 
@@ -337,58 +327,62 @@ export class Stream {
   /**
    * Attach first (so nothing published from now on is missed), then replay or read the snapshot
    * while live events queue up, then send: reset, snapshot, and every queued and later change the
-   * snapshot does not already reflect.
+   * snapshot does not already reflect. Closes the stream when it ends, however it ends.
    */
   async *run(): AsyncGenerator<StreamMessage, void, undefined> {
-    const { host, plan } = this;
-    this.checkFailed();
-    host.attach(this);
-    // Synchronous with attach: no event falls between the replay and the live feed.
-    const reset = plan.resume ? host.replay(this, plan.resume) : undefined;
-    // A resumed client has its state: it needs a snapshot only when the resume failed.
-    const withSnapshot = plan.resume ? reset !== undefined : plan.snapshot;
-    let snapshot: Snapshot | undefined;
-    if (withSnapshot) snapshot = await host.snapshot(plan);
-    let commands: CommandStatus[] = [];
-    if (plan.commandKey !== undefined && (withSnapshot || plan.resume)) {
-      commands = await host.recentCommands(plan, withSnapshot ? undefined : plan.resume?.time);
-    }
-    if (this.signal.aborted) return;
-    this.checkFailed();
-    if (snapshot) {
-      this.applySnapshot(snapshot.entities);
-      if (snapshot.truncated) this.setHeader("x-umw-snapshot-truncated", "true");
-    }
-    if (reset) {
-      yield this.out({ case: "reset", value: { reason: reset.toStatus() } });
-      this.parkedSince = 0;
-    }
-    if (snapshot) {
-      yield this.out({ case: "snapshot", value: { entities: snapshot.entities, truncated: snapshot.truncated } });
-      this.parkedSince = 0;
-    }
-    for (const status of commands) {
-      yield this.out({ case: "command", value: status });
-      this.parkedSince = 0;
-    }
-    for (;;) {
+    try {
+      const { host, plan } = this;
+      this.checkFailed();
+      host.attach(this);
+      // Synchronous with attach: no event falls between the replay and the live feed.
+      const reset = plan.resume ? host.replay(this, plan.resume) : undefined;
+      // A resumed client has its state: it needs a snapshot only when the resume failed.
+      const withSnapshot = plan.resume ? reset !== undefined : plan.snapshot;
+      let snapshot: Snapshot | undefined;
+      if (withSnapshot) snapshot = await host.snapshot(plan);
+      let commands: CommandStatus[] = [];
+      if (plan.commandKey !== undefined && (withSnapshot || plan.resume)) {
+        commands = await host.recentCommands(plan, withSnapshot ? undefined : plan.resume?.time);
+      }
       if (this.signal.aborted) return;
       this.checkFailed();
-      const item = this.take();
-      if (item) {
-        const message = this.render(item);
-        if (message) {
-          yield message;
-          this.parkedSince = 0;
-        }
-        continue;
+      if (snapshot) {
+        this.applySnapshot(snapshot.entities);
+        if (snapshot.truncated) this.setHeader("x-umw-snapshot-truncated", "true");
       }
-      if (this.heartbeatDue) {
-        yield this.out({ case: "heartbeat", value: {} });
+      if (reset) {
+        yield this.out({ case: "reset", value: { reason: reset.toStatus() } });
         this.parkedSince = 0;
-        continue;
       }
-      await new Promise<void>((resolve) => (this.wakeup = resolve));
+      if (snapshot) {
+        yield this.out({ case: "snapshot", value: { entities: snapshot.entities, truncated: snapshot.truncated } });
+        this.parkedSince = 0;
+      }
+      for (const status of commands) {
+        yield this.out({ case: "command", value: status });
+        this.parkedSince = 0;
+      }
+      for (;;) {
+        if (this.signal.aborted) return;
+        this.checkFailed();
+        const item = this.take();
+        if (item) {
+          const message = this.render(item);
+          if (message) {
+            yield message;
+            this.parkedSince = 0;
+          }
+          continue;
+        }
+        if (this.heartbeatDue) {
+          yield this.out({ case: "heartbeat", value: {} });
+          this.parkedSince = 0;
+          continue;
+        }
+        await new Promise<void>((resolve) => (this.wakeup = resolve));
+      }
+    } finally {
+      this.close();
     }
   }
 }

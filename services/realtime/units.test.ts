@@ -1,11 +1,14 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { EntitySchema } from "../../gen/umw/v1/entity_pb.js";
 import { ChangeKind } from "../../gen/umw/v1/envelope_pb.js";
-import type { SubscribeResponse } from "../../gen/umw/v1/realtime_pb.js";
+import { SubscribeResponseSchema, type SubscribeResponse } from "../../gen/umw/v1/realtime_pb.js";
+import { pino } from "pino";
 import { RpcError } from "../../runtime/errors.js";
+import { changeField, changeResponse, positionField } from "./change-wire.js";
 import type { HubEvent } from "./events.js";
+import { RealtimeHub } from "./hub.js";
 import { PartitionHistory, RecentIds } from "./history.js";
 import { ConfigError, loadConfig } from "../../runtime/config.js";
 import { DEFAULT_LIMITS, LIMIT_NAMES, limitSetting, realtimeLimits } from "./limits.js";
@@ -71,9 +74,9 @@ describe("limits", () => {
   });
 });
 
-describe("stream queue", () => {
+for (const encoded of [false, true]) describe(`stream queue (${encoded ? "changes pre-encoded by the host" : "changes as message objects"})`, () => {
   const heads = new Map<number, number>();
-  const host: StreamHost = {
+  const base: StreamHost = {
     limits: { ...DEFAULT_LIMITS, slowAfterMs: 100, maxPendingEntities: 3 },
     get partitionCount() {
       return heads.size;
@@ -87,6 +90,9 @@ describe("stream queue", () => {
     noteSlow: () => undefined,
     noteConflated: () => undefined,
   };
+  // Added in place (a spread would freeze the partitionCount getter).
+  if (encoded) base.encodeChange = (e, conflated, position) => changeResponse(changeField(e, conflated), positionField(position));
+  const host = base;
   const plan: StreamPlan = {
     tenant: "t",
     caller: { tenant: "t", tenantFromToken: false, principal: undefined, user: false, expiresAt: undefined, peer: undefined, headers: {} },
@@ -99,9 +105,14 @@ describe("stream queue", () => {
     connectionKey: "c",
     expiresAt: undefined,
   };
-  const offsets = (message: SubscribeResponse | void) => Object.fromEntries(decodePosition((message as SubscribeResponse).position).offsets);
-  const change = (message: SubscribeResponse | void) => {
-    const m = (message as SubscribeResponse).message;
+  /** What the client decodes: a pre-encoded change must be bytes, a message object otherwise. */
+  const decoded = (message: SubscribeResponse | Uint8Array | void): SubscribeResponse => {
+    assert.equal(message instanceof Uint8Array, encoded);
+    return message instanceof Uint8Array ? fromBinary(SubscribeResponseSchema, message) : (message as SubscribeResponse);
+  };
+  const offsets = (message: SubscribeResponse | Uint8Array | void) => Object.fromEntries(decodePosition(decoded(message).position).offsets);
+  const change = (message: SubscribeResponse | Uint8Array | void) => {
+    const m = decoded(message).message;
     assert.equal(m.case, "change");
     return { id: m.value.entity!.id, version: Number(m.value.entity!.version), conflated: m.value.conflated };
   };
@@ -109,7 +120,7 @@ describe("stream queue", () => {
   test("a slow reader gets the latest state in place of pending ones; positions stop before what is pending", async () => {
     heads.clear();
     const stream = new Stream(host, plan, new AbortController().signal, () => undefined);
-    const messages = stream.run() as AsyncGenerator<SubscribeResponse>;
+    const messages = stream.run() as AsyncGenerator<SubscribeResponse | Uint8Array>;
     const offer = (e: HubEvent, at = performance.now()) => {
       heads.set(e.partition, e.offset);
       stream.offer(e, at);
@@ -142,7 +153,7 @@ describe("stream queue", () => {
   test("a reader that keeps up gets every version, even of one entity", async () => {
     heads.clear();
     const stream = new Stream(host, plan, new AbortController().signal, () => undefined);
-    const messages = stream.run() as AsyncGenerator<SubscribeResponse>;
+    const messages = stream.run() as AsyncGenerator<SubscribeResponse | Uint8Array>;
     const first = messages.next();
     for (let v = 1; v <= 5; v++) {
       heads.set(0, v);
@@ -158,7 +169,7 @@ describe("stream queue", () => {
   test("more distinct pending entities than the bound end the stream with SLOW_CONSUMER and the position to resume from", async () => {
     heads.clear();
     const stream = new Stream(host, plan, new AbortController().signal, () => undefined);
-    const messages = stream.run() as AsyncGenerator<SubscribeResponse>;
+    const messages = stream.run() as AsyncGenerator<SubscribeResponse | Uint8Array>;
     const first = messages.next();
     heads.set(0, 1);
     stream.offer(event(0, 1, "a", 1), performance.now());
@@ -174,5 +185,38 @@ describe("stream queue", () => {
       return true;
     });
     stream.close();
+  });
+});
+
+describe("change wire", () => {
+  const message = (e: HubEvent, conflated: boolean, position: string) =>
+    create(SubscribeResponseSchema, { message: { case: "change", value: { kind: e.kind, entity: e.entity, conflated } }, position });
+
+  test("the assembled bytes are exactly what protobuf encodes for the same SubscribeResponse", () => {
+    const small = event(0, 1, "a", 1);
+    const big = { ...event(0, 2, "b", 7), entity: create(EntitySchema, { tenant: "t", type: "doc", id: "b", version: 7n, data: { text: "x".repeat(70_000) } }) };
+    const positions = [encodePosition("ep", [[0, 1]]), encodePosition("ep", Array.from({ length: 40 }, (_, p) => [p, 1_000_000 + p] as [number, number]), 1234)];
+    assert.ok(positions[1]!.length > 127, "a position long enough for a two-byte length");
+    for (const e of [small, big]) {
+      for (const conflated of [false, true]) {
+        for (const position of positions) {
+          const bytes = changeResponse(changeField(e, conflated), positionField(position));
+          assert.deepEqual(new Uint8Array(bytes), toBinary(SubscribeResponseSchema, message(e, conflated, position)));
+        }
+      }
+    }
+  });
+
+  test("the hub shares one response per event and position, and keeps the conflated variant apart", () => {
+    const hub = new RealtimeHub({ bus: {} as never, topic: "t", snapshots: {} as never, log: pino({ level: "silent" }) });
+    const e = event(0, 1, "a", 1);
+    const first = hub.encodeChange(e, false, "p1");
+    assert.equal(hub.encodeChange(e, false, "p1"), first, "the same bytes for the next stream at the same position");
+    const conflated = hub.encodeChange(e, true, "p1");
+    assert.deepEqual(fromBinary(SubscribeResponseSchema, conflated), message(e, true, "p1"));
+    const moved = hub.encodeChange(e, false, "p2");
+    assert.notEqual(moved, first);
+    assert.deepEqual(fromBinary(SubscribeResponseSchema, moved), message(e, false, "p2"));
+    assert.deepEqual(fromBinary(SubscribeResponseSchema, first), message(e, false, "p1"), "bytes already handed out are not overwritten");
   });
 });
