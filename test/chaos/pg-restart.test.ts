@@ -87,6 +87,9 @@ describe("chaos: the Postgres primary restarts under load", { timeout: 150_000 }
       UMW_RELAY_POLL_MS: "200",
       UMW_RELAY_LOCK_RETRY_MS: "250",
       UMW_LOG_LEVEL: "info",
+      // One token drives ~200 requests/s here: above the default per-principal bucket. This test is
+      // about the primary restarting, not about rate limits (test/edge/rate-limit.test.ts is).
+      UMW_RATE_LIMIT_ENABLED: "false",
     };
     const spawned = performance.now();
     child = spawn(process.execPath, ["bin/umw.mjs", "serve", "all"], { env, stdio: ["ignore", "pipe", "pipe"] });
