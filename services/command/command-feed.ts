@@ -1,7 +1,7 @@
 import type { Logger } from "../../runtime/logger.js";
-import { COMMAND_CHANNEL } from "../../runtime/outbox.js";
+import { commandNotifications } from "../../runtime/command-notifications.js";
 import { withRetry } from "../../runtime/retry.js";
-import type { DbSession as PgSession, OpenSession } from "../../runtime/db-session.js";
+import type { OpenSession } from "../../runtime/db-session.js";
 
 /** What a watcher waits on: a change of its command (NOTIFY), a poll tick, or its abort signal. */
 export interface CommandWatch {
@@ -16,13 +16,13 @@ interface Watcher {
 }
 
 /**
- * One LISTEN connection per process on `umw_command` (payload: the command id), fanned out to every
- * WatchCommand stream of that command. When the connection drops, it reconnects with backoff and
- * wakes every watcher (they re-read); in between, watchers fall back to polling.
+ * Command notifications (runtime/command-notifications.ts, the one LISTEN loop) fanned out to every
+ * WatchCommand stream of that command. Each time the LISTEN session is (re)connected every watcher
+ * is woken (they re-read: changes may have been missed); while it is down, watchers poll.
  */
 export class CommandFeed {
   private readonly watchers = new Map<string, Set<Watcher>>();
-  private session: PgSession | undefined;
+  private subscription: { stop(): Promise<void> } | undefined;
   private closed = false;
   private running: Promise<void> | undefined;
   private readonly stopping = new AbortController();
@@ -32,10 +32,6 @@ export class CommandFeed {
     private readonly log: Logger,
   ) {}
 
-  get connected(): boolean {
-    return this.session !== undefined && !this.session.isLost;
-  }
-
   start(): void {
     this.running ??= this.run();
   }
@@ -43,8 +39,8 @@ export class CommandFeed {
   async close(): Promise<void> {
     this.closed = true;
     this.stopping.abort();
-    await this.session?.release();
     await this.running;
+    await this.subscription?.stop();
     this.wakeAll();
   }
 
@@ -96,42 +92,18 @@ export class CommandFeed {
   }
 
   private async run(): Promise<void> {
-    while (!this.closed) {
-      let session: PgSession;
-      try {
-        session = await withRetry(() => this.listen(), {
-          initialDelayMs: 250,
-          maxDelayMs: 5_000,
-          onRetry: (error, _attempt, retryMs) => this.log.warn({ err: error, retryMs }, "command feed: cannot LISTEN on Postgres; watchers poll until it can"),
-          signal: this.stopping.signal,
-        });
-      } catch {
-        break; // closed while waiting to retry
-      }
-      if (this.closed) {
-        await session.release();
-        break;
-      }
-      this.session = session;
-      // Changes may have happened while nobody listened.
-      this.wakeAll();
-      const reason = await session.lost;
-      this.session = undefined;
-      if (!this.closed) this.log.warn({ err: reason }, "command feed: LISTEN connection lost; reconnecting");
-      await session.release();
-    }
-  }
-
-  /** A session LISTENing on the command channel (released again when LISTEN fails). */
-  private async listen(): Promise<PgSession> {
-    let session: PgSession | undefined;
+    const notifications = commandNotifications(this.openSession, this.log);
     try {
-      session = await this.openSession();
-      await session.listen(COMMAND_CHANNEL, (payload) => this.notify(payload));
-      return session;
-    } catch (error) {
-      await session?.release();
-      throw error;
+      // Later losses are reconnected inside; the first connection is retried here while watchers poll.
+      this.subscription = await withRetry(() => notifications((id) => this.notify(id), { onConnected: () => this.wakeAll() }), {
+        initialDelayMs: 250,
+        maxDelayMs: 5_000,
+        onRetry: (error, _attempt, retryMs) => this.log.warn({ err: error, retryMs }, "command feed: cannot LISTEN on Postgres; watchers poll until it can"),
+        signal: this.stopping.signal,
+      });
+    } catch {
+      return; // closed while waiting to retry
     }
+    if (this.closed) await this.subscription.stop();
   }
 }

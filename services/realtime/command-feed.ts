@@ -1,9 +1,8 @@
 import type { CommandStatus } from "../../gen/umw/v1/command_pb.js";
 import { COMMAND_COLUMNS, commandStatusFromRow, type CommandRow } from "../../runtime/command-status.js";
 import type { Logger } from "../../runtime/logger.js";
-import { COMMAND_CHANNEL } from "../../runtime/outbox.js";
-import { withRetry } from "../../runtime/retry.js";
-import type { OpenSession, DbSession } from "../../runtime/db-session.js";
+import { commandNotifications, type CommandNotifications } from "../../runtime/command-notifications.js";
+import type { OpenSession } from "../../runtime/db-session.js";
 import type { Sql } from "../../runtime/sql.js";
 
 /** A command's status, with who issued it (the index key of own-command subscriptions). */
@@ -37,8 +36,6 @@ export interface PostgresCommandFeedOptions {
   readonly log: Logger;
 }
 
-/** Where command ids arrive: NOTIFY on `umw_command`, however the database delivers it. */
-export type CommandNotifications = (onId: (id: string) => void) => Promise<{ stop(): Promise<void> }>;
 
 /**
  * The processor (and the command service) update `umw_commands` and NOTIFY `umw_command` with the
@@ -91,58 +88,7 @@ export function notifiedCommandFeed(options: { readonly sql: Sql; readonly log: 
   };
 }
 
-/**
- * The feed on the primary: a LISTEN session of its own, reopened when it is lost (at once, then
- * with backoff from 1 s up to 5 s while Postgres refuses; a PGlite session is never lost). Notifications sent while it is down are missed.
- */
+/** The feed on the primary: notifications from runtime/command-notifications.ts (one LISTEN loop). Notifications sent while it is down are missed. */
 export function postgresCommandFeed(options: PostgresCommandFeedOptions): CommandFeed {
-  const { log } = options;
-  return notifiedCommandFeed({
-    sql: options.sql,
-    log,
-    async notifications(onId) {
-      let session: DbSession | undefined;
-      const stopping = new AbortController();
-      const connect = async (): Promise<void> => {
-        const next = await options.openSession();
-        try {
-          await next.listen(COMMAND_CHANNEL, (payload) => {
-            if (payload) onId(payload);
-          });
-        } catch (error) {
-          await next.release();
-          throw error;
-        }
-        if (stopping.signal.aborted) {
-          await next.release();
-          return;
-        }
-        session = next;
-        void next.lost.then((reason) => {
-          if (session !== next || stopping.signal.aborted) return;
-          log.warn({ err: reason }, "command feed connection failed; reconnecting");
-          session = undefined;
-          void next.release();
-          reconnect();
-        });
-      };
-      const reconnect = () => {
-        withRetry(connect, {
-          initialDelayMs: 1_000,
-          maxDelayMs: 5_000,
-          onRetry: (error) => log.warn({ err: error }, "command feed cannot reconnect yet"),
-          signal: stopping.signal,
-        }).catch(() => undefined); // stopped: retries end only then
-      };
-      await connect();
-      return {
-        async stop() {
-          stopping.abort();
-          const current = session;
-          session = undefined;
-          await current?.release();
-        },
-      };
-    },
-  });
+  return notifiedCommandFeed({ sql: options.sql, log: options.log, notifications: commandNotifications(options.openSession, options.log) });
 }
