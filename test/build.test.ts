@@ -12,7 +12,7 @@ import { builtinModules } from "node:module";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
+import { waitFor } from "./support/wait.js";
 import { devAuthorization } from "./support/embedded-env.js";
 import { freeServicePorts } from "./support/ports.js";
 import { runId } from "./support/env.js";
@@ -81,14 +81,13 @@ describe("npm run build", { timeout: 240_000 }, () => {
     child.stderr!.on("data", (chunk) => (output += chunk));
     const exited = once(child, "exit");
     try {
-      const deadline = Date.now() + 120_000;
-      for (;;) {
-        assert.equal(child.exitCode, null, `exited before ready:\n${output}`);
-        const ready = await fetch(`http://127.0.0.1:${ports.UMW_EDGE_PORT}/readyz`).then((response) => response.status, () => 0);
-        if (ready === 200) break;
-        assert.ok(Date.now() < deadline, `not ready within 120 s:\n${output}`);
-        await sleep(100);
-      }
+      await waitFor(
+        async () => {
+          assert.equal(child.exitCode, null, `exited before ready:\n${output}`);
+          return (await fetch(`http://127.0.0.1:${ports.UMW_EDGE_PORT}/readyz`).then((response) => response.status, () => 0)) === 200;
+        },
+        { what: "/readyz 200 from the built umw", timeoutMs: 120_000, everyMs: 100, detail: () => output },
+      );
       const url = `http://127.0.0.1:${ports.UMW_EDGE_PORT}/v1/tenants/acme/types/todo/entities/missing`;
       const anonymous = await fetch(url);
       assert.equal(anonymous.status, 401, await anonymous.text());

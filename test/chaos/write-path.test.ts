@@ -15,6 +15,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import { waitFor } from "../support/wait.js";
 import { fromBinary, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { CommandService } from "../../gen/umw/v1/command_pb.js";
 import { ChangeKind, DomainEventSchema } from "../../gen/umw/v1/envelope_pb.js";
@@ -113,13 +114,14 @@ class ServeProcess {
   static async start(name: Worker, env: NodeJS.ProcessEnv, watch: readonly string[] = []): Promise<ServeProcess> {
     const child = spawn(process.execPath, ["bin/umw.mjs", "serve", name], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
     const proc = new ServeProcess(name, child, [...watch, "umw ready"]);
-    const deadline = Date.now() + 45_000;
     try {
-      while (!proc.counts.get("umw ready")) {
-        assert.ok(child.exitCode === null && child.signalCode === null, `${name} exited early:\n${proc.output}`);
-        assert.ok(Date.now() < deadline, `${name} not ready in time:\n${proc.output}`);
-        await sleep(50);
-      }
+      await waitFor(
+        () => {
+          assert.ok(child.exitCode === null && child.signalCode === null, `${name} exited early:\n${proc.output}`);
+          return proc.counts.get("umw ready");
+        },
+        { what: `${name} ready`, timeoutMs: 45_000, everyMs: 50, detail: () => proc.output },
+      );
     } catch (error) {
       await proc.kill9();
       throw error;
@@ -349,20 +351,22 @@ describe("chaos: kill -9 the relay, the processor and the cache updater under lo
 
     // Drain: every accepted command terminal, the outbox published, the cache in step.
     const count = async (sql: string, params: unknown[] = []) => Number((await db.query<{ n: string }>(sql, params)).rows[0]!.n);
-    const deadline = Date.now() + DRAIN_TIMEOUT_MS;
     let lastProgress = "";
-    for (;;) {
-      const open = await count("SELECT count(*) AS n FROM umw_commands WHERE state = 'accepted'");
-      const unpublished = await count("SELECT count(*) AS n FROM umw_outbox WHERE published_at IS NULL");
-      const stale = open === 0 && unpublished === 0 ? (await compareCache()).length : -1;
-      lastProgress = `${open} command(s) still accepted, ${unpublished} outbox row(s) unpublished, ${stale} cache mismatch(es)`;
-      if (stale === 0) break;
-      if (Date.now() > deadline) {
-        const logs = [...workers.values()].map((worker) => `--- ${worker.name}\n${worker.output.slice(-3_000)}`).join("\n");
-        assert.fail(`not drained ${DRAIN_TIMEOUT_MS} ms after the load: ${lastProgress}\n${logs}`);
-      }
-      await sleep(100);
-    }
+    await waitFor(
+      async () => {
+        const open = await count("SELECT count(*) AS n FROM umw_commands WHERE state = 'accepted'");
+        const unpublished = await count("SELECT count(*) AS n FROM umw_outbox WHERE published_at IS NULL");
+        const stale = open === 0 && unpublished === 0 ? (await compareCache()).length : -1;
+        lastProgress = `${open} command(s) still accepted, ${unpublished} outbox row(s) unpublished, ${stale} cache mismatch(es)`;
+        return stale === 0;
+      },
+      {
+        what: "the write path drained after the load",
+        timeoutMs: DRAIN_TIMEOUT_MS,
+        everyMs: 100,
+        detail: () => `${lastProgress}\n${[...workers.values()].map((worker) => `--- ${worker.name}\n${worker.output.slice(-3_000)}`).join("\n")}`,
+      },
+    );
     const drainMs = performance.now() - loadStopped;
 
     /** Entities whose cache entry differs from the database: [] when in step. */

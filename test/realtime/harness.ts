@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
+import { waitFor } from "../support/wait.js";
 import { create, toBinary, type JsonObject } from "@bufbuild/protobuf";
 import kafkajs from "kafkajs";
 import pg from "pg";
@@ -124,15 +124,9 @@ export class Harness {
     await admin.connect();
     try {
       const offsets = await admin.fetchTopicOffsets(this.topic);
-      const deadline = Date.now() + timeoutMs;
-      for (const hub of hubs) {
-        for (const { partition, high } of offsets) {
-          while (Number(high) > 0 && (hub.stats().heads[partition] ?? -1) < Number(high) - 1) {
-            if (Date.now() > deadline) throw new Error(`hub ${hub.stats().epoch} did not reach offset ${Number(high) - 1} of partition ${partition}`);
-            await sleep(20);
-          }
-        }
-      }
+      const behind = () =>
+        hubs.flatMap((hub) => offsets.filter(({ partition, high }) => Number(high) > 0 && (hub.stats().heads[partition] ?? -1) < Number(high) - 1).map(({ partition, high }) => `hub ${hub.stats().epoch} below offset ${Number(high) - 1} of partition ${partition}`));
+      await waitFor(() => behind().length === 0, { what: "every hub at the topic's end", timeoutMs, detail: () => behind().join("; ") });
     } finally {
       await admin.disconnect();
     }

@@ -13,6 +13,8 @@ export interface WaitOptions {
   readonly everyMs?: number;
   /** Treat an exception from the condition as "not yet" (a service still starting refuses connections), reporting the last one on timeout. */
   readonly tolerateErrors?: boolean;
+  /** More to say on timeout, read then (e.g. a child process's output so far). */
+  readonly detail?: () => string;
 }
 
 /**
@@ -38,7 +40,8 @@ export async function waitFor<T>(condition: Condition<T>, options: WaitOptions):
     const elapsed = Date.now() - started;
     if (elapsed > timeoutMs) {
       const lastErrorText = lastError === undefined ? "" : `, last error: ${(lastError as Error).message ?? String(lastError)}`;
-      assert.fail(`timed out after ${timeoutMs} ms waiting for ${options.what} (${checks} checks, last seen: ${String(value)}${lastErrorText})`);
+      const detail = options.detail ? `\n${options.detail()}` : "";
+      assert.fail(`timed out after ${timeoutMs} ms waiting for ${options.what} (${checks} checks, last seen: ${String(value)}${lastErrorText})${detail}`);
     }
     await sleep(Math.max(0, Math.min(everyMs, timeoutMs - elapsed + 1)));
   }
