@@ -78,6 +78,17 @@ describe("Node edge: bearer tokens of a real OpenID Provider", { timeout: 60_000
     assert.equal(headers.authorization, undefined, "the token itself stays at the edge");
   });
 
+  test("a user's token (sub the user, client_id the app) works; the upstream sees the user as the principal", async () => {
+    const response = await get(await oidc.userToken(ACME, "alice", "acme", "entities:read"));
+    assert.equal(response.status, 200, await response.clone().text());
+    const { headers } = fx.last("GetEntity");
+    assert.equal(headers["x-umw-principal"], "alice");
+    assert.equal(headers["x-umw-tenant"], "acme");
+    assert.equal(headers["x-umw-scopes"], "entities:read");
+    const otherTenant = await get(await oidc.userToken(ACME, "bob", "globex", "entities:read"));
+    assert.equal(otherTenant.status, 403, "bob's token is globex's");
+  });
+
   test("no token, garbage, a bogus bearer, expired, wrong audience, wrong issuer, alg none: 401 with WWW-Authenticate; the upstream is never called", async () => {
     const before = fx.calls.length;
     await expectUnauthenticated(await get(undefined), "TOKEN_MISSING", undefined);

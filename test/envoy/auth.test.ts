@@ -119,6 +119,15 @@ describe("Envoy: jwt_authn against a real OpenID Provider", { timeout: 120_000 }
     assert.equal(headers.authorization, undefined, "the token is not forwarded");
   });
 
+  test("a user's token (sub the user, client_id the app) reaches the service as the user", async () => {
+    const response = await get(await oidc.userToken(ACME, "alice", "acme", "entities:read"));
+    assert.equal(response.status, 200, await response.clone().text());
+    const headers = seen.at(-1)!;
+    assert.equal(headers["x-umw-principal"], "alice");
+    assert.equal(headers["x-umw-tenant"], "acme");
+    assert.equal(headers["x-umw-scopes"], "entities:read");
+  });
+
   test("missing, garbage, expired, wrong audience, wrong issuer, alg none: 401 with WWW-Authenticate; nothing reaches the service", async () => {
     const before = seen.length;
     await expect401(await get(undefined), "TOKEN_MISSING");

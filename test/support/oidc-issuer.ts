@@ -22,6 +22,8 @@ export interface OidcClient {
 export class OidcIssuer {
   private provider!: Provider;
   private keys: JWK[] = [];
+  /** The tenant of each user account (userToken); a client's tokens carry the client's. */
+  private readonly userTenants = new Map<string, string>();
 
   private constructor(
     private readonly server: Server,
@@ -63,7 +65,9 @@ export class OidcIssuer {
           getResourceServerInfo: () => ({ scope: OIDC_SCOPES, audience: OIDC_AUDIENCE, accessTokenTTL: 600, accessTokenFormat: "jwt", jwt: { sign: { alg: "ES256" } } }),
         },
       },
-      extraTokenClaims: (_ctx: unknown, token: { clientId?: string }) => ({ tenant: tenants.get(token.clientId ?? "") }),
+      extraTokenClaims: (_ctx: unknown, token: { clientId?: string; accountId?: string }) => ({
+        tenant: (token.accountId && this.userTenants.get(token.accountId)) || tenants.get(token.clientId ?? ""),
+      }),
     });
   }
 
@@ -77,6 +81,25 @@ export class OidcIssuer {
     const body = (await response.json()) as { access_token?: string; error?: string; error_description?: string };
     if (!response.ok || !body.access_token) throw new Error(`token endpoint: ${response.status} ${body.error}: ${body.error_description}`);
     return body.access_token;
+  }
+
+  /**
+   * A user's access token, issued by the provider itself (its AccessToken model, its signing key,
+   * its JWT format for OIDC_AUDIENCE) as at the end of an authorization-code login of `accountId`
+   * through `client`: `sub` is the user, `client_id` the app, `tenant` the user's. The login page
+   * and the code exchange are skipped (no browser here); what an edge verifies is the same token.
+   */
+  async userToken(client: OidcClient, accountId: string, tenant: string, scope = OIDC_SCOPES): Promise<string> {
+    type ProviderModels = {
+      Client: { find(id: string): Promise<unknown> };
+      ResourceServer: new (identifier: string, info: object) => unknown;
+      AccessToken: new (fields: object) => { save(): Promise<string> };
+    };
+    const provider = this.provider as unknown as ProviderModels;
+    const resourceServer = new provider.ResourceServer(OIDC_AUDIENCE, { scope: OIDC_SCOPES, audience: OIDC_AUDIENCE, accessTokenTTL: 600, accessTokenFormat: "jwt", jwt: { sign: { alg: "ES256" } } });
+    this.userTenants.set(accountId, tenant);
+    const token = new provider.AccessToken({ accountId, client: await provider.Client.find(client.id), scope, resourceServer, gty: "authorization_code" });
+    return token.save();
   }
 
   /** A token signed with the provider's current key but with claims of the test's choosing (expired, other aud or iss). */
