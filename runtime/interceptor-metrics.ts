@@ -1,6 +1,6 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code } from "./errors.js";
-import { observeStream, statusCodeOf, type ClientInterceptor, type ServerInterceptor } from "./interceptor.js";
+import { statusCodeOf, whenCallEnds, type ClientInterceptor, type ServerInterceptor } from "./interceptor.js";
 import { counter, defaultRegistry, histogram, LATENCY_BUCKETS, type Counter, type Histogram, type Registry } from "./metrics.js";
 
 /** Where a server or a client reports each finished call. */
@@ -10,44 +10,19 @@ export interface CallMetrics {
 
 /** Server: reports every call's status code and duration (for a stream, when it ends). */
 export function serverMetrics(metrics: CallMetrics): ServerInterceptor {
-  return (next) => async (req) => {
-    const started = performance.now();
-    const streaming = req.method.methodKind !== "unary";
-    const done = (error: unknown) => metrics.callDone(req.method, statusCodeOf(error), (performance.now() - started) / 1000, streaming);
-    let response;
-    try {
-      response = await next(req);
-    } catch (error) {
-      done(error);
-      throw error;
-    }
-    if (!response.stream) {
-      done(undefined);
-      return response;
-    }
-    return { stream: true, message: observeStream(response.message, undefined, done) };
-  };
+  return (next) => (req) => whenCallEnds(next(req), reporter(metrics, req.method));
 }
 
 /** Client: the same, seen from the caller (a failure to connect counts as UNAVAILABLE). */
 export function clientMetrics(metrics: CallMetrics): ClientInterceptor {
-  return (next) => async (req) => {
-    const started = performance.now();
-    const streaming = req.method.methodKind !== "unary";
-    const done = (error: unknown) => metrics.callDone(req.method, statusCodeOf(error), (performance.now() - started) / 1000, streaming);
-    let response;
-    try {
-      response = await next(req);
-    } catch (error) {
-      done(error);
-      throw error;
-    }
-    if (!response.stream) {
-      done(undefined);
-      return response;
-    }
-    return { stream: true, message: observeStream(response.message, undefined, done) };
-  };
+  return (next) => (req) => whenCallEnds(next(req), reporter(metrics, req.method));
+}
+
+/** Reports one call to `metrics` when it ends, timed from now. */
+function reporter(metrics: CallMetrics, method: DescMethod): (error: unknown) => void {
+  const started = performance.now();
+  const streaming = method.methodKind !== "unary";
+  return (error) => metrics.callDone(method, statusCodeOf(error), (performance.now() - started) / 1000, streaming);
 }
 
 type RpcLabel = "rpc_system" | "rpc_service" | "rpc_method" | "rpc_grpc_status_code";

@@ -161,6 +161,26 @@ class ObservedIterator<M> implements AsyncIterator<M> {
   }
 }
 
+/**
+ * The response of `call`, with `done` told once how the call ended (undefined: it succeeded): at
+ * once for a failure or a unary answer, when the stream ends for a stream. What the metrics and
+ * logging interceptors, on server and client, observe.
+ */
+export async function whenCallEnds<R extends UnaryResponse<unknown> | StreamResponse<unknown>>(call: Promise<R>, done: (error: unknown) => void): Promise<R> {
+  let response: R;
+  try {
+    response = await call;
+  } catch (error) {
+    done(error);
+    throw error;
+  }
+  if (!response.stream) {
+    done(undefined);
+    return response;
+  }
+  return { ...response, message: observeStream(response.message, undefined, done) };
+}
+
 /** The status code a call ended with, given what it threw (undefined: it succeeded). */
 export function statusCodeOf(error: unknown): Code {
   if (error === undefined) return Code.OK;

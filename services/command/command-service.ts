@@ -212,7 +212,7 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
     const expectedVersion = expectedVersionOf(preconditions) ?? (await currentVersion(spec)) ?? 0n;
     const action = spec.action.case === "create" ? spec.action : ({ case: spec.action.case, value: { ...spec.action.value, expectedVersion } } as Action);
 
-    const principal = keyOwner(ctx, trustedPeers, spec.tenant);
+    const principal = keyOwner(ctx, trustedPeers);
     const path = methodPath(spec.method);
     const request = toJson(spec.method.input, spec.request);
     const print = fingerprint(path, preconditions.headers ? { request, preconditions: preconditions.headers } : request);

@@ -2,7 +2,6 @@ import { createHash } from "node:crypto";
 import { Code, invalidArgument, RpcError } from "../../runtime/errors.js";
 import type { CallContext } from "../../runtime/call-context.js";
 import { principalOf } from "../../runtime/principal.js";
-import { checkTenantOfPrincipal } from "../../runtime/tenant-guard.js";
 
 /** gRPC metadata carrying the key (the edge forwards the REST `Idempotency-Key` header as is). */
 export const IDEMPOTENCY_KEY_HEADER = "idempotency-key";
@@ -63,10 +62,9 @@ function invalidKey(detail: string): RpcError {
 /**
  * Who the key belongs to (runtime/principal.ts): the token subject the edge verified, when the call
  * comes from a trusted edge (or from inside the process, without mTLS); else the mTLS peer; else
- * "anonymous". A user principal of another tenant than the request's is refused.
+ * "anonymous". (The caller's tenant is checked by the write itself, before anything else.)
  */
-export function keyOwner(ctx: Pick<CallContext, "headers" | "peer">, trustedPeers: ReadonlySet<string>, tenant: string): string {
-  checkTenantOfPrincipal(ctx, tenant, trustedPeers);
+export function keyOwner(ctx: Pick<CallContext, "headers" | "peer">, trustedPeers: ReadonlySet<string>): string {
   return principalOf(ctx, trustedPeers)?.subject ?? "anonymous";
 }
 
