@@ -77,8 +77,9 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function serve(config: Config, args: string[]): Promise<number> {
-  const embeddedMode = config.embedded || args.includes("--embedded");
+async function serve(given: Config, args: string[]): Promise<number> {
+  // `--embedded` is UMW_EMBEDDED=1: every service reads the mode from its config.
+  const config: Config = args.includes("--embedded") ? { ...given, embedded: true } : given;
   const names = args.filter((arg) => arg !== "--embedded");
   // `all` is every service but the canary; `serve all canary` adds it.
   const wanted = names.includes("all") ? [...new Set([...ALL_SERVICES, ...names.filter((name) => name !== "all")])] : names;
@@ -93,7 +94,7 @@ async function serve(config: Config, args: string[]): Promise<number> {
   const log = rootLogger(config.logLevel);
   if (config.otlpEndpoint) log.info({ otlpEndpoint: config.otlpEndpoint, sampleRatio: config.traceSampleRatio, serviceName }, "tracing on");
   // One infrastructure for the process: every service wires itself on it the same way.
-  const infrastructure = embeddedMode
+  const infrastructure = config.embedded
     ? await (await import("../services/embedded/index.js")).openEmbedded(config, log)
     : (await import("../runtime/infrastructure-real.js")).realInfrastructure(config, log);
   const embedded = infrastructure.kind === "embedded";
