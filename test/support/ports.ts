@@ -1,11 +1,39 @@
-import { createServer } from "node:net";
+import { createServer, type Server } from "node:net";
+
+/**
+ * Ports handed to child processes are taken below the kernel's ephemeral range (32768-60999 on
+ * Linux), at random: a port the OS picked for `listen(0)` sits in that range, where any outgoing
+ * connection of a concurrent test may take it before the child binds it (EADDRINUSE). Nothing
+ * binds here unasked, and no service of scripts/infra.sh or umw's defaults lives in this range.
+ */
+const RANGE = { from: 20_000, to: 32_000 } as const;
+
+/** Listens on `port` (0: any) on 127.0.0.1; undefined when it is taken. */
+async function hold(port: number): Promise<Server | undefined> {
+  const server = createServer();
+  return new Promise((resolve) => {
+    server.once("error", () => resolve(undefined));
+    server.listen(port, "127.0.0.1", () => resolve(server));
+  });
+}
+
+/** A free port held open (the caller closes it): a random one of RANGE, else any the OS gives. */
+async function holdFreePort(): Promise<Server> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const held = await hold(RANGE.from + Math.floor(Math.random() * (RANGE.to - RANGE.from)));
+    if (held) return held;
+  }
+  return (await hold(0))!;
+}
+
+const portOf = (server: Server) => (server.address() as { port: number }).port;
+const release = (server: Server) => new Promise((resolve) => server.close(resolve));
 
 /** A port that was free a moment ago on 127.0.0.1. */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
+  const server = await holdFreePort();
+  const port = portOf(server);
+  await release(server);
   return port;
 }
 
@@ -15,14 +43,9 @@ export async function freePort(): Promise<number> {
  */
 export async function freeServicePorts(): Promise<Record<string, number>> {
   const names = ["QUERY", "COMMAND", "REALTIME", "RELAY", "PROCESSOR", "CACHE_UPDATER", "POLICY", "EDGE", "METRICS", "RATELIMIT"];
-  const held = await Promise.all(
-    names.map(async () => {
-      const server = createServer();
-      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-      return server;
-    }),
-  );
-  const ports = Object.fromEntries(names.map((name, i) => [`UMW_${name}_PORT`, (held[i]!.address() as { port: number }).port]));
-  await Promise.all(held.map((server) => new Promise((resolve) => server.close(resolve))));
+  const held: Server[] = [];
+  for (const _ of names) held.push(await holdFreePort());
+  const ports = Object.fromEntries(names.map((name, i) => [`UMW_${name}_PORT`, portOf(held[i]!)]));
+  await Promise.all(held.map(release));
   return ports;
 }
