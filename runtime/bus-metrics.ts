@@ -1,4 +1,5 @@
 import type { EventBus, IncomingMessage } from "./bus.js";
+import { watchConsumerLag } from "./backlog-metrics.js";
 import { counter, defaultRegistry, gauge, histogram, PIPELINE_BUCKETS, type Registry } from "./metrics.js";
 
 type ConsumerLabel = "group" | "topic" | "partition";
@@ -8,6 +9,7 @@ type ConsumerLabel = "group" | "topic" | "partition";
  * per partition the consumer lag in time (`umw_consumer_lag_seconds`: how long the latest message
  * handled on that partition waited since it was produced) and a histogram of that delivery delay.
  * Labels are the consumer group, topic and partition: all from configuration, never from a message.
+ * The lag in messages per partition is read from the broker when scraped (runtime/backlog-metrics.ts).
  */
 export function instrumentBus(bus: EventBus, registry: Registry = defaultRegistry, groupLabel: (group: string) => string = (group) => group): EventBus {
   const handled = counter<"group" | "topic" | "outcome">(registry, {
@@ -34,10 +36,11 @@ export function instrumentBus(bus: EventBus, registry: Registry = defaultRegistr
   return {
     ensureTopics: (topics) => bus.ensureTopics(topics),
     publish: (topic, messages) => bus.publish(topic, messages),
+    ...(bus.backlog && { backlog: bus.backlog.bind(bus) }),
     close: () => bus.close(),
-    subscribe(options) {
+    async subscribe(options) {
       const group = groupLabel(options.group);
-      return bus.subscribe({
+      const subscription = await bus.subscribe({
         ...options,
         async handle(message: IncomingMessage) {
           try {
@@ -54,6 +57,13 @@ export function instrumentBus(bus: EventBus, registry: Registry = defaultRegistr
           delay.observe({ group, topic: message.topic }, waited);
         },
       });
+      const unwatch = watchConsumerLag(registry, { bus, group: options.group, groupLabel: group, topics: options.topics });
+      return {
+        stop: async () => {
+          unwatch();
+          await subscription.stop();
+        },
+      };
     },
   };
 }

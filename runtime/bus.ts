@@ -34,6 +34,18 @@ export interface SubscribeOptions {
   readonly handle: (message: IncomingMessage) => Promise<void>;
 }
 
+/** Where a partition stands: its first and next offsets and, for a consumer group, its committed offset. */
+export interface PartitionBacklog {
+  readonly topic: string;
+  readonly partition: number;
+  /** Offset of the oldest message still held (retention moves it). */
+  readonly start: bigint;
+  /** Offset the next published message will get. */
+  readonly end: bigint;
+  /** The group's committed offset (the next message it will handle); undefined when it has none. */
+  readonly committed?: bigint;
+}
+
 export interface Subscription {
   stop(): Promise<void>;
 }
@@ -48,5 +60,7 @@ export interface EventBus {
   /** Resolves once every replica the broker requires has the messages (acks=all). */
   publish(topic: string, messages: readonly OutgoingMessage[]): Promise<void>;
   subscribe(options: SubscribeOptions): Promise<Subscription>;
+  /** Per partition of `topics`: the offsets held and, with `group`, that group's committed offset. */
+  backlog?(topics: readonly string[], group?: string): Promise<PartitionBacklog[]>;
   close(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { Kafka, logLevel, type Consumer, type Producer, type LogEntry, type SASLOptions } from "kafkajs";
-import type { EventBus, IncomingMessage, OutgoingMessage, SubscribeOptions, Subscription, TopicSpec } from "./bus.js";
+import { Kafka, logLevel, type Admin, type Consumer, type Producer, type LogEntry, type SASLOptions } from "kafkajs";
+import type { EventBus, IncomingMessage, OutgoingMessage, PartitionBacklog, SubscribeOptions, Subscription, TopicSpec } from "./bus.js";
 import type { Logger } from "./logger.js";
 import { withRetry } from "./retry.js";
 import { unavailable } from "./errors.js";
@@ -30,6 +30,7 @@ export interface KafkaBusOptions {
 export class KafkaBus implements EventBus {
   private readonly kafka: Kafka;
   private producerReady: Promise<Producer> | undefined;
+  private adminReady: Promise<Admin> | undefined;
   private readonly consumers = new Set<Consumer>();
 
   constructor(private readonly options: KafkaBusOptions) {
@@ -227,11 +228,46 @@ export class KafkaBus implements EventBus {
     };
   }
 
+  /** Offsets from the broker through one admin connection kept for it (metrics read this on every scrape). */
+  async backlog(topics: readonly string[], group?: string): Promise<PartitionBacklog[]> {
+    const admin = await this.readyAdmin();
+    const committed = new Map<string, bigint>();
+    if (group !== undefined) {
+      for (const topic of await admin.fetchOffsets({ groupId: group, topics: [...topics] })) {
+        for (const partition of topic.partitions) {
+          if (Number(partition.offset) >= 0) committed.set(`${topic.topic}/${partition.partition}`, BigInt(partition.offset));
+        }
+      }
+    }
+    const rows: PartitionBacklog[] = [];
+    for (const topic of topics) {
+      for (const partition of await admin.fetchTopicOffsets(topic)) {
+        const offset = committed.get(`${topic}/${partition.partition}`);
+        rows.push({ topic, partition: partition.partition, start: BigInt(partition.low), end: BigInt(partition.high), ...(offset !== undefined && { committed: offset }) });
+      }
+    }
+    return rows;
+  }
+
   async close(): Promise<void> {
+    if (this.adminReady) await (await this.adminReady.catch(() => undefined))?.disconnect();
+    this.adminReady = undefined;
     await Promise.allSettled([...this.consumers].map((consumer) => consumer.disconnect()));
     this.consumers.clear();
     if (this.producerReady) await (await this.producerReady.catch(() => undefined))?.disconnect();
     this.producerReady = undefined;
+  }
+
+  private readyAdmin(): Promise<Admin> {
+    this.adminReady ??= (async () => {
+      const admin = this.kafka.admin();
+      await admin.connect();
+      return admin;
+    })().catch((error: unknown) => {
+      this.adminReady = undefined;
+      throw error;
+    });
+    return this.adminReady;
   }
 
   private readyProducer(): Promise<Producer> {

@@ -1,4 +1,4 @@
-import type { EventBus, IncomingMessage, OutgoingMessage, SubscribeOptions, Subscription, TopicSpec } from "./bus.js";
+import type { EventBus, IncomingMessage, OutgoingMessage, PartitionBacklog, SubscribeOptions, Subscription, TopicSpec } from "./bus.js";
 
 interface Partition {
   readonly log: IncomingMessage[];
@@ -59,6 +59,16 @@ export class MemoryBus implements EventBus {
         group.members.delete(member);
       },
     };
+  }
+
+  async backlog(topics: readonly string[], group?: string): Promise<PartitionBacklog[]> {
+    const next = group === undefined ? undefined : this.groups.get(group)?.next;
+    return topics.flatMap((topic) =>
+      (this.topics.get(topic) ?? []).map((partition, p): PartitionBacklog => {
+        const committed = next?.get(topic)?.[p];
+        return { topic, partition: p, start: 0n, end: BigInt(partition.log.length), ...(committed !== undefined && { committed: BigInt(committed) }) };
+      }),
+    );
   }
 
   async close(): Promise<void> {

@@ -35,6 +35,7 @@ function carriedContext(headers: Readonly<Record<string, string>> | undefined): 
 export function tracedBus(bus: EventBus, log: Logger): EventBus {
   return {
     ensureTopics: (topics) => bus.ensureTopics(topics),
+    ...(bus.backlog && { backlog: bus.backlog.bind(bus) }),
     close: () => bus.close(),
     async publish(topic, messages) {
       if (messages.length === 0) return bus.publish(topic, messages);

@@ -3,6 +3,8 @@ import { topicNames } from "../../runtime/topics.js";
 import { createProcessor } from "./processor.js";
 import { processorMetrics } from "./processor-metrics.js";
 import { instrumentBus } from "../../runtime/bus-metrics.js";
+import { watchDeadLetterSize } from "../../runtime/backlog-metrics.js";
+import { defaultRegistry } from "../../runtime/metrics.js";
 import { writePathTopics } from "./settings.js";
 
 export { createProcessor, statusJson, type Outcome, type Processor, type ProcessorDeps, type Topics } from "./processor.js";
@@ -39,6 +41,8 @@ export const processorService: ServiceModule = {
         onOutcome: processorMetrics(),
       });
       await processor.start();
+      const unwatchDeadLetters = watchDeadLetterSize(defaultRegistry, bus, topics.commandsDlq);
+      cleanup.push(async () => unwatchDeadLetters());
       cleanup.push(() => processor.stop());
       const server = await startMeshServer(runtime, { name: "processor", port: config.processorPort });
       cleanup.push(() => server.stop());
