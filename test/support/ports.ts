@@ -1,4 +1,5 @@
 import { createServer, type Server } from "node:net";
+import { SERVICES } from "../../services/registry.js";
 
 /**
  * Ports handed to child processes are taken below the kernel's ephemeral range (32768-60999 on
@@ -37,15 +38,34 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** `count` consecutive free ports of RANGE, held open. */
+async function holdFreeRun(count: number): Promise<Server[]> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = RANGE.from + Math.floor(Math.random() * (RANGE.to - RANGE.from - count));
+    const held: Server[] = [];
+    for (let i = 0; i < count; i++) {
+      const server = await hold(base + i);
+      if (!server) break;
+      held.push(server);
+    }
+    if (held.length === count) return held;
+    await Promise.all(held.map(release));
+  }
+  throw new Error(`no ${count} consecutive free ports in ${RANGE.from}-${RANGE.to}`);
+}
+
 /**
  * A free port for every service's port setting, as `umw serve all` reads them: all held open until
- * the last is found, so no two settings get the same port.
+ * the last is found, so no two settings get the same port. UMW_METRICS_PORT is the first of a free
+ * run as long as the registry: a process serving one service listens on the base plus its offset.
  */
 export async function freeServicePorts(): Promise<Record<string, number>> {
-  const names = ["QUERY", "COMMAND", "REALTIME", "RELAY", "PROCESSOR", "CACHE_UPDATER", "POLICY", "EDGE", "METRICS", "RATELIMIT"];
+  const names = ["QUERY", "COMMAND", "REALTIME", "RELAY", "PROCESSOR", "CACHE_UPDATER", "POLICY", "EDGE", "RATELIMIT"];
+  const metrics = await holdFreeRun(Object.keys(SERVICES).length);
   const held: Server[] = [];
   for (const _ of names) held.push(await holdFreePort());
   const ports = Object.fromEntries(names.map((name, i) => [`UMW_${name}_PORT`, portOf(held[i]!)]));
-  await Promise.all(held.map(release));
+  ports.UMW_METRICS_PORT = portOf(metrics[0]!);
+  await Promise.all([...held, ...metrics].map(release));
   return ports;
 }
