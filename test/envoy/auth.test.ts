@@ -9,20 +9,18 @@
 //   node --import tsx --test test/envoy/auth.test.ts
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { pino } from "pino";
 import { QueryService, type GetEntityRequest } from "../../gen/umw/v1/query_pb.js";
 import type { CallContext } from "../../runtime/call-context.js";
 import { MeshServer } from "../../runtime/server.js";
 import { serverCredentials } from "../../runtime/tls.js";
-import { bootstrapYaml, staticBootstrap } from "../../services/control-plane/bootstrap.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
 import { OIDC_AUDIENCE, OidcIssuer, unsignedToken, type OidcClient } from "../support/oidc-issuer.js";
-import { freePort } from "../support/ports.js";
 import { waitFor } from "../support/wait.js";
-import { requireEnvoy, startPolicyServer, startProcess, type Proc } from "./support.js";
+import { requireEnvoy, startPolicyServer, startStaticEnvoy, type StaticEnvoy } from "./support.js";
 
 const ACME: OidcClient = { id: "acme-app", secret: "acme-secret-0123456789", tenant: "acme" };
 const GLOBEX: OidcClient = { id: "globex-app", secret: "globex-secret-0123456789", tenant: "globex" };
@@ -34,7 +32,7 @@ describe("Envoy: jwt_authn against a real OpenID Provider", { timeout: 120_000 }
   let dir: string;
   let query: MeshServer;
   let policy: Awaited<ReturnType<typeof startPolicyServer>>;
-  let envoy: Proc;
+  let envoy: StaticEnvoy;
   let edgePort: number;
   const seen: Record<string, string>[] = [];
 
@@ -57,17 +55,14 @@ describe("Envoy: jwt_authn against a real OpenID Provider", { timeout: 120_000 }
       },
     } as never);
     const queryPort = await query.start();
-    const deadPort = await freePort();
     const jwksUri = ((await (await fetch(`${oidc.issuer}/.well-known/openid-configuration`)).json()) as { jwks_uri: string }).jwks_uri;
-    edgePort = await freePort();
     dir = mkdtempSync(join(tmpdir(), "umw-envoy-auth-"));
-    const bootstrap = staticBootstrap({
+    envoy = await startStaticEnvoy({
+      dir,
+      title: "test",
       certsDir: certs.dir,
-      adminPort: await freePort(),
-      listenerPort: edgePort,
-      descriptor: { path: resolve("gen/umw.binpb") },
       corsOrigins: ["*"],
-      upstreams: { query: { host: "127.0.0.1", port: queryPort }, command: { host: "127.0.0.1", port: deadPort }, realtime: { host: "127.0.0.1", port: deadPort }, policy: { host: "127.0.0.1", port: policy.port } },
+      upstreams: { query: { host: "127.0.0.1", port: queryPort }, policy: { host: "127.0.0.1", port: policy.port } },
       auth: {
         issuer: oidc.issuer,
         audience: OIDC_AUDIENCE,
@@ -78,15 +73,13 @@ describe("Envoy: jwt_authn against a real OpenID Provider", { timeout: 120_000 }
         realm: "umw-test",
       },
     });
-    const path = join(dir, "envoy.yaml");
-    writeFileSync(path, bootstrapYaml(bootstrap, "test"));
-    envoy = startProcess(requireEnvoy(), ["-c", path, "--use-dynamic-base-id", "--concurrency", "1", "--log-level", "warn", "--drain-time-s", "1"]);
+    edgePort = Number(new URL(envoy.url).port);
     const token = await oidc.clientToken(ACME);
     await waitFor(async () => ((await get(token)).status === 200 ? true : undefined), { what: "a read through Envoy", timeoutMs: 30_000, tolerateErrors: true });
   });
 
   after(async () => {
-    await envoy?.stop().catch(() => undefined);
+    await envoy?.stop();
     await query?.stop();
     await policy?.stop();
     await oidc?.stop();

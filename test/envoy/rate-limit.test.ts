@@ -6,9 +6,9 @@
 //   node --import tsx --test test/envoy/rate-limit.test.ts
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { Redis } from "ioredis";
 import { pino } from "pino";
 import { fromBinary } from "@bufbuild/protobuf";
@@ -17,16 +17,13 @@ import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { MeshServer } from "../../runtime/server.js";
 import { clientCredentials, serverCredentials } from "../../runtime/tls.js";
-import { bootstrapYaml, staticBootstrap } from "../../services/control-plane/bootstrap.js";
 import { startEdge, type RunningEdge } from "../../services/edge/index.js";
 import { RateLimiter, type FailureMode } from "../../services/ratelimit/limiter.js";
 import { rateLimitServiceHandlers } from "../../services/ratelimit/rls-service.js";
 import { DEFAULT_RULES } from "../../services/ratelimit/rules.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
 import { infra, runId } from "../support/env.js";
-import { freePort } from "../support/ports.js";
-import { waitFor } from "../support/wait.js";
-import { clusterHosts, requireEnvoy, startPolicyServer, startProcess, type Proc } from "./support.js";
+import { requireEnvoy, startPolicyServer, startStaticEnvoy, type StaticEnvoy } from "./support.js";
 
 const log = pino({ level: "silent" });
 const prefix = `test:${runId()}:ratelimit:`;
@@ -38,9 +35,8 @@ describe("rate limits through Envoy (real Envoy, real Redis)", () => {
   let query: MeshServer;
   let rls: MeshServer;
   let policy: Awaited<ReturnType<typeof startPolicyServer>>;
-  let envoy: Proc;
+  let envoy: StaticEnvoy;
   let envoyUrl: string;
-  let adminPort: number;
   let nodeEdge: RunningEdge;
   const limiters: RateLimiter[] = [];
   const limiter = (failureMode: FailureMode = "open") => {
@@ -71,30 +67,17 @@ describe("rate limits through Envoy (real Envoy, real Redis)", () => {
     const rlsPort = await rls.start();
     // Envoy's ext_authz asks the policy service first; anonymous requests pass it as Envoy's own principal.
     policy = await startPolicyServer(certs.identity("policy"));
-    const policyPort = policy.port;
 
-    const [listenerPort, dead] = [await freePort(), await freePort()];
-    adminPort = await freePort();
-    const config = join(dir, "envoy.yaml");
-    writeFileSync(
-      config,
-      bootstrapYaml(
-        staticBootstrap({
-          certsDir: certs.dir,
-          adminPort,
-          listenerPort,
-          descriptor: { path: resolve("gen/umw.binpb") },
-          corsOrigins: [],
-          upstreams: { query: { host: "127.0.0.1", port: queryPort }, command: { host: "127.0.0.1", port: dead }, realtime: { host: "127.0.0.1", port: dead }, policy: { host: "127.0.0.1", port: policyPort } },
-          rateLimit: { service: { host: "127.0.0.1", port: rlsPort }, failureMode: "open", timeoutMs: 1_000 },
-        }),
-        "test: Envoy with umw's rate limit service",
-      ),
-    );
-    envoy = startProcess(requireEnvoy(), ["-c", config, "--use-dynamic-base-id", "--concurrency", "1", "--log-level", "warn", "--drain-time-s", "1"]);
-    envoyUrl = `http://127.0.0.1:${listenerPort}`;
-    // The query host passed its health check: requests from here on reach it (and are charged).
-    await waitFor(async () => ((await clusterHosts(adminPort, "query")).some((host) => host.healthFlags === "healthy") ? true : undefined), { what: "Envoy's query cluster healthy", timeoutMs: 30_000, tolerateErrors: true });
+    envoy = await startStaticEnvoy({
+      dir,
+      title: "test: Envoy with umw's rate limit service",
+      certsDir: certs.dir,
+      upstreams: { query: { host: "127.0.0.1", port: queryPort }, policy: { host: "127.0.0.1", port: policy.port } },
+      rateLimit: { service: { host: "127.0.0.1", port: rlsPort }, failureMode: "open", timeoutMs: 1_000 },
+      // The query host passed its health check: requests from here on reach it (and are charged).
+      healthy: ["query"],
+    });
+    envoyUrl = envoy.url;
     nodeEdge = await startEdge({
       port: 0,
       upstreams: [{ service: QueryService, address: `127.0.0.1:${queryPort}` }],
@@ -107,7 +90,7 @@ describe("rate limits through Envoy (real Envoy, real Redis)", () => {
   });
 
   after(async () => {
-    await envoy?.stop().catch(() => undefined);
+    await envoy?.stop();
     await nodeEdge?.stop();
     await Promise.all([query?.stop(), rls?.stop(), policy?.stop()]);
     await Promise.all(limiters.map((created) => created.close()));

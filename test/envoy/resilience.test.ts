@@ -6,20 +6,18 @@
 //   node --import tsx --test test/envoy/resilience.test.ts
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { pino } from "pino";
 import { CommandService, CommandState } from "../../gen/umw/v1/command_pb.js";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { Code, RpcError } from "../../runtime/errors.js";
 import { MeshServer } from "../../runtime/server.js";
 import { serverCredentials } from "../../runtime/tls.js";
-import { bootstrapYaml, staticBootstrap } from "../../services/control-plane/bootstrap.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
-import { freePort } from "../support/ports.js";
 import { waitFor } from "../support/wait.js";
-import { clusterHosts, requireEnvoy, startPolicyServer, startProcess, type Proc } from "./support.js";
+import { clusterHosts, requireEnvoy, startPolicyServer, startStaticEnvoy, type StaticEnvoy } from "./support.js";
 
 const log = pino({ level: "silent" });
 const unavailable = () => new RpcError(Code.UNAVAILABLE, "BACKEND_UNAVAILABLE", "backend down");
@@ -30,9 +28,8 @@ describe("upstream resilience through Envoy (real Envoy)", () => {
   let query: MeshServer;
   let command: MeshServer;
   let policy: Awaited<ReturnType<typeof startPolicyServer>>;
-  let envoy: Proc;
+  let envoy: StaticEnvoy;
   let envoyUrl: string;
-  let adminPort: number;
   const attempts = new Map<string, number>();
   const count = (key: string) => {
     const n = (attempts.get(key) ?? 0) + 1;
@@ -86,41 +83,18 @@ describe("upstream resilience through Envoy (real Envoy)", () => {
     const commandPort = await command.start();
     policy = await startPolicyServer(certs.identity("policy"));
 
-    const [listenerPort, dead] = [await freePort(), await freePort()];
-    adminPort = await freePort();
-    const config = join(dir, "envoy.yaml");
-    writeFileSync(
-      config,
-      bootstrapYaml(
-        staticBootstrap({
-          certsDir: certs.dir,
-          adminPort,
-          listenerPort,
-          descriptor: { path: resolve("gen/umw.binpb") },
-          corsOrigins: [],
-          upstreams: {
-            query: { host: "127.0.0.1", port: queryPort },
-            command: { host: "127.0.0.1", port: commandPort },
-            realtime: { host: "127.0.0.1", port: dead },
-            policy: { host: "127.0.0.1", port: policy.port },
-          },
-        }),
-        "test: Envoy resilience toward the mesh",
-      ),
-    );
-    envoy = startProcess(requireEnvoy(), ["-c", config, "--use-dynamic-base-id", "--concurrency", "1", "--log-level", "warn", "--drain-time-s", "1"]);
-    envoyUrl = `http://127.0.0.1:${listenerPort}`;
-    for (const cluster of ["query", "command"]) {
-      await waitFor(async () => (await clusterHosts(adminPort, cluster)).some((host) => host.healthFlags === "healthy"), {
-        what: `Envoy's ${cluster} cluster healthy`,
-        timeoutMs: 30_000,
-        tolerateErrors: true,
-      });
-    }
+    envoy = await startStaticEnvoy({
+      dir,
+      title: "test: Envoy resilience toward the mesh",
+      certsDir: certs.dir,
+      upstreams: { query: { host: "127.0.0.1", port: queryPort }, command: { host: "127.0.0.1", port: commandPort }, policy: { host: "127.0.0.1", port: policy.port } },
+      healthy: ["query", "command"],
+    });
+    envoyUrl = envoy.url;
   });
 
   after(async () => {
-    await envoy?.stop().catch(() => undefined);
+    await envoy?.stop();
     await Promise.all([query?.stop(), command?.stop(), policy?.stop()]);
     certs?.remove();
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -128,7 +102,7 @@ describe("upstream resilience through Envoy (real Envoy)", () => {
 
   test("a read failing UNAVAILABLE twice succeeds on Envoy's third attempt; GetCommand is retried as a read", async () => {
     const response = await fetch(`${envoyUrl}/v1/tenants/t1/types/book/entities/flaky-2-envoy`);
-    assert.equal(response.status, 200, `${await response.clone().text()}\n${envoy.output().slice(-2000)}`);
+    assert.equal(response.status, 200, `${await response.clone().text()}\n${envoy.proc.output().slice(-2000)}`);
     assert.equal(attempts.get("get:flaky-2-envoy"), 3);
 
     const status = await fetch(`${envoyUrl}/v1/tenants/t1/commands/retried-read`);
@@ -148,7 +122,7 @@ describe("upstream resilience through Envoy (real Envoy)", () => {
 
   test("outlier detection flags a host that fails in a row (gRPC UNAVAILABLE counts as a gateway failure), and never ejects the last host", async () => {
     const stat = async (name: string) => {
-      const text = await (await fetch(`http://127.0.0.1:${adminPort}/stats?filter=^cluster\\.query\\.outlier_detection\\.${name}$`)).text();
+      const text = await (await fetch(`http://127.0.0.1:${envoy.adminPort}/stats?filter=^cluster\\.query\\.outlier_detection\\.${name}$`)).text();
       return Number(/: (\d+)/.exec(text)?.[1] ?? NaN);
     };
     // The flaky read above may have been detected already (two failures in a row): count from here.
@@ -159,11 +133,11 @@ describe("upstream resilience through Envoy (real Envoy)", () => {
     // One host and max_ejection_percent 50: ejecting it would leave nothing, so Envoy records an overflow and keeps it.
     assert.ok((await stat("ejections_overflow")) > overflowBefore);
     assert.equal(await stat("ejections_active"), 0);
-    assert.deepEqual((await clusterHosts(adminPort, "query")).map((host) => host.healthFlags), ["healthy"]);
+    assert.deepEqual((await clusterHosts(envoy.adminPort, "query")).map((host) => host.healthFlags), ["healthy"]);
   });
 
   test("the circuit breakers are in force on the mesh clusters (admin /clusters)", async () => {
-    const clusters = await (await fetch(`http://127.0.0.1:${adminPort}/clusters`)).text();
+    const clusters = await (await fetch(`http://127.0.0.1:${envoy.adminPort}/clusters`)).text();
     for (const line of ["query::default_priority::max_requests::1000", "query::default_priority::max_pending_requests::1024", "realtime::default_priority::max_requests::65536"]) {
       assert.ok(clusters.split("\n").includes(line), `${line} in\n${clusters.split("\n").filter((l) => l.includes("default_priority")).join("\n")}`);
     }

@@ -1,12 +1,16 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { pino } from "pino";
 import { Authorization } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { MeshServer } from "../../runtime/server.js";
 import { serverCredentials, type MeshIdentity } from "../../runtime/tls.js";
 import { AuthzPolicy, extAuthzHandlers } from "../../services/policy/index.js";
+import { bootstrapYaml, staticBootstrap } from "../../services/control-plane/bootstrap.js";
+import { ROUTED_SERVICES } from "../../services/control-plane/routed-services.js";
+import { freePort } from "../support/ports.js";
+import { waitFor } from "../support/wait.js";
 
 /** Envoy as scripts/infra.sh installs it (UMW_ENVOY_BIN from scripts/infra-env.sh). */
 export const ENVOY_BIN = process.env.UMW_ENVOY_BIN ?? join(process.cwd(), ".data/envoy/venv/lib/envoy-bin");
@@ -90,4 +94,54 @@ export async function startPolicyServer(identity: MeshIdentity): Promise<{ port:
   server.addService(Authorization, extAuthzHandlers(await AuthzPolicy.load(), new Set(["envoy"])));
   const port = await server.start();
   return { port, stop: () => server.stop() };
+}
+
+type StaticBootstrapOptions = Parameters<typeof staticBootstrap>[0];
+
+/** A real Envoy on a static bootstrap, its admin port and its listener's URL. */
+export interface StaticEnvoy {
+  readonly proc: Proc;
+  readonly url: string;
+  readonly adminPort: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Envoy on a static bootstrap written to `dir` (services/control-plane/bootstrap.ts): upstreams not
+ * given point at a closed port. Resolves once each cluster of `healthy` has a healthy host.
+ */
+export async function startStaticEnvoy(
+  options: Omit<StaticBootstrapOptions, "adminPort" | "listenerPort" | "descriptor" | "corsOrigins" | "upstreams"> & {
+    readonly dir: string;
+    readonly title: string;
+    readonly upstreams: Partial<StaticBootstrapOptions["upstreams"]>;
+    readonly corsOrigins?: StaticBootstrapOptions["corsOrigins"];
+    readonly healthy?: readonly string[];
+  },
+): Promise<StaticEnvoy> {
+  const { dir, title, healthy = [], upstreams, corsOrigins = [], ...rest } = options;
+  const [listenerPort, adminPort, closed] = [await freePort(), await freePort(), await freePort()];
+  const endpoints = Object.fromEntries(ROUTED_SERVICES.map((service) => [service, upstreams[service] ?? { host: "127.0.0.1", port: closed }])) as StaticBootstrapOptions["upstreams"];
+  const config = join(dir, "envoy.yaml");
+  writeFileSync(config, bootstrapYaml(staticBootstrap({ ...rest, adminPort, listenerPort, corsOrigins, descriptor: { path: resolve("gen/umw.binpb") }, upstreams: endpoints }), title));
+  const proc = startProcess(requireEnvoy(), ["-c", config, "--use-dynamic-base-id", "--concurrency", "1", "--log-level", "warn", "--drain-time-s", "1"]);
+  try {
+    for (const cluster of healthy) {
+      await waitFor(async () => (await clusterHosts(adminPort, cluster)).some((host) => host.healthFlags === "healthy"), {
+        what: `Envoy's ${cluster} cluster healthy`,
+        timeoutMs: 45_000,
+        tolerateErrors: true,
+        detail: () => proc.output().slice(-2000),
+      });
+    }
+  } catch (error) {
+    await proc.stop().catch(() => undefined);
+    throw error;
+  }
+  return {
+    proc,
+    url: `http://127.0.0.1:${listenerPort}`,
+    adminPort,
+    stop: async () => void (await proc.stop().catch(() => undefined)),
+  };
 }

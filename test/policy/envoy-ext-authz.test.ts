@@ -1,8 +1,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { credentials as grpcCredentials } from "@grpc/grpc-js";
 import { Authorization } from "../../gen/envoy/service/auth/v3/external_auth_pb.js";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
@@ -11,13 +11,11 @@ import { Code, RpcError } from "../../runtime/errors.js";
 import { rootLogger } from "../../runtime/logger.js";
 import { MeshServer } from "../../runtime/server.js";
 import { serverCredentials } from "../../runtime/tls.js";
-import { bootstrapYaml, staticBootstrap } from "../../services/control-plane/bootstrap.js";
 import { AuthzPolicy, extAuthzHandlers } from "../../services/policy/index.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
 import { OIDC_AUDIENCE, OidcIssuer, type OidcClient } from "../support/oidc-issuer.js";
-import { freePort } from "../support/ports.js";
 import { waitFor } from "../support/wait.js";
-import { clusterHosts, requireEnvoy, startProcess, type Proc } from "../envoy/support.js";
+import { requireEnvoy, startStaticEnvoy, type StaticEnvoy } from "../envoy/support.js";
 
 const log = rootLogger("silent");
 const ACME: OidcClient = { id: "acme-app", secret: "acme-secret-0123456789", tenant: "acme" };
@@ -36,7 +34,7 @@ describe("Envoy ext_authz with the OPA policy", { timeout: 120_000 }, () => {
   let acmeToken: string;
   let certs: TestCerts;
   let dir: string;
-  let envoy: Proc;
+  let envoy: StaticEnvoy;
   let port: number;
   let policyServer: MeshServer;
   let queryServer: MeshServer;
@@ -44,7 +42,7 @@ describe("Envoy ext_authz with the OPA policy", { timeout: 120_000 }, () => {
   const seen: Record<string, string>[] = [];
 
   before(async () => {
-    const bin = requireEnvoy();
+    requireEnvoy();
     oidc = await OidcIssuer.start([ACME, GLOBEX]);
     acmeToken = await oidc.clientToken(ACME, "entities:read");
     certs = testCerts(["query", "policy", "envoy"]);
@@ -67,22 +65,13 @@ describe("Envoy ext_authz with the OPA policy", { timeout: 120_000 }, () => {
     policyServer = new MeshServer({ name: "policy", host: "127.0.0.1", port: 0, credentials: serverCredentials(certs.identity("policy")), log });
     policyServer.addService(Authorization, extAuthzHandlers(await AuthzPolicy.load(), new Set(["envoy"])));
     const policyPort = await policyServer.start();
-    const [adminPort, closed] = [await freePort(), await freePort()];
-    port = await freePort();
     const jwksUri = ((await (await fetch(`${oidc.issuer}/.well-known/openid-configuration`)).json()) as { jwks_uri: string }).jwks_uri;
-    const config = join(dir, "envoy.yaml");
-    const bootstrap = staticBootstrap({
+    envoy = await startStaticEnvoy({
+      dir,
+      title: "ext_authz test",
       certsDir: certs.dir,
-      adminPort,
-      listenerPort: port,
-      descriptor: { path: resolve("gen/umw.binpb") },
       corsOrigins: ["*"],
-      upstreams: {
-        query: { host: "127.0.0.1", port: queryPort },
-        command: { host: "127.0.0.1", port: closed },
-        realtime: { host: "127.0.0.1", port: closed },
-        policy: { host: "127.0.0.1", port: policyPort },
-      },
+      upstreams: { query: { host: "127.0.0.1", port: queryPort }, policy: { host: "127.0.0.1", port: policyPort } },
       auth: {
         issuer: oidc.issuer,
         audience: OIDC_AUDIENCE,
@@ -92,16 +81,9 @@ describe("Envoy ext_authz with the OPA policy", { timeout: 120_000 }, () => {
         claims: { subject: "sub", tenant: "tenant", scopes: "scope", roles: "roles" },
         realm: "umw-test",
       },
+      healthy: ["query", "policy"],
     });
-    writeFileSync(config, bootstrapYaml(bootstrap, "ext_authz test"));
-    envoy = startProcess(bin, ["-c", config, "--use-dynamic-base-id", "--concurrency", "1", "--log-level", "warn", "--drain-time-s", "1"]);
-    for (const cluster of ["query", "policy"]) {
-      await waitFor(async () => (await clusterHosts(adminPort, cluster).catch(() => [])).some((host) => host.healthFlags === "healthy"), {
-        what: `Envoy's ${cluster} cluster healthy`,
-        timeoutMs: 45_000,
-        everyMs: 100,
-      });
-    }
+    port = Number(new URL(envoy.url).port);
     // jwt_authn fetches the JWKS after the listener starts: until then a valid token is 401.
     await waitFor(async () => ((await get("acme", "ready", acmeToken)).status === 200 ? true : undefined), { what: "a read through Envoy with a token", timeoutMs: 30_000, everyMs: 100, tolerateErrors: true });
   });
