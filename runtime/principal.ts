@@ -45,6 +45,18 @@ const words = (value: string | undefined): string[] => (value ? value.split(/[\s
  * there is neither (an insecure port and no assertion).
  */
 export function principalOf(ctx: Pick<CallContext, "headers" | "peer">, trustedPeers: ReadonlySet<string>): Principal | undefined {
+  // One call asks several times (the policy interceptor, the handler's tenant guard, idempotency):
+  // read the headers once per call.
+  const known = readPrincipals.get(ctx.headers);
+  if (known && known.peer === ctx.peer && known.trustedPeers === trustedPeers) return known.principal;
+  const principal = readPrincipal(ctx, trustedPeers);
+  readPrincipals.set(ctx.headers, { peer: ctx.peer, trustedPeers, principal });
+  return principal;
+}
+
+const readPrincipals = new WeakMap<object, { readonly peer: string | undefined; readonly trustedPeers: ReadonlySet<string>; readonly principal: Principal | undefined }>();
+
+function readPrincipal(ctx: Pick<CallContext, "headers" | "peer">, trustedPeers: ReadonlySet<string>): Principal | undefined {
   const trusted = ctx.peer === undefined || trustedPeers.has(ctx.peer);
   const subject = ctx.headers[PRINCIPAL_HEADERS.subject]?.trim();
   if (trusted && subject) {
