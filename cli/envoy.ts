@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import { loadConfig } from "../runtime/config.js";
 import { rootLogger } from "../runtime/logger.js";
 import { realInfrastructure } from "../runtime/infrastructure-real.js";
-import { createRuntime } from "../runtime/service.js";
+import { composeRuntime } from "../services/compose.js";
 import { CONTROL_PLANE } from "../services/registry.js";
 import { adsBootstrap, bootstrapYaml, staticBootstrap } from "../services/control-plane/bootstrap.js";
 import type { Endpoint } from "../services/control-plane/edge-resources.js";
@@ -124,7 +124,7 @@ export async function runEnvoyCommand(command: string, args: string[]): Promise<
   const config = loadConfig();
   const log = rootLogger(config.logLevel).child({ service: "control-plane" });
   // The control plane opens no store: the infrastructure stays unopened.
-  const running = await (await CONTROL_PLANE()).start(createRuntime(config, log, realInfrastructure(config, log)));
+  const running = await (await CONTROL_PLANE()).start(await composeRuntime(config, log, realInfrastructure(config, log)));
   const stop = async (signal: string) => {
     log.info({ signal }, "stopping");
     await running.stop();

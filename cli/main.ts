@@ -6,7 +6,8 @@ import { rootLogger } from "../runtime/logger.js";
 import { migrate } from "../runtime/migrate.js";
 import { redactText } from "../runtime/redact.js";
 import { processReadiness } from "../runtime/readiness.js";
-import { createRuntime, type RunningService } from "../runtime/service.js";
+import type { RunningService } from "../runtime/service.js";
+import { composeRuntime } from "../services/compose.js";
 import { collectProcessMetrics, defaultRegistry, gauge, serveMetrics } from "../runtime/metrics.js";
 import { declareRefusalMetrics } from "../runtime/refusal-metrics.js";
 import { ALL_SERVICES, MESH_IDENTITIES, metricsPortOf, SERVICES } from "../services/registry.js";
@@ -98,7 +99,7 @@ async function serve(given: Config, args: string[]): Promise<number> {
     ? await (await import("../services/embedded/index.js")).openEmbedded(config, log)
     : (await import("../runtime/infrastructure-real.js")).realInfrastructure(config, log);
   const embedded = infrastructure.kind === "embedded";
-  const runtime = createRuntime(config, log, infrastructure);
+  const runtime = await composeRuntime(config, log, infrastructure);
   const running: RunningService[] = [];
   // The metrics listener of the process (every service's metrics), on its own address and port.
   collectProcessMetrics();

@@ -1,6 +1,7 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { Config } from "./config.js";
 import type { Infrastructure } from "./infrastructure.js";
+import type { ServerInterceptor } from "./interceptor.js";
 import type { Logger } from "./logger.js";
 import { MeshAuthorization } from "./mesh-authorization.js";
 import { MeshServer, meshServerLimits } from "./server.js";
@@ -15,6 +16,16 @@ export interface ServiceRuntime {
   readonly infrastructure: Infrastructure;
   /** The mTLS identity of a mesh member (certificate `<name>.crt` in the certs folder). */
   identity(name: string): MeshIdentity;
+  /** Interceptors every mesh server of the process runs after the built-in ones (the policy). */
+  readonly serverInterceptors: readonly ServerInterceptor[];
+  /** Makes a started server known (to the control plane); resolves to what undoes it before the server drains. */
+  readonly announce?: (service: string, port: number, identity: MeshIdentity) => Promise<(() => Promise<void>) | undefined>;
+}
+
+/** What the composition root adds to a runtime (services/compose.ts): the policy and the control plane. */
+export interface RuntimeExtensions {
+  readonly serverInterceptors?: readonly ServerInterceptor[];
+  readonly announce?: ServiceRuntime["announce"];
 }
 
 export interface RunningService {
@@ -30,12 +41,14 @@ export interface ServiceModule {
   start(runtime: ServiceRuntime): Promise<RunningService>;
 }
 
-export function createRuntime(config: Config, log: Logger, infrastructure: Infrastructure): ServiceRuntime {
+export function createRuntime(config: Config, log: Logger, infrastructure: Infrastructure, extensions: RuntimeExtensions = {}): ServiceRuntime {
   const identities = new Map<string, MeshIdentity>();
   return {
     config,
     log,
     infrastructure,
+    serverInterceptors: extensions.serverInterceptors ?? [],
+    ...(extensions.announce && { announce: extensions.announce }),
     identity(name) {
       let identity = identities.get(name);
       if (!identity) identities.set(name, (identity = loadIdentity(config.certsDir, name)));
@@ -66,35 +79,20 @@ export async function startMeshServer<S extends DescService>(runtime: ServiceRun
     log: runtime.log,
     drainTimeoutMs: runtime.config.drainTimeoutMs,
     limits: meshServerLimits(runtime.config),
-    interceptors: await (await import("../services/policy/configured-policy.js")).policyInterceptors(runtime.config),
+    interceptors: runtime.serverInterceptors,
     authorization: meshAuthorization(runtime.config),
   });
   if (spec.service && spec.handlers) server.addService(spec.service, spec.handlers);
   const port = await server.start();
-  if (runtime.config.controlPlaneAddress) await joinControlPlane(runtime, spec.name, port, server);
+  const withdraw = await runtime.announce?.(spec.name, port, runtime.identity(spec.name));
+  if (withdraw) {
+    const stop = server.stop.bind(server);
+    server.stop = async () => {
+      await withdraw();
+      await stop();
+    };
+  }
   return server;
-}
-
-/**
- * With a control plane (config.controlPlaneAddress), the instance registers there as one of Envoy's
- * endpoints while it serves, and deregisters before its server drains.
- */
-async function joinControlPlane(runtime: ServiceRuntime, name: string, port: number, server: MeshServer): Promise<void> {
-  if (!(await import("../services/control-plane/routed-services.js")).isRouted(name)) return;
-  const { registerInstance } = await import("../services/control-plane/registration-client.js");
-  const registration = registerInstance({
-    controlPlane: runtime.config.controlPlaneAddress!,
-    identity: runtime.identity(name),
-    service: name,
-    host: runtime.config.host,
-    port,
-    log: runtime.log,
-  });
-  const stop = server.stop.bind(server);
-  server.stop = async () => {
-    await registration.leave();
-    await stop();
-  };
 }
 
 /**

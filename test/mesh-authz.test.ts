@@ -26,7 +26,7 @@ import { Code, RpcError } from "../runtime/errors.js";
 import { rootLogger } from "../runtime/logger.js";
 import { DEFAULT_MESH_AUTHZ } from "../runtime/mesh-authorization.js";
 import { MeshServer } from "../runtime/server.js";
-import { createRuntime } from "../runtime/service.js";
+import { composeRuntime } from "../services/compose.js";
 import { DESCRIPTOR_SET_PATH, registerInstance, startControlPlane } from "../services/control-plane/index.js";
 import { edgeService } from "../services/edge/index.js";
 import { clientCredentials, loadIdentity, serverCredentials, type MeshIdentity } from "../runtime/tls.js";
@@ -333,7 +333,7 @@ describe("the mesh authorization table in umw serve all --embedded", { timeout: 
     // The query service's address points at the command service: a mesh member, the wrong one.
     // About the upstream's certificate, not the caller: authentication explicitly off (test/edge/auth.test.ts covers it).
     const config = loadConfig({ UMW_CONFIG: "", UMW_CERTS_DIR: certsDir, UMW_EDGE_PORT: String(port), UMW_QUERY_ADDRESS: command(), UMW_COMMAND_ADDRESS: command(), UMW_AUTH_MODE: "none" });
-    const running = await edgeService.start(createRuntime(config, log, undefined as never));
+    const running = await edgeService.start(await composeRuntime(config, log, undefined as never));
     try {
       const misrouted = await fetch(`http://127.0.0.1:${port}/v1/tenants/acme/types/todo/entities/by-edge`);
       assert.equal(misrouted.status, 503, await misrouted.text());

@@ -14,7 +14,8 @@ import { KafkaBus } from "../../runtime/kafka-bus.js";
 import { rootLogger } from "../../runtime/logger.js";
 import type { Infrastructure } from "../../runtime/infrastructure.js";
 import { realInfrastructure } from "../../runtime/infrastructure-real.js";
-import { createRuntime, type RunningService } from "../../runtime/service.js";
+import type { RunningService } from "../../runtime/service.js";
+import { composeRuntime } from "../../services/compose.js";
 import { topicNames } from "../../runtime/topics.js";
 import { cacheUpdaterService } from "../../services/cache-updater/index.js";
 import { processorService } from "../../services/processor/index.js";
@@ -66,7 +67,7 @@ describe("processor and cache updater served as ServiceModules", { timeout: 60_0
       cacheUpdaterPort: await freePort(),
     };
     infrastructure = realInfrastructure(config, log);
-    const runtime = createRuntime(config, log, infrastructure);
+    const runtime = await composeRuntime(config, log, infrastructure);
     running.push(await processorService.start(runtime));
     running.push(await cacheUpdaterService.start(runtime));
   });

@@ -12,7 +12,7 @@ import { Code, RpcError } from "../../runtime/errors.js";
 import { defaultRegistry, Registry, serveMetrics, valueOf } from "../../runtime/metrics.js";
 import { OTHER_TENANTS } from "../../runtime/metric-labels.js";
 import { realInfrastructure } from "../../runtime/infrastructure-real.js";
-import { createRuntime } from "../../runtime/service.js";
+import { composeRuntime } from "../../services/compose.js";
 import { databaseOnPool } from "../../runtime/sql.js";
 import { ResourceCatalog } from "../../services/query/catalog.js";
 import { queryService, startQueryServer, type QueryServer } from "../../services/query/index.js";
@@ -254,7 +254,7 @@ test("queryService (umw serve query) builds from config: Redis, the replica, res
     UMW_METRICS_TENANT_LABELS: tenant,
   });
   const infrastructure = realInfrastructure(config, log);
-  const running = await queryService.start(createRuntime(config, log, infrastructure));
+  const running = await queryService.start(await composeRuntime(config, log, infrastructure));
   const listener = await serveMetrics(config.metricsHost, config.metricsPort, defaultRegistry);
   const client = createClient(QueryService, `127.0.0.1:${queryPort}`, certs.client());
   try {
