@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ChannelCredentials, ServerCredentials, type ServerUnaryCall } from "@grpc/grpc-js";
-import { TLSSocket, type PeerCertificate } from "node:tls";
+import type { PeerCertificate } from "node:tls";
 
 /**
  * PEM material of one mesh identity: the CA every peer must chain to, its own pair (`<name>.crt`:
@@ -61,38 +61,36 @@ function dnsNames(cert: PeerCertificate): string[] {
     .map((entry) => entry.slice(4));
 }
 
-/** Mesh names of the verified peers of open TLS connections: a connection's certificate is read once. */
+/** Mesh names of the verified peers of open mTLS connections (HTTP/2 sessions): a connection's certificate is read once. */
 const connectionPeers = new WeakMap<object, string>();
 
 /**
  * The peer's mesh name: the first DNS SAN of its certificate, else its CN. grpc-js's
  * getAuthContext() turns the peer certificate into a JavaScript object on every call (a tenth of a
- * QueryService cache hit's CPU); the name is kept per TLS connection instead, when grpc-js lets us
+ * QueryService cache hit's CPU); the name is kept per connection instead, when grpc-js lets us
  * reach it (a connection's peer certificate does not change).
  */
 export function peerIdentity(call: Pick<ServerUnaryCall<unknown, unknown>, "getAuthContext">): string | undefined {
-  const socket = connectionSocket(call);
-  if (socket) {
-    const known = connectionPeers.get(socket);
+  const connection = connectionOf(call);
+  if (connection) {
+    const known = connectionPeers.get(connection);
     if (known !== undefined) return known;
   }
   const identity = certificateIdentity(call);
-  if (socket && identity !== undefined) connectionPeers.set(socket, identity);
+  // Only an authorized TLS peer has a certificate identity (getAuthContext checks).
+  if (connection && identity !== undefined) connectionPeers.set(connection, identity);
   return identity;
 }
 
 /**
- * The TLS socket under a grpc-js server call: the call wraps grpc-js's intercepting calls
- * (`call`, `nextCall`), the innermost of which holds the HTTP/2 stream. Undefined when the shape is
- * not that (another grpc-js version, a test double), or the connection is not authorized TLS.
+ * The HTTP/2 session under a grpc-js server call: the call wraps grpc-js's intercepting calls
+ * (`call`, `nextCall`), the innermost of which holds the stream. Undefined when the shape is not
+ * that (another grpc-js version, a test double).
  */
-function connectionSocket(call: object): TLSSocket | undefined {
-  let current = call as { call?: object; nextCall?: object; stream?: { session?: { socket?: unknown } } } | undefined;
+function connectionOf(call: object): object | undefined {
+  let current = call as { call?: object; nextCall?: object; stream?: { session?: object } } | undefined;
   for (let depth = 0; current && depth < 8; depth++) {
-    if (current.stream) {
-      const socket = current.stream.session?.socket;
-      return socket instanceof TLSSocket && socket.authorized ? socket : undefined;
-    }
+    if (current.stream) return current.stream.session;
     current = (current.call ?? current.nextCall) as typeof current;
   }
   return undefined;
