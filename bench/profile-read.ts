@@ -66,7 +66,7 @@ async function measured(label: string, options: LoadOptions, watched: readonly S
   const cpu = Object.fromEntries(await Promise.all(watched.map(async (server) => [server.name, await server.cpuSince()] as const)));
   if (result.failed > 0 || result.requests === 0) throw new Error(`${label}: ${result.failed} failed of ${result.requests + result.failed}`);
   const usPerRequest = Object.fromEntries(Object.entries(cpu).map(([name, pct]) => [name, Math.round(((pct / 100) * 1e6) / result.rps)]));
-  const run = { rps: result.rps, requests: result.requests, p50_ms: result.p50Ms, p99_ms: result.p99Ms, cpu_pct: cpu, cpu_us_per_request: usPerRequest, load1: load1(), command: result.command };
+  const run = { rps: result.rps, requests: result.requests, p50_ms: result.p50Ms, p99_ms: result.p99Ms, cpu_pct: cpu, cpu_us_per_request: usPerRequest, load1: load1(), command: result.command.replace(/Bearer [\w.-]+/g, "Bearer <token>") };
   console.log(`${label.padEnd(10)} ${result.rps.toLocaleString("en-US")} req/s, p99 ${result.p99Ms} ms, cpu µs/req ${JSON.stringify(usPerRequest)} (load ${run.load1})`);
   for (const server of profiled) {
     const text = formatSummary(`${label}: ${server.name} (${result.requests} requests in the window)`, summarize(JSON.parse(readFileSync(join(OUT, `${label}-${server.name}.cpuprofile`), "utf8"))), result.requests);
