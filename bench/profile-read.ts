@@ -6,7 +6,8 @@
 // About 40 s. Writes <BENCH_PROFILE_DIR>/{rest-edge,rest-query,grpc-query}.{cpuprofile,txt} and summary.json.
 //
 // Knobs: BENCH_PROFILE_DIR (bench/results/profiles/latest), BENCH_DURATION_S (5), BENCH_JIT_WARMUP_S (3),
-// BENCH_H1_CLIENTS (64), BENCH_H2_CLIENTS (4), BENCH_H2_STREAMS (32), BENCH_PROFILE_INTERVAL_US (250).
+// BENCH_H1_CLIENTS (64), BENCH_H2_CLIENTS (4), BENCH_H2_STREAMS (32), BENCH_PROFILE_INTERVAL_US (250),
+// BENCH_PROFILE_AUTH (on; off: the REST leg through an auth-off pair).
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync, readFileSync } from "node:fs";
 import { request } from "node:http";
@@ -35,6 +36,8 @@ const H1_CLIENTS = env("BENCH_H1_CLIENTS", 64);
 const H2_CLIENTS = env("BENCH_H2_CLIENTS", 4);
 const H2_STREAMS = env("BENCH_H2_STREAMS", 32);
 const INTERVAL_US = env("BENCH_PROFILE_INTERVAL_US", 250);
+/** `off`: the REST leg through an auth-off pair (no token, no policy, no mesh table), as bench:read's edge phase. */
+const AUTH = process.env.BENCH_PROFILE_AUTH !== "off";
 const OUT = process.env.BENCH_PROFILE_DIR ?? join(dirname(fileURLToPath(import.meta.url)), "results", "profiles", "latest");
 
 const TENANT = "bench";
@@ -109,9 +112,9 @@ async function main(): Promise<void> {
   const queryBase = { redisUrl: infra.redisUrl, replicaUrl: db.replicaUrl, keyPrefix, types: [TYPE] };
   const devKeysDir = join(certs.dir, "dev-issuer");
   const token = await benchToken(devKeysDir, TENANT, ["entities:read"]);
-  const query = await spawn("query", { role: "query", certsDir: certs.dir, ...queryBase, authorization: true });
-  const edge = await spawn("edge", { role: "edge", certsDir: certs.dir, queryAddress: query.info.address!, devKeysDir });
-  const headers = { authorization: `Bearer ${token}` };
+  const query = await spawn("query", { role: "query", certsDir: certs.dir, ...queryBase, authorization: AUTH });
+  const edge = await spawn("edge", { role: "edge", certsDir: certs.dir, queryAddress: query.info.address!, ...(AUTH ? { devKeysDir } : {}) });
+  const headers: Record<string, string> = AUTH ? { authorization: `Bearer ${token}` } : {};
   await httpGet(edge.info.port, REST_PATH, headers);
   const sample = await httpGet(edge.info.port, REST_PATH, headers);
   if (sample.status !== 200 || !/^umw; hit/.test(sample.cacheStatus ?? "")) throw new Error(`GET ${REST_PATH}: ${sample.status} ${sample.cacheStatus}`);
@@ -149,7 +152,8 @@ async function main(): Promise<void> {
   const floorRun = await measured("grpc-floor", { url: `http://127.0.0.1:${floor.info.port}${GRPC_PATH}`, ...grpcLoad, durationS: DURATION_S, warmupS: 1 }, [floor]);
 
   const summary = {
-    command: "npm run bench:profile-read",
+    command: `${AUTH ? "" : "BENCH_PROFILE_AUTH=off "}npm run bench:profile-read`,
+    auth: AUTH,
     generated_at: new Date().toISOString(),
     rest_hit_rps: rest.rps,
     peer_rps: peerRun.rps,
