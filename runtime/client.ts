@@ -13,6 +13,7 @@ import {
   type MessageShape,
 } from "@bufbuild/protobuf";
 import { currentCall } from "./call-context.js";
+import { encodingOf } from "./encoded-once.js";
 import { composeChain, type ClientInterceptor, type ClientRequest, type ClientResponse, type ClientUnaryResponse, type Next } from "./interceptor.js";
 import { clientDeadline } from "./interceptor-deadline.js";
 import { clientErrors } from "./interceptor-errors.js";
@@ -224,9 +225,11 @@ async function* messages(call: ClientReadableStream<Message>, signal: AbortSigna
   }
 }
 
-/** Binary serializer of a request type; init shapes (no $typeName) are built first. */
+/** Binary serializer of a request type; init shapes (no $typeName) are built first; messages marked encodedOnce go out as encoded. */
 function serializer(schema: DescMessage): Serialize {
   return (value) => {
+    const encoded = encodingOf(value);
+    if (encoded) return encoded;
     const message = (value as { $typeName?: string }).$typeName === schema.typeName ? (value as Message) : create(schema, value as MessageInitShape<DescMessage>);
     const bytes = toBinary(schema, message);
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);

@@ -47,12 +47,13 @@ export function prometheusCallMetrics(side: "server" | "client", registry: Regis
     labelNames: RPC_LABELS,
     buckets: LATENCY_BUCKETS,
   });
-  const byMethod = new Map<DescMethod, { rpc_system: string; rpc_service: string; rpc_method: string }>();
+  // The label set of each (method, code), made once: a call allocates none.
+  const byMethod = new Map<DescMethod, Record<RpcLabel, string>[]>();
   return {
     callDone(method, code, seconds, streaming) {
-      let labels = byMethod.get(method);
-      if (!labels) byMethod.set(method, (labels = { rpc_system: "grpc", rpc_service: method.parent.typeName, rpc_method: method.name }));
-      const withCode = { ...labels, rpc_grpc_status_code: String(code) };
+      let byCode = byMethod.get(method);
+      if (!byCode) byMethod.set(method, (byCode = []));
+      const withCode = (byCode[code] ??= { rpc_system: "grpc", rpc_service: method.parent.typeName, rpc_method: method.name, rpc_grpc_status_code: String(code) });
       calls.inc(withCode);
       if (!streaming) duration.observe(withCode, seconds);
     },

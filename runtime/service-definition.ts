@@ -12,6 +12,7 @@ import {
   type MessageShape,
 } from "@bufbuild/protobuf";
 import type { CallContext } from "./call-context.js";
+import { encodingOf } from "./encoded-once.js";
 
 /** A unary handler answers one request with one response. */
 export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
@@ -69,7 +70,8 @@ export function grpcServiceDefinition(service: DescService): ServiceDefinition {
       responseStream: method.methodKind === "server_streaming",
       requestSerialize: (value) => Buffer.from(toBinary(method.input, toMessage(method.input, value))),
       requestDeserialize: (bytes: Buffer) => decodeRequest(method.input, bytes),
-      responseSerialize: (value) => (value instanceof Uint8Array ? asBuffer(value) : Buffer.from(toBinary(method.output, toMessage(method.output, value)))),
+      responseSerialize: (value) =>
+        value instanceof Uint8Array ? asBuffer(value) : (encodingOf(value) ?? Buffer.from(toBinary(method.output, toMessage(method.output, value)))),
       responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
       originalName: method.name,
     };

@@ -61,8 +61,42 @@ function dnsNames(cert: PeerCertificate): string[] {
     .map((entry) => entry.slice(4));
 }
 
-/** The peer's mesh name: the first DNS SAN of its certificate, else its CN. */
+/** Mesh names of the verified peers of open mTLS connections (HTTP/2 sessions): a connection's certificate is read once. */
+const connectionPeers = new WeakMap<object, string>();
+
+/**
+ * The peer's mesh name: the first DNS SAN of its certificate, else its CN. grpc-js's
+ * getAuthContext() turns the peer certificate into a JavaScript object on every call (a tenth of a
+ * QueryService cache hit's CPU); the name is kept per connection instead, when grpc-js lets us
+ * reach it (a connection's peer certificate does not change).
+ */
 export function peerIdentity(call: Pick<ServerUnaryCall<unknown, unknown>, "getAuthContext">): string | undefined {
+  const connection = connectionOf(call);
+  if (connection) {
+    const known = connectionPeers.get(connection);
+    if (known !== undefined) return known;
+  }
+  const identity = certificateIdentity(call);
+  // Only an authorized TLS peer has a certificate identity (getAuthContext checks).
+  if (connection && identity !== undefined) connectionPeers.set(connection, identity);
+  return identity;
+}
+
+/**
+ * The HTTP/2 session under a grpc-js server call: the call wraps grpc-js's intercepting calls
+ * (`call`, `nextCall`), the innermost of which holds the stream. Undefined when the shape is not
+ * that (another grpc-js version, a test double).
+ */
+function connectionOf(call: object): object | undefined {
+  let current = call as { call?: object; nextCall?: object; stream?: { session?: object } } | undefined;
+  for (let depth = 0; current && depth < 8; depth++) {
+    if (current.stream) return current.stream.session;
+    current = (current.call ?? current.nextCall) as typeof current;
+  }
+  return undefined;
+}
+
+function certificateIdentity(call: Pick<ServerUnaryCall<unknown, unknown>, "getAuthContext">): string | undefined {
   const cert = call.getAuthContext?.().sslPeerCertificate as PeerCertificate | undefined;
   if (!cert?.subject) return undefined;
   const dns = dnsNames(cert)[0];

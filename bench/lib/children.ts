@@ -56,6 +56,16 @@ export class ServerProcess {
     return Math.round(((usage.user - this.lastCpu.user + usage.system - this.lastCpu.system) / elapsedUs) * 100);
   }
 
+  /** Starts a V8 CPU profile of just the window up to profileStop() (not the start-up, unlike --cpu-prof). */
+  async profileStart(intervalUs = 250): Promise<void> {
+    await this.request("profile-start", { intervalUs });
+  }
+
+  /** Ends the window's profile and writes it (a .cpuprofile, for Chrome DevTools or bench/lib/profile-summary.ts) to `file`. */
+  async profileStop(file: string): Promise<void> {
+    await this.request("profile-stop", { file });
+  }
+
   /** Zipf reads on the child's EntityReader (query role only). */
   zipf(load: ZipfLoad): Promise<ZipfDone> {
     return this.request("zipf", { load }) as Promise<ZipfDone>;

@@ -19,6 +19,7 @@ import { entityId } from "./dataset.js";
 import { bareGrpcServer, bareH2cServer, bareHttpServer } from "./floors.js";
 import { handWrittenPeer } from "./peer.js";
 import { Zipf } from "./zipf.js";
+import { WindowProfiler } from "./window-profiler.js";
 
 export interface QueryRole {
   readonly role: "query";
@@ -75,6 +76,7 @@ const TABLE = { table: "umw_entities", keyColumn: "id", tenantColumn: "tenant", 
 
 let stop: (() => Promise<void>) | undefined;
 let reader: EntityReader | undefined;
+const profiler = new WindowProfiler();
 
 /** Reads issued on this process's EntityReader (the query role): Zipf ranks → entity ids. */
 export interface ZipfLoad {
@@ -196,7 +198,13 @@ async function start(spec: RoleSpec): Promise<Started> {
   }
 }
 
-type Command = { id: number; cmd: "start"; spec: RoleSpec } | { id: number; cmd: "zipf"; load: ZipfLoad } | { id: number; cmd: "cpu" } | { id: number; cmd: "stop" };
+type Command =
+  | { id: number; cmd: "start"; spec: RoleSpec }
+  | { id: number; cmd: "zipf"; load: ZipfLoad }
+  | { id: number; cmd: "cpu" }
+  | { id: number; cmd: "profile-start"; intervalUs: number }
+  | { id: number; cmd: "profile-stop"; file: string }
+  | { id: number; cmd: "stop" };
 
 process.on("message", (message: Command) => {
   const reply = (result: unknown, error?: unknown) =>
@@ -210,6 +218,12 @@ process.on("message", (message: Command) => {
       break;
     case "cpu":
       reply(process.cpuUsage());
+      break;
+    case "profile-start":
+      profiler.start(message.intervalUs).then(() => reply(true), (error: unknown) => reply(undefined, error));
+      break;
+    case "profile-stop":
+      profiler.stop(message.file).then(() => reply(message.file), (error: unknown) => reply(undefined, error));
       break;
     case "stop": {
       const bound = new Promise((resolve) => setTimeout(resolve, 3_000).unref());

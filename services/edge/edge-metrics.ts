@@ -4,6 +4,9 @@ type HttpLabel = "http_request_method" | "http_route" | "http_response_status_co
 
 const KNOWN_METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
 
+/** Requests in progress by method label, per registry (read into http_server_active_requests when scraped). */
+const inProgressByRegistry = new WeakMap<Registry, Map<string, number>>();
+
 /** What a request whose path no route matches is counted under (never the raw path). */
 export const UNMATCHED_ROUTE = "_unmatched";
 
@@ -21,10 +24,18 @@ export function edgeHttpMetrics(registry: Registry = defaultRegistry) {
     labelNames: ["http_request_method", "http_route", "http_response_status_code"],
     buckets: LATENCY_BUCKETS,
   });
-  const active = gauge<"http_request_method">(registry, {
+  // Counted in a plain map and read into the gauge at scrape time (prom-client's inc/dec hash the
+  // label set on every call, twice a request); one map per registry, so edges sharing one share the gauge.
+  let counts = inProgressByRegistry.get(registry);
+  if (!counts) inProgressByRegistry.set(registry, (counts = new Map()));
+  const inProgress = counts;
+  gauge<"http_request_method">(registry, {
     name: "http_server_active_requests",
     help: "HTTP requests at the edge in progress (streams included).",
     labelNames: ["http_request_method"],
+    collect() {
+      for (const [method, count] of inProgress) this.set({ http_request_method: method }, count);
+    },
   });
   const aborted = counter(registry, {
     name: "umw_edge_requests_aborted_total",
@@ -35,9 +46,9 @@ export function edgeHttpMetrics(registry: Registry = defaultRegistry) {
     started(method: string | undefined, response: { once(event: "close", listener: () => void): unknown; readonly statusCode: number; readonly writableFinished: boolean }, route: () => string): void {
       const methodLabel = method && KNOWN_METHODS.has(method) ? method : "_OTHER";
       const begun = performance.now();
-      active.inc({ http_request_method: methodLabel });
+      inProgress.set(methodLabel, (inProgress.get(methodLabel) ?? 0) + 1);
       response.once("close", () => {
-        active.dec({ http_request_method: methodLabel });
+        inProgress.set(methodLabel, inProgress.get(methodLabel)! - 1);
         let httpRoute: string;
         try {
           httpRoute = route();

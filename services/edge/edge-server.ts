@@ -82,6 +82,8 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
     const request = req as HttpRequest;
     const response = res as unknown as HttpResponse;
     metrics.started(req.method, res, () => {
+      const matched = rest.matchedRoute(response);
+      if (matched !== undefined) return matched;
       const url = req.url ?? "/";
       const q = url.indexOf("?");
       return url.length > options.maxUrlBytes ? UNMATCHED_ROUTE : routeOf(req.method, q < 0 ? url : url.slice(0, q));

@@ -23,8 +23,13 @@ export function isPrincipalHeader(name: string): boolean {
 /** Adds the principal's metadata (runtime/principal.ts) to an upstream call. */
 export function setPrincipal(metadata: Metadata, principal: Principal | undefined): void {
   if (principal === undefined) return;
-  for (const [name, value] of Object.entries(principalHeaders(principal))) metadata.set(name, value);
+  let headers = principalMetadata.get(principal);
+  if (!headers) principalMetadata.set(principal, (headers = Object.entries(principalHeaders(principal))));
+  for (const [name, value] of headers) metadata.set(name, value);
 }
+
+/** The metadata entries of a principal, made once per principal object (the verified-token cache hands out one per token). */
+const principalMetadata = new WeakMap<Principal, [string, string][]>();
 
 /** Upstream response metadata the edge passes on to the client (REST renames umw-cache-status). */
 export const DEFAULT_PASSTHROUGH_HEADERS: readonly string[] = ["umw-cache-status", "location", "retry-after", "idempotent-replayed", "idempotency-key-expires"];

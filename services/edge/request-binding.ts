@@ -4,6 +4,7 @@ import { fieldPathName, fieldTextToJson, FieldTextError, resolveFieldPath } from
 import type { HttpBinding } from "./http-rules.js";
 import type { PayloadLimits } from "../command/payload-limits.js";
 import { checkRequestPayloads } from "./payload-check.js";
+import { encodedOnce } from "../../runtime/encoded-once.js";
 
 /**
  * Builds the request message of a REST call, as grpc-gateway does: the body (all of it for
@@ -153,4 +154,36 @@ function keyOf(target: JsonObject, field: DescField): string {
   if (field.jsonName in target) return field.jsonName;
   if (field.name in target) return field.name;
   return field.jsonName;
+}
+
+/** Bodiless requests (GETs) whose bound message is kept, per binding; oldest dropped first. */
+const BOUND_KEPT = 1024;
+
+/**
+ * bindRequest, remembered for requests without a body: the same path and query bind to the same
+ * message, made (and encoded for the upstream, encodedOnce) once, instead of a JSON round trip
+ * through protobuf-es on every read of a hot entity. The messages are shared: never modified.
+ */
+export class BoundRequests {
+  private readonly byBinding = new WeakMap<HttpBinding, Map<string, Message>>();
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly limits?: PayloadLimits,
+  ) {}
+
+  bind(binding: HttpBinding, values: readonly string[], query: string | undefined, body: Buffer | undefined): Message {
+    if (body !== undefined && body.length > 0) return bindRequest(binding, values, query, body, this.registry, this.limits);
+    let known = this.byBinding.get(binding);
+    if (!known) this.byBinding.set(binding, (known = new Map()));
+    // JSON: unambiguous whatever the (decoded) path values contain.
+    const key = JSON.stringify(query === undefined ? values : [...values, query]);
+    let message = known.get(key);
+    if (message === undefined) {
+      message = encodedOnce(binding.method.input, bindRequest(binding, values, query, undefined, this.registry, this.limits));
+      known.set(key, message);
+      if (known.size > BOUND_KEPT) known.delete(known.keys().next().value!);
+    }
+    return message;
+  }
 }

@@ -14,7 +14,7 @@ import { readHttpBindings, type HttpBinding } from "./http-rules.js";
 import { httpStatusOfFailure } from "./http-status.js";
 import { PathDecodeError } from "./path-template.js";
 import { admit, isFreshRead, pathTenant } from "./rate-limit.js";
-import { bindRequest } from "./request-binding.js";
+import { BoundRequests } from "./request-binding.js";
 import { ClientGoneError, readBody } from "./request-body.js";
 import { compressBody, COMPRESSION_MIN_BYTES } from "./response-compression.js";
 import { RouteTable, type RouteMatch } from "./route-table.js";
@@ -36,13 +36,23 @@ export class RestGateway {
   readonly routes: RouteTable;
   /** [upstream metadata key, HTTP header name] of the metadata passed on. */
   private readonly passthrough: readonly (readonly [string, string])[];
+  /** Request messages of bodiless calls, bound once per path and query. */
+  private readonly bound: BoundRequests;
+  /** The route template each routed request matched, for its metrics (no second match when it ends). */
+  private readonly matchedRoutes = new WeakMap<HttpResponse, string>();
   /** Rendered JSON by response message (messages are never modified once received). */
   private readonly rendered = new WeakMap<Message, { readonly binding: HttpBinding; readonly json: string }>();
 
   constructor(private readonly ctx: EdgeContext) {
     const services = [...ctx.upstreams.values()].map((upstream) => upstream.service);
     this.routes = new RouteTable(readHttpBindings(services, new Set(ctx.options.versionedTypes)));
+    this.bound = new BoundRequests(ctx.registry, ctx.options.payloadLimits);
     this.passthrough = ctx.options.passthroughHeaders.map((name) => [name, name === UPSTREAM_CACHE_STATUS ? "cache-status" : name] as const);
+  }
+
+  /** The route template the request of `res` matched, once handle() has routed it. */
+  matchedRoute(res: HttpResponse): string | undefined {
+    return this.matchedRoutes.get(res);
   }
 
   handle(req: HttpRequest, res: HttpResponse, path: string, query: string | undefined): void {
@@ -55,6 +65,7 @@ export class RestGateway {
       return this.fail(req, res, new RpcError(Code.INVALID_ARGUMENT, "INVALID_PATH", error.message), undefined);
     }
     if (!match) return this.unrouted(req, res, method, path);
+    this.matchedRoutes.set(res, match.binding.template.source);
     const requestId = requestIdOf(req.headers[REQUEST_ID]);
     const routed = match;
     authenticate(this.ctx.options.auth, req.headers.authorization).then(
@@ -129,7 +140,7 @@ export class RestGateway {
     let request: Message;
     let metadata: Metadata;
     try {
-      request = bindRequest(binding, match.values, query, body, this.ctx.registry, this.ctx.options.payloadLimits);
+      request = this.bound.bind(binding, match.values, query, body);
       checkTenant(principal, (request as unknown as { tenant?: unknown }).tenant);
       metadata = metadataFromIncoming(req.headers, this.ctx.options.forwardHeaders, requestId);
       setPrincipal(metadata, principal);

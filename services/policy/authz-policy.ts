@@ -17,6 +17,9 @@ export interface PolicyTopic {
   readonly principal?: string;
 }
 
+/** Distinct input documents whose decision is kept (per process). */
+const DECISIONS_KEPT = 4096;
+
 /** The input document of policy/authz.rego. */
 export interface PolicyInput {
   /** gRPC full method name without the leading slash: `umw.v1.QueryService/GetEntity`. */
@@ -31,6 +34,13 @@ export type Decision = { readonly allow: true } | { readonly allow: false; reado
 
 /** Evaluates the compiled Rego in-process: loaded once, then one synchronous wasm call per decision. */
 export class AuthzPolicy {
+  /**
+   * Decisions by input document. The policy reads nothing but its input (no time, no data after
+   * load: setData once, in load()), so a decision for the same document is the same decision; the
+   * wasm call (JSON in and out of wasm memory) is most of a decision's cost. Oldest dropped first.
+   */
+  private readonly decisions = new Map<string, Decision>();
+
   private constructor(private readonly policy: LoadedPolicy) {}
 
   /** Compiles and instantiates the wasm module (a few milliseconds; do it once per process). */
@@ -42,9 +52,15 @@ export class AuthzPolicy {
   }
 
   decide(input: PolicyInput): Decision {
-    const results = this.policy.evaluate(policyDocument(input), POLICY_ENTRYPOINT) as Array<{ result?: Decision }>;
+    const document = policyDocument(input);
+    const key = JSON.stringify(document);
+    const known = this.decisions.get(key);
+    if (known) return known;
+    const results = this.policy.evaluate(document, POLICY_ENTRYPOINT) as Array<{ result?: Decision }>;
     const decision = results[0]?.result;
     if (!decision || typeof decision.allow !== "boolean") throw new Error(`the policy gave no decision for ${input.method}`);
+    this.decisions.set(key, decision);
+    if (this.decisions.size > DECISIONS_KEPT) this.decisions.delete(this.decisions.keys().next().value!);
     return decision;
   }
 }

@@ -1,4 +1,7 @@
-import type { QueryService } from "../../gen/umw/v1/query_pb.js";
+import { create } from "@bufbuild/protobuf";
+import type { Entity } from "../../gen/umw/v1/entity_pb.js";
+import { GetEntityResponseSchema, type GetEntityResponse, type QueryService } from "../../gen/umw/v1/query_pb.js";
+import { encodedOnce } from "../../runtime/encoded-once.js";
 import { checkName, checkType } from "../../runtime/entity.js";
 import { notFound } from "../../runtime/errors.js";
 import type { ServiceHandlers } from "../../runtime/service-definition.js";
@@ -16,10 +19,11 @@ export function queryHandlers(reader: EntityReader, trustedPeers: ReadonlySet<st
     async getEntity(request, ctx) {
       const { tenant, type, id } = request;
       checkTenantOfPrincipal(ctx, tenant, trustedPeers);
-      const result = await reader.get({ tenant, type, id, minVersion: request.minVersion }, ctx.signal);
+      // The context, not ctx.signal: the signal (and its deadline timer) is made only if the read needs the backend.
+      const result = await reader.get({ tenant, type, id, minVersion: request.minVersion }, ctx);
       ctx.setHeader(CACHE_STATUS_HEADER, formatCacheStatus(result.status));
       if (!result.entity) throw notFound("ENTITY_NOT_FOUND", `${type} ${JSON.stringify(id)} does not exist in tenant ${JSON.stringify(tenant)}`, { tenant, type, id });
-      return { entity: result.entity };
+      return responseOf(result.entity);
     },
 
     async batchGetEntities(request, ctx) {
@@ -49,4 +53,20 @@ export function queryHandlers(reader: EntityReader, trustedPeers: ReadonlySet<st
       return { entities: page, nextPageToken: entities.length > pageSize ? encodePageToken(tenant, type, page[page.length - 1]!.id) : "" };
     },
   };
+}
+
+/**
+ * The GetEntity answer of an entity, made and encoded once per entity object: the cache hands out
+ * one shared Entity per cached entry (RedisCache's decoded entries, L1), so every hit on the same
+ * version sends the same bytes without encoding them again.
+ */
+const responses = new WeakMap<Entity, GetEntityResponse>();
+
+function responseOf(entity: Entity): GetEntityResponse {
+  let response = responses.get(entity);
+  if (!response) {
+    response = encodedOnce(GetEntityResponseSchema, create(GetEntityResponseSchema, { entity }));
+    responses.set(entity, response);
+  }
+  return response;
 }

@@ -112,7 +112,11 @@ export class EntityReader {
     return cacheKey(this.prefix, tenant, type, id);
   }
 
-  async get(request: ReadRequest, signal?: AbortSignal): Promise<ReadResult> {
+  /**
+   * `cancellation`: the caller's abort signal, or what holds it (a call context, whose signal is
+   * made on first use): a cache hit never asks for it.
+   */
+  async get(request: ReadRequest, cancellation?: AbortSignal | { readonly signal: AbortSignal }): Promise<ReadResult> {
     const target = this.target(request.tenant, request.type, request.id);
     const minVersion = request.minVersion ?? 0n;
     if (minVersion < 0n) throw invalidArgument("INVALID_MIN_VERSION", "min_version must not be negative", { field: "min_version" });
@@ -142,6 +146,7 @@ export class EntityReader {
       forced = true; // fresh, but older than the caller's min_version
     }
     const stale = cached?.kind === "entity" && now < cached.staleUntil ? cached : undefined;
+    const signal = cancellation === undefined || cancellation instanceof AbortSignal ? cancellation : cancellation.signal;
     return this.miss(target, minVersion, stale, cacheDown, forced, signal);
   }
 
