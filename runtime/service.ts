@@ -1,6 +1,7 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { Config } from "./config.js";
 import type { Infrastructure } from "./infrastructure.js";
+import { InProcessTransport } from "./in-process-transport.js";
 import type { Logger } from "./logger.js";
 import { MeshAuthorization } from "./mesh-authorization.js";
 import { MeshServer, meshServerLimits } from "./server.js";
@@ -15,6 +16,8 @@ export interface ServiceRuntime {
   readonly infrastructure: Infrastructure;
   /** The mTLS identity of a mesh member (certificate `<name>.crt` in the certs folder). */
   identity(name: string): MeshIdentity;
+  /** The services of this process, for callers in it (UMW_IN_PROCESS_TRANSPORT); undefined: every call over gRPC. */
+  readonly inProcess?: InProcessTransport;
 }
 
 export interface RunningService {
@@ -36,6 +39,7 @@ export function createRuntime(config: Config, log: Logger, infrastructure: Infra
     config,
     log,
     infrastructure,
+    inProcess: config.inProcessTransport ? new InProcessTransport() : undefined,
     identity(name) {
       let identity = identities.get(name);
       if (!identity) identities.set(name, (identity = loadIdentity(config.certsDir, name)));
@@ -71,8 +75,20 @@ export async function startMeshServer<S extends DescService>(runtime: ServiceRun
   });
   if (spec.service && spec.handlers) server.addService(spec.service, spec.handlers);
   const port = await server.start();
+  if (runtime.inProcess) offerInProcess(runtime.inProcess, server);
   if (runtime.config.controlPlaneAddress) await joinControlPlane(runtime, spec.name, port, server);
   return server;
+}
+
+/** Callers in this process reach the server in process while it serves; it leaves before it drains. */
+function offerInProcess(transport: InProcessTransport, server: MeshServer): void {
+  const offered = server.inProcess();
+  transport.register(offered);
+  const stop = server.stop.bind(server);
+  server.stop = async () => {
+    transport.unregister(offered);
+    await stop();
+  };
 }
 
 /**
