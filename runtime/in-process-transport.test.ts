@@ -67,7 +67,7 @@ describe("in-process transport", () => {
     });
     let headers: string | undefined;
     const response = await client.unary(QueryService.method.getEntity, request, { onHeaders: (h) => (headers = String(h.get("umw-cache-status")[0])) });
-    assert.equal((response.message as { entity: { id: string } }).entity.id, "x");
+    assert.equal((response.message as unknown as { entity: { id: string } }).entity.id, "x");
     assert.equal(headers, "umw; hit");
     const text = await registry.metrics();
     assert.match(text, /^umw_in_process_calls_total\{service="umw.v1.QueryService",method="GetEntity"\} 1$/m);

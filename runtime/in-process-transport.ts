@@ -104,7 +104,7 @@ function callInProcess(server: InProcessServer, chain: Next<ServerRequest, Serve
     if (Number.isFinite(deadline)) {
       timer = setTimeout(() => {
         end();
-        ctx.cancel();
+        ctx.cancel(true);
         reject(wireFailure(GrpcStatus.DEADLINE_EXCEEDED, "Deadline exceeded", new Metadata()));
       }, deadline - now);
     }
@@ -186,12 +186,9 @@ class InProcessCallContext implements ServerCallContext {
     return this.headerRecord;
   }
 
+  /** The caller's cancellation and deadline (the transport's timer calls `cancel`), and the server's stop. */
   get signal(): AbortSignal {
-    if (!this.abortSignal) {
-      const signals = [this.cancelled.signal, this.stopping];
-      if (this.deadline) signals.push(AbortSignal.timeout(Math.max(0, this.deadline.getTime() - Date.now())));
-      this.abortSignal = AbortSignal.any(signals);
-    }
+    this.abortSignal ??= AbortSignal.any([this.cancelled.signal, this.stopping]);
     return this.abortSignal;
   }
 
@@ -204,9 +201,9 @@ class InProcessCallContext implements ServerCallContext {
     this.responseHeaders.set(key, value);
   };
 
-  /** The caller gave up (deadline, cancellation): the handler's signal fires. */
-  cancel(): void {
-    if (!this.settled) this.cancelled.abort();
+  /** The caller gave up: the handler's signal fires (a TimeoutError at the deadline, as AbortSignal.timeout would). */
+  cancel(deadline = false): void {
+    if (!this.settled) this.cancelled.abort(deadline ? new DOMException("The operation was aborted due to timeout", "TimeoutError") : undefined);
   }
 
   settle(): void {
