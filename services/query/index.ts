@@ -15,7 +15,7 @@ import { queryHandlers } from "./handlers.js";
 import { QueryMetrics } from "./metrics.js";
 import { EntityReader, type EntityReaderOptions } from "./reader.js";
 import { followDomainEvents } from "./l1-events.js";
-import { topicNames } from "../../runtime/topics.js";
+import { topicNames, topicSpecs } from "../../runtime/topics.js";
 import type { Subscription } from "../../runtime/bus.js";
 
 export { EntityReader } from "./reader.js";
@@ -125,7 +125,9 @@ export const queryService: ServiceModule = {
       // An L1 (a type's cache.l1Ms) follows the domain events, so a change replaces the local copy when its event arrives.
       if (catalog.types.some((type) => (catalog.find(type)?.policy.l1Ms ?? 0) > 0)) {
         const bus = await infrastructure.bus();
-        events = await followDomainEvents({ bus, topic: topicNames(config).entityEvents, reader, log, groupPrefix: config.topicPrefix });
+        const topics = topicNames(config);
+        await bus.ensureTopics(topicSpecs(topics, config.topicPartitions));
+        events = await followDomainEvents({ bus, topic: topics.entityEvents, reader, log, groupPrefix: config.topicPrefix });
       }
       server = await startMeshServer(runtime, { name: "query", port: config.queryPort, service: QueryService, handlers: queryHandlers(reader, new Set(config.trustedPrincipalPeers)) });
       log.info({ types: catalog.types }, "query service ready");
