@@ -160,10 +160,14 @@ function wireFailure(code: number, details: string, metadata: Metadata): Service
 class InProcessCallContext implements ServerCallContext {
   requestId = "";
   private headerRecord: Record<string, string> | undefined;
-  private abortSignal: AbortSignal | undefined;
-  private readonly cancelled = new AbortController();
+  /** Made on first use (most handlers pass the signal on and never see it fire). */
+  private aborter: AbortController | undefined;
+  private followsStop = false;
+  /** Set when the caller gave up before anyone asked for the signal. */
+  private gaveUp: { reason: unknown } | undefined;
   private logger: Logger | undefined;
   private settled = false;
+  private readonly onStop = () => this.aborter?.abort(this.stopping.reason);
 
   constructor(
     private readonly method: DescMethod,
@@ -186,10 +190,22 @@ class InProcessCallContext implements ServerCallContext {
     return this.headerRecord;
   }
 
-  /** The caller's cancellation and deadline (the transport's timer calls `cancel`), and the server's stop. */
+  /**
+   * The caller's cancellation and deadline (the transport's timer calls `cancel`), and the server's
+   * stop. One controller and one listener on the stop signal, not AbortSignal.any: that one costs
+   * a composite signal per call, which the hot path of every read would pay.
+   */
   get signal(): AbortSignal {
-    this.abortSignal ??= AbortSignal.any([this.cancelled.signal, this.stopping]);
-    return this.abortSignal;
+    if (!this.aborter) {
+      this.aborter = new AbortController();
+      if (this.gaveUp) this.aborter.abort(this.gaveUp.reason);
+      else if (this.stopping.aborted) this.aborter.abort(this.stopping.reason);
+      else if (!this.settled) {
+        this.stopping.addEventListener("abort", this.onStop, { once: true });
+        this.followsStop = true;
+      }
+    }
+    return this.aborter.signal;
   }
 
   get log(): Logger {
@@ -203,11 +219,16 @@ class InProcessCallContext implements ServerCallContext {
 
   /** The caller gave up: the handler's signal fires (a TimeoutError at the deadline, as AbortSignal.timeout would). */
   cancel(deadline = false): void {
-    if (!this.settled) this.cancelled.abort(deadline ? new DOMException("The operation was aborted due to timeout", "TimeoutError") : undefined);
+    if (this.settled) return;
+    const reason = deadline ? new DOMException("The operation was aborted due to timeout", "TimeoutError") : new DOMException("The operation was aborted", "AbortError");
+    if (this.aborter) this.aborter.abort(reason);
+    else this.gaveUp = { reason };
   }
 
   settle(): void {
     this.settled = true;
+    if (this.followsStop) this.stopping.removeEventListener("abort", this.onStop);
+    this.followsStop = false;
   }
 }
 
