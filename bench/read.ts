@@ -644,6 +644,11 @@ async function main(): Promise<void> {
   for (const [mode, run] of Object.entries(edgeRuns)) rows.push([`  edge ${mode}`, String(run.edge.rps), `floor ${run.floor_rps} → ratio ${run.ratio}; cpu ratio ${run.cpu_ratio}`]);
   rows.push(["envoy_hit_rps", String(envoyFigures.envoy_hit_rps), `HTTP/1.1; ratio to floor ${envoyFigures.ratio_envoy_to_floor}, to the Node edge ${envoyFigures.ratio_envoy_to_node_edge}`]);
   rows.push(["peer_hit_rps", String(peerFigures.peer_hit_rps), `hand-written node:http + ioredis, HTTP/1.1; Node edge ${peerFigures.ratio_edge_h1_to_peer}×, Envoy ${peerFigures.ratio_envoy_to_peer}× of it`]);
+  rows.push([
+    "colocated_hit_rps",
+    String(peerFigures.colocated_hit_rps),
+    `edge + query in one process, in process, auth on: ${peerFigures.ratio_colocated_to_peer}× the peer (target ≥ ${TARGETS.ratio_colocated_to_peer}: ${targets.ratio_colocated_to_peer.met ? "met" : "NOT met"}); ${peerFigures.colocated_cpu_us_per_request} µs/req vs ${peerFigures.colocated_grpc_cpu_us_per_request} over gRPC in the same process (${peerFigures.colocated_grpc_hit_rps} req/s)`,
+  ]);
   rows.push(["  cpu µs/req", "", `envoy ${envoyFigures.cpu_us_per_request.envoy} + query ${envoyFigures.cpu_us_per_request.query_behind_envoy}; node edge ${envoyFigures.cpu_us_per_request.node_edge} + query ${envoyFigures.cpu_us_per_request.query_behind_node_edge}`]);
   rows.push(["edge_hit_rps_auth_on", String(authFigures.edge_hit_rps_auth_on), "HTTP/1.1; bearer token at the edge, OPA policy + mesh table in the query"]);
   rows.push(["edge_hit_rps_auth_off", String(authFigures.edge_hit_rps_auth_off), "HTTP/1.1; mean of the runs before and after"]);

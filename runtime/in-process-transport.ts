@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { Metadata, status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
 import { clone, create, isMessage, type DescMessage, type DescMethod, type Message, type MessageInitShape } from "@bufbuild/protobuf";
 import { runInCall } from "./call-context.js";
@@ -45,6 +46,8 @@ export class InProcessTransport {
   }
 
   register(server: InProcessServer): void {
+    // Every call in flight listens on the server's stop (InProcessCallContext.signal): no warning at 11.
+    setMaxListeners(0, server.stopping);
     for (const service of server.serviceNames) this.servers.set(service, server);
   }
 
