@@ -56,10 +56,6 @@ export class InProcessTransport {
     for (const service of server.serviceNames) if (this.servers.get(service) === server) this.servers.delete(service);
   }
 
-  has(service: string): boolean {
-    return this.servers.has(service);
-  }
-
   /** The terminal of a client chain for `method`: in process while its service is here, else `overNetwork`. */
   terminal(method: DescMethod, peer: string, overNetwork: Next<ClientRequest, ClientResponse>): Next<ClientRequest, ClientResponse> {
     if (method.methodKind !== "unary") return overNetwork;
