@@ -58,6 +58,8 @@ export interface ColocatedRole extends Omit<QueryRole, "role" | "authorization">
   readonly devKeysDir: string;
   /** false: the edge calls the QueryService over mTLS gRPC like a split deployment (same process). */
   readonly inProcess?: boolean;
+  /** false: no bearer check at the edge, no policy or mesh table in the QueryService (what they cost); default true. */
+  readonly auth?: boolean;
 }
 
 export interface FloorRole {
@@ -181,10 +183,11 @@ async function start(spec: RoleSpec): Promise<Started> {
     }
     case "colocated": {
       const transport = spec.inProcess === false ? undefined : new InProcessTransport(new Registry());
-      const server = await startQuery(spec, true, transport);
+      const auth = spec.auth ?? true;
+      const server = await startQuery(spec, auth, transport);
       reader = server.reader;
       const edge = await startEdge({
-        auth: (await edgeAuthFromConfig(authOnConfig(spec.devKeysDir), log)).auth,
+        auth: auth ? (await edgeAuthFromConfig(authOnConfig(spec.devKeysDir), log)).auth : { mode: "none" },
         port: 0,
         upstreams: [{ service: QueryService, address: server.address }],
         credentials: clientCredentials(loadIdentity(spec.certsDir, "edge")),
