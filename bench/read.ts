@@ -6,7 +6,7 @@
 // Knobs (environment): BENCH_DURATION_S (5 per h2load run), BENCH_JIT_WARMUP_S (3), BENCH_WARMUP_S (1), BENCH_H1_CLIENTS (64),
 // BENCH_H2_CLIENTS (4), BENCH_H2_STREAMS (32), BENCH_ZIPF_READS (300000), BENCH_ZIPF_MAX_S (60),
 // BENCH_CPU_PROF=dir (V8 CPU profiles of every server process), BENCH_EDGE_CHANNEL_OPTIONS (JSON),
-// BENCH_TRACING (off; a sampling ratio, or several variants compared in one run: off,0.1,1 — see
+// BENCH_COLOCATED_L1_MS (0: the colocated leg without L1), BENCH_TRACING (off; a sampling ratio, or several variants compared in one run: off,0.1,1 — see
 // bench/lib/tracing.ts).
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -49,6 +49,8 @@ const MAX_S = env("BENCH_MAX_S", 240);
 /** Unmeasured load on the edge and QueryService first, so that V8 has optimized their (large) hot paths. */
 const JIT_WARMUP_S = env("BENCH_JIT_WARMUP_S", 3);
 const CPU_PROF = process.env.BENCH_CPU_PROF;
+/** The colocated leg's L1 (the resource policy's l1Ms); 0: off. */
+const COLOCATED_L1_MS = env("BENCH_COLOCATED_L1_MS", 0);
 const EDGE_CHANNEL_OPTIONS = process.env.BENCH_EDGE_CHANNEL_OPTIONS ? (JSON.parse(process.env.BENCH_EDGE_CHANNEL_OPTIONS) as Record<string, unknown>) : undefined;
 
 const TENANT = "bench";
@@ -58,7 +60,7 @@ const REST_PATH = `/v1/tenants/${TENANT}/types/${TYPE}/entities/${HOT_ID}`;
 const GRPC_PATH = "/umw.v1.QueryService/GetEntity";
 const RESULTS = resultsPath(join(dirname(fileURLToPath(import.meta.url)), "results"), "read");
 
-const TARGETS = { ratio_edge_to_floor: 0.35, ratio_grpc_to_floor: 0.5, zipf_hit_ratio: 0.95, zipf_backend_share: 0.05, ratio_auth_on_to_off: 0.85 } as const;
+const TARGETS = { ratio_colocated_to_peer: 1.0, ratio_edge_to_floor: 0.35, ratio_grpc_to_floor: 0.5, zipf_hit_ratio: 0.95, zipf_backend_share: 0.05, ratio_auth_on_to_off: 0.85 } as const;
 
 const began = performance.now();
 const elapsed = () => `${((performance.now() - began) / 1000).toFixed(1)}s`.padStart(6);
@@ -388,6 +390,29 @@ async function main(): Promise<void> {
   const peerBefore = await measure({ url: peerUrl, ...h1Load, durationS: DURATION_S, warmupS: WARMUP_S }, [peer], admin);
   progress("peer", `HTTP/1.1 hand-written peer (node:http + ioredis) → Redis: ${fmt(peerBefore)}`);
 
+  // -------------------------------------------------------------- colocated
+  // `umw serve all`: the edge and the QueryService in one process, authentication, policy and metrics
+  // on, the edge's calls in process (UMW_IN_PROCESS_TRANSPORT) — and, for comparison, the same
+  // process with the in-process transport off (mTLS gRPC over loopback). Between the peer's two runs.
+  const colocatedRuns: Record<string, Run> = {};
+  for (const [label, inProcess] of [["in-process", true], ["grpc", false]] as const) {
+    const colocated = await spawn(`colocated-${label}`, { role: "colocated", certsDir: certs.dir, devKeysDir, ...queryBase, l1Ms: COLOCATED_L1_MS, inProcess });
+    const check = await httpGet(colocated.info.port, REST_PATH, authHeaders);
+    if (check.status !== 200 || JSON.stringify(JSON.parse(check.body.toString())) !== JSON.stringify(JSON.parse(sample.body.toString()))) {
+      throw new Error(`colocated ${label}: GET ${REST_PATH} answered ${check.status} with other JSON than the edge`);
+    }
+    await h2load({ url: `http://127.0.0.1:${colocated.info.port}${REST_PATH}`, ...h1Load, headers: authHeaders, durationS: 2 * JIT_WARMUP_S, warmupS: 0 });
+    const before = await queryCounters(colocated);
+    const run = await measure({ url: `http://127.0.0.1:${colocated.info.port}${REST_PATH}`, ...h1Load, headers: authHeaders, durationS: DURATION_S, warmupS: WARMUP_S }, [colocated], admin);
+    const counters = delta(await queryCounters(colocated), before);
+    if (counters.hits < run.requests || counters.misses + counters.collapsed + counters.cacheErrors > 0) {
+      throw new Error(`colocated ${label}: ${run.requests} requests but query hits ${counters.hits}, misses ${counters.misses}, cache errors ${counters.cacheErrors}`);
+    }
+    progress("colocated", `HTTP/1.1 edge + query in one process (${label}, auth on${COLOCATED_L1_MS ? `, L1 ${COLOCATED_L1_MS} ms` : ""}): ${fmt(run)}; query hits +${counters.hits}`);
+    colocatedRuns[label] = run;
+    await retire(colocated);
+  }
+
   // -------------------------------------------------------------- Envoy hit
   // The production edge in front of the same QueryService: Envoy 1.40 (--concurrency 1) on the static
   // config `umw envoy-config` renders (REST transcoding, mTLS upstream), HTTP/1.1 like the node:http floor.
@@ -434,6 +459,11 @@ async function main(): Promise<void> {
     peer_cpu_us_per_request: Math.round((peerBefore.cpuUsPerRequest + peerAfter.cpuUsPerRequest) / 2),
     ratio_edge_h1_to_peer: round(h1Runs.edge.rps / peerRps),
     ratio_envoy_to_peer: round(envoyRun.rps / peerRps),
+    colocated_hit_rps: colocatedRuns["in-process"]!.rps,
+    colocated_grpc_hit_rps: colocatedRuns.grpc!.rps,
+    colocated_cpu_us_per_request: colocatedRuns["in-process"]!.cpuUsPerRequest,
+    colocated_grpc_cpu_us_per_request: colocatedRuns.grpc!.cpuUsPerRequest,
+    ratio_colocated_to_peer: round(colocatedRuns["in-process"]!.rps / peerRps),
   };
 
   await retire(floorHttp);
@@ -534,6 +564,7 @@ async function main(): Promise<void> {
     zipf_hit_ratio: { target: TARGETS.zipf_hit_ratio, value: figures.zipf_hit_ratio, met: zipfHitRatio >= TARGETS.zipf_hit_ratio },
     zipf_backend_share: { target: TARGETS.zipf_backend_share, value: figures.zipf_backend_share, met: zipfBackendShare <= TARGETS.zipf_backend_share },
     ratio_auth_on_to_off: { target: TARGETS.ratio_auth_on_to_off, value: authRatio, met: authRatio >= TARGETS.ratio_auth_on_to_off },
+    ratio_colocated_to_peer: { target: TARGETS.ratio_colocated_to_peer, value: peerFigures.ratio_colocated_to_peer, met: peerFigures.ratio_colocated_to_peer >= TARGETS.ratio_colocated_to_peer },
   };
   const busiest = Math.max(...loadSamples.map((sample) => sample.load1));
   if (busiest > os.cpus().length) {
@@ -548,6 +579,7 @@ async function main(): Promise<void> {
     `zipf: Zipf(s=${ZIPF.s}) over ${ZIPF.keys} seeded keys, from a cold cache, ${ZIPF.concurrency} concurrent reads on the QueryService's EntityReader; ratios from the query metrics (hits, backend get count) over reads issued. A cold start has one compulsory miss per distinct key: ${zipfDone.distinctKeys} distinct keys in ${zipfDone.reads} reads bound the hit ratio at ${round(1 - zipfDone.distinctKeys / zipfDone.reads, 4)}.`,
     "supplementary.cpu_ratio_*: CPU time per request of the floor over that of the measured path (edge + query + Redis for REST; query + Redis for gRPC), from the same runs: how much work a request costs compared with the floor, another view of the same runs (a busy machine inflates it too, less than it depresses req/s).",
     "peer: the hand-written alternative to umw a user might write (bench/lib/peer.ts): node:http, ioredis with auto-pipelining, the entity stored as JSON under its own key, parsed and rendered with an ETag per request; no authentication, policy or metrics. Measured before and after the Envoy run, HTTP/1.1 with the edge's load; ratio_edge_h1_to_peer and ratio_envoy_to_peer compare the edges' HTTP/1.1 runs with it.",
+    `colocated: the REST GET (HTTP/1.1 -c ${H1_CLIENTS}, bearer token) through one process running the edge and the QueryService as \`umw serve all\` does (bench/lib/serve.ts, role colocated): authentication, the mesh table, the OPA policy and metrics on; \`in-process\`: the edge's calls go through the in-process transport (UMW_IN_PROCESS_TRANSPORT, the default), \`grpc\`: the same process with it off (mTLS gRPC over loopback). L1: ${COLOCATED_L1_MS ? `${COLOCATED_L1_MS} ms (BENCH_COLOCATED_L1_MS)` : "off"}. Each after ${2 * JIT_WARMUP_S} s of unmeasured load, measured between the peer's two runs; ratio_colocated_to_peer = in-process / peer (target ${TARGETS.ratio_colocated_to_peer}). The process's CPU is one core at most (one event loop), the peer's too.`,
     `redis: ${REDIS_CALLERS} concurrent callers, one GET each at a time, ioredis auto-pipelining (as RedisCache), ${REDIS_SECONDS} s.`,
     `auth: the edge REST GET (HTTP/1.1 -c ${H1_CLIENTS}) through a second edge + QueryService pair with authentication and authorization on, as \`umw serve\` runs them: the edge verifies the bearer token (\`authorization\` header on every h2load request) against a dev issuer's key (UMW_AUTH_MODE=dev; verified-token cache at its default size) and forwards the principal; the QueryService runs the mesh authorization table and the OPA policy (UMW_AUTHORIZATION=opa, policy/authz.wasm) before the handler. After ${2 * JIT_WARMUP_S} s of unmeasured load on the auth-on edge (as much as the auth-off edge had before its first run), measured between two runs of the auth-off pair (off, on, off); edge_hit_rps_auth_off is their mean, ratio_auth_on_to_off = on / off. Before measuring, the bench proves the auth-on pair refuses: no token → 401, another tenant's token → 403, a token without entities:read → 403 MISSING_SCOPE (the QueryService's policy: the edge checks no scopes), a direct call as mesh identity \`query\` → MESH_METHOD_DENIED. auth_cpu_us_per_request: CPU µs per request of edge + query + Redis (on, off), and of the edge and the query alone.`,
   );
@@ -612,6 +644,11 @@ async function main(): Promise<void> {
   for (const [mode, run] of Object.entries(edgeRuns)) rows.push([`  edge ${mode}`, String(run.edge.rps), `floor ${run.floor_rps} → ratio ${run.ratio}; cpu ratio ${run.cpu_ratio}`]);
   rows.push(["envoy_hit_rps", String(envoyFigures.envoy_hit_rps), `HTTP/1.1; ratio to floor ${envoyFigures.ratio_envoy_to_floor}, to the Node edge ${envoyFigures.ratio_envoy_to_node_edge}`]);
   rows.push(["peer_hit_rps", String(peerFigures.peer_hit_rps), `hand-written node:http + ioredis, HTTP/1.1; Node edge ${peerFigures.ratio_edge_h1_to_peer}×, Envoy ${peerFigures.ratio_envoy_to_peer}× of it`]);
+  rows.push([
+    "colocated_hit_rps",
+    String(peerFigures.colocated_hit_rps),
+    `edge + query in one process, in process, auth on: ${peerFigures.ratio_colocated_to_peer}× the peer (target ≥ ${TARGETS.ratio_colocated_to_peer}: ${targets.ratio_colocated_to_peer.met ? "met" : "NOT met"}); ${peerFigures.colocated_cpu_us_per_request} µs/req vs ${peerFigures.colocated_grpc_cpu_us_per_request} over gRPC in the same process (${peerFigures.colocated_grpc_hit_rps} req/s)`,
+  ]);
   rows.push(["  cpu µs/req", "", `envoy ${envoyFigures.cpu_us_per_request.envoy} + query ${envoyFigures.cpu_us_per_request.query_behind_envoy}; node edge ${envoyFigures.cpu_us_per_request.node_edge} + query ${envoyFigures.cpu_us_per_request.query_behind_node_edge}`]);
   rows.push(["edge_hit_rps_auth_on", String(authFigures.edge_hit_rps_auth_on), "HTTP/1.1; bearer token at the edge, OPA policy + mesh table in the query"]);
   rows.push(["edge_hit_rps_auth_off", String(authFigures.edge_hit_rps_auth_off), "HTTP/1.1; mean of the runs before and after"]);

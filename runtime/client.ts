@@ -21,6 +21,7 @@ import { clientForwardMetadata, DEFAULT_FORWARDED_METADATA } from "./interceptor
 import { clientRequestId } from "./interceptor-request-id.js";
 import { clientMetrics, prometheusCallMetrics, type CallMetrics } from "./interceptor-metrics.js";
 import { methodPath } from "./service-definition.js";
+import type { InProcessRoute } from "./in-process-transport.js";
 
 export { wireError } from "./interceptor-errors.js";
 
@@ -47,6 +48,8 @@ export interface ServiceClientOptions {
   readonly metrics?: CallMetrics;
   /** A method's own response decoder (e.g. one that memoizes); undefined: protobuf-es fromBinary. */
   readonly responseDecoder?: (method: DescMethod) => ((bytes: Buffer) => Message) | undefined;
+  /** Unary calls to a service hosted in this process skip the network (runtime/in-process-transport.ts). */
+  readonly inProcess?: InProcessRoute;
 }
 
 /**
@@ -79,8 +82,9 @@ export class ServiceClient {
       const path = methodPath(method);
       const serialize = serializer(method.input);
       const deserialize = options.responseDecoder?.(method) ?? ((bytes: Buffer) => fromBinary(method.output, bytes));
-      const terminal =
+      const overNetwork =
         method.methodKind === "server_streaming" ? streamingCall(this.grpc, path, serialize, deserialize) : unaryCall(this.grpc, path, serialize, deserialize);
+      const terminal = options.inProcess ? options.inProcess.transport.terminal(method, options.inProcess.peer, overNetwork) : overNetwork;
       this.chains.set(method, composeChain(interceptors, terminal));
     }
   }

@@ -245,6 +245,18 @@ const settings = {
     description: "Run on the embedded adapters (PGlite, in-process bus, in-memory cache) instead of Postgres, Kafka and Redis; also `umw serve --embedded`.",
   },
   embeddedDataDir: { env: "UMW_EMBEDDED_DATA_DIR", schema: z.string().min(1).optional(), description: "PGlite's folder in embedded mode; unset = in memory, gone when the process ends." },
+  inProcessTransport: {
+    env: "UMW_IN_PROCESS_TRANSPORT",
+    schema: z.preprocess((value) => (typeof value === "boolean" ? String(value) : value), z.stringbool()).default(true),
+    description:
+      "When a caller and the service it calls run in one process (`umw serve all`, `npm start`), unary calls go in process: the client and server interceptor chains (request id, deadline, mesh authorization as the caller's identity, policy, metrics, errors) and the handler, without HTTP/2, TLS or protobuf encoding (`umw_in_process_calls_total`). Streams, and services in other processes, stay on gRPC over mTLS. `false`: every call over gRPC.",
+  },
+  queryL1MaxEntries: {
+    env: "UMW_QUERY_L1_MAX_ENTRIES",
+    schema: z.coerce.number().int().min(1).default(10_000),
+    description:
+      "Keys a QueryService instance keeps in its in-process L1 (types with `cache.l1Ms` > 0), deleted entities' versions included; the least recently stored goes first. The L1 follows the domain events (a consumer group per instance), so a change replaces the local copy when its event arrives; `cache.l1Ms` bounds the age of a copy if events stop.",
+  },
   realtimeHistoryPerPartition: {
     env: "UMW_REALTIME_HISTORY_PER_PARTITION",
     schema: count.default(10_000),

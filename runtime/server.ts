@@ -13,7 +13,7 @@ import type { DescMessage, DescMethod, DescService, MessageInitShape, MessageSha
 import { runInCall } from "./call-context.js";
 import { Code, invalidArgument, RpcError, toRpcError } from "./errors.js";
 import type { Config } from "./config.js";
-import { composeChain, type ServerCallContext, type ServerInterceptor, type ServerRequest, type ServerResponse } from "./interceptor.js";
+import { composeChain, type Next, type ServerCallContext, type ServerInterceptor, type ServerRequest, type ServerResponse } from "./interceptor.js";
 import { serverDeadline } from "./interceptor-deadline.js";
 import { serverErrors } from "./interceptor-errors.js";
 import { serverLogging } from "./interceptor-logging.js";
@@ -31,6 +31,7 @@ import {
   UndecodableRequest,
 } from "./service-definition.js";
 import type { MeshAuthorization } from "./mesh-authorization.js";
+import type { InProcessServer } from "./in-process-transport.js";
 import { peerIdentity } from "./tls.js";
 
 export interface MeshServerOptions {
@@ -111,6 +112,8 @@ export class MeshServer {
   private readonly health = new HealthImplementation({ "": "NOT_SERVING" });
   private readonly services: DescService[] = [];
   private readonly stopping = new AbortController();
+  private readonly unaryChains = new Map<DescMethod, Next<ServerRequest, ServerResponse>>();
+  private offered: InProcessServer | undefined;
   private port = 0;
 
   constructor(private readonly options: MeshServerOptions) {
@@ -188,12 +191,28 @@ export class MeshServer {
     clearTimeout(timer);
   }
 
+  /** This server's unary chains for callers in its own process (runtime/in-process-transport.ts). */
+  inProcess(): InProcessServer {
+    const services = this.services;
+    this.offered ??= {
+      name: this.options.name,
+      log: this.options.log,
+      stopping: this.stopping.signal,
+      get serviceNames() {
+        return services.map((service) => service.typeName);
+      },
+      chainOf: (method) => this.unaryChains.get(method),
+    };
+    return this.offered;
+  }
+
   /** grpc-js handler of a unary method: the chain, composed once, then the handler. */
   private unary(method: DescMethod, handler: UnaryHandler<DescMessage, DescMessage>) {
     const chain = composeChain<ServerRequest, ServerResponse>(this.interceptors, async (req) => ({
       stream: false,
       message: await handler(decoded(method, req.message), req.context),
     }));
+    this.unaryChains.set(method, chain);
     const stopping = this.stopping.signal;
     const log = this.options.log;
     return (call: ServerUnaryCall<MessageShape<DescMessage>, unknown>, callback: sendUnaryData<unknown>) => {

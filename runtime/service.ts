@@ -1,6 +1,7 @@
 import type { DescService } from "@bufbuild/protobuf";
 import type { Config } from "./config.js";
 import type { Infrastructure } from "./infrastructure.js";
+import { InProcessTransport } from "./in-process-transport.js";
 import type { ServerInterceptor } from "./interceptor.js";
 import type { Logger } from "./logger.js";
 import { MeshAuthorization } from "./mesh-authorization.js";
@@ -20,6 +21,8 @@ export interface ServiceRuntime {
   readonly serverInterceptors: readonly ServerInterceptor[];
   /** Makes a started server known (to the control plane); resolves to what undoes it before the server drains. */
   readonly announce?: (service: string, port: number, identity: MeshIdentity) => Promise<(() => Promise<void>) | undefined>;
+  /** The services of this process, for callers in it (UMW_IN_PROCESS_TRANSPORT); undefined: every call over gRPC. */
+  readonly inProcess?: InProcessTransport;
 }
 
 /** What the composition root adds to a runtime (services/compose.ts): the policy and the control plane. */
@@ -49,6 +52,7 @@ export function createRuntime(config: Config, log: Logger, infrastructure: Infra
     infrastructure,
     serverInterceptors: extensions.serverInterceptors ?? [],
     ...(extensions.announce && { announce: extensions.announce }),
+    inProcess: config.inProcessTransport ? new InProcessTransport() : undefined,
     identity(name) {
       let identity = identities.get(name);
       if (!identity) identities.set(name, (identity = loadIdentity(config.certsDir, name)));
@@ -84,6 +88,7 @@ export async function startMeshServer<S extends DescService>(runtime: ServiceRun
   });
   if (spec.service && spec.handlers) server.addService(spec.service, spec.handlers);
   const port = await server.start();
+  if (runtime.inProcess) offerInProcess(runtime.inProcess, server);
   const withdraw = await runtime.announce?.(spec.name, port, runtime.identity(spec.name));
   if (withdraw) {
     const stop = server.stop.bind(server);
@@ -93,6 +98,17 @@ export async function startMeshServer<S extends DescService>(runtime: ServiceRun
     };
   }
   return server;
+}
+
+/** Callers in this process reach the server in process while it serves; it leaves before it drains. */
+function offerInProcess(transport: InProcessTransport, server: MeshServer): void {
+  const offered = server.inProcess();
+  transport.register(offered);
+  const stop = server.stop.bind(server);
+  server.stop = async () => {
+    transport.unregister(offered);
+    await stop();
+  };
 }
 
 /**

@@ -25,7 +25,7 @@ export async function startEnvoy(options: { certsDir: string; queryAddress: stri
   const config = join(options.workDir, "envoy-bench.yaml");
   // Every request is checked by the policy service (ext_authz) before it is routed. Log level info:
   // "umw ready" is an info line.
-  const policy: Proc = startProcess(process.execPath, ["bin/umw.mjs", "serve", "policy"], { UMW_CERTS_DIR: options.certsDir, UMW_POLICY_PORT: String(policyPort), UMW_LOG_LEVEL: "info" });
+  const policy: Proc = startProcess(process.execPath, ["bin/umw.mjs", "serve", "policy"], { UMW_CERTS_DIR: options.certsDir, UMW_POLICY_PORT: String(policyPort), UMW_METRICS_PORT: "0", UMW_LOG_LEVEL: "info" });
   let proc: Proc | undefined;
   try {
     await policy.waitFor(/umw ready/, 30_000);

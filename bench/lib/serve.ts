@@ -13,6 +13,7 @@ import { startEdge } from "../../services/edge/index.js";
 import { edgeAuthFromConfig } from "../../services/edge/auth-config.js";
 import { policyInterceptors } from "../../services/policy/index.js";
 import { meshAuthorization } from "../../runtime/service.js";
+import { InProcessTransport } from "../../runtime/in-process-transport.js";
 import { authOnConfig } from "./auth.js";
 import { PostgresBackend, RedisCache, ResourceCatalog, startQueryServer, type EntityReader } from "../../services/query/index.js";
 import { entityId } from "./dataset.js";
@@ -46,6 +47,22 @@ export interface EdgeRole {
   readonly devKeysDir?: string;
 }
 
+/**
+ * The edge and a QueryService in one process, as `umw serve all` runs them: the edge's calls go
+ * in process (runtime/in-process-transport.ts), authentication and authorization on (the edge
+ * verifies bearer tokens of the dev issuer in devKeysDir; the QueryService runs the mesh table and
+ * the OPA policy).
+ */
+export interface ColocatedRole extends Omit<QueryRole, "role" | "authorization"> {
+  readonly role: "colocated";
+  readonly certsDir: string;
+  readonly devKeysDir: string;
+  /** false: the edge calls the QueryService over mTLS gRPC like a split deployment (same process). */
+  readonly inProcess?: boolean;
+  /** false: no bearer check at the edge, no policy or mesh table in the QueryService (what they cost); default true. */
+  readonly auth?: boolean;
+}
+
 export interface FloorRole {
   readonly role: "floor-http" | "floor-h2c" | "floor-grpc";
   readonly bodyBase64: string;
@@ -61,7 +78,7 @@ export interface PeerRole {
   readonly keyPrefix: string;
 }
 
-export type RoleSpec = QueryRole | EdgeRole | FloorRole | PeerRole;
+export type RoleSpec = QueryRole | EdgeRole | ColocatedRole | FloorRole | PeerRole;
 
 export interface Started {
   readonly port: number;
@@ -131,35 +148,60 @@ async function zipfLoad(load: ZipfLoad): Promise<ZipfDone> {
   return { reads: issued, distinctKeys: seen.reduce((sum, flag) => sum + flag, 0), errors, notFound, ms: Math.round(performance.now() - started), stoppedEarly };
 }
 
+async function startQuery(spec: Omit<QueryRole, "role">, authorized: boolean, inProcess?: InProcessTransport) {
+  const pool = new pg.Pool({ connectionString: spec.replicaUrl, max: 16, application_name: "umw-bench-query" });
+  pool.on("error", () => undefined);
+  const backend = new PostgresBackend(databaseOnPool(pool), TABLE);
+  const cache = await RedisCache.connect({ url: spec.redisUrl, log });
+  const authorization = authorized ? authOnConfig() : undefined;
+  const catalog = ResourceCatalog.of(Object.fromEntries(spec.types.map((type) => [type, { backend, policy: spec.l1Ms ? { l1Ms: spec.l1Ms } : {} }])));
+  return startQueryServer({
+    catalog,
+    cache,
+    keyPrefix: spec.keyPrefix,
+    credentials: spec.certsDir ? serverCredentials(loadIdentity(spec.certsDir, "query")) : ServerCredentials.createInsecure(),
+    log,
+    port: 0,
+    metricsPort: 0,
+    registry: new Registry(),
+    drainTimeoutMs: 1_000,
+    owns: [cache, { close: () => pool.end() }],
+    inProcess,
+    ...(authorization ? { interceptors: await policyInterceptors(authorization), authorization: meshAuthorization(authorization) } : {}),
+  });
+}
+
 async function start(spec: RoleSpec): Promise<Started> {
   // The umw roles trace as `umw serve` would, when the bench's tracing switch says so (bench/lib/tracing.ts).
-  if (spec.role === "query" || spec.role === "edge") {
+  if (spec.role === "query" || spec.role === "edge" || spec.role === "colocated") {
     startTelemetry({ otlpEndpoint: process.env.UMW_OTLP_ENDPOINT ?? "", traceSampleRatio: Number(process.env.UMW_TRACE_SAMPLE_RATIO ?? "1") }, `umw-bench-${spec.role}`);
   }
   switch (spec.role) {
     case "query": {
-      const pool = new pg.Pool({ connectionString: spec.replicaUrl, max: 16, application_name: "umw-bench-query" });
-      pool.on("error", () => undefined);
-      const backend = new PostgresBackend(databaseOnPool(pool), TABLE);
-      const cache = await RedisCache.connect({ url: spec.redisUrl, log });
-      const authorization = spec.authorization ? authOnConfig() : undefined;
-      const catalog = ResourceCatalog.of(Object.fromEntries(spec.types.map((type) => [type, { backend, policy: spec.l1Ms ? { l1Ms: spec.l1Ms } : {} }])));
-      const server = await startQueryServer({
-        catalog,
-        cache,
-        keyPrefix: spec.keyPrefix,
-        credentials: spec.certsDir ? serverCredentials(loadIdentity(spec.certsDir, "query")) : ServerCredentials.createInsecure(),
-        log,
-        port: 0,
-        metricsPort: 0,
-        registry: new Registry(),
-        drainTimeoutMs: 1_000,
-        owns: [cache, { close: () => pool.end() }],
-        ...(authorization ? { interceptors: await policyInterceptors(authorization), authorization: meshAuthorization(authorization) } : {}),
-      });
+      const server = await startQuery(spec, spec.authorization ?? false);
       stop = () => server.stop();
       reader = server.reader;
       return { port: server.port, address: server.address, metricsUrl: server.metricsUrl };
+    }
+    case "colocated": {
+      const transport = spec.inProcess === false ? undefined : new InProcessTransport(new Registry());
+      const auth = spec.auth ?? true;
+      const server = await startQuery(spec, auth, transport);
+      reader = server.reader;
+      const edge = await startEdge({
+        auth: auth ? (await edgeAuthFromConfig(authOnConfig(spec.devKeysDir), log)).auth : { mode: "none" },
+        port: 0,
+        upstreams: [{ service: QueryService, address: server.address }],
+        credentials: clientCredentials(loadIdentity(spec.certsDir, "edge")),
+        inProcess: transport && { transport, peer: "edge" },
+        drainTimeoutMs: 1_000,
+        log,
+      });
+      stop = async () => {
+        await edge.stop();
+        await server.stop();
+      };
+      return { port: edge.port, url: edge.url, address: server.address, metricsUrl: server.metricsUrl };
     }
     case "edge": {
       // Without devKeysDir, the edge measures transcoding and the cache path: explicitly without authentication.

@@ -2,6 +2,7 @@ import type { ChannelCredentials, ClientOptions } from "@grpc/grpc-js";
 import type { DescService } from "@bufbuild/protobuf";
 import { pino } from "pino";
 import type { Logger } from "../../runtime/logger.js";
+import type { InProcessRoute } from "../../runtime/in-process-transport.js";
 import { DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from "../command/payload-limits.js";
 import type { EdgeRateLimit } from "./rate-limit.js";
 import type { EdgeAuth } from "./authenticator.js";
@@ -71,6 +72,8 @@ export interface EdgeOptions {
   readonly resilience?: Partial<UpstreamResilience>;
   /** Rate limits and quotas (services/ratelimit); none when absent. */
   readonly rateLimit?: EdgeRateLimit;
+  /** Unary calls to upstreams hosted in this process go in process, as this mesh identity (runtime/in-process-transport.ts). */
+  readonly inProcess?: InProcessRoute;
   readonly log?: Logger;
 }
 
@@ -81,8 +84,8 @@ export interface EdgeTlsOptions {
   readonly keyFile: string;
 }
 
-export type ResolvedEdgeOptions = Required<Omit<EdgeOptions, "h2cPort" | "tls" | "rateLimit" | "resilience">> &
-  Pick<EdgeOptions, "h2cPort" | "tls" | "rateLimit"> & { readonly resilience: UpstreamResilience };
+export type ResolvedEdgeOptions = Required<Omit<EdgeOptions, "h2cPort" | "tls" | "rateLimit" | "resilience" | "inProcess">> &
+  Pick<EdgeOptions, "h2cPort" | "tls" | "rateLimit" | "inProcess"> & { readonly resilience: UpstreamResilience };
 
 export function resolveEdgeOptions(options: EdgeOptions): ResolvedEdgeOptions {
   return {
@@ -115,6 +118,7 @@ export function resolveEdgeOptions(options: EdgeOptions): ResolvedEdgeOptions {
     channelOptions: options.channelOptions ?? {},
     resilience: { ...DEFAULT_UPSTREAM_RESILIENCE, ...options.resilience },
     rateLimit: options.rateLimit,
+    inProcess: options.inProcess,
     log: options.log ?? pino({ level: "silent" }),
   };
 }

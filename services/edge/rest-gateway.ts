@@ -216,13 +216,18 @@ export class RestGateway {
 
   /**
    * JSON of a response, rendered once per (binding, message): the upstream hands out one shared
-   * message per distinct response bytes (upstream.ts), so a cached entity is rendered once.
+   * message per distinct response bytes (upstream.ts), so a cached entity is rendered once. A
+   * body field's message is the key when the binding renders one: in process (no bytes to share)
+   * each response is new, but the entity in it is the QueryService L1's, one per version.
    */
   private responseJson(binding: HttpBinding, response: Message): string {
-    const known = this.rendered.get(response);
+    const field = binding.responseBody;
+    const body = field?.fieldKind === "message" && !field.oneof ? (response as unknown as Record<string, Message | undefined>)[field.localName] : undefined;
+    const subject = body ?? response;
+    const known = this.rendered.get(subject);
     if (known?.binding === binding) return known.json;
     const json = this.renderJson(binding, response);
-    this.rendered.set(response, { binding, json });
+    this.rendered.set(subject, { binding, json });
     return json;
   }
 

@@ -3,6 +3,7 @@ import { fromBinary, type DescMessage, type DescService, type Message } from "@b
 import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { ServiceClient } from "../../runtime/client.js";
 import type { Logger } from "../../runtime/logger.js";
+import type { InProcessRoute } from "../../runtime/in-process-transport.js";
 import { DEFAULT_UPSTREAM_RESILIENCE, upstreamInterceptors, type UpstreamResilience } from "./upstream-resilience.js";
 
 export type HealthState = "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN" | "UNKNOWN" | "UNREACHABLE";
@@ -14,6 +15,7 @@ export type HealthState = "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN" | "UNKNO
  * upstream's whole Status and trailers (e.g. umw-cache-status), so the edge passes them on and
  * tells a service's own UNAVAILABLE from a channel that cannot connect (upstreamFailure in edge-failure.ts).
  * Its calls go through the upstream's in-flight bound, circuit breaker and read retries (upstream-resilience.ts).
+ * With `inProcess`, unary calls to a service hosted in the same process go through its server chain directly.
  */
 export class Upstream {
   readonly client: ServiceClient;
@@ -25,8 +27,11 @@ export class Upstream {
     options: ClientOptions = {},
     resilience: UpstreamResilience = DEFAULT_UPSTREAM_RESILIENCE,
     log?: Logger,
+    inProcess?: InProcessRoute,
   ) {
     this.client = new ServiceClient(service, address, credentials, {
+      // Under `umw serve all` the unary calls to a service of this process skip the network, not the interceptors.
+      inProcess,
       channel: options,
       interceptors: upstreamInterceptors(service.typeName, resilience, log),
       // The edge forwards the caller's headers it is configured to (forwarded-headers.ts), nothing implicit.

@@ -6,6 +6,7 @@ import { tenantLabeler } from "../../runtime/metric-labels.js";
 import { prometheusCallMetrics } from "../../runtime/interceptor-metrics.js";
 import type { ServerInterceptor } from "../../runtime/interceptor.js";
 import type { MeshAuthorization } from "../../runtime/mesh-authorization.js";
+import type { InProcessTransport } from "../../runtime/in-process-transport.js";
 import { MeshServer } from "../../runtime/server.js";
 import { startMeshServer, type ServiceModule } from "../../runtime/service.js";
 import type { Cache } from "../../runtime/cache/cache.js";
@@ -13,6 +14,9 @@ import { catalogFromConfig, type ResourceCatalog } from "./catalog.js";
 import { queryHandlers } from "./handlers.js";
 import { QueryMetrics } from "./metrics.js";
 import { EntityReader, type EntityReaderOptions } from "./reader.js";
+import { followDomainEvents } from "./l1-events.js";
+import { topicNames, topicSpecs } from "../../runtime/topics.js";
+import type { Subscription } from "../../runtime/bus.js";
 
 export { EntityReader } from "./reader.js";
 export type { ReadResult, ReadRequest } from "./reader.js";
@@ -50,6 +54,8 @@ export interface QueryServerOptions {
   readonly authorization?: MeshAuthorization;
   /** Closed by stop(), after the server (e.g. the cache and the pg pool the caller made for this instance). */
   readonly owns?: readonly { close(): Promise<void> }[];
+  /** Offer the server to callers in this process (runtime/in-process-transport.ts) while it runs. */
+  readonly inProcess?: InProcessTransport;
 }
 
 export interface QueryServer {
@@ -81,19 +87,21 @@ export async function startQueryServer(options: QueryServerOptions): Promise<Que
   });
   server.addService(QueryService, queryHandlers(reader));
   let metricsServer: MetricsServer | undefined;
+  const offered = options.inProcess && { close: async () => options.inProcess!.unregister(server.inProcess()) };
   try {
     const port = await server.start();
     if (options.metricsPort !== undefined) metricsServer = await serveMetrics(host, options.metricsPort, metrics.registry);
+    options.inProcess?.register(server.inProcess());
     return {
       address: server.address,
       port,
       metricsUrl: metricsServer?.url,
       reader,
       metrics,
-      stop: () => stopAll(options.log, [server, metricsServer && { close: () => metricsServer!.close() }, reader, ...(options.owns ?? [])]),
+      stop: () => stopAll(options.log, [offered, server, metricsServer && { close: () => metricsServer!.close() }, reader, ...(options.owns ?? [])]),
     };
   } catch (error) {
-    await stopAll(options.log, [server, metricsServer && { close: () => metricsServer!.close() }, reader, ...(options.owns ?? [])]);
+    await stopAll(options.log, [offered, server, metricsServer && { close: () => metricsServer!.close() }, reader, ...(options.owns ?? [])]);
     throw error;
   }
 }
@@ -110,16 +118,24 @@ export const queryService: ServiceModule = {
     // Metrics go to the process registry, served by the process's metrics listener (cli serve).
     const metrics = new QueryMetrics(defaultRegistry, tenantLabeler(config.metricsTenantLabels));
     metrics.declare(catalog.types, config.metricsTenantLabels);
-    const reader = new EntityReader({ cache, catalog, metrics, log, keyPrefix: config.cacheKeyPrefix });
+    const reader = new EntityReader({ cache, catalog, metrics, log, keyPrefix: config.cacheKeyPrefix, l1MaxEntries: config.queryL1MaxEntries });
     let server: MeshServer | undefined;
+    let events: Subscription | undefined;
     try {
+      // An L1 (a type's cache.l1Ms) follows the domain events, so a change replaces the local copy when its event arrives.
+      if (catalog.types.some((type) => (catalog.find(type)?.policy.l1Ms ?? 0) > 0)) {
+        const bus = await infrastructure.bus();
+        const topics = topicNames(config);
+        await bus.ensureTopics(topicSpecs(topics, config.topicPartitions));
+        events = await followDomainEvents({ bus, topic: topics.entityEvents, reader, log, groupPrefix: config.topicPrefix });
+      }
       server = await startMeshServer(runtime, { name: "query", port: config.queryPort, service: QueryService, handlers: queryHandlers(reader, new Set(config.trustedPrincipalPeers)) });
       log.info({ types: catalog.types }, "query service ready");
     } catch (error) {
-      await stopAll(log, [server, reader]);
+      await stopAll(log, [server, events, reader]);
       throw error;
     }
-    return { name: "query", stop: () => stopAll(log, [server, reader]) };
+    return { name: "query", stop: () => stopAll(log, [server, events, reader]) };
   },
 };
 

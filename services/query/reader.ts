@@ -139,7 +139,11 @@ export class EntityReader {
     let forced = false;
     if (cached && isFresh(cached, now)) {
       if (satisfies(cached, minVersion)) {
-        this.l1.set(target.key.local, cached, policy.l1Ms, now);
+        if (policy.l1Ms > 0 && !this.l1.set(target.key.local, cached, policy.l1Ms, now)) {
+          // This process has seen a newer version (its event came before the cache updater's write): never answer older.
+          const newest = this.l1.newest(target.key.local);
+          if (newest && newest.version > cached.version && isFresh(newest, now) && satisfies(newest, minVersion)) return this.hit(target, newest, "l1", now);
+        }
         if (cached.kind === "entity" && this.shouldRefreshEarly(cached, policy, now)) this.refreshInBackground(target);
         return this.hit(target, cached, "redis", now);
       }
@@ -243,6 +247,26 @@ export class EntityReader {
       timer({ outcome: "error" });
       throw this.backendError(error, `list ${tenant}/${type}`);
     }
+  }
+
+  /**
+   * A domain event's entity (`deleted`: the delete's version): the L1 takes its new state (types
+   * that write through) or only its version (deletes, types that invalidate), unless it already has
+   * that version or a newer one. False when nothing changed (older event, or the type has no L1).
+   */
+  applyEvent(entity: Entity, deleted: boolean): boolean {
+    const resource = this.catalog.find(entity.type);
+    if (!resource || resource.policy.l1Ms <= 0) return false;
+    const { policy } = resource;
+    const now = Date.now();
+    const entry =
+      deleted || policy.onEvent !== "write-through" ? undefined : entityEntry(entity, { now, ttlMs: jitter(policy.ttlMs, this.random), graceMs: policy.staleGraceMs, loadMs: 0 });
+    return this.l1.applyEvent(this.keyOf(entity.tenant, entity.type, entity.id).local, entity.version, entry, policy.l1Ms, now);
+  }
+
+  /** The L1's size (slots, versions of deleted entities included), bounded by l1MaxEntries. */
+  get l1Size(): number {
+    return this.l1.size;
   }
 
   /** Drops this process's L1 copy of a key (e.g. on an event for another instance's write). */
