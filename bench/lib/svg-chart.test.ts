@@ -99,3 +99,21 @@ test("a chart without points, or a log axis with x ≤ 0, is refused", () => {
   assert.throws(() => renderChart({ ...spec, series: [] }), RangeError);
   assert.throws(() => renderChart({ ...spec, series: [{ name: "bad", points: [{ x: 0, y: 1 }] }] }), RangeError);
 });
+
+test("a log y axis places values by their logarithm and refuses values ≤ 0", () => {
+  const svg = renderChart({ ...spec, yScale: "log", series: [{ name: "a", points: [{ x: 1000, y: 100 }, { x: 10_000, y: 1000 }, { x: 100_000, y: 10_000 }] }] });
+  const ys = [...svg.matchAll(/<circle cx="[\d.]+" cy="([\d.]+)"/g)].map((m) => Number(m[1]));
+  assert.ok(Math.abs(ys[0]! - ys[1]! - (ys[1]! - ys[2]!)) < 0.5, `equal steps for equal factors: ${ys.join(", ")}`);
+  assert.match(svg, /\(log scale\)<\/text>/);
+  assert.throws(() => renderChart({ ...spec, yScale: "log", series: [{ name: "a", points: [{ x: 1000, y: 0 }] }] }), RangeError);
+});
+
+test("a legend too wide for one row wraps, and the plot gives up the room", () => {
+  const long = "a series name long enough to fill most of a row";
+  const one = renderChart({ ...spec, series: [{ name: long, points: [{ x: 1000, y: 1 }] }] });
+  const three = renderChart({ ...spec, series: [1, 2, 3].map((i) => ({ name: `${long} ${i}`, points: [{ x: 1000, y: i }] })) });
+  const legendYs = [...three.matchAll(/<text x="[\d.]+" y="([\d.]+)">a series name/g)].map((m) => Number(m[1]));
+  assert.equal(new Set(legendYs).size, 3, `one row each: ${legendYs.join(", ")}`);
+  const axisY = (svg: string) => Number(/<line x1="76" y1="([\d.]+)" x2="696" y2="\1" stroke="#333"\/>/.exec(svg)![1]);
+  assert.ok(axisY(three) < axisY(one), "the x axis moves up to make room");
+});

@@ -25,13 +25,18 @@ export interface ChartSpec {
   readonly kind?: "line" | "bar";
   /** Line charts: "log" places x by its logarithm (sizes that grow by factors). Default linear. */
   readonly xScale?: "linear" | "log";
+  /** "log" for figures that differ by factors (a floor far above the measured path). Default linear from 0. */
+  readonly yScale?: "linear" | "log";
   readonly series: readonly Series[];
   readonly width?: number;
   readonly height?: number;
 }
 
 const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
-const MARGIN = { top: 56, right: 24, bottom: 84, left: 76 };
+const MARGIN = { top: 56, right: 24, bottom: 66, left: 76 };
+const LEGEND_ROW = 18;
+/** Rough width of a legend entry: its swatch, its text (7 px a character at 12 px), a gap. */
+const legendWidth = (name: string) => 22 + 7 * name.length + 18;
 
 export function escapeXml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" })[c]!);
@@ -83,14 +88,27 @@ export function renderChart(spec: ChartSpec): string {
   const height = spec.height ?? 400;
   const kind = spec.kind ?? "line";
   const logX = kind === "line" && spec.xScale === "log";
-  const plot = { left: MARGIN.left, right: width - MARGIN.right, top: MARGIN.top, bottom: height - MARGIN.bottom };
+  // The legend wraps into rows under the x axis label; the plot gives up the room they need.
+  const legendRows: (typeof spec.series)[number][][] = [[]];
+  let rowWidth = 0;
+  for (const series of spec.series) {
+    if (rowWidth > 0 && MARGIN.left + rowWidth + legendWidth(series.name) > width - MARGIN.right) {
+      legendRows.push([]);
+      rowWidth = 0;
+    }
+    legendRows[legendRows.length - 1]!.push(series);
+    rowWidth += legendWidth(series.name);
+  }
+  const plot = { left: MARGIN.left, right: width - MARGIN.right, top: MARGIN.top, bottom: height - MARGIN.bottom - LEGEND_ROW * legendRows.length };
   const xs = [...new Set(spec.series.flatMap((series) => series.points.map((point) => point.x)))].sort((a, b) => a - b);
   const ys = spec.series.flatMap((series) => series.points.map((point) => point.y)).filter((y): y is number => y !== null && Number.isFinite(y));
   if (xs.length === 0) throw new RangeError(`chart "${spec.title}" has no points`);
   if (logX && xs.some((x) => x <= 0)) throw new RangeError(`chart "${spec.title}": a log x axis needs positive x values`);
 
-  const yTicks = niceTicks(Math.min(0, ...ys), Math.max(0, ...(ys.length ? ys : [1])));
-  const y = scale([yTicks[0]!, yTicks[yTicks.length - 1]!], [plot.bottom, plot.top]);
+  const logY = spec.yScale === "log";
+  if (logY && ys.some((value) => value <= 0)) throw new RangeError(`chart "${spec.title}": a log y axis needs positive values`);
+  const yTicks = logY ? logTicks(Math.min(...(ys.length ? ys : [1])), Math.max(...(ys.length ? ys : [10]))) : niceTicks(Math.min(0, ...ys), Math.max(0, ...(ys.length ? ys : [1])));
+  const y = scale([yTicks[0]!, yTicks[yTicks.length - 1]!], [plot.bottom, plot.top], logY);
   const parts: string[] = [];
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" font-size="12">`);
   parts.push(`<rect width="${width}" height="${height}" fill="#ffffff"/>`);
@@ -103,7 +121,7 @@ export function renderChart(spec: ChartSpec): string {
     parts.push(`<line x1="${plot.left}" y1="${py}" x2="${plot.right}" y2="${py}" stroke="#e5e5e5"/>`);
     parts.push(`<text x="${plot.left - 6}" y="${py + 4}" text-anchor="end">${formatNumber(tick)}</text>`);
   }
-  parts.push(`<text transform="translate(16 ${(plot.top + plot.bottom) / 2}) rotate(-90)" text-anchor="middle">${escapeXml(spec.yLabel)}</text>`);
+  parts.push(`<text transform="translate(16 ${(plot.top + plot.bottom) / 2}) rotate(-90)" text-anchor="middle">${escapeXml(spec.yLabel)}${logY ? " (log scale)" : ""}</text>`);
 
   // x axis: positions of the x values
   let xOf: (value: number) => number;
@@ -140,8 +158,8 @@ export function renderChart(spec: ChartSpec): string {
       for (const point of series.points) {
         if (point.y === null || !Number.isFinite(point.y)) continue;
         const left = xOf(point.x) - (band * 0.7) / 2 + barWidth * i;
-        const top = y(Math.max(0, point.y));
-        const bottom = y(Math.min(0, point.y));
+        const top = y(logY ? point.y : Math.max(0, point.y));
+        const bottom = logY ? plot.bottom : y(Math.min(0, point.y));
         parts.push(`<rect x="${round(left)}" y="${round(top)}" width="${round(barWidth * 0.92)}" height="${round(bottom - top)}" fill="${color}"><title>${escapeXml(`${series.name} at ${formatNumber(point.x)}: ${point.y}`)}</title></rect>`);
         parts.push(`<text x="${round(left + barWidth * 0.46)}" y="${round(top - 3)}" text-anchor="middle" font-size="10">${formatNumber(point.y)}</text>`);
       }
@@ -163,14 +181,16 @@ export function renderChart(spec: ChartSpec): string {
   });
 
   // legend, under the x axis label
-  let legendX = plot.left;
-  const legendY = height - 18;
-  spec.series.forEach((series, i) => {
-    const color = PALETTE[i % PALETTE.length]!;
-    if (kind === "bar") parts.push(`<rect x="${legendX}" y="${legendY - 9}" width="14" height="10" fill="${color}"/>`);
-    else parts.push(`<line x1="${legendX}" y1="${legendY - 4}" x2="${legendX + 18}" y2="${legendY - 4}" stroke="${color}" stroke-width="2"${series.dashed ? ' stroke-dasharray="6 4"' : ""}/>`);
-    parts.push(`<text x="${legendX + 22}" y="${legendY}">${escapeXml(series.name)}</text>`);
-    legendX += 22 + 7 * series.name.length + 18;
+  legendRows.forEach((row, r) => {
+    let legendX = plot.left;
+    const legendY = plot.bottom + 62 + LEGEND_ROW * r;
+    for (const series of row) {
+      const color = PALETTE[spec.series.indexOf(series) % PALETTE.length]!;
+      if (kind === "bar") parts.push(`<rect x="${legendX}" y="${legendY - 9}" width="14" height="10" fill="${color}"/>`);
+      else parts.push(`<line x1="${legendX}" y1="${legendY - 4}" x2="${legendX + 18}" y2="${legendY - 4}" stroke="${color}" stroke-width="2"${series.dashed ? ' stroke-dasharray="6 4"' : ""}/>`);
+      parts.push(`<text x="${legendX + 22}" y="${legendY}">${escapeXml(series.name)}</text>`);
+      legendX += legendWidth(series.name);
+    }
   });
   parts.push("</svg>");
   return parts.join("\n") + "\n";
