@@ -210,7 +210,7 @@ async function writesCurve(): Promise<string> {
       const pipelineCpu = Object.entries(cpu).filter(([name]) => name !== "bench").reduce((sum, [, pct]) => sum + pct, 0);
       const processorCpu = Object.entries(cpu).filter(([name]) => name.startsWith("processor")).reduce((sum, [, pct]) => sum + pct, 0);
       const seen = visible.commands - visible.never_visible - visible.accept_errors;
-      const visiblePerS = round(seen / visible.duration_s, 1);
+      const visiblePerS = round((visible.offered_per_s * seen) / Math.max(1, visible.commands), 1);
       const perCommand = (pct: number) => Math.round(((pct / 100) * 1e6) / Math.max(1, visible.offered_per_s));
       const visibleLoad = (result.load as { phase: string; load1: number }[]).filter((sample) => sample.phase === "visible").map((sample) => sample.load1);
       file.points.push({
