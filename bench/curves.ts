@@ -104,6 +104,8 @@ function pointEnv(defaults: Record<string, string>, fixed: Record<string, string
   const fromEnvironment = Object.fromEntries(Object.entries(process.env).filter(([name]) => name.startsWith("BENCH_") && !name.startsWith("BENCH_CURVE")) as [string, string][]);
   return { ...defaults, ...fromEnvironment, ...fixed };
 }
+/** A BENCH_* setting of the points: the environment's, else the curve's default. */
+const env = (defaults: Record<string, string>, name: string) => process.env[name] ?? defaults[name];
 const commandLine = (env: Record<string, string>, script: string) => [...Object.entries(env).map(([name, value]) => `${name}=${value}`), `npm run ${script}`].join(" ");
 
 /** Runs a bench's own entry point as a child (its progress lines shown, indented) and returns its results JSON. */
@@ -197,7 +199,7 @@ function readPoint(point: ReadPoint, command: string): CurvePoint {
 
 async function writesCurve(): Promise<string> {
   const started = performance.now();
-  const file = newFile("writes", { name: "processor instances", unit: "processes", sizes: PROCESSORS }, "commands visible in Redis per second (open loop at BENCH_RATE)", "CPU µs per command of the pipeline processes (command, relay, processors, cache updater)");
+  const file = newFile("writes", { name: "processor instances", unit: "processes", sizes: PROCESSORS }, "commands visible in Redis per second (open loop at BENCH_RATE)", "CPU µs per visible command of the pipeline processes (command, relay, processors, cache updater)");
   for (const processors of PROCESSORS) {
     const env = pointEnv(WRITE_ENV, { BENCH_PROCESSORS: String(processors) });
     const command = commandLine(env, "bench:write");
@@ -211,7 +213,8 @@ async function writesCurve(): Promise<string> {
       const processorCpu = Object.entries(cpu).filter(([name]) => name.startsWith("processor")).reduce((sum, [, pct]) => sum + pct, 0);
       const seen = visible.commands - visible.never_visible - visible.accept_errors;
       const visiblePerS = round((visible.offered_per_s * seen) / Math.max(1, visible.commands), 1);
-      const perCommand = (pct: number) => Math.round(((pct / 100) * 1e6) / Math.max(1, visible.offered_per_s));
+      // Per command that became visible: under overload, commands refused at the accept cost CPU too, and are counted here.
+      const perCommand = (pct: number) => Math.round(((pct / 100) * 1e6) / Math.max(1, visiblePerS));
       const visibleLoad = (result.load as { phase: string; load1: number }[]).filter((sample) => sample.phase === "visible").map((sample) => sample.load1);
       file.points.push({
         size: processors,
@@ -242,7 +245,7 @@ async function writesCurve(): Promise<string> {
   file.notes.push(
     "Each point is a run of bench:write (bench/write.ts) with BENCH_PROCESSORS processor instances (`umw serve processor` children in one consumer group, sharing the topic's partitions): " +
       "one accept round (CreateEntity accepts/s against the same-run floor of single-row INSERT+COMMIT through pg), then the visible phase: an open loop at BENCH_RATE commands/s, accept → visible in Redis on server-side clocks. " +
-      "throughput = commands seen in Redis / the phase's seconds (it follows the offered rate until the pipeline saturates); cpu_us_per_op = CPU of command, relay, processors and cache updater per command offered.",
+      "throughput = commands seen in Redis / the phase's seconds (it follows the offered rate until the pipeline saturates); cpu_us_per_op = CPU of command, relay, processors and cache updater per command that became visible (commands refused at the accept under overload cost CPU too and are in it; accept_errors says how many).",
   );
   return save(file, started);
 }
@@ -285,6 +288,18 @@ async function fanoutCurve(): Promise<string> {
       file.points.push(failedPoint(streams, command, pointStarted, error));
     }
     save(file, started);
+  }
+  // Say which sizes the hub did not hold here: fewer deliveries than offered, or any lost.
+  for (const point of file.points) {
+    const offered = (Number(env(FANOUT_ENV, "BENCH_RATE")) * point.size) / Number(env(FANOUT_ENV, "BENCH_ENTITIES"));
+    if (point.error) file.notes.push(`${point.size} streams: not measured (${String(point.error).slice(0, 200)}).`);
+    else if ((point.throughput ?? 0) < 0.9 * offered || Number(point.lost) > 0) {
+      file.notes.push(
+        `${point.size} streams: NOT held on this machine at load ${point.load1} on ${os.cpus().length} cpus: ${point.throughput} of ${offered} deliveries/s, p99 ${point.p99_ms} ms, ${point.lost} deliveries lost (${point.streams_open} streams open); the largest size held in this run: ${
+          file.points.filter((p) => !p.error && (p.throughput ?? 0) >= 0.9 * ((Number(env(FANOUT_ENV, "BENCH_RATE")) * p.size) / Number(env(FANOUT_ENV, "BENCH_ENTITIES"))) && Number(p.lost) === 0).map((p) => p.size).pop() ?? "none"
+        } streams.`,
+      );
+    }
   }
   file.notes.push(
     `Each point is a run of bench:fanout (bench/fanout.ts) with BENCH_STREAMS streams over ${FANOUT_ENV.BENCH_ENTITIES} entities at a fixed ${FANOUT_ENV.BENCH_RATE} events/s, so deliveries/s = rate × streams / entities: the work grows with the streams. ` +

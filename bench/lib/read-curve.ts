@@ -6,7 +6,7 @@
 // and metrics are on, as under `umw serve`.
 //
 // The cache is filled directly, in the cache's own entry format (runtime/cache/entry.ts, as the
-// QueryService writes an entry on a miss), with pipelined SETs, and the peer's keys likewise as JSON:
+// QueryService writes an entry on a miss), 5,000 SETs a script call, and the peer's keys likewise as JSON:
 // loading a million entries through misses would measure Postgres, not the read path. Every
 // request must be a Redis hit (the QueryService's counters are checked), so the backend is never asked.
 import { randomBytes } from "node:crypto";
@@ -84,6 +84,11 @@ const ZIPF_S = 1.1;
 const ZIPF_SEED = 20_251_203;
 const TTL_MS = 2 * 60 * 60 * 1000;
 const LOAD_BATCH = 5_000;
+const LOADS_IN_FLIGHT = 4;
+/** KEYS: the keys; ARGV: their values, then the PX of all. */
+const SET_ALL = `local ttl = ARGV[#ARGV]
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i], 'PX', ttl) end
+return #KEYS`;
 const MEMORY_SAMPLE = 200;
 
 /** Ids wide enough for a million keys (bench/lib/dataset.ts's are five digits). */
@@ -92,17 +97,77 @@ const restPath = (id: string) => `/v1/tenants/${TENANT}/types/${TYPE}/entities/$
 const round = (value: number, digits = 2) => Math.round(value * 10 ** digits) / 10 ** digits;
 const load1 = () => round(os.loadavg()[0]!);
 
-/** The entity of a rank: the shape bench:read seeds (bench/lib/dataset.ts). */
-function entityOf(rank: number, at: Date): Entity {
+/** The entity of a rank, the shape bench:read seeds (bench/lib/dataset.ts); `id` stands in for idOf(rank). */
+function entityOf(rank: number, at: Date, id = idOf(rank)): Entity {
   return create(EntitySchema, {
     tenant: TENANT,
     type: TYPE,
-    id: idOf(rank),
+    id,
     version: BigInt(1 + (rank % 7)),
-    data: { name: `item ${rank}`, price: Math.round((rank % 1000) * 1.25 * 100) / 100, stock: rank % 50, tags: ["bench", "zipf"], description: "x".repeat(64) },
+    data: { name: `item ${id}`, price: Math.round((rank % 1000) * 1.25 * 100) / 100, stock: rank % 50, tags: ["bench", "zipf"], description: "x".repeat(64) },
     createTime: timestampFromDate(at),
     updateTime: timestampFromDate(at),
   });
+}
+
+/** Same width as idOf(rank): a stand-in that templates replace. */
+const PLACEHOLDER = "kXXXXXXX";
+/** Everything of an entity but its id repeats every VARIANTS ranks (version % 7, stock % 50, price % 1000). */
+const VARIANTS = 7_000;
+
+/**
+ * Stored values of a rank, made from a template per variant with the id written in: encoding a
+ * million protobuf entities (and as many JSON renderings) one by one takes minutes of CPU on a busy
+ * 2-core machine; a copy and two 8-byte writes do not. Ids have a fixed width, so every length
+ * prefix of the template holds. `check` compares the template's output with a direct encoding.
+ */
+class StoredValues {
+  private readonly entries = new Map<number, { bytes: Buffer; offsets: number[] }>();
+  private readonly json = new Map<number, string>();
+
+  constructor(
+    private readonly at: Date,
+    private readonly times: { now: number; ttlMs: number; graceMs: number; loadMs: number },
+  ) {}
+
+  /** The cache entry (runtime/cache/entry.ts) the QueryService would store for this rank. */
+  umw(rank: number): Buffer {
+    const variant = rank % VARIANTS;
+    let template = this.entries.get(variant);
+    if (!template) {
+      const bytes = this.encode(rank, PLACEHOLDER);
+      const offsets: number[] = [];
+      for (let at = bytes.indexOf(PLACEHOLDER, 0, "latin1"); at >= 0; at = bytes.indexOf(PLACEHOLDER, at + 1, "latin1")) offsets.push(at);
+      template = { bytes, offsets };
+      this.entries.set(variant, template);
+    }
+    const out = Buffer.from(template.bytes);
+    for (const offset of template.offsets) out.write(idOf(rank), offset, "latin1");
+    return out;
+  }
+
+  /** The JSON the edge renders for this rank (GetEntityResponse: the entity under "entity"), as the peer stores it. */
+  peer(rank: number): string {
+    const variant = rank % VARIANTS;
+    let template = this.json.get(variant);
+    if (template === undefined) {
+      template = JSON.stringify({ entity: toJson(EntitySchema, entityOf(rank, this.at, PLACEHOLDER)) });
+      this.json.set(variant, template);
+    }
+    return template.replaceAll(PLACEHOLDER, idOf(rank));
+  }
+
+  /** Fails unless the templates give what direct encoding gives, for these ranks. */
+  check(ranks: readonly number[]): void {
+    for (const rank of ranks) {
+      if (!this.umw(rank).equals(this.encode(rank, idOf(rank)))) throw new Error(`reads: the templated cache entry of rank ${rank} differs from its direct encoding`);
+      if (this.peer(rank) !== JSON.stringify({ entity: toJson(EntitySchema, entityOf(rank, this.at)) })) throw new Error(`reads: the templated JSON of rank ${rank} differs from its direct rendering`);
+    }
+  }
+
+  private encode(rank: number, id: string): Buffer {
+    return encodeEntry(entityEntry(entityOf(rank, this.at, id), this.times));
+  }
 }
 
 function httpGet(port: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
@@ -158,6 +223,7 @@ export async function runReadCurve(options: ReadCurveOptions): Promise<{ points:
     processes.push(server);
     return server;
   };
+  if (options.sizes.some((size) => size > 9_999_999)) throw new Error("reads: ids have 7 digits, so at most 9,999,999 keys");
   try {
     // An empty database: the QueryService needs a backend, but every request of the curve is a hit.
     [certs, db] = [testCerts(["query", "edge"]), await createTestDatabase({ replica: true })];
@@ -173,23 +239,37 @@ export async function runReadCurve(options: ReadCurveOptions): Promise<{ points:
 
     const at = new Date();
     const now = at.getTime();
-    /** Loads ranks from+1..to in one format with pipelined SETs (PX), a progress line per 100k. */
+    /**
+     * Loads ranks from+1..to in one format, LOAD_BATCH keys a command (SET_ALL: one script call
+     * instead of thousands of client-side commands, which cost more than Redis's work on a busy
+     * machine), LOADS_IN_FLIGHT batches at a time, a progress line per 100k.
+     */
     const loadKeys = async (from: number, to: number, keyOf: (rank: number) => string, valueOf: (rank: number) => Buffer | string, what: string) => {
+      const inFlight = new Set<Promise<void>>();
       for (let start = from + 1; start <= to; start += LOAD_BATCH) {
-        const pipeline = redis.pipeline();
-        for (let rank = start; rank < Math.min(to + 1, start + LOAD_BATCH); rank++) pipeline.set(keyOf(rank), valueOf(rank), "PX", TTL_MS);
-        const replies = await pipeline.exec();
-        const failed = replies?.find(([error]) => error);
-        if (failed) throw new Error(`loading ${what}: ${failed[0]!.message}`);
         const done = Math.min(to, start + LOAD_BATCH - 1);
-        if (Math.floor(done / 100_000) > Math.floor((start - 1) / 100_000)) options.progress(`reads: ${what} ${done.toLocaleString("en-US")}/${to.toLocaleString("en-US")} loaded`);
+        const keys: string[] = [];
+        const values: (Buffer | string)[] = [];
+        for (let rank = start; rank <= done; rank++) {
+          keys.push(keyOf(rank));
+          values.push(valueOf(rank));
+        }
+        const batch: Promise<void> = redis.eval(SET_ALL, keys.length, ...keys, ...values, TTL_MS).then((count) => {
+          inFlight.delete(batch);
+          if (count !== keys.length) throw new Error(`loading ${what}: ${String(count)} of ${keys.length} keys set`);
+          if (done === to || Math.floor(done / 100_000) > Math.floor((start - 1) / 100_000)) options.progress(`reads: ${what} ${done.toLocaleString("en-US")}/${to.toLocaleString("en-US")} loaded`);
+        });
+        inFlight.add(batch);
+        if (inFlight.size >= LOADS_IN_FLIGHT) await Promise.race(inFlight);
       }
+      await Promise.all(inFlight);
     };
+    const values = new StoredValues(at, { now, ttlMs: TTL_MS, graceMs: 0, loadMs: 1 });
+    values.check([1, 2, 6_999, 7_000, 7_001, 123_456, 999_999]);
     const umwKey = (rank: number) => cacheKey(keyPrefix, TENANT, TYPE, idOf(rank)).entry;
-    const umwValue = (rank: number) => encodeEntry(entityEntry(entityOf(rank, at), { now, ttlMs: TTL_MS, graceMs: 0, loadMs: 1 }));
+    const umwValue = (rank: number) => values.umw(rank);
     const peerKey = (rank: number) => `${peerPrefix}${TENANT}:${TYPE}:${idOf(rank)}`;
-    // The edge renders GetEntityResponse: the entity under "entity".
-    const peerValue = (rank: number) => JSON.stringify({ entity: toJson(EntitySchema, entityOf(rank, at)) });
+    const peerValue = (rank: number) => values.peer(rank);
 
     const points: ReadPoint[] = [];
     const notes: string[] = [];
@@ -275,7 +355,7 @@ export async function runReadCurve(options: ReadCurveOptions): Promise<{ points:
     }
     notes.push(
       `reads: REST GET through the auth-on edge (bearer token of a dev issuer, UMW_AUTH_MODE=dev; the QueryService with the OPA policy and the mesh table; metrics on), HTTP/1.1 -c ${options.clients}, ${options.durationS} s after ${options.warmupS} s warm-up, over ${options.paths} paths sampled Zipf(s=${ZIPF_S}) from the point's keys (every h2load client walks the same list). ` +
-        `Every request is a Redis hit (checked on the query's counters). The cache is filled directly with the cache's entry format (runtime/cache/entry.ts) by pipelined SET … PX (${LOAD_BATCH} a batch); the peer's keys hold the entity as the edge renders it (JSON, checked equal). ` +
+        `Every request is a Redis hit (checked on the query's counters). The cache is filled directly with the cache's entry format (runtime/cache/entry.ts) by SET … PX, ${LOAD_BATCH} keys a script call; the peer's keys hold the entity as the edge renders it (JSON, checked equal). ` +
         `Memory per entry: MEMORY USAGE of ${MEMORY_SAMPLE} keys spread over the ranks (key, value and per-key overhead); the used_memory delta is the shared Redis's growth while loading, divided by the keys (others' writes fall in it). ` +
         "cpu_us_per_op: CPU time per request of edge + query + Redis (umw), peer + Redis (peer), the floor process alone (floor).",
     );
