@@ -162,6 +162,8 @@ async function readsCurve(): Promise<string> {
     "bench:curves -- reads",
   );
   progress(`[${step + 1}-${(step += READ_KEYS.length)}/${totalSteps}] reads: ${READ_KEYS.join(" / ")} keys (one run, keys added point by point): ${command}`);
+  // The forked servers trace as the other benches' default does: not at all (bench/lib/tracing.ts).
+  process.env.UMW_OTLP_ENDPOINT = "";
   try {
     const { points, notes } = await runReadCurve({ redisUrl: infra.redisUrl, sizes: READ_KEYS, ...settings, progress });
     for (const point of points) file.points.push(readPoint(point, command));
