@@ -54,7 +54,8 @@ const TENANT = "bench";
 const TYPE = "item";
 const ENTITY_IDS = Array.from({ length: ENTITIES }, (_, i) => `e${String(i).padStart(5, "0")}`);
 const WARMUP_ID = "warmup";
-const RESULTS = join(dirname(fileURLToPath(import.meta.url)), "results", "fanout.json");
+/** BENCH_RESULTS_FILE: elsewhere (one point of `npm run bench:curves`). */
+const RESULTS = process.env.BENCH_RESULTS_FILE ?? join(dirname(fileURLToPath(import.meta.url)), "results", "fanout.json");
 const HERE = dirname(fileURLToPath(import.meta.url));
 const entry = (name: string) => join(HERE, "lib", name);
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # npm test: typecheck, bring up Redis/Postgres/Kafka (scripts/infra.sh), install grpcurl and OPA
-# (scripts/tools.sh), then every *.test.ts under test/, services/, runtime/ and cli/ with Node's
+# (scripts/tools.sh), then every *.test.ts under test/, services/, runtime/, cli/ and bench/ with Node's
 # test runner.
 # npm run test:unit (scripts/test.sh --unit): only the tests that need no Redis, Postgres or Kafka,
 # with the infrastructure URLs pointed at a closed port so a test that needs it fails at once.
@@ -28,7 +28,7 @@ UNIT_IN_TEST=(
 
 if [[ "${1:-}" == "--unit" ]]; then
   shift
-  mapfile -t files < <(find runtime services cli -name '*.test.ts' | sort)
+  mapfile -t files < <(find runtime services cli bench -name '*.test.ts' | sort)
   files+=("${UNIT_IN_TEST[@]}")
   closed="127.0.0.1:1"
   export UMW_REDIS_URL="redis://$closed" UMW_PG_URL="postgres://umw:umw@$closed/umw" \
@@ -44,6 +44,6 @@ scripts/tools.sh grpcurl opa
 # shellcheck source=scripts/infra-env.sh
 source scripts/infra-env.sh
 
-mapfile -t files < <(find test services runtime cli -name '*.test.ts' | sort)
+mapfile -t files < <(find test services runtime cli bench -name '*.test.ts' | sort)
 echo "test: ${#files[@]} test files"
 exec node --import tsx --test --test-concurrency="${UMW_TEST_CONCURRENCY:-2}" "$@" "${files[@]}"

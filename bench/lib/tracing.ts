@@ -25,8 +25,12 @@ export function tracingEnv(): NodeJS.ProcessEnv {
   return { UMW_OTLP_ENDPOINT: process.env.BENCH_OTLP_ENDPOINT ?? "http://127.0.0.1:14317", UMW_TRACE_SAMPLE_RATIO: TRACING };
 }
 
-/** results/<bench>.json, or results/<bench>-tracing-<variant>.json when BENCH_TRACING names the variant. */
+/**
+ * results/<bench>.json, or results/<bench>-tracing-<variant>.json when BENCH_TRACING names the
+ * variant; BENCH_RESULTS_FILE (a single run, e.g. one point of `npm run bench:curves`) overrides both.
+ */
 export function resultsPath(resultsDir: string, bench: string, variant = TRACING): string {
+  if (process.env.BENCH_RESULTS_FILE && VARIANTS.length < 2) return process.env.BENCH_RESULTS_FILE;
   return join(resultsDir, process.env.BENCH_TRACING ? `${bench}-tracing-${variant}.json` : `${bench}.json`);
 }
 
