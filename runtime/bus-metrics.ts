@@ -31,6 +31,15 @@ export function instrumentBus(bus: EventBus, registry: Registry = defaultRegistr
     help: "Per partition: offset of the latest message the consumer group handled.",
     labelNames: ["group", "topic", "partition"],
   });
+  /** A message handled at `now`: counted, its partition's lag and offset, its delivery delay. */
+  const observe = (group: string, message: IncomingMessage, now: number) => {
+    const waited = Math.max(0, (now - message.timestamp) / 1000);
+    const partition = String(message.partition);
+    handled.inc({ group, topic: message.topic, outcome: "ok" });
+    lag.set({ group, topic: message.topic, partition }, waited);
+    offset.set({ group, topic: message.topic, partition }, Number(message.offset));
+    delay.observe({ group, topic: message.topic }, waited);
+  };
   return {
     ensureTopics: (topics) => bus.ensureTopics(topics),
     publish: (topic, messages) => bus.publish(topic, messages),
@@ -46,12 +55,23 @@ export function instrumentBus(bus: EventBus, registry: Registry = defaultRegistr
             handled.inc({ group, topic: message.topic, outcome: "error" });
             throw error;
           }
-          const waited = Math.max(0, (Date.now() - message.timestamp) / 1000);
-          const partition = String(message.partition);
-          handled.inc({ group, topic: message.topic, outcome: "ok" });
-          lag.set({ group, topic: message.topic, partition }, waited);
-          offset.set({ group, topic: message.topic, partition }, Number(message.offset));
-          delay.observe({ group, topic: message.topic }, waited);
+          observe(group, message, Date.now());
+        },
+      });
+    },
+    subscribeBatch(options) {
+      const group = groupLabel(options.group);
+      return bus.subscribeBatch({
+        ...options,
+        async handleBatch(batch) {
+          try {
+            await options.handleBatch(batch);
+          } catch (error) {
+            for (const message of batch.messages) handled.inc({ group, topic: message.topic, outcome: "error" });
+            throw error;
+          }
+          const now = Date.now();
+          for (const message of batch.messages) observe(group, message, now);
         },
       });
     },
