@@ -101,6 +101,12 @@ const settings = {
     schema: z.coerce.number().int().min(1).max(5_000).default(500),
     description: "Most waiting domain events of one partition the cache updater writes to Redis at once (one pipeline).",
   },
+  commandGroupCommit: {
+    env: "UMW_COMMAND_GROUP_COMMIT",
+    schema: z.coerce.number().int().min(0).max(64).default(1),
+    description:
+      "Group commit of unconditional accepts: with N > 0, a write arriving while N groups are being committed joins the next group, one statement and one commit for all (`services/command/group-commit.ts`); 0 = one statement per write.",
+  },
   idempotencyTtlMs: {
     env: "UMW_IDEMPOTENCY_TTL_MS",
     schema: z.coerce.number().int().min(1_000).default(86_400_000),
