@@ -1,4 +1,4 @@
-import type { EventBus, IncomingMessage } from "./bus.js";
+import type { EventBus, IncomingMessage, Subscription } from "./bus.js";
 import { watchConsumerLag } from "./backlog-metrics.js";
 import { counter, defaultRegistry, gauge, histogram, PIPELINE_BUCKETS, type Registry } from "./metrics.js";
 
@@ -33,6 +33,15 @@ export function instrumentBus(bus: EventBus, registry: Registry = defaultRegistr
     help: "Per partition: offset of the latest message the consumer group handled.",
     labelNames: ["group", "topic", "partition"],
   });
+  /** A message handled at `now`: counted, its partition's lag and offset, its delivery delay. */
+  const observe = (group: string, message: IncomingMessage, now: number) => {
+    const waited = Math.max(0, (now - message.timestamp) / 1000);
+    const partition = String(message.partition);
+    handled.inc({ group, topic: message.topic, outcome: "ok" });
+    lag.set({ group, topic: message.topic, partition }, waited);
+    offset.set({ group, topic: message.topic, partition }, Number(message.offset));
+    delay.observe({ group, topic: message.topic }, waited);
+  };
   return {
     ensureTopics: (topics) => bus.ensureTopics(topics),
     publish: (topic, messages) => bus.publish(topic, messages),
@@ -49,21 +58,38 @@ export function instrumentBus(bus: EventBus, registry: Registry = defaultRegistr
             handled.inc({ group, topic: message.topic, outcome: "error" });
             throw error;
           }
-          const waited = Math.max(0, (Date.now() - message.timestamp) / 1000);
-          const partition = String(message.partition);
-          handled.inc({ group, topic: message.topic, outcome: "ok" });
-          lag.set({ group, topic: message.topic, partition }, waited);
-          offset.set({ group, topic: message.topic, partition }, Number(message.offset));
-          delay.observe({ group, topic: message.topic }, waited);
+          observe(group, message, Date.now());
         },
       });
-      const unwatch = watchConsumerLag(registry, { bus, group: options.group, groupLabel: group, topics: options.topics });
-      return {
-        stop: async () => {
-          unwatch();
-          await subscription.stop();
+      return withLagWatched(subscription, { bus, group: options.group, groupLabel: group, topics: options.topics });
+    },
+    async subscribeBatch(options) {
+      const group = groupLabel(options.group);
+      const subscription = await bus.subscribeBatch({
+        ...options,
+        async handleBatch(batch) {
+          try {
+            await options.handleBatch(batch);
+          } catch (error) {
+            for (const message of batch.messages) handled.inc({ group, topic: message.topic, outcome: "error" });
+            throw error;
+          }
+          const now = Date.now();
+          for (const message of batch.messages) observe(group, message, now);
         },
-      };
+      });
+      return withLagWatched(subscription, { bus, group: options.group, groupLabel: group, topics: options.topics });
     },
   };
+
+  /** The subscription's lag in messages is read from the broker at each scrape until it stops. */
+  function withLagWatched(subscription: Subscription, source: Parameters<typeof watchConsumerLag>[1]): Subscription {
+    const unwatch = watchConsumerLag(registry, source);
+    return {
+      stop: async () => {
+        unwatch();
+        await subscription.stop();
+      },
+    };
+  }
 }

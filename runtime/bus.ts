@@ -46,6 +46,37 @@ export interface PartitionBacklog {
   readonly committed?: bigint;
 }
 
+/** The messages a batch subscription hands over at once: consecutive messages of ONE partition, in order. */
+export interface MessageBatch {
+  readonly messages: readonly IncomingMessage[];
+  /**
+   * Runs fn in the context of one message of the batch: where the bus adds one (runtime/message-tracing.ts),
+   * that message's consumer span and request id, so what fn writes continues the message's trace.
+   */
+  within<T>(message: IncomingMessage, fn: () => T): T;
+}
+
+export interface SubscribeBatchOptions {
+  readonly topics: readonly string[];
+  readonly group: string;
+  readonly fromBeginning?: boolean;
+  /** Most messages in one call (default 500); a longer run of a partition comes in several calls. */
+  readonly maxBatchSize?: number;
+  /**
+   * Called with a partition's waiting messages; batches of different partitions may run at the
+   * same time, batches of one partition never. The offsets of the whole batch are committed only
+   * after the returned promise resolves; a rejection redelivers the batch from its first message.
+   */
+  readonly handleBatch: (batch: MessageBatch) => Promise<void>;
+}
+
+/** A batch whose messages need no context of their own (the adapters' default). */
+export function plainBatch(messages: readonly IncomingMessage[]): MessageBatch {
+  return { messages, within: (_message, fn) => fn() };
+}
+
+export const DEFAULT_MAX_BATCH_SIZE = 500;
+
 export interface Subscription {
   stop(): Promise<void>;
 }
@@ -62,5 +93,7 @@ export interface EventBus {
   subscribe(options: SubscribeOptions): Promise<Subscription>;
   /** Per partition of `topics`: the offsets held and, with `group`, that group's committed offset. */
   backlog?(topics: readonly string[], group?: string): Promise<PartitionBacklog[]>;
+  /** Like subscribe, but hands over a partition's waiting messages at once (one transaction per batch). */
+  subscribeBatch(options: SubscribeBatchOptions): Promise<Subscription>;
   close(): Promise<void>;
 }

@@ -91,6 +91,22 @@ const settings = {
     schema: z.coerce.number().int().min(1).max(100).default(5),
     description: "Attempts at a failing command before it goes to the dead-letter topic (`umw dlq`).",
   },
+  processorBatchSize: {
+    env: "UMW_PROCESSOR_BATCH_SIZE",
+    schema: z.coerce.number().int().min(1).max(5_000).default(200),
+    description: "Most waiting commands of one partition the processor applies in one transaction (1: a transaction per command).",
+  },
+  cacheUpdaterBatchSize: {
+    env: "UMW_CACHE_UPDATER_BATCH_SIZE",
+    schema: z.coerce.number().int().min(1).max(5_000).default(500),
+    description: "Most waiting domain events of one partition the cache updater writes to Redis at once (one pipeline).",
+  },
+  commandGroupCommit: {
+    env: "UMW_COMMAND_GROUP_COMMIT",
+    schema: z.coerce.number().int().min(0).max(64).default(1),
+    description:
+      "Group commit of unconditional accepts: with N > 0, a write arriving while N groups are being committed joins the next group, one statement and one commit for all (`services/command/group-commit.ts`); 0 = one statement per write.",
+  },
   idempotencyTtlMs: {
     env: "UMW_IDEMPOTENCY_TTL_MS",
     schema: z.coerce.number().int().min(1_000).default(86_400_000),

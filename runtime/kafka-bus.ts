@@ -1,6 +1,17 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { Kafka, logLevel, type Admin, type Consumer, type Producer, type LogEntry, type SASLOptions } from "kafkajs";
-import type { EventBus, IncomingMessage, OutgoingMessage, PartitionBacklog, SubscribeOptions, Subscription, TopicSpec } from "./bus.js";
+import { Kafka, logLevel, type Admin, type Consumer, type ConsumerRunConfig, type KafkaMessage, type Producer, type LogEntry, type SASLOptions } from "kafkajs";
+import {
+  DEFAULT_MAX_BATCH_SIZE,
+  plainBatch,
+  type EventBus,
+  type IncomingMessage,
+  type OutgoingMessage,
+  type PartitionBacklog,
+  type SubscribeBatchOptions,
+  type SubscribeOptions,
+  type Subscription,
+  type TopicSpec,
+} from "./bus.js";
 import type { Logger } from "./logger.js";
 import { withRetry } from "./retry.js";
 import { unavailable } from "./errors.js";
@@ -122,13 +133,47 @@ export class KafkaBus implements EventBus {
     });
   }
 
+  /** One message at a time per partition (kafkajs eachMessage), partitions side by side. */
+  subscribe(options: SubscribeOptions): Promise<Subscription> {
+    return this.supervise(options, {
+      eachMessage: async ({ topic, partition, message }) => {
+        await options.handle(incomingMessage(topic, partition, message));
+      },
+    });
+  }
+
+  /**
+   * kafkajs eachBatch: a fetched partition batch is handed over in chunks of at most maxBatchSize;
+   * each chunk's last offset is resolved only after its handler resolved (the commit that follows,
+   * at most autoCommitInterval later, never covers a message whose handler has not finished), with
+   * a heartbeat between chunks. A chunk that rejects is fetched and delivered again from its start.
+   */
+  subscribeBatch(options: SubscribeBatchOptions): Promise<Subscription> {
+    const maxBatchSize = Math.max(1, options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE);
+    return this.supervise(options, {
+      eachBatchAutoResolve: false,
+      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+        for (let start = 0; start < batch.messages.length; start += maxBatchSize) {
+          if (!isRunning() || isStale()) return;
+          const chunk = batch.messages.slice(start, start + maxBatchSize);
+          await options.handleBatch(plainBatch(chunk.map((message) => incomingMessage(batch.topic, batch.partition, message))));
+          resolveOffset(chunk[chunk.length - 1]!.offset);
+          await heartbeat();
+        }
+      },
+    });
+  }
+
   /**
    * A supervised consumer: kafkajs rejoins by itself after retriable failures (a broker restart, a
    * rebalance, a loading coordinator); when it gives up for good (a crash it does not restart) the
    * consumer is rebuilt here with backoff, so a subscription only ends when `stop` is called. The
    * first start still fails loudly (a bad broker address at start is the operator's to see).
    */
-  async subscribe(options: SubscribeOptions): Promise<Subscription> {
+  private async supervise(
+    options: Pick<SubscribeOptions, "topics" | "group" | "fromBeginning">,
+    handler: Pick<ConsumerRunConfig, "eachMessage" | "eachBatch" | "eachBatchAutoResolve">,
+  ): Promise<Subscription> {
     const log = this.options.log.child({ component: "kafka", group: options.group });
     const health = processReadiness.reporter("dependency", `kafka consumer ${options.group}`);
     health.notReady("joining the group");
@@ -167,18 +212,7 @@ export class KafkaBus implements EventBus {
           autoCommit: true,
           autoCommitInterval: 1_000,
           partitionsConsumedConcurrently: 8,
-          eachMessage: async ({ topic, partition, message }) => {
-            const incoming: IncomingMessage = {
-              topic,
-              partition,
-              offset: BigInt(message.offset),
-              key: message.key?.toString() ?? "",
-              value: message.value ?? Buffer.alloc(0),
-              headers: decodeHeaders(message.headers),
-              timestamp: Number(message.timestamp),
-            };
-            await options.handle(incoming);
-          },
+          ...handler,
         });
       } catch (error) {
         this.consumers.delete(consumer);
@@ -281,6 +315,18 @@ export class KafkaBus implements EventBus {
     });
     return this.producerReady;
   }
+}
+
+function incomingMessage(topic: string, partition: number, message: KafkaMessage): IncomingMessage {
+  return {
+    topic,
+    partition,
+    offset: BigInt(message.offset),
+    key: message.key?.toString() ?? "",
+    value: message.value ?? Buffer.alloc(0),
+    headers: decodeHeaders(message.headers),
+    timestamp: Number(message.timestamp),
+  };
 }
 
 function decodeHeaders(headers: Record<string, Buffer | string | (Buffer | string)[] | undefined> | undefined): Record<string, string> {

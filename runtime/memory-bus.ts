@@ -1,4 +1,15 @@
-import type { EventBus, IncomingMessage, OutgoingMessage, PartitionBacklog, SubscribeOptions, Subscription, TopicSpec } from "./bus.js";
+import {
+  DEFAULT_MAX_BATCH_SIZE,
+  plainBatch,
+  type EventBus,
+  type IncomingMessage,
+  type OutgoingMessage,
+  type PartitionBacklog,
+  type SubscribeBatchOptions,
+  type SubscribeOptions,
+  type Subscription,
+  type TopicSpec,
+} from "./bus.js";
 
 interface Partition {
   readonly log: IncomingMessage[];
@@ -11,7 +22,11 @@ interface Group {
 }
 
 interface Member {
-  readonly options: SubscribeOptions;
+  readonly topics: readonly string[];
+  /** Most messages of one partition per delivery. */
+  readonly maxBatchSize: number;
+  /** Handles consecutive messages of one partition; the offset moves past them all when it resolves. */
+  readonly deliver: (messages: readonly IncomingMessage[]) => Promise<void>;
   stopped: boolean;
   wake: () => void;
 }
@@ -41,7 +56,16 @@ export class MemoryBus implements EventBus {
     for (const group of this.groups.values()) for (const member of group.members) member.wake();
   }
 
-  async subscribe(options: SubscribeOptions): Promise<Subscription> {
+  subscribe(options: SubscribeOptions): Promise<Subscription> {
+    return this.join(options, { topics: options.topics, maxBatchSize: 1, deliver: (messages) => options.handle(messages[0]!) });
+  }
+
+  subscribeBatch(options: SubscribeBatchOptions): Promise<Subscription> {
+    const maxBatchSize = Math.max(1, options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE);
+    return this.join(options, { topics: options.topics, maxBatchSize, deliver: (messages) => options.handleBatch(plainBatch(messages)) });
+  }
+
+  private async join(options: Pick<SubscribeOptions, "topics" | "group" | "fromBeginning">, delivery: Pick<Member, "topics" | "maxBatchSize" | "deliver">): Promise<Subscription> {
     let group = this.groups.get(options.group);
     if (!group) this.groups.set(options.group, (group = { next: new Map(), members: new Set() }));
     for (const topic of options.topics) {
@@ -49,7 +73,7 @@ export class MemoryBus implements EventBus {
       if (!partitions) throw new Error(`topic ${topic} does not exist`);
       if (!group.next.has(topic)) group.next.set(topic, partitions.map((p) => (options.fromBeginning ? 0 : p.log.length)));
     }
-    const member: Member = { options, stopped: false, wake: () => undefined };
+    const member: Member = { ...delivery, stopped: false, wake: () => undefined };
     group.members.add(member);
     void this.pump(group, member);
     return {
@@ -75,19 +99,19 @@ export class MemoryBus implements EventBus {
     for (const group of this.groups.values()) for (const member of group.members) member.stopped = true;
   }
 
-  /** One member delivers everything of its group; a rejected handler is retried after a pause. */
+  /** One member delivers everything of its group, a partition's waiting messages at once up to maxBatchSize; a rejected delivery is retried after a pause. */
   private async pump(group: Group, member: Member): Promise<void> {
     while (!member.stopped) {
       let delivered = false;
-      for (const topic of member.options.topics) {
+      for (const topic of member.topics) {
         const next = group.next.get(topic)!;
         const partitions = this.topics.get(topic)!;
         for (let p = 0; p < partitions.length; p++) {
-          const message = partitions[p]!.log[next[p]!];
-          if (!message) continue;
+          const messages = partitions[p]!.log.slice(next[p]!, next[p]! + member.maxBatchSize);
+          if (messages.length === 0) continue;
           try {
-            await member.options.handle(message);
-            next[p] = next[p]! + 1;
+            await member.deliver(messages);
+            next[p] = next[p]! + messages.length;
             delivered = true;
           } catch {
             await new Promise((resolve) => setTimeout(resolve, 200));

@@ -1,5 +1,5 @@
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context } from "@opentelemetry/api";
-import type { EventBus, IncomingMessage, OutgoingMessage } from "./bus.js";
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
+import type { EventBus, IncomingMessage, MessageBatch, OutgoingMessage } from "./bus.js";
 import { REQUEST_ID_HEADER } from "./interceptor-request-id.js";
 import { messageScope } from "./log-context.js";
 import type { Logger } from "./logger.js";
@@ -98,7 +98,54 @@ export function tracedBus(bus: EventBus, log: Logger): EventBus {
       };
       return bus.subscribe({ ...options, handle });
     },
+    subscribeBatch(options) {
+      // One CONSUMER span per message, open while its batch is handled; `within` enters it (and
+      // the message's request id) for what the handler does about that message.
+      const handleBatch = async (batch: MessageBatch) => {
+        const spans = new Map(batch.messages.map((message) => [message, startConsumerSpan(message, options.group)] as const));
+        const traced: MessageBatch = {
+          messages: batch.messages,
+          within(message, fn) {
+            const consumed = spans.get(message);
+            if (!consumed) return batch.within(message, fn);
+            return context.with(trace.setSpan(consumed.parent, consumed.span), () => messageScope({ requestId: message.headers[REQUEST_ID_HEADER] }, () => batch.within(message, fn)));
+          },
+        };
+        try {
+          await options.handleBatch(traced);
+          log.debug({ topic: batch.messages[0]?.topic, partition: batch.messages[0]?.partition, messages: batch.messages.length }, "batch handled");
+        } catch (error) {
+          for (const { span } of spans.values()) span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+          throw error;
+        } finally {
+          for (const { span } of spans.values()) span.end();
+        }
+      };
+      return bus.subscribeBatch({ ...options, handleBatch });
+    },
   };
+}
+
+/** The `process <topic>` span of one message of a batch, the child of its producer's context. */
+function startConsumerSpan(message: IncomingMessage, group: string): { readonly span: Span; readonly parent: Context } {
+  const parent = carriedContext(message.headers) ?? ROOT_CONTEXT;
+  const span = tracer.startSpan(
+    `process ${message.topic}`,
+    {
+      kind: SpanKind.CONSUMER,
+      attributes: {
+        "messaging.system": "kafka",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": message.topic,
+        "messaging.consumer.group.name": group,
+        "messaging.destination.partition.id": String(message.partition),
+        "messaging.kafka.offset": Number(message.offset),
+        "messaging.kafka.message.key": message.key,
+      },
+    },
+    parent,
+  );
+  return { span, parent };
 }
 
 /**

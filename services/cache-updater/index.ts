@@ -30,6 +30,7 @@ export const cacheUpdaterService: ServiceModule = {
         topic: topics.entityEvents,
         log,
         group: `${config.topicPrefix}umw-cache-updater`,
+        batchSize: config.cacheUpdaterBatchSize,
         onOutcome: cacheUpdaterMetrics(),
       });
       await updater.start();

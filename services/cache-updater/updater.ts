@@ -12,6 +12,8 @@ export interface CacheUpdaterDeps {
   readonly topic: string;
   readonly log: Logger;
   readonly group?: string;
+  /** Most events of one partition written in one go (default: the bus's, 500). */
+  readonly batchSize?: number;
   /** Called with what each event did (metrics, tests). */
   readonly onOutcome?: (outcome: CacheOutcome, message: IncomingMessage) => void;
 }
@@ -25,6 +27,8 @@ export interface CacheUpdater {
   start(): Promise<void>;
   /** Applies one domain event; rejects when the cache is unreachable (the bus then redelivers). */
   handle(message: IncomingMessage): Promise<CacheOutcome>;
+  /** Applies consecutive events of one partition at once; outcomes in message order. */
+  handleBatch(messages: readonly IncomingMessage[]): Promise<CacheOutcome[]>;
   stop(): Promise<void>;
 }
 
@@ -61,18 +65,42 @@ export function createCacheUpdater(deps: CacheUpdaterDeps): CacheUpdater {
     return { ...(await deps.writer.apply(entity)), version };
   }
 
+  /**
+   * A partition's batch: each entity's events in order, different entities side by side, so the
+   * writes of the whole batch leave together (the Redis client pipelines the commands issued in one
+   * tick: one round trip for the batch rather than one per event). Any failed write rejects the
+   * batch, and the bus delivers it again: rewriting the versions already stored is a no-op.
+   */
+  async function handleBatch(messages: readonly IncomingMessage[]): Promise<CacheOutcome[]> {
+    const outcomes: CacheOutcome[] = new Array(messages.length);
+    const byKey = new Map<string, number[]>();
+    messages.forEach((message, i) => {
+      const lane = byKey.get(message.key);
+      if (lane) lane.push(i);
+      else byKey.set(message.key, [i]);
+    });
+    await Promise.all(
+      [...byKey.values()].map(async (lane) => {
+        for (const i of lane) outcomes[i] = await handle(messages[i]!);
+      }),
+    );
+    return outcomes;
+  }
+
   return {
     handle,
+    handleBatch,
     async start() {
-      subscription = await deps.bus.subscribe({
+      subscription = await deps.bus.subscribeBatch({
         topics: [deps.topic],
         group,
         // A new group replays what the topic still holds: versioned writes make that harmless, and
         // starting at the end would leave entities changed before the start stale until their TTL.
         fromBeginning: true,
-        handle: async (message) => {
-          const outcome = await handle(message);
-          deps.onOutcome?.(outcome, message);
+        maxBatchSize: deps.batchSize,
+        handleBatch: async (batch) => {
+          const outcomes = await handleBatch(batch.messages);
+          if (deps.onOutcome) batch.messages.forEach((message, i) => deps.onOutcome!(outcomes[i]!, message));
         },
       });
       log.info({ topic: deps.topic, group }, "cache updater consuming");

@@ -38,7 +38,8 @@ import {
 } from "./idempotency.js";
 import { PayloadSchemas, type PayloadKind } from "./payload-schema.js";
 import { checkMaskPath, checkPayload, DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from "./payload-limits.js";
-import { expectedVersionOf, preconditionFailed, readPreconditions, type Preconditions } from "./preconditions.js";
+import { expectedVersionOf, NO_PRECONDITIONS, preconditionFailed, readPreconditions, type Preconditions } from "./preconditions.js";
+import { GroupCommit, type AcceptInput } from "./group-commit.js";
 import { checkTenantOfPrincipal } from "../../runtime/tenant-guard.js";
 
 export interface CommandServiceOptions {
@@ -65,6 +66,8 @@ export interface CommandServiceOptions {
   readonly source?: string;
   /** Payload depth and size limits (runtime/config.ts payloadMaxDepth, payloadMaxBytes). */
   readonly payloadLimits?: PayloadLimits;
+  /** Group commit of unconditional accepts (group-commit.ts); off (false) by default. */
+  readonly groupCommit?: { readonly maxInFlight: number; readonly maxGroup: number } | false;
 }
 
 export interface CommandServiceImpl {
@@ -194,6 +197,16 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
   let sweeper: NodeJS.Timeout | undefined;
   const waker = new OutboxWaker(db, log);
   const payloadLimits = options.payloadLimits ?? DEFAULT_PAYLOAD_LIMITS;
+  const group =
+    options.groupCommit === false || options.groupCommit === undefined
+      ? undefined
+      : new GroupCommit({
+          db,
+          topic: options.topics.commands,
+          ttlMs,
+          ...options.groupCommit,
+          single: (input) => acceptOne(input, NO_PRECONDITIONS, false),
+        });
 
   async function write(spec: WriteSpec, ctx: CallContext): Promise<{ receipt: CommandReceipt }> {
     checkTenantOfPrincipal(ctx, spec.tenant, trustedPeers);
@@ -232,31 +245,24 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
     });
     const command = create(CommandSchema, { context, tenant: spec.tenant, principal, idempotencyKey: key, action });
 
+    const input: AcceptInput = {
+      lockId: keyLockId(spec.tenant, principal, key),
+      tenant: spec.tenant,
+      principal,
+      key,
+      fingerprint: print,
+      commandId,
+      response: Buffer.from(toBinary(CommandReceiptSchema, receipt)),
+      type: spec.type,
+      entityId: spec.entityId,
+      action: action.case,
+      aggregateId: entityKey(spec.tenant, spec.type, spec.entityId),
+      eventType: spec.eventType,
+      payload: Buffer.from(toBinary(CommandSchema, command)),
+      headers: JSON.stringify({ ...cloudEventHeaders(context), [REQUEST_ID_HEADER]: ctx.requestId, "umw-command-id": commandId, "umw-tenant": spec.tenant, [OUTBOX_KEY_HEADER]: entityKey(spec.tenant, spec.type, spec.entityId) }),
+    };
     const outcome = await guard(log, async () => {
-      const { rows } = await prepared<AcceptRow>(db, "umw_accept_command", ACCEPT_SQL, [
-        keyLockId(spec.tenant, principal, key),
-        spec.tenant,
-        principal,
-        key,
-        print,
-        commandId,
-        Buffer.from(toBinary(CommandReceiptSchema, receipt)),
-        ttlMs,
-        spec.type,
-        spec.entityId,
-        action.case,
-        entityKey(spec.tenant, spec.type, spec.entityId),
-        spec.eventType,
-        options.topics.commands,
-        Buffer.from(toBinary(CommandSchema, command)),
-        JSON.stringify({ ...cloudEventHeaders(context), [REQUEST_ID_HEADER]: ctx.requestId, "umw-command-id": commandId, "umw-tenant": spec.tenant, [OUTBOX_KEY_HEADER]: entityKey(spec.tenant, spec.type, spec.entityId) }),
-        conditional,
-        preconditions.versions?.map(String) ?? null,
-        preconditions.mustExist,
-        preconditions.mustNotExist,
-        preconditions.notVersions?.map(String) ?? null,
-      ]);
-      const row = rows[0]!;
+      const row: AcceptRow = conditional || !group ? await acceptOne(input, preconditions, conditional) : { ...(await group.accept(input)), precondition_ok: true, current_version: null };
       if (row.claimed_until) return { receipt, expiresAt: row.claimed_until, replayed: false };
       if (row.fingerprint !== null) return answerStored(row, print);
       if (!row.precondition_ok) throw preconditionFailed(preconditions, row.current_version === null ? null : BigInt(row.current_version));
@@ -276,6 +282,34 @@ export function createCommandService(options: CommandServiceOptions): CommandSer
     ctx.setHeader(EXPIRES_HEADER, outcome.expiresAt.toUTCString());
     if (outcome.replayed) ctx.setHeader(REPLAYED_HEADER, "true");
     return { receipt: outcome.receipt };
+  }
+
+  /** ACCEPT_SQL for one caller, in a statement of its own. */
+  async function acceptOne(input: AcceptInput, preconditions: Preconditions, conditional: boolean): Promise<AcceptRow> {
+    const { rows } = await prepared<AcceptRow>(db, "umw_accept_command", ACCEPT_SQL, [
+      input.lockId,
+      input.tenant,
+      input.principal,
+      input.key,
+      input.fingerprint,
+      input.commandId,
+      input.response,
+      ttlMs,
+      input.type,
+      input.entityId,
+      input.action,
+      input.aggregateId,
+      input.eventType,
+      options.topics.commands,
+      input.payload,
+      input.headers,
+      conditional,
+      preconditions.versions?.map(String) ?? null,
+      preconditions.mustExist,
+      preconditions.mustNotExist,
+      preconditions.notVersions?.map(String) ?? null,
+    ]);
+    return rows[0]!;
   }
 
   async function currentVersion(spec: WriteSpec): Promise<bigint | undefined> {

@@ -28,6 +28,7 @@ export const commandService: ServiceModule = {
         watchPollMs: config.commandWatchPollMs,
         trustedPrincipalPeers: config.trustedPrincipalPeers,
         payloadLimits: { maxDepth: config.payloadMaxDepth, maxBytes: config.payloadMaxBytes },
+        groupCommit: config.commandGroupCommit > 0 && { maxInFlight: config.commandGroupCommit, maxGroup: 256 },
       });
       cleanup.push(() => impl.close());
       impl.start();

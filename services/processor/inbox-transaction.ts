@@ -1,5 +1,9 @@
 import type { Database, Sql } from "../../runtime/sql.js";
 
+/** Claims a batch's message ids ($2: a JSON array of distinct ids); returns those that were not claimed before. */
+export const INBOX_BATCH_SQL = `INSERT INTO umw_inbox (consumer, message_id) SELECT $1, id FROM jsonb_array_elements_text($2::jsonb) AS id
+ON CONFLICT DO NOTHING RETURNING message_id`;
+
 const INBOX_SQL = "INSERT INTO umw_inbox (consumer, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING message_id";
 
 /**

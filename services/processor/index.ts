@@ -38,6 +38,7 @@ export const processorService: ServiceModule = {
         payloadMaxBytes: config.payloadMaxBytes,
         group: `${config.topicPrefix}umw-processor`,
         maxAttempts: config.processorMaxAttempts,
+        batchSize: config.processorBatchSize,
         onOutcome: processorMetrics(),
       });
       await processor.start();

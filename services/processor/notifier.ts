@@ -28,9 +28,9 @@ export class CommitNotifier {
   ) {}
 
   /** After a commit: wake the relay (a domain event is in the outbox) and/or announce a command's new state. */
-  committed(change: { readonly outbox: boolean; readonly commandId?: string }): void {
+  committed(change: { readonly outbox: boolean; readonly commandIds: readonly string[] }): void {
     if (change.outbox) this.outbox = true;
-    if (change.commandId) this.commands.push(change.commandId);
+    this.commands.push(...change.commandIds);
     this.flush();
   }
 

@@ -2,7 +2,7 @@ import { create, createRegistry, fromBinary, toBinary, toJson, type JsonValue } 
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { ChangeKind, CommandSchema, DomainEventSchema, type Command } from "../../gen/umw/v1/envelope_pb.js";
-import type { EventBus, IncomingMessage, Subscription } from "../../runtime/bus.js";
+import { plainBatch, type EventBus, type IncomingMessage, type MessageBatch, type Subscription } from "../../runtime/bus.js";
 import { cloudEventHeaders, EVENT_TYPES, newEventContext } from "../../runtime/cloudevents.js";
 import { entityKey } from "../../runtime/entity.js";
 import { Code, RpcError } from "../../runtime/errors.js";
@@ -19,7 +19,7 @@ import type { topicNames } from "../../runtime/topics.js";
 import { applyAction, SchemaCheck, type CommandAction } from "./apply.js";
 import { deadLetterMessage, type DeadLetterCause, type DeadLetterReason } from "./dead-letter.js";
 import { classifyFailure, DEFAULT_BACKOFF, type BackoffOptions } from "./failures.js";
-import { inboxTransaction } from "./inbox-transaction.js";
+import { INBOX_BATCH_SQL, inboxTransaction } from "./inbox-transaction.js";
 import { CommitNotifier } from "./notifier.js";
 
 export type Topics = ReturnType<typeof topicNames>;
@@ -43,6 +43,8 @@ export interface ProcessorDeps {
   /** Attempts at a message that keeps failing before it is dead-lettered (default 5). */
   readonly maxAttempts?: number;
   readonly backoff?: BackoffOptions;
+  /** Most commands of one partition applied in one transaction (default 200; 1 = one transaction per message). */
+  readonly batchSize?: number;
   /** Called with what became of each message (metrics, tests). */
   readonly onOutcome?: (outcome: Outcome, message: IncomingMessage) => void;
 }
@@ -56,8 +58,10 @@ export type Outcome =
 export interface Processor {
   /** Subscribes to the commands topic; resolves once the consumer runs. */
   start(): Promise<void>;
-  /** Processes one message to its end (applied, rejected, duplicate or dead-lettered); what the bus calls. */
+  /** Processes one message to its end (applied, rejected, duplicate or dead-lettered) in its own transaction. */
   handle(message: IncomingMessage): Promise<Outcome>;
+  /** Processes consecutive messages of one partition, in one transaction where it can (what the bus calls); outcomes in message order. */
+  handleBatch(batch: MessageBatch | readonly IncomingMessage[]): Promise<Outcome[]>;
   /** Stops consuming; a message waiting for a retry is abandoned (and redelivered later). */
   stop(): Promise<void>;
 }
@@ -65,6 +69,7 @@ export interface Processor {
 export const DEFAULT_PROCESSOR_GROUP = "umw-processor";
 export const DEFAULT_INBOX_CONSUMER = "umw-processor";
 export const DEFAULT_MAX_ATTEMPTS = 5;
+export const DEFAULT_BATCH_SIZE = 200;
 
 /** google.rpc.Status JSON, as stored in `umw_commands.error`: Any details need the registry. */
 const STATUS_REGISTRY = createRegistry(ErrorInfoSchema);
@@ -152,6 +157,7 @@ export function createProcessor(deps: ProcessorDeps): Processor {
   const consumer = deps.consumer ?? DEFAULT_INBOX_CONSUMER;
   const source = deps.source ?? "/umw/processor";
   const maxAttempts = Math.max(1, deps.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
+  const batchSize = Math.max(1, deps.batchSize ?? DEFAULT_BATCH_SIZE);
   const backoff = deps.backoff ?? DEFAULT_BACKOFF;
   const schemas = new SchemaCheck(deps.resources, deps.payloadMaxBytes);
   const stopping = new AbortController();
@@ -175,42 +181,81 @@ export function createProcessor(deps: ProcessorDeps): Processor {
   async function applyOnce(decoded: Decoded): Promise<Outcome> {
     const { commandId } = decoded;
     const outcome = await transactOnce(decoded);
-    if (outcome.kind === "applied" || outcome.kind === "rejected") {
-      notifier.committed({ outbox: outcome.kind === "applied", commandId: UUID.test(commandId) ? commandId : undefined });
-    }
+    announce([{ commandId, outcome }]);
     return outcome;
   }
 
-  async function transactOnce(decoded: Decoded): Promise<Outcome> {
-    const { messageId, commandId, command, action } = decoded;
-    return inboxTransaction(deps.db, consumer, messageId, async (tx): Promise<Outcome> => {
-      const result = await applyAction(tx, action, commandId, schemas);
-      if (!result.ok) {
-        await markRejected(tx, commandId, result.error);
-        return { kind: "rejected", commandId, error: result.error } as const;
+  /** After a commit: wake the relay when a domain event was written, announce each command whose state changed. */
+  function announce(committed: readonly { readonly commandId: string; readonly outcome: Outcome }[]): void {
+    let outbox = false;
+    const commandIds: string[] = [];
+    for (const { commandId, outcome } of committed) {
+      if (outcome.kind !== "applied" && outcome.kind !== "rejected") continue;
+      if (outcome.kind === "applied") outbox = true;
+      if (UUID.test(commandId)) commandIds.push(commandId);
+    }
+    if (outbox || commandIds.length) notifier.committed({ outbox, commandIds });
+  }
+
+  /**
+   * A partition's batch in ONE transaction: every message claimed in the inbox by one statement
+   * (those already there are duplicates, and so is a second copy inside the batch), then each
+   * claimed command applied in offset order (so one entity's commands keep their order), its
+   * event written and its state set; one commit for all. One attempt: any error rolls the whole
+   * batch back and the caller falls back to one transaction per message, with its retries and
+   * dead letters.
+   */
+  async function applyBatchOnce(batch: MessageBatch, decoded: readonly { readonly message: IncomingMessage; readonly decoded: Decoded }[]): Promise<Outcome[]> {
+    const ids = JSON.stringify([...new Set(decoded.map((each) => each.decoded.messageId))]);
+    const outcomes = await deps.db.transactionFrom<{ message_id: string }, Outcome[]>(INBOX_BATCH_SQL, [consumer, ids], async (claimed, tx) => {
+      const unclaimed = new Set(claimed.rows.map((row) => row.message_id));
+      const results: Outcome[] = [];
+      for (const { message, decoded: each } of decoded) {
+        if (!unclaimed.delete(each.messageId)) {
+          results.push({ kind: "duplicate", messageId: each.messageId });
+          continue;
+        }
+        results.push(await batch.within(message, () => applyInTransaction(tx, each)));
       }
-      const { entity, kind } = result;
-      const key = entityKey(entity.tenant, entity.type, entity.id);
-      const context = newEventContext({
-        source,
-        type: EVENT_TYPE_OF[kind],
-        subject: key,
-        ...activeTraceContext({ traceparent: command.context?.traceparent, tracestate: command.context?.tracestate }),
-      });
-      const event = create(DomainEventSchema, { context, commandId, kind, entity });
-      const eventRow = [
-        context.id,
-        entity.type,
-        key,
-        context.type,
-        deps.topics.entityEvents,
-        Buffer.from(toBinary(DomainEventSchema, event)),
-        JSON.stringify({ ...cloudEventHeaders(context), ...requestIdHeader(), "umw-key": key }),
-      ];
-      if (UUID.test(commandId)) await tx.query(INSERT_EVENT_AND_APPLY_SQL, [...eventRow, commandId, entity.version.toString()]);
-      else await tx.query(INSERT_EVENT_SQL, eventRow);
-      return { kind: "applied", commandId, change: kind, version: entity.version, eventId: context.id } as const;
-    }, () => ({ kind: "duplicate", messageId }) as const);
+      return results;
+    });
+    announce(decoded.map((each, i) => ({ commandId: each.decoded.commandId, outcome: outcomes[i]! })));
+    return outcomes;
+  }
+
+  async function transactOnce(decoded: Decoded): Promise<Outcome> {
+    return inboxTransaction(deps.db, consumer, decoded.messageId, (tx) => applyInTransaction(tx, decoded), () => ({ kind: "duplicate", messageId: decoded.messageId }) as const);
+  }
+
+  /** The effect, the domain event in the outbox and the command's new state, in the caller's transaction (the inbox claim made). */
+  async function applyInTransaction(tx: Sql, decoded: Decoded): Promise<Outcome> {
+    const { commandId, command, action } = decoded;
+    const result = await applyAction(tx, action, commandId, schemas);
+    if (!result.ok) {
+      await markRejected(tx, commandId, result.error);
+      return { kind: "rejected", commandId, error: result.error } as const;
+    }
+    const { entity, kind } = result;
+    const key = entityKey(entity.tenant, entity.type, entity.id);
+    const context = newEventContext({
+      source,
+      type: EVENT_TYPE_OF[kind],
+      subject: key,
+      ...activeTraceContext({ traceparent: command.context?.traceparent, tracestate: command.context?.tracestate }),
+    });
+    const event = create(DomainEventSchema, { context, commandId, kind, entity });
+    const eventRow = [
+      context.id,
+      entity.type,
+      key,
+      context.type,
+      deps.topics.entityEvents,
+      Buffer.from(toBinary(DomainEventSchema, event)),
+      JSON.stringify({ ...cloudEventHeaders(context), ...requestIdHeader(), "umw-key": key }),
+    ];
+    if (UUID.test(commandId)) await tx.query(INSERT_EVENT_AND_APPLY_SQL, [...eventRow, commandId, entity.version.toString()]);
+    else await tx.query(INSERT_EVENT_SQL, eventRow);
+    return { kind: "applied", commandId, change: kind, version: entity.version, eventId: context.id } as const;
   }
 
   /**
@@ -282,14 +327,49 @@ export function createProcessor(deps: ProcessorDeps): Processor {
     }
   }
 
-  function handle(message: IncomingMessage): Promise<Outcome> {
+  /**
+   * A batch of one partition: the decodable messages in one transaction (applyBatchOnce), then the
+   * undecodable ones dead-lettered. When the transaction fails, every message goes the one-by-one
+   * way (process) in offset order: a poison message is dead-lettered there as it always was and
+   * the others are applied, each exactly once (the inbox).
+   */
+  async function processBatch(batch: MessageBatch): Promise<Outcome[]> {
+    const { messages } = batch;
+    if (messages.length === 1) return [await batch.within(messages[0]!, () => process(messages[0]!))];
+    const decodable: { message: IncomingMessage; decoded: Decoded }[] = [];
+    for (const message of messages) {
+      try {
+        decodable.push({ message, decoded: decode(message) });
+      } catch (error) {
+        if (!(error instanceof PoisonMessage)) throw error;
+      }
+    }
+    const outcomes = new Map<IncomingMessage, Outcome>();
+    if (decodable.length > 0) {
+      try {
+        const applied = await applyBatchOnce(batch, decodable);
+        decodable.forEach(({ message }, i) => outcomes.set(message, applied[i]!));
+      } catch (error) {
+        if (stopping.signal.aborted) throw new Stopped();
+        log.warn(
+          { messages: messages.length, partition: messages[0]!.partition, kind: classifyFailure(error), code: pgErrorCodeOf(error), err: errorText(error) },
+          "applying a batch failed; applying its messages one by one",
+        );
+        const results: Outcome[] = [];
+        for (const message of messages) results.push(await batch.within(message, () => process(message)));
+        return results;
+      }
+    }
+    const results: Outcome[] = [];
+    for (const message of messages) results.push(outcomes.get(message) ?? (await batch.within(message, () => process(message))));
+    return results;
+  }
+
+  /** Runs `work` after everything before it on the same partition (lanes keep a partition serial whatever the bus does). */
+  function inLane<T>(message: IncomingMessage, work: () => Promise<T>): Promise<T> {
     const lane = `${message.topic}\u0000${message.partition}`;
     const previous = partitionTails.get(lane) ?? Promise.resolve();
-    const next = async () => {
-      const outcome = await process(message);
-      deps.onOutcome?.(outcome, message);
-      return outcome;
-    };
+    const next = work;
     const run = previous.then(next, next);
     const tail = run.catch(() => undefined);
     partitionTails.set(lane, tail);
@@ -299,18 +379,38 @@ export function createProcessor(deps: ProcessorDeps): Processor {
     return run;
   }
 
+  function handle(message: IncomingMessage): Promise<Outcome> {
+    return inLane(message, async () => {
+      const outcome = await process(message);
+      deps.onOutcome?.(outcome, message);
+      return outcome;
+    });
+  }
+
+  function handleBatch(batch: MessageBatch | readonly IncomingMessage[]): Promise<Outcome[]> {
+    const messages: MessageBatch = "within" in batch ? batch : plainBatch(batch);
+    if (messages.messages.length === 0) return Promise.resolve([]);
+    return inLane(messages.messages[0]!, async () => {
+      const outcomes = await processBatch(messages);
+      if (deps.onOutcome) messages.messages.forEach((message, i) => deps.onOutcome!(outcomes[i]!, message));
+      return outcomes;
+    });
+  }
+
   return {
     handle,
+    handleBatch,
     async start() {
-      subscription = await deps.bus.subscribe({
+      subscription = await deps.bus.subscribeBatch({
         topics: [deps.topics.commands],
         group: deps.group ?? DEFAULT_PROCESSOR_GROUP,
         fromBeginning: true,
-        handle: async (message) => {
-          await handle(message);
+        maxBatchSize: batchSize,
+        handleBatch: async (batch) => {
+          await handleBatch(batch);
         },
       });
-      log.info({ topic: deps.topics.commands, group: deps.group ?? DEFAULT_PROCESSOR_GROUP, maxAttempts }, "processor consuming");
+      log.info({ topic: deps.topics.commands, group: deps.group ?? DEFAULT_PROCESSOR_GROUP, maxAttempts, batchSize }, "processor consuming");
     },
     async stop() {
       stopping.abort();

@@ -246,7 +246,7 @@ describe("outbox relay", () => {
     await broken.stop();
 
     // Topics exist but the broker goes away for publishing: same report, rows kept.
-    const halfBus: EventBus = { ensureTopics: (specs) => bus.ensureTopics(specs), publish: (topic, messages) => badBus.publish(topic, messages), subscribe: (options) => badBus.subscribe(options), close: async () => undefined };
+    const halfBus: EventBus = { ensureTopics: (specs) => bus.ensureTopics(specs), publish: (topic, messages) => badBus.publish(topic, messages), subscribe: (options) => badBus.subscribe(options), subscribeBatch: (options) => badBus.subscribeBatch(options), close: async () => undefined };
     const half = relay({ bus: halfBus, kafkaLabel: `Kafka at 127.0.0.1:${port}`, retryMinMs: 200, retryMaxMs: 1_000 });
     const publishError = await waitFor(() => aboutKafka(half.status().lastError), { what: "the relay to report the failed publish", timeoutMs: 40_000, everyMs: 200 });
     assert.match(publishError, new RegExp(`cannot publish 3 message\\(s\\) to ${prefix.replace(".", "\\.")}umw\\.commands\\.v1 on Kafka at 127\\.0\\.0\\.1:${port}; rows stay unpublished`));
