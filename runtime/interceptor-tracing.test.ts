@@ -5,7 +5,7 @@ import { context, SamplingDecision, SpanKind, SpanStatusCode, trace, type Sample
 import { node, tracing } from "@opentelemetry/sdk-node";
 import { QueryService } from "../gen/umw/v1/query_pb.js";
 import { Code, RpcError } from "./errors.js";
-import { composeChain, type ClientRequest, type ClientResponse, type ServerCallContext, type ServerRequest, type ServerResponse } from "./interceptor.js";
+import { composeChain, type ClientRequest, type ClientResponse, type ClientUnaryResponse, type ServerCallContext, type ServerRequest, type ServerResponse } from "./interceptor.js";
 import { clientTracing, serverTracing, setCallTracing, traceparentSampling } from "./interceptor-tracing.js";
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -120,7 +120,7 @@ describe("tracing interceptors", () => {
 
   test("server: a failed call ends its span with the status; a server fault is an error, a caller's mistake is not", async () => {
     for (const [thrown, code, status] of [
-      [new RpcError(Code.NOT_FOUND, "NOT_FOUND", "no such entity"), Code.NOT_FOUND, SpanStatusCode.UNSET],
+      [new RpcError(Code.NOT_FOUND, "ENTITY_NOT_FOUND", "no such entity"), Code.NOT_FOUND, SpanStatusCode.UNSET],
       [new Error("bug"), Code.INTERNAL, SpanStatusCode.ERROR],
     ] as const) {
       exporter.reset();
@@ -169,7 +169,7 @@ describe("tracing interceptors", () => {
     const sent: string[] = [];
     const chain = composeChain<ClientRequest, ClientResponse>([clientTracing], async (req) => {
       sent.push(String(req.header.get("traceparent")[0]));
-      throw new RpcError(Code.UNAVAILABLE, "UNAVAILABLE", "down");
+      throw new RpcError(Code.UNAVAILABLE, "DATABASE_UNAVAILABLE", "down");
     });
     const outer = trace.getTracer("test").startSpan("outer");
     const header = new Metadata();
@@ -189,7 +189,7 @@ describe("tracing interceptors", () => {
     const sent: (string | undefined)[] = [];
     const chain = composeChain<ClientRequest, ClientResponse>([clientTracing], async (req) => {
       sent.push(req.header.get("traceparent")[0] as string | undefined);
-      return { stream: false, message: {} as ClientResponse["message"], header: undefined };
+      return { stream: false as const, message: {} as ClientUnaryResponse["message"], header: undefined };
     });
     await chain(clientRequest());
     const unsampled = trace.wrapSpanContext({ traceId: TRACE, spanId: PARENT, traceFlags: 0 });
