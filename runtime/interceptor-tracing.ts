@@ -58,15 +58,17 @@ export type TraceEntry =
 /**
  * The tracing of an incoming call (gRPC metadata or HTTP headers), whose SERVER span would be
  * `name()`: nothing for an unsampled parent, else a span from the SDK's sampler (parent-based,
- * the root at UMW_TRACE_SAMPLE_RATIO). The attributes are the caller's to set on a recording span.
+ * the root at UMW_TRACE_SAMPLE_RATIO; it sees neither name nor attributes, which are given to a
+ * recording span only: the caller sets the attributes).
  */
 export function enterTrace(headers: Headers, name: () => string): TraceEntry {
   if (!enabled) return undefined;
   const sampling = traceparentSampling(headers.traceparent);
   if (sampling === "unsampled") return undefined;
   const parent = sampling === "sampled" ? propagation.extract(ROOT_CONTEXT, headers, headerGetter) : ROOT_CONTEXT;
-  const span = tracer.startSpan(name(), { kind: SpanKind.SERVER }, parent);
-  if (span.isRecording()) return { span, context: trace.setSpan(parent, span) };
+  // Named once recorded: a new trace the sampler declines never builds its name (the edge's is its route).
+  const span = tracer.startSpan("umw", { kind: SpanKind.SERVER }, parent);
+  if (span.isRecording()) return { span: span.updateName(name()), context: trace.setSpan(parent, span) };
   const spanContext = span.spanContext();
   return isSpanContextValid(spanContext) ? { traceparent: traceparentOf(spanContext) } : undefined;
 }
@@ -93,8 +95,9 @@ export const serverTracing: ServerInterceptor = (next) => (req) => {
   const entry = enterTrace(headers, () => rpcSpan(req.method).name);
   if (entry === undefined) return next(req);
   if (entry.span === undefined) {
-    // The record is this call's own (built per call from its metadata), read by metadata forwarding and the outbox.
-    (headers as Record<string, string>).traceparent = entry.traceparent;
+    // The record is this call's own (MeshServer builds it per call from the metadata); metadata
+    // forwarding and the outbox read `traceparent` from it. A frozen record is left as it is.
+    if (Object.isExtensible(headers)) (headers as Record<string, string>).traceparent = entry.traceparent;
     return next(req);
   }
   const { span } = entry;
