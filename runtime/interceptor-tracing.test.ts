@@ -118,6 +118,28 @@ describe("tracing interceptors", () => {
     assert.equal(seen[0]!.activeSpan, span!.spanContext().spanId, "the handler runs inside the span");
   });
 
+  test("server: a stream's messages are made inside its span, which ends when the stream does", async () => {
+    const inside: (string | undefined)[] = [];
+    const chain = composeChain<ServerRequest, ServerResponse>([serverTracing], async () => ({
+      stream: true,
+      message: (async function* () {
+        inside.push(trace.getActiveSpan()?.spanContext().spanId);
+        yield 1;
+        inside.push(trace.getActiveSpan()?.spanContext().spanId);
+        yield 2;
+      })(),
+    }));
+    const response = await chain(serverRequest({ traceparent: `00-${TRACE}-${PARENT}-01` }));
+    assert.ok(response.stream);
+    assert.equal(exporter.getFinishedSpans().length, 0, "not ended before the stream is");
+    const messages: unknown[] = [];
+    for await (const message of response.message) messages.push(message);
+    assert.deepEqual(messages, [1, 2]);
+    const [span] = exporter.getFinishedSpans();
+    assert.ok(span, "ended with the stream");
+    assert.deepEqual(inside, [span.spanContext().spanId, span.spanContext().spanId]);
+  });
+
   test("server: a failed call ends its span with the status; a server fault is an error, a caller's mistake is not", async () => {
     for (const [thrown, code, status] of [
       [new RpcError(Code.NOT_FOUND, "ENTITY_NOT_FOUND", "no such entity"), Code.NOT_FOUND, SpanStatusCode.UNSET],

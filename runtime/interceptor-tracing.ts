@@ -102,14 +102,18 @@ export const serverTracing: ServerInterceptor = (next) => (req) => {
   }
   const { span } = entry;
   span.setAttributes(rpcSpan(req.method).attributes);
-  return context.with(entry.context, () =>
-    whenCallEnds(next(req), (error) => {
+  return context.with(entry.context, () => {
+    const call = next(req).then((response) =>
+      // A stream's handler runs as its messages are pulled (by the server, after this returns): inside the span too.
+      response.stream ? { stream: true as const, message: withinContext(response.message, entry.context) } : response,
+    );
+    return whenCallEnds(call, (error) => {
       const code = error === undefined ? Code.OK : toRpcError(error).code;
       span.setAttribute("rpc.grpc.status_code", code);
       if (SERVER_ERROR_CODES.has(code)) span.setStatus({ code: SpanStatusCode.ERROR, message: Code[code] });
       span.end();
-    }),
-  );
+    });
+  });
 };
 
 /**
@@ -138,3 +142,16 @@ export const clientTracing: ClientInterceptor = (next) => (req) => {
     span.end();
   });
 };
+
+/** `messages`, each pulled inside `active`. */
+function withinContext<M>(messages: AsyncIterable<M>, active: Context): AsyncIterable<M> {
+  return {
+    [Symbol.asyncIterator]: () => {
+      const iterator = messages[Symbol.asyncIterator]();
+      return {
+        next: () => context.with(active, () => iterator.next()),
+        return: (value?: unknown) => context.with(active, () => iterator.return?.(value) ?? Promise.resolve({ done: true as const, value: value as M })),
+      };
+    },
+  };
+}
