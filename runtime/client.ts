@@ -20,6 +20,7 @@ import { clientErrors } from "./interceptor-errors.js";
 import { clientForwardMetadata, DEFAULT_FORWARDED_METADATA } from "./interceptor-metadata.js";
 import { clientRequestId } from "./interceptor-request-id.js";
 import { clientMetrics, prometheusCallMetrics, type CallMetrics } from "./interceptor-metrics.js";
+import { clientTracing } from "./interceptor-tracing.js";
 import { methodPath } from "./service-definition.js";
 import type { InProcessRoute } from "./in-process-transport.js";
 
@@ -40,7 +41,7 @@ export interface CallOptions {
 export interface ServiceClientOptions {
   /** grpc-js channel options. */
   readonly channel?: ClientOptions;
-  /** Run inside the default chain (error mapping, request id, deadline, metadata forwarding), in this order. */
+  /** Run inside the default chain (tracing, error mapping, request id, deadline, metadata forwarding), in this order. */
   readonly interceptors?: readonly ClientInterceptor[];
   /** Headers of the call being served that every call made meanwhile carries on; default: W3C trace context. */
   readonly forwardMetadata?: readonly string[];
@@ -72,6 +73,7 @@ export class ServiceClient {
     this.grpc = new Client(address, credentials, options.channel ?? {});
     const interceptors: ClientInterceptor[] = [
       clientMetrics(options.metrics ?? prometheusCallMetrics("client")),
+      clientTracing,
       clientErrors,
       clientRequestId,
       clientDeadline,

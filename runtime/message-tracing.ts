@@ -1,6 +1,7 @@
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
 import type { EventBus, IncomingMessage, MessageBatch, OutgoingMessage } from "./bus.js";
 import { REQUEST_ID_HEADER } from "./interceptor-request-id.js";
+import { traceparentSampling } from "./interceptor-tracing.js";
 import { messageScope } from "./log-context.js";
 import type { Logger } from "./logger.js";
 
@@ -19,6 +20,9 @@ function carriedContext(headers: Readonly<Record<string, string>> | undefined): 
 
 /**
  * The bus with OpenTelemetry messaging spans (https://opentelemetry.io/docs/specs/semconv/messaging/):
+ *
+ * A message whose `traceparent` says "not sampled" gets no span and no context switch, on either
+ * side: it travels as it is, and the handler's writes keep its `traceparent`.
  *
  * - publish: one PRODUCER span `send <topic>` per message, the child of the trace context the
  *   message already carries (the outbox row keeps the context of the transaction that wrote it),
@@ -40,29 +44,40 @@ export function tracedBus(bus: EventBus, log: Logger): EventBus {
     async publish(topic, messages) {
       if (messages.length === 0) return bus.publish(topic, messages);
       const spans = messages.map((message) =>
-        tracer.startSpan(
-          `send ${topic}`,
-          { kind: SpanKind.PRODUCER, attributes: { "messaging.system": "kafka", "messaging.operation.type": "send", "messaging.destination.name": topic, "messaging.kafka.message.key": message.key } },
-          carriedContext(message.headers) ?? context.active(),
-        ),
+        // Unsampled: no span at all; the carried context says so already.
+        traceparentSampling(message.headers?.traceparent) === "unsampled"
+          ? undefined
+          : tracer.startSpan(
+              `send ${topic}`,
+              { kind: SpanKind.PRODUCER, attributes: { "messaging.system": "kafka", "messaging.operation.type": "send", "messaging.destination.name": topic, "messaging.kafka.message.key": message.key } },
+              carriedContext(message.headers) ?? context.active(),
+            ),
       );
       const sent = messages.map((message, i): OutgoingMessage => {
-        if (!spans[i]!.isRecording()) return message; // unsampled: the carried context says so already
+        const span = spans[i];
+        if (!span?.isRecording()) return message;
         const headers: Record<string, string> = { ...message.headers };
-        propagation.inject(trace.setSpan(context.active(), spans[i]!), headers);
+        propagation.inject(trace.setSpan(context.active(), span), headers);
         return { ...message, headers };
       });
       try {
         await bus.publish(topic, sent);
       } catch (error) {
-        for (const span of spans) span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+        for (const span of spans) span?.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
         throw error;
       } finally {
-        for (const span of spans) span.end();
+        for (const span of spans) span?.end();
       }
     },
     subscribe(options) {
+      const handled = async (message: IncomingMessage) => {
+        await options.handle(message);
+        log.debug({ topic: message.topic, partition: message.partition, offset: String(message.offset) }, "message handled");
+      };
       const handle = async (message: IncomingMessage) => {
+        const requestId = message.headers[REQUEST_ID_HEADER];
+        // Unsampled: no span, no context; what the handler writes keeps the message's traceparent (activeTraceContext's fallback).
+        if (traceparentSampling(message.headers.traceparent) === "unsampled") return messageScope({ requestId }, () => handled(message));
         const parent = carriedContext(message.headers);
         const span = tracer.startSpan(
           `process ${message.topic}`,
@@ -81,12 +96,10 @@ export function tracedBus(bus: EventBus, log: Logger): EventBus {
           },
           parent ?? ROOT_CONTEXT,
         );
-        const requestId = message.headers[REQUEST_ID_HEADER];
         return context.with(trace.setSpan(parent ?? ROOT_CONTEXT, span), () =>
           messageScope({ requestId }, async () => {
             try {
-              await options.handle(message);
-              log.debug({ topic: message.topic, partition: message.partition, offset: String(message.offset) }, "message handled");
+              await handled(message);
             } catch (error) {
               span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
               throw error;

@@ -20,6 +20,7 @@ import { serverLogging } from "./interceptor-logging.js";
 import { serverMeshAuthorization } from "./interceptor-mesh-authorization.js";
 import { prometheusCallMetrics, serverMetrics, type CallMetrics } from "./interceptor-metrics.js";
 import { serverRequestId } from "./interceptor-request-id.js";
+import { serverTracing } from "./interceptor-tracing.js";
 import type { Logger } from "./logger.js";
 import { addReflection } from "./reflection.js";
 import {
@@ -47,7 +48,7 @@ export interface MeshServerOptions {
   /** Connection and deadline bounds; the defaults are those of runtime/config.ts. */
   readonly limits?: Partial<MeshServerLimits>;
   /**
-   * Run inside the default chain (request id, metrics, logging, error mapping, deadline, mesh authorization), in this
+   * Run inside the default chain (tracing, request id, metrics, logging, error mapping, deadline, mesh authorization), in this
    * order, around every handler: authentication, authorization, tracing and the like.
    */
   readonly interceptors?: readonly ServerInterceptor[];
@@ -101,7 +102,7 @@ function decoded(method: DescMethod, message: unknown): MessageShape<DescMessage
 type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>;
 
 /**
- * One grpc-js server: typed protobuf-es handlers behind an interceptor chain (request id, metrics,
+ * One grpc-js server: typed protobuf-es handlers behind an interceptor chain (tracing, request id, metrics,
  * logging, error mapping, deadline, mesh authorization, then the caller's own), Health (Check and Watch), reflection,
  * and a graceful stop that drains calls and ends streams within a bound.
  */
@@ -119,6 +120,7 @@ export class MeshServer {
   constructor(private readonly options: MeshServerOptions) {
     const limits = (this.limits = { ...DEFAULT_MESH_SERVER_LIMITS, ...options.limits });
     this.interceptors = [
+      serverTracing,
       serverRequestId,
       serverMetrics(options.metrics ?? prometheusCallMetrics("server")),
       serverLogging(options.log),

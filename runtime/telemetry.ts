@@ -1,14 +1,13 @@
 import { createRequire } from "node:module";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-grpc";
-import { GrpcInstrumentation } from "@opentelemetry/instrumentation-grpc";
-import { HttpInstrumentation } from "@opentelemetry/instrumentation-http";
 import { IORedisInstrumentation } from "@opentelemetry/instrumentation-ioredis";
 import { PgInstrumentation } from "@opentelemetry/instrumentation-pg";
 import { NodeSDK, resources, tracing } from "@opentelemetry/sdk-node";
 import type { Config } from "./config.js";
+import { setCallTracing } from "./interceptor-tracing.js";
 
 /** The modules the instrumentations patch (all CommonJS; see `startTelemetry`). */
-const PATCHED_MODULES = ["http", "@grpc/grpc-js", "pg", "ioredis"] as const;
+const PATCHED_MODULES = ["pg", "ioredis"] as const;
 
 export interface Telemetry {
   /** Flushes the spans still buffered and stops exporting. */
@@ -22,15 +21,21 @@ const OFF: Telemetry = { shutdown: async () => undefined };
  * OTLP gRPC to `UMW_OTLP_ENDPOINT` (empty: tracing is off and this does nothing), sampled
  * parent-based at `UMW_TRACE_SAMPLE_RATIO`, under `serviceName`.
  *
- * umw is ESM, and the instrumentations patch modules as they are `require`d. Every module they
- * patch here is CommonJS, and every patch is on a prototype (grpc-js' Server.register and
- * Client.make*Request, pg's Client.query, ioredis' sendCommand, http.Server's emit), shared by
- * every importer. So instead of an ESM loader hook (import-in-the-middle), the SDK is started and
- * then each module is required once through the patched `require`, which patches the prototypes
- * whether or not an `import` loaded the module before. Kafka and pino are not patched: the message
- * spans are explicit in the bus (runtime/message-tracing.ts: the relay publishes batches of rows
- * that belong to different traces, which instrumentation-kafkajs would all parent on the relay's
- * own context), and the log lines get their trace ids from a pino mixin (runtime/logger.ts).
+ * Calls are not patched: gRPC calls (server and client) get their spans from the interceptor chains
+ * and HTTP requests from the edge's entry (runtime/interceptor-tracing.ts, turned on here), which
+ * do nothing for an unsampled call but pass its `traceparent` on; instrumentation-grpc and -http
+ * cost every call about as much sampled or not. Postgres and Redis keep their instrumentations,
+ * which only make spans inside a recording one (`requireParentSpan`: a check of the active context
+ * per statement or command otherwise).
+ *
+ * umw is ESM, and the instrumentations patch modules as they are `require`d. pg and ioredis are
+ * CommonJS and patched on prototypes (pg's Client.query, ioredis' sendCommand), shared by every
+ * importer. So instead of an ESM loader hook (import-in-the-middle), the SDK is started and then
+ * each module is required once through the patched `require`, which patches the prototypes whether
+ * or not an `import` loaded the module before. Kafka and pino are not patched: the message spans are
+ * explicit in the bus (runtime/message-tracing.ts: the relay publishes batches of rows that belong
+ * to different traces, which instrumentation-kafkajs would all parent on the relay's own context),
+ * and the log lines get their trace ids from a pino mixin (runtime/logger.ts).
  */
 export function startTelemetry(config: Pick<Config, "otlpEndpoint" | "traceSampleRatio">, serviceName: string): Telemetry {
   if (!config.otlpEndpoint) return OFF;
@@ -39,8 +44,6 @@ export function startTelemetry(config: Pick<Config, "otlpEndpoint" | "traceSampl
     traceExporter: new OTLPTraceExporter({ url: config.otlpEndpoint }),
     sampler: new tracing.ParentBasedSampler({ root: new tracing.TraceIdRatioBasedSampler(config.traceSampleRatio) }),
     instrumentations: [
-      new HttpInstrumentation({ ignoreIncomingRequestHook: (req) => req.url === "/healthz" || req.url === "/readyz" }),
-      new GrpcInstrumentation({ ignoreGrpcMethods: [/^Check$/, /^Watch$/, /ServerReflectionInfo/] }),
       new PgInstrumentation({ requireParentSpan: true }),
       new IORedisInstrumentation({ requireParentSpan: true }),
     ],
@@ -51,7 +54,13 @@ export function startTelemetry(config: Pick<Config, "otlpEndpoint" | "traceSampl
   sdk.start();
   const require = createRequire(import.meta.url);
   for (const name of PATCHED_MODULES) require(name);
-  return { shutdown: () => sdk.shutdown() };
+  setCallTracing(true);
+  return {
+    shutdown: () => {
+      setCallTracing(false);
+      return sdk.shutdown();
+    },
+  };
 }
 
 /** The service name of a process serving `services`: `umw-<name>` for one, `umw` for several. */

@@ -13,6 +13,7 @@ import { statusJson } from "./edge-failure.js";
 import { edgeHttpMetrics, UNMATCHED_ROUTE } from "./edge-metrics.js";
 import { liveness, readiness } from "./health-endpoints.js";
 import type { HttpRequest, HttpResponse } from "./http-exchange.js";
+import { traceHttpRequest } from "./http-tracing.js";
 import { resolveEdgeOptions, type EdgeOptions } from "./options.js";
 import { connectContextValues } from "./rate-limit.js";
 import { RestGateway } from "./rest-gateway.js";
@@ -78,16 +79,22 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
     }
   };
 
+  const routeOfUrl = (method: string | undefined, url: string): string => {
+    const q = url.indexOf("?");
+    return url.length > options.maxUrlBytes ? UNMATCHED_ROUTE : routeOf(method, q < 0 ? url : url.slice(0, q));
+  };
+
+  /** Every request, traced (http-tracing.ts) but for the health endpoints. */
   const handle = (req: AnyRequest, res: AnyResponse): void => {
+    const url = req.url ?? "/";
+    if (url === "/healthz" || url === "/readyz") return serve(req, res);
+    traceHttpRequest(req, res, () => routeOfUrl(req.method, url), () => serve(req, res));
+  };
+
+  const serve = (req: AnyRequest, res: AnyResponse): void => {
     const request = req as HttpRequest;
     const response = res as unknown as HttpResponse;
-    metrics.started(req.method, res, () => {
-      const matched = rest.matchedRoute(response);
-      if (matched !== undefined) return matched;
-      const url = req.url ?? "/";
-      const q = url.indexOf("?");
-      return url.length > options.maxUrlBytes ? UNMATCHED_ROUTE : routeOf(req.method, q < 0 ? url : url.slice(0, q));
-    });
+    metrics.started(req.method, res, () => rest.matchedRoute(response) ?? routeOfUrl(req.method, req.url ?? "/"));
     try {
       const url = req.url ?? "/";
       if (url.length > options.maxUrlBytes) {
