@@ -92,6 +92,8 @@ interface Attempt {
   readonly status: string;
   readonly retryAfter: boolean;
   readonly cacheStatus: string;
+  /** The ErrorInfo reason of a refusal. */
+  readonly reason: string;
 }
 
 interface Entity {
@@ -240,11 +242,8 @@ describe("chaos: Redis, Kafka, the Postgres primary and the replica fail under l
   after(async () => {
     // UMW_TEST_SERVE_LOG=<file> keeps umw's whole log (for a failure's diagnosis).
     if (umw && process.env.UMW_TEST_SERVE_LOG) writeFileSync(process.env.UMW_TEST_SERVE_LOG, umw.lines.join("\n"));
-    console.error("after: subscribers");
     await Promise.all(subscribers.map((subscriber) => subscriber.close()));
-    console.error("after: umw");
     await umw?.stop();
-    console.error("after: stores");
     await db?.end().catch(() => undefined);
     await Promise.all([redis?.destroy(), kafka?.destroy(), replica?.destroy()]);
     await primary?.destroy();
@@ -277,7 +276,8 @@ describe("chaos: Redis, Kafka, the Postgres primary and the replica fail under l
       } catch (error) {
         status = (error as Error).name;
       }
-      attempts.push({ kind, at, ms: now() - at, status, retryAfter, cacheStatus });
+      const reason = (result?.body as { details?: { reason?: string }[] } | undefined)?.details?.[0]?.reason ?? "";
+      attempts.push({ kind, at, ms: now() - at, status, retryAfter, cacheStatus, reason });
       return result;
     }
 
@@ -498,7 +498,7 @@ describe("chaos: Redis, Kafka, the Postgres primary and the replica fail under l
             const ms = list.map((attempt) => attempt.ms).sort((x, y) => x - y);
             return `p50 ${ms[Math.floor(ms.length / 2)]?.toFixed(0)} ms, max ${ms.at(-1)?.toFixed(0)} ms`;
           };
-          console.error(`kafka outage: reads ${describeCounts(readStatuses)} (${latencies(reads)}); accepted writes ${latencies(writes.filter((a) => a.status === "202"))}; writes before it ${latencies(attempts.filter((a) => a.kind === "write" && a.at < downAt))}`);
+          t.diagnostic(`kafka outage: reads ${describeCounts(readStatuses)} (${latencies(reads)}); accepted writes ${latencies(writes.filter((a) => a.status === "202"))}; writes before it ${latencies(attempts.filter((a) => a.kind === "write" && a.at < downAt))}`);
           // Accepts keep succeeding: no refusal at all (a 5xx would mean the accept path needs Kafka),
           // and at most a few attempts without an answer in time on a busy machine.
           const refused = writes.filter((attempt) => /^\d+$/.test(attempt.status) && attempt.status !== "202");
