@@ -4,6 +4,7 @@ import { once } from "node:events";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { Kafka, logLevel } from "kafkajs";
 import { freePort } from "./ports.js";
@@ -11,7 +12,8 @@ import { waitFor } from "./wait.js";
 
 const run = promisify(execFile);
 /** The jars scripts/infra.sh fetches (`scripts/infra.sh up` or `scripts/infra.sh up kafka`). */
-const KAFKA_LIBS = process.env.UMW_KAFKA_LIBS ?? resolve(process.env.UMW_INFRA_DIR ?? ".data", "kafka", "libs");
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const KAFKA_LIBS = process.env.UMW_KAFKA_LIBS ?? resolve(ROOT, process.env.UMW_INFRA_DIR ?? ".data", "kafka", "libs");
 
 /**
  * A single-node KRaft Kafka broker of one test's own, in a temporary folder on free ports, from
