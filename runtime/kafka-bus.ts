@@ -24,6 +24,13 @@ import { processReadiness } from "./readiness.js";
  * and rebuilding it. About 25 s of attempts before kafkajs gives up and restarts the consumer.
  */
 const CONSUMER_RETRY = { retries: 30, initialRetryTime: 100, maxRetryTime: 1_000 };
+/**
+ * A consumer that shows no sign of life this long (no fetch, no join, no crash) is stuck, and is
+ * rebuilt: after a broker restart kafkajs can rejoin and then never fetch again, silently
+ * (test/chaos/faults-under-load.test.ts saw it; kafkajs issue #1163). A healthy consumer fetches
+ * every `maxWaitTimeInMs`; one that kafkajs is restarting crashes again within ~40 s at most.
+ */
+const STALL_MS = 30_000;
 /** How long to wait before rebuilding a consumer that kafkajs stopped for good (a non-retriable crash). */
 const RESUBSCRIBE_BACKOFF_MS = { initial: 250, max: 5_000 };
 
@@ -199,6 +206,17 @@ export class KafkaBus implements EventBus {
       current = consumer;
       this.consumers.add(consumer);
       consumer.on(consumer.events.GROUP_JOIN, () => health.ready());
+      let lastSignOfLife = Date.now();
+      for (const event of [consumer.events.FETCH_START, consumer.events.FETCH, consumer.events.GROUP_JOIN, consumer.events.CRASH]) consumer.on(event, () => (lastSignOfLife = Date.now()));
+      const watchdog = setInterval(() => {
+        if (stopping.signal.aborted || current !== consumer) return clearInterval(watchdog);
+        if (Date.now() - lastSignOfLife < STALL_MS) return;
+        clearInterval(watchdog);
+        health.notReady("stalled");
+        log.error({ silentForMs: Date.now() - lastSignOfLife }, "Kafka consumer stalled (no fetch, join or crash); rebuilding it");
+        rebuild(consumer);
+      }, 1_000);
+      watchdog.unref();
       consumer.on(consumer.events.CRASH, ({ payload }) => {
         health.notReady(payload.error.message);
         if (payload.restart || stopping.signal.aborted || current !== consumer) return;

@@ -514,7 +514,8 @@ async function guard<T>(log: Logger, fn: () => Promise<T>): Promise<T> {
     }
     if (kind === "connection" || kind === "failover" || kind === "timeout") {
       log.warn({ err: error }, "primary database unavailable");
-      throw new RpcError(Code.UNAVAILABLE, "DATABASE_UNAVAILABLE", "the primary database is unavailable; retry later (with the same idempotency key for writes)");
+      // Retry-After: the edge answers 503 with it, so clients back off instead of hammering (a restart takes seconds).
+      throw new RpcError(Code.UNAVAILABLE, "DATABASE_UNAVAILABLE", "the primary database is unavailable; retry later (with the same idempotency key for writes)", {}, { "retry-after": "1" });
     }
     throw error;
   }

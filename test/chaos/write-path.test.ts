@@ -11,8 +11,6 @@
 //   scripts/infra.sh up && node --import tsx --test test/chaos/write-path.test.ts
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { waitFor } from "../support/wait.js";
@@ -33,6 +31,7 @@ import { testCerts, type TestCerts } from "../support/certs.js";
 import { createTestDatabase, type TestDatabase } from "../support/database.js";
 import { infra, runId } from "../support/env.js";
 import { freePort } from "../support/ports.js";
+import { ServeProcess } from "../support/serve-process.js";
 import { dropKafkaPrefix } from "../processor/support.js";
 
 const log = rootLogger("silent");
@@ -85,71 +84,6 @@ interface Sent {
   readonly version: number;
 }
 
-/** A `umw serve <name>` child: output kept (bounded) for diagnostics and counting log lines. */
-class ServeProcess {
-  output = "";
-  readonly counts = new Map<string, number>();
-
-  private constructor(
-    readonly name: Worker,
-    readonly child: ChildProcess,
-    private readonly watch: readonly string[],
-  ) {
-    // Counted per line; each stream keeps its own unfinished last line.
-    const reader = () => {
-      let tail = "";
-      return (chunk: Buffer) => {
-        const lines = (tail + chunk.toString("utf8")).split("\n");
-        tail = lines.pop() ?? "";
-        for (const line of lines) {
-          for (const needle of watch) if (line.includes(needle)) this.counts.set(needle, (this.counts.get(needle) ?? 0) + 1);
-        }
-        this.output = (this.output + chunk.toString("utf8")).slice(-20_000);
-      };
-    };
-    child.stdout!.on("data", reader());
-    child.stderr!.on("data", reader());
-  }
-
-  static async start(name: Worker, env: NodeJS.ProcessEnv, watch: readonly string[] = []): Promise<ServeProcess> {
-    const child = spawn(process.execPath, ["bin/umw.mjs", "serve", name], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-    const proc = new ServeProcess(name, child, [...watch, "umw ready"]);
-    try {
-      await waitFor(
-        () => {
-          assert.ok(child.exitCode === null && child.signalCode === null, `${name} exited early:\n${proc.output}`);
-          return proc.counts.get("umw ready");
-        },
-        { what: `${name} ready`, timeoutMs: 45_000, everyMs: 50, detail: () => proc.output },
-      );
-    } catch (error) {
-      await proc.kill9();
-      throw error;
-    }
-    return proc;
-  }
-
-  get running(): boolean {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  async kill9(): Promise<void> {
-    if (!this.running) return;
-    const exited = once(this.child, "exit");
-    this.child.kill("SIGKILL");
-    await exited;
-  }
-
-  async stop(): Promise<void> {
-    if (!this.running) return;
-    const exited = once(this.child, "exit");
-    this.child.kill("SIGTERM");
-    const timer = setTimeout(() => this.child.kill("SIGKILL"), 10_000);
-    await exited;
-    clearTimeout(timer);
-  }
-}
-
 /** RFC 7396 on one level (the patches here only set or remove top-level fields). */
 function mergePatch(target: JsonObject, patch: JsonObject): JsonObject {
   const out: JsonObject = { ...target };
@@ -185,9 +119,7 @@ describe("chaos: kill -9 the relay, the processor and the cache updater under lo
       const port = await freePort();
       try {
         // The processor logs its inbox's duplicate skips at debug: evidence that redelivery happened.
-        const proc = await ServeProcess.start(name, { ...env, [portVariable[name]]: String(port), UMW_LOG_LEVEL: name === "processor" ? "debug" : "info" }, [
-          "duplicate message skipped",
-        ]);
+        const proc = await ServeProcess.start([name], { ...env, [portVariable[name]]: String(port), UMW_LOG_LEVEL: name === "processor" ? "debug" : "info" }, 45_000);
         workers.set(name, proc);
         if (name === "command") {
           client?.close();
@@ -364,7 +296,7 @@ describe("chaos: kill -9 the relay, the processor and the cache updater under lo
         what: "the write path drained after the load",
         timeoutMs: DRAIN_TIMEOUT_MS,
         everyMs: 100,
-        detail: () => `${lastProgress}\n${[...workers.values()].map((worker) => `--- ${worker.name}\n${worker.output.slice(-3_000)}`).join("\n")}`,
+        detail: () => `${lastProgress}\n${[...workers.values()].map((worker) => `--- ${worker.name}\n${worker.output(40)}`).join("\n")}`,
       },
     );
     const drainMs = performance.now() - loadStopped;
@@ -467,7 +399,7 @@ describe("chaos: kill -9 the relay, the processor and the cache updater under lo
     // 5. The cache matches the database (checked in the drain loop; asserted here with details).
     assert.deepEqual(await compareCache(), []);
 
-    const processorDuplicates = [...retired, ...workers.values()].filter((w) => w.name === "processor").reduce((sum, w) => sum + (w.counts.get("duplicate message skipped") ?? 0), 0);
+    const processorDuplicates = [...retired, ...workers.values()].filter((w) => w.name === "processor").reduce((sum, w) => sum + w.count("duplicate message skipped"), 0);
     const seconds = (loadStopped - loadStarted) / 1000;
     const summary = [
       `commands accepted: ${sent.length} over ${seconds.toFixed(1)} s (${(sent.length / seconds).toFixed(0)}/s) on ${ENTITIES} entities; ` +

@@ -336,7 +336,7 @@ describe("CommandService writes", () => {
     const offline = createCommandService({ db: down, resources: RESOURCES, topics: { commands: TOPIC }, log, idempotencySweepMs: 0, listen: false });
     await assert.rejects(
       offline.handlers.createEntity(create(CreateEntityRequestSchema, { tenant: "acme", type: "todo", data: { title: "x" } }), fakeContext({ "idempotency-key": "k" })),
-      expectRpc(Code.UNAVAILABLE, "DATABASE_UNAVAILABLE"),
+      expectRpc(Code.UNAVAILABLE, "DATABASE_UNAVAILABLE", (error) => assert.equal(error.headers["retry-after"], "1")),
     );
     await assert.rejects(
       offline.handlers.getCommand(create(GetCommandRequestSchema, { tenant: "acme", commandId: randomUUID() }), fakeContext({})),

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { chownSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, chownSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -24,31 +24,18 @@ export interface PrivatePostgres {
   restart(): Promise<void>;
   stop(): Promise<void>;
   start(): Promise<void>;
+  /** `pg_ctl stop -m immediate`: the server ends at once, as if killed (crash recovery at the next start). */
+  kill(): Promise<void>;
   /** Stops the server (immediate) and removes its folder. */
   destroy(): Promise<void>;
 }
 
 export async function startPrivatePostgres(): Promise<PrivatePostgres> {
-  const dir = mkdtempSync(join(tmpdir(), "umw-pg-"));
-  const data = join(dir, "data");
-  const log = join(dir, "server.log");
-  const asRoot = process.getuid?.() === 0;
-  const owner = asRoot ? await postgresIds() : undefined;
-  if (owner) chownSync(dir, owner.uid, owner.gid);
-  const pgRun = (bin: string, args: string[]) =>
-    asRoot ? run("runuser", ["-u", "postgres", "--", join(PGBIN, bin), ...args], { cwd: "/" }) : run(join(PGBIN, bin), args);
-
-  await pgRun("initdb", ["-D", data, "-U", "umw", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]);
+  const server = await postgresFolder("umw-pg-");
+  await server.pgRun("initdb", ["-D", server.data, "-U", "umw", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]);
   const port = await freePort();
-  writeFileSync(
-    join(data, "postgresql.auto.conf"),
-    [`port = ${port}`, "listen_addresses = '127.0.0.1'", `unix_socket_directories = '${dir}'`, "fsync = off", "max_connections = 200", "shared_buffers = 32MB"].join("\n") + "\n",
-  );
-  if (owner) chownSync(join(data, "postgresql.auto.conf"), owner.uid, owner.gid);
-  writeFileSync(log, "");
-  if (owner) chownSync(log, owner.uid, owner.gid);
-  const pgCtl = (...args: string[]) => pgRun("pg_ctl", ["-D", data, "-l", log, "-w", "-t", "30", ...args]);
-  await pgCtl("start");
+  server.writeConfig(join(server.data, "postgresql.auto.conf"), serverSettings(port, server.dir), false);
+  await server.pgCtl("start");
   const base = `postgres://umw@127.0.0.1:${port}`;
   const admin = new pg.Client({ connectionString: `${base}/postgres` });
   await admin.connect();
@@ -59,18 +46,53 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   await admin.end();
   const url = `${base}/umw`;
   await migrate(url);
-  let destroyed = false;
+  return server.control(url, port);
+}
+
+/** The settings of a private server on `port` (its sockets in its own folder). */
+export function serverSettings(port: number, dir: string): string[] {
+  return [`port = ${port}`, "listen_addresses = '127.0.0.1'", `unix_socket_directories = '${dir}'`, "fsync = off", "max_connections = 200", "shared_buffers = 32MB"];
+}
+
+/** A temporary folder for one server, and the commands run on it (as `postgres` when root). */
+export async function postgresFolder(prefix: string) {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const data = join(dir, "data");
+  const log = join(dir, "server.log");
+  const asRoot = process.getuid?.() === 0;
+  const owner = asRoot ? await postgresIds() : undefined;
+  if (owner) chownSync(dir, owner.uid, owner.gid);
+  const pgRun = (bin: string, args: string[]) =>
+    asRoot ? run("runuser", ["-u", "postgres", "--", join(PGBIN, bin), ...args], { cwd: "/" }) : run(join(PGBIN, bin), args);
+  writeFileSync(log, "");
+  if (owner) chownSync(log, owner.uid, owner.gid);
+  const pgCtl = (...args: string[]) => pgRun("pg_ctl", ["-D", data, "-l", log, "-w", "-t", "30", ...args]);
   return {
-    url,
-    port,
-    restart: async () => void (await pgCtl("restart", "-m", "fast")),
-    stop: async () => void (await pgCtl("stop", "-m", "fast")),
-    start: async () => void (await pgCtl("start")),
-    async destroy() {
-      if (destroyed) return;
-      destroyed = true;
-      await pgCtl("stop", "-m", "immediate").catch(() => undefined);
-      rmSync(dir, { recursive: true, force: true });
+    dir,
+    data,
+    pgRun,
+    pgCtl,
+    /** Writes (or appends to) a file of the data folder, owned by the server's user. */
+    writeConfig(file: string, lines: readonly string[], append: boolean) {
+      (append ? appendFileSync : writeFileSync)(file, lines.join("\n") + "\n");
+      if (owner) chownSync(file, owner.uid, owner.gid);
+    },
+    control(url: string, port: number): PrivatePostgres {
+      let destroyed = false;
+      return {
+        url,
+        port,
+        restart: async () => void (await pgCtl("restart", "-m", "fast")),
+        stop: async () => void (await pgCtl("stop", "-m", "fast")),
+        start: async () => void (await pgCtl("start")),
+        kill: async () => void (await pgCtl("stop", "-m", "immediate")),
+        async destroy() {
+          if (destroyed) return;
+          destroyed = true;
+          await pgCtl("stop", "-m", "immediate").catch(() => undefined);
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
     },
   };
 }

@@ -52,6 +52,13 @@ export class ServeProcess {
     return this.lines.slice(-lines).join("\n");
   }
 
+  /** How many lines so far contain `needle`. */
+  count(needle: string): number {
+    let n = 0;
+    for (const line of this.lines) if (line.includes(needle)) n++;
+    return n;
+  }
+
   /** The JSON log lines it wrote (anything else is skipped). */
   jsonLines(): Record<string, unknown>[] {
     const parsed: Record<string, unknown>[] = [];
@@ -64,6 +71,14 @@ export class ServeProcess {
       }
     }
     return parsed;
+  }
+
+  /** SIGKILL, as a crash: nothing is flushed. */
+  async kill9(): Promise<void> {
+    if (!this.running) return;
+    const exited = once(this.child, "exit");
+    this.child.kill("SIGKILL");
+    await exited;
   }
 
   /** SIGTERM (the process flushes and stops), SIGKILL after 10 s. */
