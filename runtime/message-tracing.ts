@@ -76,35 +76,18 @@ export function tracedBus(bus: EventBus, log: Logger): EventBus {
       };
       const handle = async (message: IncomingMessage) => {
         const requestId = message.headers[REQUEST_ID_HEADER];
+        const consumed = startConsumerSpan(message, options.group);
         // Unsampled: no span, no context; what the handler writes keeps the message's traceparent (activeTraceContext's fallback).
-        if (traceparentSampling(message.headers.traceparent) === "unsampled") return messageScope({ requestId }, () => handled(message));
-        const parent = carriedContext(message.headers);
-        const span = tracer.startSpan(
-          `process ${message.topic}`,
-          {
-            kind: SpanKind.CONSUMER,
-            attributes: {
-              "messaging.system": "kafka",
-              "messaging.operation.type": "process",
-              "messaging.destination.name": message.topic,
-              "messaging.consumer.group.name": options.group,
-              "messaging.destination.partition.id": String(message.partition),
-              "messaging.kafka.offset": Number(message.offset),
-              "messaging.kafka.message.key": message.key,
-            },
-            links: parent ? [{ context: trace.getSpanContext(parent)! }] : [],
-          },
-          parent ?? ROOT_CONTEXT,
-        );
-        return context.with(trace.setSpan(parent ?? ROOT_CONTEXT, span), () =>
+        if (!consumed) return messageScope({ requestId }, () => handled(message));
+        return context.with(trace.setSpan(consumed.parent, consumed.span), () =>
           messageScope({ requestId }, async () => {
             try {
               await handled(message);
             } catch (error) {
-              span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+              consumed.span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
               throw error;
             } finally {
-              span.end();
+              consumed.span.end();
             }
           }),
         );
@@ -115,18 +98,25 @@ export function tracedBus(bus: EventBus, log: Logger): EventBus {
       // One CONSUMER span per message, open while its batch is handled; `within` enters it (and
       // the message's request id) for what the handler does about that message.
       const handleBatch = async (batch: MessageBatch) => {
-        const spans = new Map(batch.messages.map((message) => [message, startConsumerSpan(message, options.group)] as const));
+        const spans = new Map<IncomingMessage, { readonly span: Span; readonly parent: Context }>();
+        for (const message of batch.messages) {
+          const consumed = startConsumerSpan(message, options.group);
+          if (consumed) spans.set(message, consumed);
+        }
         const traced: MessageBatch = {
           messages: batch.messages,
           within(message, fn) {
             const consumed = spans.get(message);
-            if (!consumed) return batch.within(message, fn);
+            if (!consumed) return messageScope({ requestId: message.headers[REQUEST_ID_HEADER] }, () => batch.within(message, fn));
             return context.with(trace.setSpan(consumed.parent, consumed.span), () => messageScope({ requestId: message.headers[REQUEST_ID_HEADER] }, () => batch.within(message, fn)));
           },
         };
         try {
           await options.handleBatch(traced);
-          log.debug({ topic: batch.messages[0]?.topic, partition: batch.messages[0]?.partition, messages: batch.messages.length }, "batch handled");
+          if (log.isLevelEnabled("debug")) {
+            // The same line per message as a subscription of single messages writes, under its request id.
+            for (const message of batch.messages) traced.within(message, () => log.debug({ topic: message.topic, partition: message.partition, offset: String(message.offset) }, "message handled"));
+          }
         } catch (error) {
           for (const { span } of spans.values()) span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
           throw error;
@@ -140,8 +130,11 @@ export function tracedBus(bus: EventBus, log: Logger): EventBus {
 }
 
 /** The `process <topic>` span of one message of a batch, the child of its producer's context. */
-function startConsumerSpan(message: IncomingMessage, group: string): { readonly span: Span; readonly parent: Context } {
-  const parent = carriedContext(message.headers) ?? ROOT_CONTEXT;
+/** The CONSUMER span of a message, a child of the context it carries and linked to it; undefined when that context is unsampled. */
+function startConsumerSpan(message: IncomingMessage, group: string): { readonly span: Span; readonly parent: Context } | undefined {
+  if (traceparentSampling(message.headers.traceparent) === "unsampled") return undefined;
+  const carried = carriedContext(message.headers);
+  const parent = carried ?? ROOT_CONTEXT;
   const span = tracer.startSpan(
     `process ${message.topic}`,
     {
@@ -155,6 +148,7 @@ function startConsumerSpan(message: IncomingMessage, group: string): { readonly 
         "messaging.kafka.offset": Number(message.offset),
         "messaging.kafka.message.key": message.key,
       },
+      links: carried ? [{ context: trace.getSpanContext(carried)! }] : [],
     },
     parent,
   );

@@ -1,6 +1,6 @@
 import { fromBinary } from "@bufbuild/protobuf";
 import { ChangeKind, DomainEventSchema, type DomainEvent } from "../../gen/umw/v1/envelope_pb.js";
-import type { EventBus, IncomingMessage, Subscription } from "../../runtime/bus.js";
+import type { EventBus, IncomingMessage, MessageBatch, Subscription } from "../../runtime/bus.js";
 import type { Logger } from "../../runtime/logger.js";
 import type { VersionedWriter } from "../../runtime/cache/versioned-writer.js";
 
@@ -28,7 +28,7 @@ export interface CacheUpdater {
   /** Applies one domain event; rejects when the cache is unreachable (the bus then redelivers). */
   handle(message: IncomingMessage): Promise<CacheOutcome>;
   /** Applies consecutive events of one partition at once; outcomes in message order. */
-  handleBatch(messages: readonly IncomingMessage[]): Promise<CacheOutcome[]>;
+  handleBatch(messages: readonly IncomingMessage[], within?: MessageBatch["within"]): Promise<CacheOutcome[]>;
   stop(): Promise<void>;
 }
 
@@ -71,7 +71,7 @@ export function createCacheUpdater(deps: CacheUpdaterDeps): CacheUpdater {
    * tick: one round trip for the batch rather than one per event). Any failed write rejects the
    * batch, and the bus delivers it again: rewriting the versions already stored is a no-op.
    */
-  async function handleBatch(messages: readonly IncomingMessage[]): Promise<CacheOutcome[]> {
+  async function handleBatch(messages: readonly IncomingMessage[], within: MessageBatch["within"] = (_message, fn) => fn()): Promise<CacheOutcome[]> {
     const outcomes: CacheOutcome[] = new Array(messages.length);
     const byKey = new Map<string, number[]>();
     messages.forEach((message, i) => {
@@ -81,7 +81,8 @@ export function createCacheUpdater(deps: CacheUpdaterDeps): CacheUpdater {
     });
     await Promise.all(
       [...byKey.values()].map(async (lane) => {
-        for (const i of lane) outcomes[i] = await handle(messages[i]!);
+        // Each event's write and log lines in its own message's trace and request id.
+        for (const i of lane) outcomes[i] = await within(messages[i]!, () => handle(messages[i]!));
       }),
     );
     return outcomes;
@@ -99,8 +100,8 @@ export function createCacheUpdater(deps: CacheUpdaterDeps): CacheUpdater {
         fromBeginning: true,
         maxBatchSize: deps.batchSize,
         handleBatch: async (batch) => {
-          const outcomes = await handleBatch(batch.messages);
-          if (deps.onOutcome) batch.messages.forEach((message, i) => deps.onOutcome!(outcomes[i]!, message));
+          const outcomes = await handleBatch(batch.messages, batch.within);
+          if (deps.onOutcome) batch.messages.forEach((message, i) => batch.within(message, () => deps.onOutcome!(outcomes[i]!, message)));
         },
       });
       log.info({ topic: deps.topic, group }, "cache updater consuming");
