@@ -11,7 +11,6 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
-import { request } from "node:http";
 import os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -35,6 +34,7 @@ import { scrape, sumOf, type Sample } from "./lib/prometheus.js";
 import type { ZipfDone } from "./lib/serve.js";
 import { Zipf } from "./lib/zipf.js";
 import { resultsPath, runTracingVariants, tracingEnv } from "./lib/tracing.js";
+import { httpGet } from "./lib/http-get.js";
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const DURATION_S = env("BENCH_DURATION_S", 5);
@@ -126,19 +126,6 @@ const fmt = (run: Run) =>
 /** CPU time of one process (by name) per request of a run, µs. */
 const usPerRequest = (run: Run, name: string) => Math.round(((run.cpu[name] ?? 0) / 100) * (1e6 / run.rps));
 
-/** A GET through node:http: status, headers and body as the edge sends them. */
-function httpGet(port: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    request({ host: "127.0.0.1", port, path, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (chunk: Buffer) => chunks.push(chunk));
-      res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers as Record<string, string>, body: Buffer.concat(chunks) }));
-      res.on("error", reject);
-    })
-      .on("error", reject)
-      .end();
-  });
-}
 
 /** One GetEntity (over insecure gRPC unless told), bytes untouched: the exact response message and its headers. */
 function grpcGet(address: string, message: Uint8Array, credentials: ChannelCredentials = grpcCredentials.createInsecure()): Promise<{ response: Buffer; headers: Record<string, string> }> {

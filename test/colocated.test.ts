@@ -9,7 +9,6 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Redis } from "ioredis";
 import { stringify } from "yaml";
 import { DevIssuer } from "../services/edge/dev-issuer.js";
 import { MESH_IDENTITIES } from "../services/registry.js";
@@ -20,6 +19,7 @@ import { dropKafkaPrefix, runPrefix } from "./support/kafka.js";
 import { freePort, freeServicePorts } from "./support/ports.js";
 import { waitFor } from "./support/wait.js";
 import { umw, type Proc } from "./envoy/support.js";
+import { dropRedisPrefix } from "./support/redis.js";
 
 /** The entity's data in a REST answer (the entity, or a response holding it). */
 function dataOf(body: string): unknown {
@@ -105,10 +105,7 @@ describe("umw serve all, colocated (in-process transport, coherent L1)", { timeo
     await db?.drop().catch(() => undefined);
     certs?.remove();
     rmSync(dir, { recursive: true, force: true });
-    const redis = new Redis(infra.redisUrl);
-    const keys = await redis.keys(`${keyPrefix}*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
+    await dropRedisPrefix(keyPrefix);
     await dropKafkaPrefix(prefix).catch(() => undefined);
   });
 

@@ -10,7 +10,6 @@
 // loading a million entries through misses would measure Postgres, not the read path. Every
 // request must be a Redis hit (the QueryService's counters are checked), so the backend is never asked.
 import { randomBytes } from "node:crypto";
-import { request } from "node:http";
 import os from "node:os";
 import { join } from "node:path";
 import { create, toJson, type JsonValue } from "@bufbuild/protobuf";
@@ -26,6 +25,7 @@ import { ServerProcess } from "./children.js";
 import { h2load, type LoadOptions, type LoadResult } from "./h2load.js";
 import { scrape, sumOf } from "./prometheus.js";
 import { Zipf } from "./zipf.js";
+import { httpGet } from "./http-get.js";
 
 export interface ReadCurveOptions {
   readonly redisUrl: string;
@@ -170,18 +170,6 @@ class StoredValues {
   }
 }
 
-function httpGet(port: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, string>; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    request({ host: "127.0.0.1", port, path, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (chunk: Buffer) => chunks.push(chunk));
-      res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers as Record<string, string>, body: Buffer.concat(chunks) }));
-      res.on("error", reject);
-    })
-      .on("error", reject)
-      .end();
-  });
-}
 
 async function redisCpuSeconds(redis: Redis): Promise<number> {
   const info = await redis.info("cpu");

@@ -4,7 +4,6 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "node:https";
-import { Redis } from "ioredis";
 import type { CDPSession, Page } from "playwright-core";
 import { adsBootstrap, bootstrapYaml } from "../../services/control-plane/bootstrap.js";
 import { MESH_IDENTITIES } from "../../services/registry.js";
@@ -18,6 +17,7 @@ import { requireEnvoy, startProcess, umw, type Proc } from "../envoy/support.js"
 import { launchChromium, type TrustingChromium } from "./chromium.js";
 import type { CallResult, PageApi, Protocol, StreamView } from "./page.js";
 import { bundlePage, serveStaticSite, type StaticSite } from "./static-site.js";
+import { dropRedisPrefix } from "../support/redis.js";
 
 const TENANT = "browser";
 const TYPE = "todo";
@@ -153,10 +153,7 @@ describe("a real browser (headless Chromium) over HTTPS/2 through both edges", {
     await disallowed?.close();
     await db?.drop();
     await dropKafkaPrefix(topicPrefix).catch(() => undefined);
-    const redis = new Redis(infra.redisUrl);
-    const keys = await redis.keys(`${keyPrefix}*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
+    await dropRedisPrefix(keyPrefix);
     certs?.remove();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });

@@ -1,7 +1,6 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Redis } from "ioredis";
 import { parse, stringify } from "yaml";
 import { adsBootstrap, bootstrapYaml } from "../../services/control-plane/bootstrap.js";
 import { MESH_IDENTITIES } from "../../services/registry.js";
@@ -12,6 +11,7 @@ import { dropKafkaPrefix, runPrefix } from "../support/kafka.js";
 import { freePort, freeServicePorts } from "../support/ports.js";
 import { waitFor } from "../support/wait.js";
 import { clusterHosts, requireEnvoy, startProcess, umw, type Proc } from "../envoy/support.js";
+import { dropRedisPrefix } from "../support/redis.js";
 
 /** The browser origin both edges allow (CORS denies every origin unless configured). */
 export const CORS_ORIGIN = "https://app.example";
@@ -65,10 +65,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     await db.drop().catch(() => undefined);
     certs.remove();
     rmSync(dir, { recursive: true, force: true });
-    const redis = new Redis(infra.redisUrl);
-    const keys = await redis.keys(`${keyPrefix}*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
+    await dropRedisPrefix(keyPrefix);
     await dropKafkaPrefix(prefix).catch(() => undefined);
   };
   try {

@@ -9,7 +9,6 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Redis } from "ioredis";
 import { pino } from "pino";
 import { fromBinary } from "@bufbuild/protobuf";
 import { RateLimitService } from "../../gen/envoy/service/ratelimit/v3/rls_pb.js";
@@ -24,6 +23,7 @@ import { DEFAULT_RULES } from "../../services/ratelimit/rules.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
 import { infra, runId } from "../support/env.js";
 import { requireEnvoy, startPolicyServer, startStaticEnvoy, type StaticEnvoy } from "./support.js";
+import { dropRedisPrefix } from "../support/redis.js";
 
 const log = pino({ level: "silent" });
 const prefix = `test:${runId()}:ratelimit:`;
@@ -94,10 +94,7 @@ describe("rate limits through Envoy (real Envoy, real Redis)", () => {
     await nodeEdge?.stop();
     await Promise.all([query?.stop(), rls?.stop(), policy?.stop()]);
     await Promise.all(limiters.map((created) => created.close()));
-    const redis = new Redis(infra.redisUrl);
-    const keys = await redis.keys(`${prefix}*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
+    await dropRedisPrefix(prefix);
     certs?.remove();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });

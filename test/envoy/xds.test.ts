@@ -4,7 +4,6 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import { Redis } from "ioredis";
 import { adsBootstrap, bootstrapYaml } from "../../services/control-plane/bootstrap.js";
 import { DevIssuer } from "../../services/edge/dev-issuer.js";
 import { MESH_IDENTITIES } from "../../services/registry.js";
@@ -14,6 +13,7 @@ import { infra, runId } from "../support/env.js";
 import { freePort } from "../support/ports.js";
 import { waitFor } from "../support/wait.js";
 import { clusterHosts, requireEnvoy, startProcess, umw, type Proc } from "./support.js";
+import { dropRedisPrefix } from "../support/redis.js";
 
 const TENANT = "t1";
 
@@ -91,10 +91,7 @@ describe("Envoy on the xDS control plane", { timeout: 240_000 }, () => {
     await db?.drop();
     certs?.remove();
     if (dir) rmSync(dir, { recursive: true, force: true });
-    const redis = new Redis(infra.redisUrl);
-    const keys = await redis.keys(`${keyPrefix}*`);
-    if (keys.length) await redis.del(...keys);
-    redis.disconnect();
+    await dropRedisPrefix(keyPrefix);
   });
 
   test("REST reads through Envoy; instances join and leave EDS under load without a failed request", async () => {
