@@ -74,23 +74,19 @@ export function tracedBus(bus: EventBus, log: Logger): EventBus {
         await options.handle(message);
         log.debug({ topic: message.topic, partition: message.partition, offset: String(message.offset) }, "message handled");
       };
-      const handle = async (message: IncomingMessage) => {
-        const requestId = message.headers[REQUEST_ID_HEADER];
-        const consumed = startConsumerSpan(message, options.group);
+      const handle = (message: IncomingMessage) => {
         // Unsampled: no span, no context; what the handler writes keeps the message's traceparent (activeTraceContext's fallback).
-        if (!consumed) return messageScope({ requestId }, () => handled(message));
-        return context.with(trace.setSpan(consumed.parent, consumed.span), () =>
-          messageScope({ requestId }, async () => {
-            try {
-              await handled(message);
-            } catch (error) {
-              consumed.span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
-              throw error;
-            } finally {
-              consumed.span.end();
-            }
-          }),
-        );
+        const consumed = startConsumerSpan(message, options.group);
+        return withinMessage(message, consumed, async () => {
+          try {
+            await handled(message);
+          } catch (error) {
+            consumed?.span.setStatus({ code: SpanStatusCode.ERROR, message: (error as Error).message });
+            throw error;
+          } finally {
+            consumed?.span.end();
+          }
+        });
       };
       return bus.subscribe({ ...options, handle });
     },
@@ -105,11 +101,7 @@ export function tracedBus(bus: EventBus, log: Logger): EventBus {
         }
         const traced: MessageBatch = {
           messages: batch.messages,
-          within(message, fn) {
-            const consumed = spans.get(message);
-            if (!consumed) return messageScope({ requestId: message.headers[REQUEST_ID_HEADER] }, () => batch.within(message, fn));
-            return context.with(trace.setSpan(consumed.parent, consumed.span), () => messageScope({ requestId: message.headers[REQUEST_ID_HEADER] }, () => batch.within(message, fn)));
-          },
+          within: (message, fn) => withinMessage(message, spans.get(message), () => batch.within(message, fn)),
         };
         try {
           await options.handleBatch(traced);
@@ -129,7 +121,12 @@ export function tracedBus(bus: EventBus, log: Logger): EventBus {
   };
 }
 
-/** The `process <topic>` span of one message of a batch, the child of its producer's context. */
+/** Runs `fn` under the message's request id and, when it has one, inside its consumer span. */
+function withinMessage<T>(message: IncomingMessage, consumed: { readonly span: Span; readonly parent: Context } | undefined, fn: () => T): T {
+  const scoped = () => messageScope({ requestId: message.headers[REQUEST_ID_HEADER] }, fn);
+  return consumed ? context.with(trace.setSpan(consumed.parent, consumed.span), scoped) : scoped();
+}
+
 /** The CONSUMER span of a message, a child of the context it carries and linked to it; undefined when that context is unsampled. */
 function startConsumerSpan(message: IncomingMessage, group: string): { readonly span: Span; readonly parent: Context } | undefined {
   if (traceparentSampling(message.headers.traceparent) === "unsampled") return undefined;
