@@ -289,7 +289,8 @@ describe("processor on Postgres and Kafka", { timeout: 60_000 }, () => {
     const commandId = await send({ case: "create", value: { tenant: TENANT, type: "note", id, data: { title: "nul \u0000 byte" } } });
     const row = await settled(commandId);
     assert.equal(row.state, "failed");
-    const outcome = outcomes.find((o) => o.messageId === commandId)?.outcome;
+    // The command row is marked failed before the processor reports the outcome: wait for the report.
+    const outcome = await waitFor(() => outcomes.find((o) => o.messageId === commandId)?.outcome, { what: "the dead-letter outcome" });
     assert.deepEqual(outcome && outcome.kind === "dead-lettered" ? [outcome.reason, outcome.attempts] : outcome, ["PERMANENT_ERROR", 1]);
   });
 
@@ -315,6 +316,8 @@ describe("processor on Postgres and Kafka", { timeout: 60_000 }, () => {
     assert.equal(failed.error?.details[0]?.metadata?.attempts, String(MAX_ATTEMPTS));
     assert.doesNotMatch(failed.error?.message ?? "", /injected|08006/, "no internals in the client-visible error");
     assert.equal(await entity("note", id), undefined);
+    // The dead letter is published after the row is marked failed.
+    await waitFor(() => outcomes.some((o) => o.messageId === commandId && o.outcome.kind === "dead-lettered") || undefined, { what: "the dead letter to be published" });
 
     const lines: string[] = [];
     assert.equal(await runDlq(["list", "--limit", "10"], { config, out: (line) => lines.push(line), log }), 0);
