@@ -1,5 +1,6 @@
 import type { EventBus, PartitionBacklog } from "./bus.js";
 import { gauge, type Gauge, type Registry } from "./metrics.js";
+import { within } from "./within.js";
 
 /** A scrape never waits on the broker longer than this; the previous values stay until a read succeeds. */
 const READ_TIMEOUT_MS = 2_000;
@@ -73,16 +74,9 @@ export function watchDeadLetterSize(registry: Registry, bus: EventBus, topic: st
 }
 
 async function readBacklog(bus: EventBus, topics: readonly string[], group?: string): Promise<PartitionBacklog[]> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`broker offsets not read within ${READ_TIMEOUT_MS} ms`)), READ_TIMEOUT_MS);
-    timer.unref();
-  });
   try {
-    return await Promise.race([bus.backlog!(topics, group), timeout]);
+    return await within(bus.backlog!(topics, group), READ_TIMEOUT_MS, () => new Error(`broker offsets not read within ${READ_TIMEOUT_MS} ms`));
   } catch {
     return []; // a broker that does not answer leaves the last values; the consumer's own health says why
-  } finally {
-    clearTimeout(timer);
   }
 }

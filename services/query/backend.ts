@@ -1,5 +1,6 @@
 import type { Entity } from "../../gen/umw/v1/entity_pb.js";
 import { Code, RpcError, unavailable } from "../../runtime/errors.js";
+import { within } from "../../runtime/within.js";
 
 /**
  * Where a resource type's entities live (port): the Postgres read replica, an upstream HTTP
@@ -29,9 +30,5 @@ export function backendTimeout(what: string, ms: number): RpcError {
 
 /** Rejects with BACKEND_TIMEOUT after `ms` unless `promise` settles first; the load itself goes on. */
 export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(backendTimeout(what, ms)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  return within(promise, ms, () => backendTimeout(what, ms));
 }
