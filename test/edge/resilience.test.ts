@@ -216,7 +216,7 @@ describe("circuit breaker", () => {
         done();
       },
     });
-    const url = await edgeWith({ retryAttempts: 1, breakerFailures: 3, breakerHalfOpenAfterMs: 400 }, 5_000, pino({ level: "info" }, sink));
+    const url = await edgeWith({ retryAttempts: 1, breakerFailures: 3, breakerHalfOpenAfterMs: 1_000 }, 5_000, pino({ level: "info" }, sink));
     upstream.queryDown = true;
     try {
       for (let i = 0; i < 3; i++) {
@@ -232,7 +232,7 @@ describe("circuit breaker", () => {
         assert.equal(response.status, 503);
         assert.equal(await reasonOf(response), "UPSTREAM_CIRCUIT_OPEN");
         assert.equal(response.headers.get("retry-after"), "1");
-        assert.ok(Date.now() - started < 300, "answered at once");
+        assert.ok(Date.now() - started < 1_000, "answered at once, not after the upstream deadline (5 s)");
       }
       assert.equal(upstream.total("get:cb-"), 3, "the open circuit let no call through");
       assert.ok(lines.some((line) => line.msg.startsWith("upstream circuit opened") && line.service === "umw.v1.QueryService"), JSON.stringify(lines));
