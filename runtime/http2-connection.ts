@@ -79,7 +79,8 @@ export class Http2Connection {
     const session = connect(
       this.authority,
       // Node sends the host as SNI unless it is an IP address, as grpc-js does.
-      tls ? { ca: tls.ca, key: tls.key, cert: tls.cert, checkServerIdentity: tls.checkServerIdentity } : {},
+      // (checkServerIdentity must be a function when present: without one, Node's standard host name check applies.)
+      tls ? { ca: tls.ca, key: tls.key, cert: tls.cert, ...(tls.checkServerIdentity && { checkServerIdentity: tls.checkServerIdentity }) } : {},
     ) as SessionWithCalls;
     session.umwCalls = 0;
     session.unref();

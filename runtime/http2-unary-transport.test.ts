@@ -9,7 +9,7 @@ import { constants, createServer, type Http2Server, type IncomingHttpHeaders, ty
 import type { AddressInfo } from "node:net";
 import { credentials, Metadata } from "@grpc/grpc-js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { GetEntityRequestSchema, GetEntityResponseSchema, QueryService } from "../gen/umw/v1/query_pb.js";
+import { GetEntityRequestSchema, GetEntityResponseSchema, QueryService, type GetEntityResponse } from "../gen/umw/v1/query_pb.js";
 import { ServiceClient } from "./client.js";
 import { Code, RpcError } from "./errors.js";
 import { Http2UnaryTransport, grpcTimeout, httpStatusCode } from "./http2-unary-transport.js";
@@ -88,6 +88,8 @@ function client(transport = new Http2UnaryTransport(address)): ServiceClient {
   });
 }
 
+const idOf = (message: unknown) => (message as GetEntityResponse).entity?.id;
+
 async function rejection(call: Promise<unknown>): Promise<RpcError> {
   try {
     await call;
@@ -111,7 +113,7 @@ describe("lean unary transport: the wire", () => {
       metadata.set("trace-bin", Buffer.from([0, 1, 2, 250]));
       let onHeaders: Metadata | undefined;
       const response = await mesh.unary(QueryService.method.getEntity, request, { headers: metadata, timeoutMs: 5_000, onHeaders: (h) => (onHeaders = h) });
-      assert.equal((response.message as { entity: { id: string } }).entity.id, "e1-back");
+      assert.equal(idOf(response.message), "e1-back");
       assert.deepEqual(response.header?.get("umw-cache-status"), ["umw; hit"]);
       assert.deepEqual(onHeaders?.get("umw-cache-status"), ["umw; hit"]);
 
@@ -286,7 +288,7 @@ describe("lean unary transport: time, cancellation, connections", () => {
           assert.equal((error as RpcError).code, Code.UNAVAILABLE);
         }
       }
-      assert.equal((response.message as { entity: { id: string } }).entity.id, "ok");
+      assert.equal(idOf(response.message), "ok");
       assert.equal(sessionCount, first + 2);
     } finally {
       mesh.close();
@@ -301,7 +303,7 @@ describe("lean unary transport: time, cancellation, connections", () => {
       assert.equal(error.code, Code.UNAVAILABLE, error.message);
       behaviour = (stream) => answer(stream, entityResponse("back"));
       const response = await mesh.unary(QueryService.method.getEntity, request);
-      assert.equal((response.message as { entity: { id: string } }).entity.id, "back");
+      assert.equal(idOf(response.message), "back");
     } finally {
       mesh.close();
     }
