@@ -5,6 +5,9 @@ import { Http2Connection, type Http2ConnectionOptions } from "./http2-connection
 import { wireFailure } from "./in-process-transport.js";
 import type { ClientRequest, ClientResponse, Next } from "./interceptor.js";
 
+/** What the servers see of this client (grpc-js says `grpc-node-js/<version>`). */
+export const USER_AGENT = "umw-http2-unary/1";
+
 /** grpc-js' default: larger responses fail RESOURCE_EXHAUSTED. */
 const DEFAULT_MAX_RECEIVE_BYTES = 4 * 1024 * 1024;
 
@@ -83,6 +86,7 @@ class UnaryExchange {
     headers[":path"] = this.path;
     headers["content-type"] = "application/grpc";
     headers.te = "trailers";
+    headers["user-agent"] = USER_AGENT;
     if (Number.isFinite(req.deadline)) {
       headers["grpc-timeout"] = grpcTimeout(req.deadline - now);
       this.timer = setTimeout(this.expired, req.deadline - now);
