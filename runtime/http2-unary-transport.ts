@@ -58,6 +58,9 @@ class UnaryExchange {
   private chunks: Buffer[] = [];
   private received = 0;
   private streamError: Error | undefined;
+  private headers: OutgoingHttpHeaders | undefined;
+  private body: Buffer | undefined;
+  private resent = false;
 
   constructor(
     private readonly connection: Http2Connection,
@@ -91,9 +94,17 @@ class UnaryExchange {
       headers["grpc-timeout"] = grpcTimeout(req.deadline - now);
       this.timer = setTimeout(this.expired, req.deadline - now);
     }
+    this.headers = headers;
+    this.body = body;
+    req.signal?.addEventListener("abort", this.aborted, { once: true });
+    this.send();
+  }
+
+  /** Opens the stream and sends the request (again, after a refused stream). */
+  private send(): void {
     let stream: ClientHttp2Stream;
     try {
-      stream = this.connection.request(headers);
+      stream = this.connection.request(this.headers!);
     } catch (error) {
       return this.fail(GrpcStatus.UNAVAILABLE, `Connection failed: ${(error as Error).message}`);
     }
@@ -103,8 +114,7 @@ class UnaryExchange {
     stream.on("trailers", this.onTrailers);
     stream.on("error", this.onError);
     stream.on("close", this.onClose);
-    req.signal?.addEventListener("abort", this.aborted, { once: true });
-    stream.end(body);
+    stream.end(this.body);
   }
 
   private readonly onResponse = (headers: IncomingHttpHeaders & IncomingHttpStatusHeader, flags: number): void => {
@@ -158,6 +168,13 @@ class UnaryExchange {
     const rstCode = stream.rstCode ?? constants.NGHTTP2_NO_ERROR;
     switch (rstCode) {
       case constants.NGHTTP2_REFUSED_STREAM:
+        // The server did not process it (REFUSED_STREAM, or past its GOAWAY): safe to send once more,
+        // on a new session, whatever the method (grpc-js does the same transparently).
+        if (!this.resent && this.httpStatus === 0) {
+          this.resent = true;
+          this.streamError = undefined;
+          return this.send();
+        }
         return this.fail(GrpcStatus.UNAVAILABLE, "Stream refused by server");
       case constants.NGHTTP2_CANCEL:
         // Node reports a stream cut off by its session's end as CANCEL: that is a lost connection.
