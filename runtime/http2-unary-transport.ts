@@ -49,7 +49,7 @@ type Reject = (error: unknown) => void;
 
 /** One unary call on the wire: request headers and message out, then headers, message and trailers back. */
 class UnaryExchange {
-  private stream: ClientHttp2Stream | undefined;
+  stream: ClientHttp2Stream | undefined;
   private timer: NodeJS.Timeout | undefined;
   private settled = false;
   private httpStatus = 0;
@@ -92,11 +92,11 @@ class UnaryExchange {
     headers["user-agent"] = USER_AGENT;
     if (Number.isFinite(req.deadline)) {
       headers["grpc-timeout"] = grpcTimeout(req.deadline - now);
-      this.timer = setTimeout(this.expired, req.deadline - now);
+      this.timer = setTimeout(expire, req.deadline - now, this);
     }
     this.headers = headers;
     this.body = body;
-    req.signal?.addEventListener("abort", this.aborted, { once: true });
+    req.signal?.addEventListener("abort", this, { once: true });
     this.send();
   }
 
@@ -109,15 +109,17 @@ class UnaryExchange {
       return this.fail(GrpcStatus.UNAVAILABLE, `Connection failed: ${(error as Error).message}`);
     }
     this.stream = stream;
-    stream.on("response", this.onResponse);
-    stream.on("data", this.onData);
-    stream.on("trailers", this.onTrailers);
-    stream.on("error", this.onError);
-    stream.on("close", this.onClose);
+    // One set of listeners for every call (the stream points to its exchange): no closures per call.
+    (stream as ExchangeStream)[EXCHANGE] = this;
+    stream.on("response", onResponse);
+    stream.on("data", onData);
+    stream.on("trailers", onTrailers);
+    stream.on("error", onError);
+    stream.on("close", onClose);
     stream.end(this.body);
   }
 
-  private readonly onResponse = (headers: IncomingHttpHeaders & IncomingHttpStatusHeader, flags: number): void => {
+  response(headers: IncomingHttpHeaders & IncomingHttpStatusHeader, flags: number): void {
     this.httpStatus = headers[":status"] ?? 0;
     if (flags & constants.NGHTTP2_FLAG_END_STREAM) {
       this.trailers = headers; // trailers-only: the status is in the headers
@@ -132,36 +134,38 @@ class UnaryExchange {
     }
     this.header = header;
     this.req.onHeader?.(header);
-  };
+  }
 
-  private readonly onData = (chunk: Buffer): void => {
+  data(chunk: Buffer): void {
     if (this.settled) return;
     this.received += chunk.length;
     if (this.received > this.maxReceiveBytes + 5) {
       return this.cancel(GrpcStatus.RESOURCE_EXHAUSTED, `Received message larger than max (${this.received - 5} vs ${this.maxReceiveBytes})`);
     }
     this.chunks.push(chunk);
-  };
+  }
 
-  private readonly onTrailers = (trailers: IncomingHttpHeaders): void => {
+  gotTrailers(trailers: IncomingHttpHeaders): void {
     this.trailers = trailers;
-  };
+  }
 
-  private readonly onError = (error: Error): void => {
+  gotError(error: Error): void {
     this.streamError = error;
-  };
+  }
 
-  private readonly expired = (): void => {
+  expired(): void {
     this.timer = undefined;
     this.cancel(GrpcStatus.DEADLINE_EXCEEDED, "Deadline exceeded");
-  };
+  }
 
-  private readonly aborted = (): void => this.cancel(GrpcStatus.CANCELLED, "Cancelled on client");
+  /** The caller's signal fired (this exchange is the abort listener). */
+  handleEvent(): void {
+    this.cancel(GrpcStatus.CANCELLED, "Cancelled on client");
+  }
 
   /** The stream is over: the status is the trailers', else what ended it. */
-  private readonly onClose = (): void => {
-    if (this.settled) return;
-    const stream = this.stream!;
+  closed(stream: ClientHttp2Stream): void {
+    if (this.settled || stream !== this.stream) return;
     if (this.trailers) return this.finish(this.trailers);
     if (this.httpStatus !== 0 && this.httpStatus !== 200) return this.failHttp(this.httpStatus);
     if (this.streamError && !isStreamReset(this.streamError)) return this.fail(GrpcStatus.UNAVAILABLE, `Connection dropped: ${this.streamError.message}`);
@@ -192,7 +196,7 @@ class UnaryExchange {
       default:
         return this.fail(GrpcStatus.INTERNAL, `Received RST_STREAM with code ${rstCode}`);
     }
-  };
+  }
 
   /** The call's outcome from its trailers (or the headers of a trailers-only response). */
   private finish(trailers: IncomingHttpHeaders): void {
@@ -253,8 +257,31 @@ class UnaryExchange {
   private settle(): void {
     this.settled = true;
     if (this.timer) clearTimeout(this.timer);
-    this.req.signal?.removeEventListener("abort", this.aborted);
+    this.req.signal?.removeEventListener("abort", this);
   }
+}
+
+const EXCHANGE = Symbol("umw.unaryExchange");
+type ExchangeStream = ClientHttp2Stream & { [EXCHANGE]: UnaryExchange };
+
+function onResponse(this: ExchangeStream, headers: IncomingHttpHeaders & IncomingHttpStatusHeader, flags: number): void {
+  this[EXCHANGE].response(headers, flags);
+}
+function onData(this: ExchangeStream, chunk: Buffer): void {
+  this[EXCHANGE].data(chunk);
+}
+function onTrailers(this: ExchangeStream, trailers: IncomingHttpHeaders): void {
+  this[EXCHANGE].gotTrailers(trailers);
+}
+function onError(this: ExchangeStream, error: Error): void {
+  const exchange = this[EXCHANGE];
+  if (exchange.stream === this) exchange.gotError(error); // not a stream it has sent again since
+}
+function onClose(this: ExchangeStream): void {
+  this[EXCHANGE].closed(this);
+}
+function expire(exchange: UnaryExchange): void {
+  exchange.expired();
 }
 
 /** The 5-byte gRPC message prefix (uncompressed, length) and the message, in one buffer: one DATA frame. */
