@@ -300,6 +300,25 @@ describe("lean unary transport: time, cancellation, connections", () => {
     }
   });
 
+  test("with a keepalive interval the session pings the server while it is open", async () => {
+    behaviour = (stream) => answer(stream, entityResponse("ok"));
+    let pings = 0;
+    const counting = (session: ServerHttp2Session) => session.on("ping", () => pings++);
+    server.on("session", counting);
+    const mesh = client(new Http2UnaryTransport(address, { keepaliveTimeMs: 30, keepaliveTimeoutMs: 1_000 }));
+    try {
+      await mesh.unary(QueryService.method.getEntity, request);
+      await waitUntil(() => pings >= 2);
+      // Answered pings keep the session: the next call needs no new one.
+      const opened = sessionCount;
+      await mesh.unary(QueryService.method.getEntity, request);
+      assert.equal(sessionCount, opened);
+    } finally {
+      server.off("session", counting);
+      mesh.close();
+    }
+  });
+
   test("nothing listening: UNAVAILABLE", async () => {
     const probe = createServer();
     await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
