@@ -47,9 +47,8 @@ export class Http2Connection {
     }
     const counted = session as SessionWithCalls;
     if (counted.umwCalls++ === 0) session.ref();
-    stream.once("close", () => {
-      if (--counted.umwCalls === 0 && !session.destroyed) session.unref();
-    });
+    (stream as StreamOfSession)[SESSION] = counted;
+    stream.on("close", streamClosed);
     return stream;
   }
 
@@ -122,3 +121,12 @@ export class Http2Connection {
 }
 
 type SessionWithCalls = ClientHttp2Session & { umwCalls: number };
+
+const SESSION = Symbol("umw.session");
+type StreamOfSession = ClientHttp2Stream & { [SESSION]: SessionWithCalls };
+
+/** One listener for every stream (no closure per call): the last call of a session lets the process exit. */
+function streamClosed(this: StreamOfSession): void {
+  const session = this[SESSION];
+  if (--session.umwCalls === 0 && !session.destroyed) session.unref();
+}
