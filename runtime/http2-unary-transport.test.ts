@@ -209,6 +209,18 @@ describe("lean unary transport: the wire", () => {
     }
   });
 
+  test("a response of 1 MiB (many DATA frames, past the initial flow-control windows) arrives whole", async () => {
+    const big = "x".repeat(1024 * 1024);
+    behaviour = (stream) => answer(stream, entityResponse(big), { pieces: 40 });
+    const mesh = client();
+    try {
+      const response = await mesh.unary(QueryService.method.getEntity, request, { timeoutMs: 10_000 });
+      assert.equal(idOf(response.message)?.length, big.length);
+    } finally {
+      mesh.close();
+    }
+  });
+
   test("a response larger than the receive limit is RESOURCE_EXHAUSTED", async () => {
     behaviour = (stream) => answer(stream, entityResponse("x".repeat(2_000)));
     const mesh = client(new Http2UnaryTransport(address, { maxReceiveMessageBytes: 1_000 }));
