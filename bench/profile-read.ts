@@ -7,7 +7,8 @@
 //
 // Knobs: BENCH_PROFILE_DIR (bench/results/profiles/latest), BENCH_DURATION_S (5), BENCH_JIT_WARMUP_S (3),
 // BENCH_H1_CLIENTS (64), BENCH_H2_CLIENTS (4), BENCH_H2_STREAMS (32), BENCH_PROFILE_INTERVAL_US (250),
-// BENCH_PROFILE_AUTH (on; off: the REST leg through an auth-off pair).
+// BENCH_PROFILE_AUTH (on; off: the REST leg through an auth-off pair); UMW_EDGE_UPSTREAM_CLIENT (grpc-js; lean:
+// the edge's unary calls on the lean node:http2 transport, runtime/http2-unary-transport.ts).
 import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync, readFileSync } from "node:fs";
 import { request } from "node:http";
@@ -38,6 +39,7 @@ const H2_STREAMS = env("BENCH_H2_STREAMS", 32);
 const INTERVAL_US = env("BENCH_PROFILE_INTERVAL_US", 250);
 /** `off`: the REST leg through an auth-off pair (no token, no policy, no mesh table), as bench:read's edge phase. */
 const AUTH = process.env.BENCH_PROFILE_AUTH !== "off";
+const UPSTREAM_CLIENT = process.env.UMW_EDGE_UPSTREAM_CLIENT === "lean" ? "lean" : "grpc-js";
 const OUT = process.env.BENCH_PROFILE_DIR ?? join(dirname(fileURLToPath(import.meta.url)), "results", "profiles", "latest");
 
 const TENANT = "bench";
@@ -152,8 +154,9 @@ async function main(): Promise<void> {
   const floorRun = await measured("grpc-floor", { url: `http://127.0.0.1:${floor.info.port}${GRPC_PATH}`, ...grpcLoad, durationS: DURATION_S, warmupS: 1 }, [floor]);
 
   const summary = {
-    command: `${AUTH ? "" : "BENCH_PROFILE_AUTH=off "}npm run bench:profile-read`,
+    command: `${AUTH ? "" : "BENCH_PROFILE_AUTH=off "}${UPSTREAM_CLIENT === "lean" ? "UMW_EDGE_UPSTREAM_CLIENT=lean " : ""}npm run bench:profile-read`,
     auth: AUTH,
+    edge_upstream_client: UPSTREAM_CLIENT,
     generated_at: new Date().toISOString(),
     rest_hit_rps: rest.rps,
     peer_rps: peerRun.rps,

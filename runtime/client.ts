@@ -51,6 +51,14 @@ export interface ServiceClientOptions {
   readonly responseDecoder?: (method: DescMethod) => ((bytes: Buffer) => Message) | undefined;
   /** Unary calls to a service hosted in this process skip the network (runtime/in-process-transport.ts). */
   readonly inProcess?: InProcessRoute;
+  /** Unary calls over the network go through this transport instead of grpc-js (runtime/http2-unary-transport.ts); closed with the client. */
+  readonly unaryTransport?: UnaryTransport;
+}
+
+/** What sends a unary call's bytes and gets its response, under the interceptor chain (grpc-js by default). */
+export interface UnaryTransport {
+  unary(path: string, serialize: (message: unknown) => Buffer, deserialize: (bytes: Buffer) => Message): Next<ClientRequest, ClientResponse>;
+  close(): void;
 }
 
 /**
@@ -63,6 +71,7 @@ export class ServiceClient {
   /** The grpc-js channel, for calls outside the service (e.g. grpc.health.v1). */
   readonly grpc: Client;
   private readonly chains = new Map<DescMethod, Next<ClientRequest, ClientResponse>>();
+  private readonly unaryTransport: UnaryTransport | undefined;
 
   constructor(
     readonly service: DescService,
@@ -71,6 +80,7 @@ export class ServiceClient {
     options: ServiceClientOptions = {},
   ) {
     this.grpc = new Client(address, credentials, options.channel ?? {});
+    this.unaryTransport = options.unaryTransport;
     const interceptors: ClientInterceptor[] = [
       clientMetrics(options.metrics ?? prometheusCallMetrics("client")),
       clientTracing,
@@ -85,7 +95,9 @@ export class ServiceClient {
       const serialize = serializer(method.input);
       const deserialize = options.responseDecoder?.(method) ?? ((bytes: Buffer) => fromBinary(method.output, bytes));
       const overNetwork =
-        method.methodKind === "server_streaming" ? streamingCall(this.grpc, path, serialize, deserialize) : unaryCall(this.grpc, path, serialize, deserialize);
+        method.methodKind === "server_streaming"
+          ? streamingCall(this.grpc, path, serialize, deserialize)
+          : (this.unaryTransport?.unary(path, serialize, deserialize) ?? unaryCall(this.grpc, path, serialize, deserialize));
       const terminal = options.inProcess ? options.inProcess.transport.terminal(method, options.inProcess.peer, overNetwork) : overNetwork;
       this.chains.set(method, composeChain(interceptors, terminal));
     }
@@ -105,6 +117,7 @@ export class ServiceClient {
 
   close(): void {
     this.grpc.close();
+    this.unaryTransport?.close();
   }
 
   private chain(method: DescMethod): Next<ClientRequest, ClientResponse> {

@@ -36,3 +36,9 @@ test("a config file is read, and the environment overrides it", () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("UMW_EDGE_UPSTREAM_CLIENT: grpc-js by default, lean when asked, nothing else", () => {
+  assert.equal(loadConfig({}).edgeUpstreamClient, "grpc-js");
+  assert.equal(loadConfig({ UMW_EDGE_UPSTREAM_CLIENT: "lean" }).edgeUpstreamClient, "lean");
+  assert.throws(() => loadConfig({ UMW_EDGE_UPSTREAM_CLIENT: "fast" }), (error: Error) => error instanceof ConfigError && /UMW_EDGE_UPSTREAM_CLIENT/.test(error.message));
+});

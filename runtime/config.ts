@@ -166,6 +166,12 @@ const settings = {
   edgeBreakerFailures: { env: "UMW_EDGE_BREAKER_FAILURES", schema: z.coerce.number().int().positive().default(5), description: "Consecutive calls to an upstream failing UNAVAILABLE (after their retries) that open its circuit breaker: the edge then answers 503 `UPSTREAM_CIRCUIT_OPEN` with Retry-After at once, without calling it." },
   edgeBreakerHalfOpenAfterMs: { env: "UMW_EDGE_BREAKER_HALF_OPEN_AFTER_MS", schema: z.coerce.number().int().positive().default(5_000), description: "How long an upstream's circuit stays open before one call probes it (half-open); success closes the circuit." },
   edgeMaxInFlight: { env: "UMW_EDGE_MAX_IN_FLIGHT", schema: z.coerce.number().int().positive().default(1_000), description: "Unary calls the edge has in flight to one upstream at most; beyond it the edge answers 503 `EDGE_OVERLOADED` with Retry-After instead of queueing." },
+  // How the Node edge sends its unary calls upstream (services/edge/upstream.ts, runtime/http2-unary-transport.ts).
+  edgeUpstreamClient: {
+    env: "UMW_EDGE_UPSTREAM_CLIENT",
+    schema: z.enum(["grpc-js", "lean"]).default("grpc-js"),
+    description: "Transport of the Node edge's unary calls to its upstreams, under the same interceptors (request id, deadline, retries, circuit breaker, metrics, tracing): `grpc-js` (a grpc-js channel), or `lean`, one node:http2 session per upstream with the same mTLS identity speaking the gRPC wire itself (less CPU per call). Server-streaming calls and health checks use grpc-js either way.",
+  },
   // Rate limits and quotas (services/ratelimit; both edges, shared through Redis).
   rateLimitEnabled: {
     env: "UMW_RATE_LIMIT_ENABLED",

@@ -142,7 +142,7 @@ function responseMessage(schema: DescMessage, value: unknown): Message {
 }
 
 /** The error grpc-js would hand the client for this status (clientErrors turns it into an RpcError). */
-function wireFailure(code: number, details: string, metadata: Metadata): ServiceError {
+export function wireFailure(code: number, details: string, metadata: Metadata): ServiceError {
   const stackTraceLimit = Error.stackTraceLimit;
   Error.stackTraceLimit = 0;
   try {

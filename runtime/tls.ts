@@ -44,13 +44,39 @@ export function serverCredentials(identity: MeshIdentity): ServerCredentials {
  */
 export function clientCredentials(identity: MeshIdentity, expectedPeer?: string): ChannelCredentials {
   const { cert, key } = identity.client;
-  if (!expectedPeer) return ChannelCredentials.createSsl(identity.ca, key, cert);
-  return ChannelCredentials.createSsl(identity.ca, key, cert, {
-    checkServerIdentity(_host, peerCert) {
-      const names = dnsNames(peerCert);
-      return names.includes(expectedPeer) ? undefined : new Error(`the server's certificate names ${names.join(", ") || "nothing"}, not ${expectedPeer}`);
-    },
-  });
+  const checkServerIdentity = expectedPeer ? peerNameCheck(expectedPeer) : undefined;
+  const credentials = checkServerIdentity
+    ? ChannelCredentials.createSsl(identity.ca, key, cert, { checkServerIdentity })
+    : ChannelCredentials.createSsl(identity.ca, key, cert);
+  clientTlsByCredentials.set(credentials, { ca: identity.ca, key, cert, checkServerIdentity });
+  return credentials;
+}
+
+/**
+ * The TLS material behind mesh client credentials, for a client that dials HTTP/2 itself (the
+ * edge's lean unary transport, runtime/http2-unary-transport.ts) with the same identity and the
+ * same check of the server's name as grpc-js would.
+ */
+export interface ClientTls {
+  readonly ca: Buffer;
+  readonly key: Buffer;
+  readonly cert: Buffer;
+  /** Set when the server's certificate must name a mesh identity (clientCredentials' `expectedPeer`); else the standard host name check. */
+  readonly checkServerIdentity?: (host: string, cert: PeerCertificate) => Error | undefined;
+}
+
+const clientTlsByCredentials = new WeakMap<ChannelCredentials, ClientTls>();
+
+/** The TLS material of credentials made by `clientCredentials`; undefined for any other credentials. */
+export function clientTlsOf(credentials: ChannelCredentials): ClientTls | undefined {
+  return clientTlsByCredentials.get(credentials);
+}
+
+function peerNameCheck(expectedPeer: string): (host: string, cert: PeerCertificate) => Error | undefined {
+  return (_host, peerCert) => {
+    const names = dnsNames(peerCert);
+    return names.includes(expectedPeer) ? undefined : new Error(`the server's certificate names ${names.join(", ") || "nothing"}, not ${expectedPeer}`);
+  };
 }
 
 function dnsNames(cert: PeerCertificate): string[] {

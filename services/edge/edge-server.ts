@@ -47,7 +47,7 @@ export async function startEdge(input: EdgeOptions): Promise<RunningEdge> {
   const shutdown = new AbortController();
   const upstreams = new Map<string, Upstream>();
   for (const spec of options.upstreams) {
-    upstreams.set(spec.service.typeName, new Upstream(spec.service, spec.address, spec.credentials ?? options.credentials, options.channelOptions, options.resilience, options.log, options.inProcess));
+    upstreams.set(spec.service.typeName, new Upstream(spec.service, spec.address, spec.credentials ?? options.credentials, options.channelOptions, options.resilience, options.log, options.inProcess, options.upstreamClient));
   }
   const ctx: EdgeContext = {
     options,

@@ -46,6 +46,7 @@ export const edgeService: ServiceModule = {
       idleTimeoutMs: config.httpIdleTimeoutMs,
       sessionTimeoutMs: config.http2SessionTimeoutMs,
       rateLimit: limiter && { limiter },
+      upstreamClient: config.edgeUpstreamClient,
       inProcess: runtime.inProcess && { transport: runtime.inProcess, peer: runtime.identity("edge").name },
       resilience: {
         retryAttempts: config.edgeRetryAttempts,

@@ -7,6 +7,7 @@ import { DEFAULT_PAYLOAD_LIMITS, type PayloadLimits } from "../command/payload-l
 import type { EdgeRateLimit } from "./rate-limit.js";
 import type { EdgeAuth } from "./authenticator.js";
 import { DEFAULT_UPSTREAM_RESILIENCE, type UpstreamResilience } from "./upstream-resilience.js";
+import type { UpstreamClient } from "./upstream.js";
 import { DEFAULT_FORWARDED_HEADERS, DEFAULT_PASSTHROUGH_HEADERS, isPrincipalHeader } from "./forwarded-headers.js";
 
 /** An internal service the edge exposes, and where it listens (host:port, mTLS gRPC). */
@@ -68,6 +69,8 @@ export interface EdgeOptions {
   /** Longest request target (path and query); longer ones get 414. Default 8 KiB. */
   readonly maxUrlBytes?: number;
   readonly channelOptions?: ClientOptions;
+  /** Transport of unary upstream calls: grpc-js (default) or the lean node:http2 one (UMW_EDGE_UPSTREAM_CLIENT; upstream.ts). */
+  readonly upstreamClient?: UpstreamClient;
   /** Retries of reads, circuit breaker and in-flight bound per upstream (upstream-resilience.ts); defaults where unset. */
   readonly resilience?: Partial<UpstreamResilience>;
   /** Rate limits and quotas (services/ratelimit); none when absent. */
@@ -116,6 +119,7 @@ export function resolveEdgeOptions(options: EdgeOptions): ResolvedEdgeOptions {
     sessionTimeoutMs: options.sessionTimeoutMs ?? 120_000,
     maxUrlBytes: options.maxUrlBytes ?? 8_192,
     channelOptions: options.channelOptions ?? {},
+    upstreamClient: options.upstreamClient ?? "grpc-js",
     resilience: { ...DEFAULT_UPSTREAM_RESILIENCE, ...options.resilience },
     rateLimit: options.rateLimit,
     inProcess: options.inProcess,

@@ -4,7 +4,12 @@ import { BinaryReader, BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { ServiceClient } from "../../runtime/client.js";
 import type { Logger } from "../../runtime/logger.js";
 import type { InProcessRoute } from "../../runtime/in-process-transport.js";
+import { Http2UnaryTransport } from "../../runtime/http2-unary-transport.js";
+import { clientTlsOf } from "../../runtime/tls.js";
 import { DEFAULT_UPSTREAM_RESILIENCE, upstreamInterceptors, type UpstreamResilience } from "./upstream-resilience.js";
+
+/** How unary calls go upstream: a grpc-js channel, or the lean node:http2 transport (runtime/http2-unary-transport.ts). */
+export type UpstreamClient = "grpc-js" | "lean";
 
 export type HealthState = "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN" | "UNKNOWN" | "UNREACHABLE";
 
@@ -16,6 +21,8 @@ export type HealthState = "SERVING" | "NOT_SERVING" | "SERVICE_UNKNOWN" | "UNKNO
  * tells a service's own UNAVAILABLE from a channel that cannot connect (upstreamFailure in edge-failure.ts).
  * Its calls go through the upstream's in-flight bound, circuit breaker and read retries (upstream-resilience.ts).
  * With `inProcess`, unary calls to a service hosted in the same process go through its server chain directly.
+ * With `client` "lean", unary calls over the network use one node:http2 session of the same mTLS
+ * identity instead of grpc-js (streams and health checks stay on grpc-js).
  */
 export class Upstream {
   readonly client: ServiceClient;
@@ -28,8 +35,10 @@ export class Upstream {
     resilience: UpstreamResilience = DEFAULT_UPSTREAM_RESILIENCE,
     log?: Logger,
     inProcess?: InProcessRoute,
+    client: UpstreamClient = "grpc-js",
   ) {
     this.client = new ServiceClient(service, address, credentials, {
+      unaryTransport: client === "lean" ? leanTransport(address, credentials, options, log) : undefined,
       // Under `umw serve all` the unary calls to a service of this process skip the network, not the interceptors.
       inProcess,
       channel: options,
@@ -73,6 +82,26 @@ export class Upstream {
       );
     });
   }
+}
+
+/**
+ * The lean transport over the credentials' own TLS material (runtime/tls.ts clientCredentials), or
+ * cleartext for insecure credentials; credentials of another origin cannot be read, so those keep
+ * grpc-js (logged).
+ */
+function leanTransport(address: string, credentials: ChannelCredentials, channel: ClientOptions, log?: Logger): Http2UnaryTransport | undefined {
+  const tls = clientTlsOf(credentials);
+  if (!tls && credentials._isSecure()) {
+    log?.warn({ address }, "UMW_EDGE_UPSTREAM_CLIENT=lean needs credentials made by clientCredentials (runtime/tls.ts); this upstream keeps grpc-js");
+    return undefined;
+  }
+  return new Http2UnaryTransport(address, {
+    tls,
+    keepaliveTimeMs: channel["grpc.keepalive_time_ms"],
+    keepaliveTimeoutMs: channel["grpc.keepalive_timeout_ms"],
+    // grpc-js: -1 is no limit.
+    maxReceiveMessageBytes: channel["grpc.max_receive_message_length"] === -1 ? Infinity : channel["grpc.max_receive_message_length"],
+  });
 }
 
 /** Distinct unary responses whose decoded message is kept (per method), and the largest one kept. */

@@ -11,6 +11,7 @@ import { clientCredentials, serverCredentials } from "../../runtime/tls.js";
 import { startEdge, type EdgeOptions, type RunningEdge } from "../../services/edge/index.js";
 import { testCerts } from "../support/certs.js";
 import { freePort } from "../support/ports.js";
+import { testUpstreamClient } from "../support/edge-upstream-client.js";
 
 export const log = pino({ level: "silent" });
 
@@ -139,6 +140,7 @@ export async function startFixture(edgeOptions: Partial<EdgeOptions> = {}): Prom
         { service: CommandService, address: `127.0.0.1:${commandPort}` },
       ],
       credentials,
+      upstreamClient: testUpstreamClient(),
       log,
       drainTimeoutMs: 500,
       ...edgeOptions,

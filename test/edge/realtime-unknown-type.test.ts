@@ -14,6 +14,7 @@ import { clientCredentials, serverCredentials } from "../../runtime/tls.js";
 import { startEdge, type RunningEdge } from "../../services/edge/index.js";
 import { startRealtimeHub, type RunningRealtimeHub } from "../../services/realtime/index.js";
 import { testCerts } from "../support/certs.js";
+import { testUpstreamClient } from "../support/edge-upstream-client.js";
 
 const log = pino({ level: "silent" });
 const certs = testCerts(["realtime", "edge"]);
@@ -33,7 +34,7 @@ before(async () => {
     drainTimeoutMs: 200,
   });
   // About an unknown type, not authentication: explicitly none.
-  edge = await startEdge({ auth: { mode: "none" }, port: 0, upstreams: [{ service: RealtimeService, address: hub.address }], credentials: clientCredentials(certs.identity("edge")), log, drainTimeoutMs: 200 });
+  edge = await startEdge({ auth: { mode: "none" }, port: 0, upstreams: [{ service: RealtimeService, address: hub.address }], credentials: clientCredentials(certs.identity("edge")), upstreamClient: testUpstreamClient(), log, drainTimeoutMs: 200 });
 });
 after(async () => {
   await edge?.stop();

@@ -17,6 +17,7 @@ import type { UpstreamResilience } from "../../services/edge/upstream-resilience
 import { testCerts, type TestCerts } from "../support/certs.js";
 import { waitFor } from "../support/wait.js";
 import { log } from "./fixtures.js";
+import { testUpstreamClient } from "../support/edge-upstream-client.js";
 
 /**
  * What the fake upstreams do, set by each test: reads of id `flaky-<n>-<tag>` fail UNAVAILABLE the
@@ -126,6 +127,7 @@ async function edgeWith(resilience: Partial<UpstreamResilience>, timeoutMs = 5_0
       { service: CommandService, address: commandAddress },
     ],
     credentials: clientCredentials(certs.identity("edge")),
+    upstreamClient: testUpstreamClient(),
     log: edgeLog,
     drainTimeoutMs: 200,
     timeoutMs,

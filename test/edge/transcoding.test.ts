@@ -12,6 +12,7 @@ import { startEdge, type RunningEdge } from "../../services/edge/index.js";
 import { testCerts, type TestCerts } from "../support/certs.js";
 import { log } from "./fixtures.js";
 import { Library } from "./library-service.js";
+import { testUpstreamClient } from "../support/edge-upstream-client.js";
 
 type Any = Record<string, unknown>;
 const seen: { method: string; request: Any }[] = [];
@@ -54,6 +55,7 @@ before(async () => {
     port: 0,
     upstreams: [{ service: Library, address: `127.0.0.1:${port}` }],
     credentials: clientCredentials(certs.identity("edge")),
+    upstreamClient: testUpstreamClient(),
     versionedTypes: ["edgetest.v1.Book"],
     log,
   });
