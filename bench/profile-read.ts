@@ -39,7 +39,7 @@ const H2_STREAMS = env("BENCH_H2_STREAMS", 32);
 const INTERVAL_US = env("BENCH_PROFILE_INTERVAL_US", 250);
 /** `off`: the REST leg through an auth-off pair (no token, no policy, no mesh table), as bench:read's edge phase. */
 const AUTH = process.env.BENCH_PROFILE_AUTH !== "off";
-const UPSTREAM_CLIENT = process.env.UMW_EDGE_UPSTREAM_CLIENT === "lean" ? "lean" : "grpc-js";
+const UPSTREAM_CLIENT = process.env.UMW_EDGE_UPSTREAM_CLIENT === "grpc-js" ? "grpc-js" : "lean";
 const OUT = process.env.BENCH_PROFILE_DIR ?? join(dirname(fileURLToPath(import.meta.url)), "results", "profiles", "latest");
 
 const TENANT = "bench";

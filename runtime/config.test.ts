@@ -38,7 +38,7 @@ test("a config file is read, and the environment overrides it", () => {
 });
 
 test("UMW_EDGE_UPSTREAM_CLIENT: grpc-js by default, lean when asked, nothing else", () => {
-  assert.equal(loadConfig({}).edgeUpstreamClient, "grpc-js");
+  assert.equal(loadConfig({}).edgeUpstreamClient, "lean");
   assert.equal(loadConfig({ UMW_EDGE_UPSTREAM_CLIENT: "lean" }).edgeUpstreamClient, "lean");
   assert.throws(() => loadConfig({ UMW_EDGE_UPSTREAM_CLIENT: "fast" }), (error: Error) => error instanceof ConfigError && /UMW_EDGE_UPSTREAM_CLIENT/.test(error.message));
 });

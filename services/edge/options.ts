@@ -119,7 +119,7 @@ export function resolveEdgeOptions(options: EdgeOptions): ResolvedEdgeOptions {
     sessionTimeoutMs: options.sessionTimeoutMs ?? 120_000,
     maxUrlBytes: options.maxUrlBytes ?? 8_192,
     channelOptions: options.channelOptions ?? {},
-    upstreamClient: options.upstreamClient ?? "grpc-js",
+    upstreamClient: options.upstreamClient ?? "lean",
     resilience: { ...DEFAULT_UPSTREAM_RESILIENCE, ...options.resilience },
     rateLimit: options.rateLimit,
     inProcess: options.inProcess,

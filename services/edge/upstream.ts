@@ -35,7 +35,7 @@ export class Upstream {
     resilience: UpstreamResilience = DEFAULT_UPSTREAM_RESILIENCE,
     log?: Logger,
     inProcess?: InProcessRoute,
-    client: UpstreamClient = "grpc-js",
+    client: UpstreamClient = "lean",
   ) {
     this.client = new ServiceClient(service, address, credentials, {
       unaryTransport: client === "lean" ? leanTransport(address, credentials, options, log) : undefined,
