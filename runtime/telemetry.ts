@@ -5,6 +5,7 @@ import { PgInstrumentation } from "@opentelemetry/instrumentation-pg";
 import { NodeSDK, resources, tracing } from "@opentelemetry/sdk-node";
 import type { Config } from "./config.js";
 import { setCallTracing } from "./interceptor-tracing.js";
+import { NewTraceSampler } from "./new-trace-sampling.js";
 
 /** The modules the instrumentations patch (all CommonJS; see `startTelemetry`). */
 const PATCHED_MODULES = ["pg", "ioredis"] as const;
@@ -39,10 +40,11 @@ const OFF: Telemetry = { shutdown: async () => undefined };
  */
 export function startTelemetry(config: Pick<Config, "otlpEndpoint" | "traceSampleRatio">, serviceName: string): Telemetry {
   if (!config.otlpEndpoint) return OFF;
+  const newTraces = new NewTraceSampler(config.traceSampleRatio);
   const sdk = new NodeSDK({
     resource: resources.resourceFromAttributes({ "service.name": serviceName }),
     traceExporter: new OTLPTraceExporter({ url: config.otlpEndpoint }),
-    sampler: new tracing.ParentBasedSampler({ root: new tracing.TraceIdRatioBasedSampler(config.traceSampleRatio) }),
+    sampler: new tracing.ParentBasedSampler({ root: newTraces }),
     instrumentations: [
       new PgInstrumentation({ requireParentSpan: true }),
       new IORedisInstrumentation({ requireParentSpan: true }),
@@ -54,7 +56,7 @@ export function startTelemetry(config: Pick<Config, "otlpEndpoint" | "traceSampl
   sdk.start();
   const require = createRequire(import.meta.url);
   for (const name of PATCHED_MODULES) require(name);
-  setCallTracing(true);
+  setCallTracing(true, newTraces);
   return {
     shutdown: () => {
       setCallTracing(false);
