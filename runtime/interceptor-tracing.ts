@@ -74,13 +74,14 @@ export function enterTrace(headers: Headers, name: () => string): TraceEntry {
   const sampling = traceparentSampling(headers.traceparent);
   if (sampling === "unsampled") return undefined;
   const parent = sampling === "sampled" ? propagation.extract(ROOT_CONTEXT, headers, headerGetter) : ROOT_CONTEXT;
-  let sampler = parent;
+  // What the SDK's sampler sees: a new trace accepted here is marked so, and not flipped again.
+  let samplerContext = parent;
   if (sampling === undefined && newTraces !== undefined) {
     if (!newTraces.sampleNewTrace()) return { traceparent: unsampledTraceparent() };
-    sampler = acceptedRoot(parent);
+    samplerContext = acceptedRoot(parent);
   }
   // Named once recorded: a new trace the sampler declines never builds its name (the edge's is its route).
-  const span = tracer.startSpan("umw", { kind: SpanKind.SERVER }, sampler);
+  const span = tracer.startSpan("umw", { kind: SpanKind.SERVER }, samplerContext);
   if (span.isRecording()) return { span: span.updateName(name()), context: trace.setSpan(parent, span) };
   const spanContext = span.spanContext();
   return isSpanContextValid(spanContext) ? { traceparent: traceparentOf(spanContext) } : undefined;
