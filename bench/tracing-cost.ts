@@ -1,6 +1,6 @@
 // npm run bench:tracing-cost — what tracing costs per call, in CPU time, in one process: an HTTP
 // server (the edge's shape: HTTP in, a gRPC call out) in front of a mesh server (runtime/server.ts)
-// whose handler reads one Redis key (the cache hit's shape), loaded by a keep-alive HTTP client and,
+// whose handler reads one entry through the query service's Redis cache (a cache hit), loaded by a keep-alive HTTP client and,
 // separately, by direct gRPC calls. CPU time per request (process.cpuUsage over the requests done)
 // is far less sensitive to a busy machine than req/s, and every variant runs in a process of its own
 // (instrumentations patch prototypes for good), one after the other.
@@ -84,18 +84,23 @@ async function measureVariant(variant: string): Promise<void> {
   // Loaded after the SDK, as `umw serve` does.
   const http = await import("node:http");
   const { credentials, Metadata, ServerCredentials } = await import("@grpc/grpc-js");
-  const { Redis } = await import("ioredis");
   const { pino } = await import("pino");
+  const { RedisCache } = await import("../runtime/cache/redis-cache.js");
+  const { entityEntry } = await import("../runtime/cache/entry.js");
+  const { cacheKey } = await import("../runtime/cache/keys.js");
+  const { EntitySchema } = await import("../gen/umw/v1/entity_pb.js");
   const { QueryService, GetEntityResponseSchema } = await import("../gen/umw/v1/query_pb.js");
   const { create } = await import("@bufbuild/protobuf");
   const { MeshServer } = await import("../runtime/server.js");
   const { ServiceClient } = await import("../runtime/client.js");
   const { traceHttpRequest } = await import("../services/edge/http-tracing.js");
 
-  const redis = new Redis(process.env.UMW_REDIS_URL ?? "redis://127.0.0.1:16379", { lazyConnect: false });
-  const key = `bench-tracing-cost:${process.pid}`;
-  await redis.set(key, "x".repeat(200), "EX", 600);
   const log = pino({ level: "silent" });
+  // The query service's cache (runtime/cache/redis-cache.ts): its GET is what a cache hit traces.
+  const cache = await RedisCache.connect({ url: process.env.UMW_REDIS_URL ?? "redis://127.0.0.1:16379", log });
+  const key = cacheKey(`bench-tracing-cost:${process.pid}:`, "bench", "item", "e1");
+  const entity = create(EntitySchema, { tenant: "bench", type: "item", id: "e1", version: 1n, data: { text: "x".repeat(200) } });
+  await cache.set(key, entityEntry(entity, { now: Date.now(), ttlMs: 600_000, graceMs: 0, loadMs: 1 }), 600_000);
   const server = new MeshServer({ name: "query", host: "127.0.0.1", port: 0, credentials: ServerCredentials.createInsecure(), log });
   const response = create(GetEntityResponseSchema, {});
   const handlers: Record<string, unknown> = {};
@@ -104,7 +109,7 @@ async function measureVariant(variant: string): Promise<void> {
       method.methodKind === "server_streaming"
         ? async function* () {}
         : async () => {
-            await redis.get(key);
+            if (!(await cache.get(key))) throw new Error("the bench entry is gone");
             return response;
           };
   }
@@ -175,8 +180,8 @@ async function measureVariant(variant: string): Promise<void> {
   edge.close();
   client.close();
   await server.stop();
-  await redis.del(key);
-  redis.disconnect();
+  await cache.redis.del(key.entry);
+  await cache.close();
   process.exit(0);
 }
 

@@ -7,15 +7,18 @@ import { QueryService } from "../gen/umw/v1/query_pb.js";
 import { Code, RpcError } from "./errors.js";
 import { composeChain, type ClientRequest, type ClientResponse, type ClientUnaryResponse, type ServerCallContext, type ServerRequest, type ServerResponse } from "./interceptor.js";
 import { clientTracing, serverTracing, setCallTracing, traceparentSampling } from "./interceptor-tracing.js";
+import { NewTraceSampler } from "./new-trace-sampling.js";
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT = "00f067aa0ba902b7";
 const METHOD = QueryService.method.getEntity;
 
-/** Root decisions as `sampleRoots` says. */
+/** Root decisions as `sampleRoots` says, or `newTraces`' when set (as runtime/telemetry.ts wires it). */
 class SwitchedRootSampler implements Sampler {
   sampleRoots = true;
-  shouldSample() {
+  newTraces: NewTraceSampler | undefined;
+  shouldSample(...args: Parameters<Sampler["shouldSample"]>) {
+    if (this.newTraces) return this.newTraces.shouldSample(args[0]);
     return { decision: this.sampleRoots ? SamplingDecision.RECORD_AND_SAMPLED : SamplingDecision.NOT_RECORD };
   }
   toString() {
@@ -77,6 +80,8 @@ describe("tracing interceptors", () => {
     exporter.reset();
     sampler.asked = 0;
     sampler.roots.sampleRoots = true;
+    sampler.roots.newTraces = undefined;
+    setCallTracing(true);
   });
 
   test("traceparentSampling reads the sampled flag and refuses malformed values", () => {
@@ -172,6 +177,32 @@ describe("tracing interceptors", () => {
     const [span] = exporter.getFinishedSpans();
     assert.ok(span);
     assert.equal(span.parentSpanContext, undefined);
+  });
+
+  test("server, with the new-trace sampler: a declined new trace costs no SDK span, sampler call or context, and gets an unsampled traceparent", async () => {
+    setCallTracing(true, new NewTraceSampler(0));
+    const { chain, seen } = serverChain();
+    for (let i = 0; i < 20; i++) await chain(serverRequest({}));
+    assert.equal(sampler.asked, 0, "the SDK was not asked");
+    assert.equal(exporter.getFinishedSpans().length, 0);
+    assert.ok(seen.every((s) => s.activeSpan === undefined));
+    assert.ok(seen.every((s) => /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/.test(s.traceparent ?? "")), seen.map((s) => s.traceparent).join(" "));
+    assert.equal(new Set(seen.map((s) => s.traceparent)).size, 20, "each new trace its own ids");
+  });
+
+  test("server, with the new-trace sampler: an accepted new trace is a recorded root span, decided once (not at ratio squared)", async () => {
+    const newTraces = new NewTraceSampler(0.5);
+    setCallTracing(true, newTraces);
+    sampler.roots.newTraces = newTraces;
+    const { chain, seen } = serverChain();
+    const calls = 400;
+    for (let i = 0; i < calls; i++) await chain(serverRequest({}));
+    const spans = exporter.getFinishedSpans();
+    assert.ok(spans.every((span) => span.parentSpanContext === undefined && span.spanContext().traceFlags === 1));
+    // Binomial(400, 0.5): 200 ± 10; a second flip in the SDK would give 100 ± 8.7.
+    assert.ok(spans.length > 150 && spans.length < 250, `${spans.length} of ${calls} recorded`);
+    assert.equal(seen.filter((s) => s.activeSpan !== undefined).length, spans.length, "the recorded ones run inside their span");
+    assert.equal(sampler.asked, spans.length, "the SDK is asked only for the accepted ones");
   });
 
   test("tracing off: no sampler decision even for a sampled parent", async () => {

@@ -1,6 +1,7 @@
 import { context, isSpanContextValid, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type SpanContext, type TextMapGetter } from "@opentelemetry/api";
 import { Code, toRpcError } from "./errors.js";
 import { statusCodeOf, whenCallEnds, type ClientInterceptor, type ServerInterceptor } from "./interceptor.js";
+import { acceptedRoot, unsampledTraceparent, type NewTraceSampler } from "./new-trace-sampling.js";
 
 /**
  * Spans of calls, made where umw already has one place per call (the server and client interceptor
@@ -8,9 +9,10 @@ import { statusCodeOf, whenCallEnds, type ClientInterceptor, type ServerIntercep
  *
  * - a call whose `traceparent` says "not sampled" costs one look at that header: no span object,
  *   no context switch; the header travels on as it came (metadata forwarding, the outbox row);
- * - a call without (a valid) `traceparent` is a new trace: the SDK's sampler decides; when it says
- *   no, the call gets an unsampled `traceparent` of its own to pass on, so the services behind it
- *   make the same decision instead of each rolling the dice again;
+ * - a call without (a valid) `traceparent` is a new trace: the new-trace sampler decides
+ *   (runtime/new-trace-sampling.ts, before any SDK work); when it says no, the call gets an unsampled
+ *   `traceparent` of its own to pass on, so the services behind it make the same decision instead
+ *   of each rolling the dice again;
  * - a sampled call gets its span, the child of the caller's, and runs inside it (the Postgres and
  *   Redis spans, the outbox row's trace context and the log lines' `trace_id` come from there).
  *
@@ -19,10 +21,16 @@ import { statusCodeOf, whenCallEnds, type ClientInterceptor, type ServerIntercep
 
 const tracer = trace.getTracer("umw.rpc");
 let enabled = false;
+let newTraces: NewTraceSampler | undefined;
 
-/** Turns call tracing on or off for this process; runtime/telemetry.ts turns it on with the SDK. */
-export function setCallTracing(on: boolean): void {
+/**
+ * Turns call tracing on or off for this process; runtime/telemetry.ts turns it on with the SDK and
+ * the SDK's root sampler, which then decides new traces here before the SDK is asked (see
+ * runtime/new-trace-sampling.ts). Without one, the SDK's sampler decides them.
+ */
+export function setCallTracing(on: boolean, newTraceSampler?: NewTraceSampler): void {
   enabled = on;
+  newTraces = on ? newTraceSampler : undefined;
 }
 
 type Headers = Readonly<Record<string, string | string[] | undefined>>;
@@ -66,8 +74,14 @@ export function enterTrace(headers: Headers, name: () => string): TraceEntry {
   const sampling = traceparentSampling(headers.traceparent);
   if (sampling === "unsampled") return undefined;
   const parent = sampling === "sampled" ? propagation.extract(ROOT_CONTEXT, headers, headerGetter) : ROOT_CONTEXT;
+  // What the SDK's sampler sees: a new trace accepted here is marked so, and not flipped again.
+  let samplerContext = parent;
+  if (sampling === undefined && newTraces !== undefined) {
+    if (!newTraces.sampleNewTrace()) return { traceparent: unsampledTraceparent() };
+    samplerContext = acceptedRoot(parent);
+  }
   // Named once recorded: a new trace the sampler declines never builds its name (the edge's is its route).
-  const span = tracer.startSpan("umw", { kind: SpanKind.SERVER }, parent);
+  const span = tracer.startSpan("umw", { kind: SpanKind.SERVER }, samplerContext);
   if (span.isRecording()) return { span: span.updateName(name()), context: trace.setSpan(parent, span) };
   const spanContext = span.spanContext();
   return isSpanContextValid(spanContext) ? { traceparent: traceparentOf(spanContext) } : undefined;

@@ -2,9 +2,10 @@ import { createRequire } from "node:module";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-grpc";
 import { IORedisInstrumentation } from "@opentelemetry/instrumentation-ioredis";
 import { PgInstrumentation } from "@opentelemetry/instrumentation-pg";
-import { NodeSDK, resources, tracing } from "@opentelemetry/sdk-node";
+import { core, NodeSDK, resources, tracing } from "@opentelemetry/sdk-node";
 import type { Config } from "./config.js";
 import { setCallTracing } from "./interceptor-tracing.js";
+import { NewTraceSampler } from "./new-trace-sampling.js";
 
 /** The modules the instrumentations patch (all CommonJS; see `startTelemetry`). */
 const PATCHED_MODULES = ["pg", "ioredis"] as const;
@@ -39,10 +40,18 @@ const OFF: Telemetry = { shutdown: async () => undefined };
  */
 export function startTelemetry(config: Pick<Config, "otlpEndpoint" | "traceSampleRatio">, serviceName: string): Telemetry {
   if (!config.otlpEndpoint) return OFF;
+  const newTraces = new NewTraceSampler(config.traceSampleRatio);
   const sdk = new NodeSDK({
     resource: resources.resourceFromAttributes({ "service.name": serviceName }),
-    traceExporter: new OTLPTraceExporter({ url: config.otlpEndpoint }),
-    sampler: new tracing.ParentBasedSampler({ root: new tracing.TraceIdRatioBasedSampler(config.traceSampleRatio) }),
+    spanProcessors: [
+      new tracing.BatchSpanProcessor(new OTLPTraceExporter({ url: config.otlpEndpoint }), {
+        // Exports of 2,048 spans instead of the SDK's 512: about 15 % less CPU per sampled span
+        // (docs/observability.md, "What a span costs"). The OTEL_BSP_* variables still win.
+        maxExportBatchSize: core.getNumberFromEnv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") ?? 2048,
+        maxQueueSize: core.getNumberFromEnv("OTEL_BSP_MAX_QUEUE_SIZE") ?? 8192,
+      }),
+    ],
+    sampler: new tracing.ParentBasedSampler({ root: newTraces }),
     instrumentations: [
       new PgInstrumentation({ requireParentSpan: true }),
       new IORedisInstrumentation({ requireParentSpan: true }),
@@ -54,7 +63,7 @@ export function startTelemetry(config: Pick<Config, "otlpEndpoint" | "traceSampl
   sdk.start();
   const require = createRequire(import.meta.url);
   for (const name of PATCHED_MODULES) require(name);
-  setCallTracing(true);
+  setCallTracing(true, newTraces);
   return {
     shutdown: () => {
       setCallTracing(false);

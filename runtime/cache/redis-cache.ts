@@ -5,6 +5,7 @@ import type { Cache, Fill, FillMessage, FillWatch, SetResult } from "./cache.js"
 import { decodeEntry, encodeEntry, type CacheEntry } from "./entry.js";
 import { decodeFillMessage, encodeFillError } from "./fill-message.js";
 import { nextMessage } from "./fill-queue.js";
+import { tracedLookup } from "./lookup-tracing.js";
 import type { CacheKey } from "./keys.js";
 
 /**
@@ -132,14 +133,16 @@ export class RedisCache implements Cache {
     return cache;
   }
 
+  /** A hit makes no Redis span, a miss does (runtime/cache/lookup-tracing.ts). */
   async get(key: CacheKey): Promise<CacheEntry | undefined> {
-    const raw = await this.redis.getBuffer(key.entry);
+    const raw = await tracedLookup("get", [key.entry], this.redis.options, () => this.redis.getBuffer(key.entry), (found) => found !== null);
     return raw ? this.decode(key.entry, raw) : undefined;
   }
 
   async getMany(keys: readonly CacheKey[]): Promise<(CacheEntry | undefined)[]> {
     if (keys.length === 0) return [];
-    const raws = await this.redis.mgetBuffer(...keys.map((key) => key.entry));
+    const entries = keys.map((key) => key.entry);
+    const raws = await tracedLookup("mget", entries, this.redis.options, () => this.redis.mgetBuffer(...entries), (found) => found.every((raw) => raw !== null));
     return raws.map((raw, i) => (raw ? this.decode(keys[i]!.entry, raw) : undefined));
   }
 

@@ -2,6 +2,7 @@
 // edge (HTTP server, gRPC client) → CommandService (gRPC server, Postgres) → relay (Kafka send of
 // the outbox row) → processor (Kafka process, Postgres) → relay (Kafka send of the domain event) →
 // cache updater (Kafka process, Redis) and realtime hub (Kafka process), each parent link checked.
+// One GET: a cache hit without a Redis span, a miss with its lookup's.
 // And the request id: echoed by the edge, and on the log lines of the processor and the cache
 // updater, which only ever saw it in Kafka headers.
 //
@@ -135,7 +136,7 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
     };
     const start = async (name: string) => processes.set(name, await ServeProcess.start([name], { ...env, UMW_SERVICE_NAME: serviceName(name) }));
     // The relay creates the topics before the consumers join.
-    await Promise.all([start("edge"), start("command"), start("relay")]);
+    await Promise.all([start("edge"), start("command"), start("relay"), start("query")]);
     await Promise.all([start("processor"), start("cache-updater"), start("realtime")]);
     // Envoy's ext_authz asks the policy service (it fails closed, 503, without it).
     await start("policy");
@@ -247,6 +248,53 @@ describe("traces and request ids across the write path (real Kafka, Jaeger)", { 
       assert.equal(line.trace_id, traceId, `${name}'s line carries the trace id`);
       assert.match(String(line.span_id), /^[0-9a-f]{16}$/);
     }
+  });
+
+  test("one GET through the Node edge: a cache hit has no Redis span (umw.cache.hit on QueryService's span), a miss has its lookup's", async () => {
+    const id = await createNote();
+    const url = (entity: string) => `${edge}/v1/tenants/${TENANT}/types/${TYPE}/entities/${entity}`;
+    // The cache updater writes the entity through; until then a read may be the one that fills it (REST `Cache-Status`).
+    await waitFor(
+      async () => {
+        const response = await fetch(url(id), { headers: { authorization } });
+        await response.arrayBuffer();
+        return response.status === 200 && (response.headers.get("cache-status") ?? "").includes("hit");
+      },
+      { what: "a cache hit on the new note", timeoutMs: 15_000, everyMs: 100 },
+    );
+    const read = async (entity: string, status: number) => {
+      const traceId = randomBytes(16).toString("hex");
+      const response = await fetch(url(entity), { headers: { authorization, traceparent: `00-${traceId}-${randomBytes(8).toString("hex")}-01` } });
+      assert.equal(response.status, status, await response.clone().text());
+      const cacheStatus = response.headers.get("cache-status") ?? "";
+      let seen = "";
+      const spans = await waitFor(
+        async () => {
+          const trace = await fetchTrace(traceId);
+          seen = (trace ?? []).map((s) => `${s.service}/${s.kind}/${s.name}`).join("; ");
+          const ready = trace?.some((s) => s.service === serviceName("edge") && s.kind === "server") && trace.some((s) => s.service === serviceName("query") && s.kind === "server");
+          return ready ? trace : false;
+        },
+        { what: `the read's spans in trace ${traceId}`, timeoutMs: 30_000, everyMs: 250 },
+      ).catch((error: Error) => assert.fail(`${error.message}: ${seen}`));
+      const edgeClient = spans.find((s) => s.service === serviceName("edge") && s.kind === "client" && s.name.includes("QueryService/GetEntity"));
+      const query = spans.find((s) => s.service === serviceName("query") && s.kind === "server" && s.name.includes("QueryService/GetEntity"));
+      assert.ok(edgeClient && query, seen);
+      assert.equal(query.parent, edgeClient.id, "QueryService's span is the child of the edge's call");
+      const redis = spans.filter((s) => s.service === serviceName("query") && s.kind === "client" && dbSystem(s) === "redis");
+      return { query, redis, cacheStatus, seen };
+    };
+
+    const hit = await read(id, 200);
+    assert.match(hit.cacheStatus, /hit/);
+    assert.equal(hit.query.tags.get("umw.cache.hit"), true, hit.seen);
+    assert.deepEqual(hit.redis.map((s) => s.name), [], `no Redis span for a hit: ${hit.seen}`);
+
+    const miss = await read(`missing-${run}`, 404);
+    assert.equal(miss.query.tags.get("umw.cache.hit"), false, miss.seen);
+    const lookup = miss.redis.find((s) => s.name === "get");
+    assert.ok(lookup, `the missed lookup's Redis span: ${miss.seen}`);
+    assert.equal(lookup.parent, miss.query.id, "inside QueryService's span");
   });
 
   test("a request id that is not a sane token is replaced, and the replacement is echoed and propagated", async () => {
