@@ -8,6 +8,7 @@ import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
 import { Code, ERROR_DOMAIN } from "../../runtime/errors.js";
 import { statusEncodings } from "../../runtime/status-encodings.js";
+import { CALLER_PROTOCOL_NAMESPACE } from "./ext-authz-filter.js";
 import { statusJson } from "./rest-conventions.js";
 
 /** Seconds a caller should wait before retrying when the policy service did not answer. */
@@ -32,6 +33,14 @@ const grpcCall: Filter = {
   filterSpecifier: { case: "headerFilter", value: { header: { name: "content-type", headerMatchSpecifier: { case: "stringMatch", value: { matchPattern: { case: "prefix", value: "application/grpc" } } } } } },
 };
 /** Header values are Envoy format strings: a literal `%` (percent-encoded grpc-message) is `%%`. */
+/** The caller's protocol as the first filter noted it (jwt-authn.ts `protocol_of`; the bridges change the request after it). */
+const callerProtocol = (protocol: string): Filter => ({
+  filterSpecifier: {
+    case: "metadataFilter",
+    value: { matcher: { filter: CALLER_PROTOCOL_NAMESPACE, path: [{ segment: { case: "key", value: "protocol" } }], value: { matchPattern: { case: "stringMatch", value: { matchPattern: { case: "exact", value: protocol } } } } } },
+  },
+});
+const text = (body: string, contentType: string) => ({ format: { case: "textFormatSource" as const, value: { specifier: { case: "inlineString" as const, value: body.replaceAll("%", "%%") } } }, contentType });
 const headers = (list: Header[]) =>
   list.map(({ key, value }) => ({ header: { key, value: value.replaceAll("%", "%%") }, appendAction: HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD }));
 
@@ -69,6 +78,25 @@ export function localReplyConfig(): MessageInitShape<typeof LocalReplyConfigSche
         ]),
       },
       {
+        // Connect unary: its own error body (the Connect bridge would pass on the code and message, not the details).
+        filter: all(flag("UAEX"), status(503), callerProtocol("connect")),
+        headersToAdd: headers([
+          { key: "retry-after", value: AUTHZ_RETRY_AFTER_S },
+          { key: "cache-control", value: "no-store" },
+        ]),
+        bodyFormatOverride: text(authz.connect, "application/json"),
+      },
+      {
+        // A Connect stream: 200 and one end-stream frame (ASCII by construction, so a format string carries it), in the content type it asked for.
+        filter: all(flag("UAEX"), status(503), callerProtocol("connect_stream")),
+        statusCode: 200,
+        headersToAdd: [
+          ...headers([{ key: "retry-after", value: AUTHZ_RETRY_AFTER_S }]),
+          { header: { key: "content-type", value: `%DYNAMIC_METADATA(${CALLER_PROTOCOL_NAMESPACE}:content_type)%` }, appendAction: HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD },
+        ],
+        bodyFormatOverride: text(Buffer.from(authz.connectStream).toString("latin1"), "application/connect+proto"),
+      },
+      {
         filter: all(flag("UAEX"), status(503), grpcCall),
         statusCode: 200,
         headersToAdd: headers([
@@ -84,10 +112,7 @@ export function localReplyConfig(): MessageInitShape<typeof LocalReplyConfigSche
           { key: "retry-after", value: AUTHZ_RETRY_AFTER_S },
           { key: "cache-control", value: "no-store" },
         ]),
-        bodyFormatOverride: {
-          format: { case: "textFormatSource", value: { specifier: { case: "inlineString", value: statusJson(Code.UNAVAILABLE, "AUTHORIZATION_UNAVAILABLE", AUTHZ_MESSAGE, { retry_after_s: AUTHZ_RETRY_AFTER_S }).replaceAll("%", "%%") } } },
-          contentType: "application/json",
-        },
+        bodyFormatOverride: text(statusJson(Code.UNAVAILABLE, "AUTHORIZATION_UNAVAILABLE", AUTHZ_MESSAGE, { retry_after_s: AUTHZ_RETRY_AFTER_S }), "application/json"),
       },
     ],
   };
