@@ -69,22 +69,26 @@ describe("Envoy: an empty realtime subscription opens at once (gRPC-web, Connect
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
+  /** Opens the stream on an entity nobody wrote yet, checks its headers came in time, then that a write arrives on it. */
   const opensThenDelivers = async (open: (token: string, request: MessageInitShape<typeof SubscribeRequestSchema>) => OpenStream, contentType: RegExp) => {
     const tenant = unique("envoy");
     const id = "e1";
     const stream = open(await issuer.token(tenant), { tenant, topics: [entityTopic(tenant, id)] });
     streams.push(stream);
-    const headers = await within(stream.headers, OPEN_WITHIN_MS, "the response headers through Envoy of a subscription with nothing to send");
-    assert.equal(headers.status, 200);
-    assert.match(headers.contentType, contentType);
-    assert.equal(hub.stats().streams, 1, "the headers came from the hub, which holds the stream");
-    await h.write(tenant, TYPE, id, { n: 1 });
-    const change = await stream.next(10_000);
-    assert.equal(change.message.case, "change");
-    assert.equal(change.message.value.entity?.id, id);
-    assert.equal(change.message.value.entity?.version, 1n);
-    stream.close();
-    await waitFor(() => hub.stats().streams === 0, { what: "Envoy let the upstream stream go" });
+    try {
+      const headers = await within(stream.headers, OPEN_WITHIN_MS, "the response headers through Envoy of a subscription with nothing to send");
+      assert.equal(headers.status, 200);
+      assert.match(headers.contentType, contentType);
+      assert.equal(hub.stats().streams, 1, "the headers came from the hub, which holds the stream");
+      await h.write(tenant, TYPE, id, { n: 1 });
+      const change = await stream.next(10_000);
+      assert.equal(change.message.case, "change");
+      assert.equal(change.message.value.entity?.id, id);
+      assert.equal(change.message.value.entity?.version, 1n);
+    } finally {
+      stream.close();
+      await waitFor(() => hub.stats().streams === 0, { what: "Envoy let the upstream stream go" });
+    }
   };
 
   test("gRPC-web over HTTP/1.1 (curl): 200 application/grpc-web+proto at once, then a change", async () => {

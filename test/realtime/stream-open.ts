@@ -137,10 +137,11 @@ export function curlGrpcWebStream(baseUrl: string, http2: boolean, token: string
   child.stderr!.on("data", (chunk: Buffer) => {
     stderr += chunk.toString("latin1");
     if (!head) return;
-    const lines = stderr.split(/\r?\n/);
+    // Complete lines only: a chunk may end inside one (`< ` of `< HTTP/1.1 200 OK`).
+    const lines = stderr.split(/\r?\n/).slice(0, -1);
     head = lines.filter((line) => line.startsWith("< ")).map((line) => line.slice(2));
     if (!lines.some((line) => line === "<" || line === "< ")) return;
-    const status = Number(/^HTTP\/[\d.]+ (\d{3})/.exec(head[0] ?? "")?.[1]);
+    const status = Number(head.map((line) => /^HTTP\/[\d.]+ (\d{3})/.exec(line)?.[1]).find(Boolean));
     const contentType = head.find((line) => /^content-type:/i.test(line))?.replace(/^content-type:\s*/i, "") ?? "";
     opened({ status, contentType });
     // A trailers-only answer (a refusal before any message) has its status among the headers.
