@@ -300,6 +300,37 @@ describe("RealtimeService: an empty subscription opens at once (hub, and the Nod
     await opensThenDelivers((token, request) => grpcStream(`127.0.0.1:${edge.h2cPort}`, token, request), /^application\/grpc/, undefined);
   });
 
+  test("a stream that ends after its early headers (the token expires) ends with its status and reason: Connect, gRPC-web, gRPC", async () => {
+    const tenant = unique("expiring");
+    const request = { tenant, topics: [entityTopic(tenant, "e1")] };
+    const token = await issuer.token(tenant, { ttlS: 2 });
+    const opened = [connectStream(edge.url, "1.1", token, request), curlGrpcWebStream(edge.url, false, token, request), grpcStream(`127.0.0.1:${edge.h2cPort}`, token, request)];
+    streams.push(...opened);
+    try {
+      for (const stream of opened) await within(stream.headers, OPEN_WITHIN_MS, "the response headers");
+      const [connect, web, grpc] = await Promise.all(
+        opened.map((stream) =>
+          stream.next(10_000).then(
+            (message) => assert.fail(`no message expected, got ${message.message.case}`),
+            (caught: unknown) => caught,
+          ),
+        ),
+      );
+      assert.ok(connect instanceof ConnectError, String(connect));
+      assert.equal(connect.code, Code.Unauthenticated);
+      assert.equal(connect.findDetails(ErrorInfoSchema)[0]?.reason, "TOKEN_EXPIRED");
+      assert.match(String(web), /grpc-status:\s*16/);
+      const status = grpc as { code?: number; metadata?: Metadata };
+      assert.equal(status.code, 16);
+      const details = status.metadata?.get("grpc-status-details-bin")[0];
+      assert.ok(details instanceof Buffer, "the trailers carry the Status");
+      assert.ok(fromBinary(StatusSchema, details).details.some((detail) => anyUnpack(detail, ErrorInfoSchema)?.reason === "TOKEN_EXPIRED"));
+    } finally {
+      for (const stream of opened) stream.close();
+    }
+    await waitFor(() => hub.stats().streams === 0, { what: "the expired streams let go" });
+  });
+
   test("a refused empty subscription is still PERMISSION_DENIED with its reason, over every protocol", async () => {
     const [mine, theirs] = [unique("mine"), unique("theirs")];
     const token = await issuer.token(mine);
