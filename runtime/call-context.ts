@@ -13,8 +13,15 @@ export interface CallContext {
   /** Aborted when the caller cancels or the server shuts down. */
   readonly signal: AbortSignal;
   readonly log: Logger;
-  /** Adds a header to the response (sent with the first message, or with the status). */
+  /** Adds a header to the response (sent with the first message, or with the status, or by sendHeaders). */
   setHeader(key: string, value: string): void;
+  /**
+   * Sends the response headers now instead of with the first message: a stream that may wait before
+   * its first message calls it once the call is accepted, so the client sees the stream open (HTTP
+   * status and content type through the edges) rather than a call that hangs. Headers set after it
+   * are not sent. Idempotent; absent where there is no wire to flush (in-process unary calls, tests).
+   */
+  readonly sendHeaders?: () => void;
 }
 
 const storage = new AsyncLocalStorage<CallContext>();

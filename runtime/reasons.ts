@@ -156,6 +156,9 @@ export const REASONS = {
   // Rate limits and quotas (both edges; services/ratelimit).
   RATE_LIMITED: reason(Code.RESOURCE_EXHAUSTED, "A rate limit or quota of the principal, route or tenant is used up; metadata policy and retry_after_ms, a google.rpc.RetryInfo, Retry-After and RateLimit headers.", 429),
   RATE_LIMITER_UNAVAILABLE: reason(Code.UNAVAILABLE, "The rate limiter's Redis cannot be reached and UMW_RATE_LIMIT_FAILURE_MODE is closed; retry."),
+
+  // Envoy's local replies (services/control-plane/local-replies.ts).
+  AUTHORIZATION_UNAVAILABLE: reason(Code.UNAVAILABLE, "Envoy's ext_authz got no answer from the policy service in time (500 ms) or at all; the call was not let through; retry (Retry-After)."),
 } as const satisfies Record<string, ReasonSpec>;
 
 export type Reason = keyof typeof REASONS;

@@ -243,14 +243,11 @@ export class MeshServer {
       stream: true,
       message: untilAborted(req.context as GrpcCallContext, handler(decoded(method, req.message), req.context), stopping, name),
     }));
-    const pump = async (call: ServerWritableStream<MessageShape<DescMessage>, unknown>, ctx: GrpcCallContext, headers: Metadata) => {
+    const pump = async (call: ServerWritableStream<MessageShape<DescMessage>, unknown>, ctx: GrpcCallContext) => {
       const response = await chain({ method, message: call.request, context: ctx });
       const messages = response.stream ? response.message : [response.message];
       for await (const message of messages) {
-        if (!ctx.headersSent) {
-          call.sendMetadata(headers);
-          ctx.headersSent = true;
-        }
+        if (!ctx.headersSent) ctx.sendHeaders();
         // Respect HTTP/2 flow control: wait for the peer to take what was written.
         if (!call.write(message as MessageInitShape<DescMessage>)) {
           await once(call, "drain", { signal: ctx.signal }).catch(() => undefined);
@@ -260,7 +257,7 @@ export class MeshServer {
     return (call: ServerWritableStream<MessageShape<DescMessage>, unknown>) => {
       const headers = new Metadata();
       const ctx = new GrpcCallContext(method, call, headers, stopping, log);
-      runInCall(ctx, pump, call, ctx, headers).then(
+      runInCall(ctx, pump, call, ctx).then(
         () => {
           ctx.settle();
           if (!call.cancelled) call.end();
@@ -340,6 +337,13 @@ class GrpcCallContext implements ServerCallContext {
   /** An own function, not a method: handlers pass `ctx.setHeader` on detached. */
   readonly setHeader = (key: string, value: string): void => {
     this.responseHeaders.set(key, value);
+  };
+
+  /** Streaming calls: the headers go out now (grpc-js would send them with the first message only). */
+  readonly sendHeaders = (): void => {
+    if (this.headersSent || this.call.cancelled) return;
+    this.headersSent = true;
+    this.call.sendMetadata(this.responseHeaders);
   };
 
   /** grpc-js emits "cancelled" after every finished call too: once the handler is done, that is not news. */

@@ -31,6 +31,7 @@ import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { certificateFiles } from "../../runtime/certs.js";
 import { restPaths, restResponseLua, statusJson } from "./rest-conventions.js";
 import { extAuthzFilter } from "./ext-authz-filter.js";
+import { localReplyConfig } from "./local-replies.js";
 import { ExtAuthzSchema } from "../../gen/envoy/extensions/filters/http/ext_authz/v3/ext_authz_pb.js";
 
 import { edgeTracing, type EdgeTracing } from "./edge-tracing.js";
@@ -212,6 +213,7 @@ export function edgeListener(options: EdgeOptions, routes: { inline: RouteConfig
                 // Envoy is the edge: the client is the connection's peer, not what X-Forwarded-For claims (rate limits key by it).
                 useRemoteAddress: true,
                 streamIdleTimeout: seconds(300),
+                localReplyConfig: localReplyConfig(),
                 routeSpecifier: routeConfig
                   ? { case: "routeConfig", value: routeConfig }
                   : { case: "rds", value: { routeConfigName: (routes as { rds: string }).rds, configSource: ADS } },

@@ -1,5 +1,5 @@
 import { toBinary, create } from "@bufbuild/protobuf";
-import { Code as ConnectCode, ConnectError, createConnectRouter, type ConnectRouter, type ConnectRouterOptions, type ContextValues } from "@connectrpc/connect";
+import { Code as ConnectCode, ConnectError, createConnectRouter, createContextValues, type ConnectRouter, type ConnectRouterOptions, type ContextValues } from "@connectrpc/connect";
 import { universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 
 type NodeServerRequest = Parameters<typeof universalRequestFromNodeRequest>[0];
@@ -12,6 +12,7 @@ import { ERROR_DOMAIN } from "../../runtime/errors.js";
 import type { Logger } from "../../runtime/logger.js";
 import { clampTimeoutHeaders } from "./call-timeouts.js";
 import { strictCompressions } from "./strict-compression.js";
+import { allowEarlyHeaders, headersOnce, type EarlyHeaderTarget } from "./stream-response.js";
 import type { HttpRequest, HttpResponse } from "./http-exchange.js";
 
 export interface ConnectAdapterOptions extends Pick<ConnectRouterOptions, "readMaxBytes" | "shutdownSignal" | "jsonOptions"> {
@@ -50,9 +51,11 @@ export function connectAdapter(options: ConnectAdapterOptions): { handle: Connec
     clampTimeoutHeaders(req.headers, options.maxTimeoutMs);
     const nodeReq = req as unknown as NodeServerRequest;
     const nodeRes = res as unknown as NodeServerResponse;
-    const uReq = universalRequestFromNodeRequest(nodeReq, nodeRes, undefined, options.contextValues?.(req));
+    const values = allowEarlyHeaders(options.contextValues?.(req) ?? createContextValues(), res as unknown as EarlyHeaderTarget);
+    const uReq = universalRequestFromNodeRequest(nodeReq, nodeRes, undefined, values);
     handler(uReq)
-      .then(async (uRes) => universalResponseToNodeResponse(await withErrorDetails(uRes, options), nodeRes))
+      // A stream's headers may be out already (stream-response.ts): they are not written twice.
+      .then(async (uRes) => universalResponseToNodeResponse(await withErrorDetails(uRes, options), headersOnce(nodeRes)))
       .catch((reason: unknown) => {
         // The client went away, or the response broke mid-way: nothing left to answer.
         if (ConnectError.from(reason).code === ConnectCode.Aborted || res.destroyed) return;

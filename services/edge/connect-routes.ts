@@ -10,6 +10,7 @@ import { metadataFromHeaders, REQUEST_ID, requestIdOf, setPrincipal } from "./fo
 import type { Principal } from "../../runtime/principal.js";
 import { checkRequestPayloads } from "./payload-check.js";
 import { admit, httpRequestOf, requestIsFreshRead, requestTenant, type Admission } from "./rate-limit.js";
+import { sendStreamHeaders } from "./stream-response.js";
 import type { Upstream } from "./upstream.js";
 
 /**
@@ -57,8 +58,12 @@ function streamForwarder(ctx: EdgeContext, upstream: Upstream, method: DescMetho
       headers,
       deadline: deadline(hctx, ctx.options.streamTimeoutMs),
       signal: hctx.signal,
-      // Upstream headers come before the first message, in time to become the response headers.
-      onHeaders: (headers) => passOn(ctx, headers, hctx.responseHeader),
+      // The upstream sends its headers once it accepted the stream, maybe long before a first message:
+      // they become the response headers, and go to the client now (stream-response.ts).
+      onHeaders: (headers) => {
+        passOn(ctx, headers, hctx.responseHeader);
+        sendStreamHeaders(hctx);
+      },
     });
     try {
       yield* messages;

@@ -324,7 +324,7 @@ export class RealtimeHub implements StreamHost {
     const open = async (): Promise<AsyncIterator<StreamMessage>> => {
       const plan = await this.plan(request, ctx);
       this.admit(plan);
-      return new Stream(this, plan, ctx.signal, ctx.setHeader, () => this.release(plan)).run();
+      return new Stream(this, plan, ctx.signal, ctx, () => this.release(plan)).run();
     };
     return { [Symbol.asyncIterator]: () => new OpeningIterator(open) };
   }

@@ -2,6 +2,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { CommandStatus } from "../../gen/umw/v1/command_pb.js";
 import type { Entity } from "../../gen/umw/v1/entity_pb.js";
 import type { SubscribeResponseSchema } from "../../gen/umw/v1/realtime_pb.js";
+import type { CallContext } from "../../runtime/call-context.js";
 import { Code, RpcError } from "../../runtime/errors.js";
 import { entityKey } from "../../runtime/entity.js";
 import type { HubEvent } from "./events.js";
@@ -104,7 +105,8 @@ export class Stream {
     private readonly host: StreamHost,
     readonly plan: StreamPlan,
     private readonly signal: AbortSignal,
-    private readonly setHeader: (key: string, value: string) => void,
+    /** The call's response headers: set before they are sent, and sent once the stream is open. */
+    private readonly response: Pick<CallContext, "setHeader" | "sendHeaders">,
     /** Called once when the stream closes (the hub releases its admission counts). */
     private readonly onClose?: () => void,
   ) {
@@ -338,6 +340,9 @@ export class Stream {
       const reset = plan.resume ? host.replay(this, plan.resume) : undefined;
       // A resumed client has its state: it needs a snapshot only when the resume failed.
       const withSnapshot = plan.resume ? reset !== undefined : plan.snapshot;
+      // Accepted: the client learns it now, not with the first change, which may be long in coming. With a
+      // snapshot, after it (its truncation is a header), and the snapshot is the first message anyway.
+      if (!withSnapshot) this.response.sendHeaders?.();
       let snapshot: Snapshot | undefined;
       if (withSnapshot) snapshot = await host.snapshot(plan);
       let commands: CommandStatus[] = [];
@@ -348,7 +353,8 @@ export class Stream {
       this.checkFailed();
       if (snapshot) {
         this.applySnapshot(snapshot.entities);
-        if (snapshot.truncated) this.setHeader("x-umw-snapshot-truncated", "true");
+        if (snapshot.truncated) this.response.setHeader("x-umw-snapshot-truncated", "true");
+        this.response.sendHeaders?.();
       }
       if (reset) {
         yield this.out({ case: "reset", value: { reason: reset.toStatus() } });

@@ -119,7 +119,7 @@ for (const encoded of [false, true]) describe(`stream queue (${encoded ? "change
 
   test("a slow reader gets the latest state in place of pending ones; positions stop before what is pending", async () => {
     heads.clear();
-    const stream = new Stream(host, plan, new AbortController().signal, () => undefined);
+    const stream = new Stream(host, plan, new AbortController().signal, { setHeader: () => undefined });
     const messages = stream.run() as AsyncGenerator<SubscribeResponse | Uint8Array>;
     const offer = (e: HubEvent, at = performance.now()) => {
       heads.set(e.partition, e.offset);
@@ -152,7 +152,7 @@ for (const encoded of [false, true]) describe(`stream queue (${encoded ? "change
 
   test("a reader that keeps up gets every version, even of one entity", async () => {
     heads.clear();
-    const stream = new Stream(host, plan, new AbortController().signal, () => undefined);
+    const stream = new Stream(host, plan, new AbortController().signal, { setHeader: () => undefined });
     const messages = stream.run() as AsyncGenerator<SubscribeResponse | Uint8Array>;
     const first = messages.next();
     for (let v = 1; v <= 5; v++) {
@@ -168,7 +168,7 @@ for (const encoded of [false, true]) describe(`stream queue (${encoded ? "change
 
   test("more distinct pending entities than the bound end the stream with SLOW_CONSUMER and the position to resume from", async () => {
     heads.clear();
-    const stream = new Stream(host, plan, new AbortController().signal, () => undefined);
+    const stream = new Stream(host, plan, new AbortController().signal, { setHeader: () => undefined });
     const messages = stream.run() as AsyncGenerator<SubscribeResponse | Uint8Array>;
     const first = messages.next();
     heads.set(0, 1);

@@ -13,6 +13,9 @@ import { pino } from "pino";
 import { fromBinary } from "@bufbuild/protobuf";
 import { RateLimitService } from "../../gen/envoy/service/ratelimit/v3/rls_pb.js";
 import { StatusSchema } from "../../gen/google/rpc/status_pb.js";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { Code as ConnectCode, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { QueryService } from "../../gen/umw/v1/query_pb.js";
 import { MeshServer } from "../../runtime/server.js";
 import { clientCredentials, serverCredentials } from "../../runtime/tls.js";
@@ -145,16 +148,27 @@ describe("rate limits through Envoy (real Envoy, real Redis)", () => {
     for (let i = 0; i < 7; i++) {
       const response = await call();
       await response.arrayBuffer();
+      // An allowed call's status is in the body's trailer frame: only a trailers-only refusal has it among the headers.
       statuses.push(response.headers.get("grpc-status") ?? `http ${response.status}`);
+      if (response.headers.get("grpc-status")) assert.equal(response.status, 200, "a gRPC-web answer is HTTP 200");
+      if (response.headers.get("grpc-status")) assert.match(response.headers.get("content-type") ?? "", /^application\/grpc-web/);
       details ??= response.headers.get("grpc-status-details-bin");
     }
-    // Tenant unknown on a gRPC path: the principal's bucket ("-" tenant) alone, five then refused.
-    // Envoy's local reply to gRPC-web is HTTP 429 without grpc-status (documented in docs/security.md).
-    assert.deepEqual(statuses, ["http 200", "http 200", "http 200", "http 200", "http 200", "http 429", "http 429"]);
+    // Tenant unknown on a gRPC path: the principal's bucket ("-" tenant) alone, five then refused,
+    // the refusal a gRPC-web answer (HTTP 200, grpc-status 8 RESOURCE_EXHAUSTED: local-replies.ts).
+    assert.deepEqual(statuses, ["http 200", "http 200", "http 200", "http 200", "http 200", "8", "8"]);
     // The refusal's google.rpc.Status, with ErrorInfo RATE_LIMITED, as gRPC carries details.
     const status = fromBinary(StatusSchema, Buffer.from(details ?? "", "base64"));
     assert.equal(status.code, 8);
     assert.ok(status.details.some((detail) => detail.typeUrl.endsWith("google.rpc.ErrorInfo") && Buffer.from(detail.value).includes("RATE_LIMITED")));
+    // A gRPC-web client (connect-web) reads it as the status it is, with its reason (the bucket refills in 10 s).
+    const client = createClient(QueryService, createGrpcWebTransport({ baseUrl: envoyUrl, useBinaryFormat: true }));
+    const refused = await client.getEntity({ tenant: "", type: "todo", id: "e1" }).then(
+      () => assert.fail("expected RESOURCE_EXHAUSTED"),
+      (caught: unknown) => ConnectError.from(caught),
+    );
+    assert.equal(refused.code, ConnectCode.ResourceExhausted, refused.message);
+    assert.equal(refused.findDetails(ErrorInfoSchema)[0]?.reason, "RATE_LIMITED");
   });
 
   test("Envoy refuses a text/plain, form or untyped REST body with 415 UNSUPPORTED_MEDIA_TYPE, and allows no CORS origin by default", async () => {

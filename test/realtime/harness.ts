@@ -28,7 +28,7 @@ export const unique = (prefix: string) => `${prefix}${Date.now().toString(36)}${
 
 /** Real Postgres (a fresh database) and Kafka (fresh topics), mTLS certs, and hubs started on them. */
 export class Harness {
-  readonly certs: TestCerts = testCerts(["realtime", "cli", "edge"]);
+  readonly certs: TestCerts;
   readonly prefix = `${unique("t")}.`;
   readonly topic = topicNames({ topicPrefix: this.prefix }).entityEvents;
   readonly dbName = unique("umw_t_");
@@ -40,7 +40,9 @@ export class Harness {
   private hubCount = 0;
   private readonly clients: MeshClient<typeof RealtimeService>[] = [];
 
-  constructor() {
+  /** `identities`: mesh certificates beyond realtime, cli and edge (e.g. envoy and policy, for a hub behind Envoy). */
+  constructor(identities: readonly string[] = []) {
+    this.certs = testCerts(["realtime", "cli", "edge", ...identities]);
     const url = new URL(PG_ADMIN_URL);
     url.pathname = `/${this.dbName}`;
     this.dbUrl = url.toString();
@@ -60,7 +62,7 @@ export class Harness {
     await this.bus.ensureTopics([{ name: this.topic, partitions: PARTITIONS }]);
   }
 
-  async startHub(limits: Partial<RealtimeLimits> = {}): Promise<RunningRealtimeHub> {
+  async startHub(limits: Partial<RealtimeLimits> = {}, trustedPeers?: readonly string[]): Promise<RunningRealtimeHub> {
     const n = this.hubCount++;
     const bus = new KafkaBus({ sasl: infra.kafkaSasl, brokers: KAFKA_BROKERS, clientId: `umw-realtime-hub-${n}`, log });
     const running = await startRealtimeHub({
@@ -69,6 +71,7 @@ export class Harness {
       snapshots: postgresSnapshotSource(this.db),
       commands: postgresCommandFeed({ openSession: () => this.db.openSession(), sql: this.db, log }),
       limits,
+      trustedPeers,
       credentials: serverCredentials(this.certs.identity("realtime")),
       log,
       group: `${this.prefix}realtime-${n}`,

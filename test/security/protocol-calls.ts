@@ -20,7 +20,7 @@ export interface Call {
 
 /**
  * What a call came to. `allowed`: a unary success, a 2xx, or a stream that delivered a message or
- * stayed open; `denied`: 401/403, UNAUTHENTICATED/PERMISSION_DENIED; `other`: anything else (404,
+ * stayed open after its response headers came (a stream without them is hung, not open); `denied`: 401/403, UNAUTHENTICATED/PERMISSION_DENIED; `other`: anything else (404,
  * 5xx, a transport failure), which is neither a proper refusal nor a success.
  */
 export interface Outcome {
@@ -34,7 +34,7 @@ export interface Outcome {
   readonly detail: string;
 }
 
-/** How long a stream that neither fails nor sends counts as accepted. */
+/** How long a stream that answered with its headers, and neither fails nor sends, counts as accepted. */
 const OPEN_MS = 3_000;
 const CALL_TIMEOUT_MS = 10_000;
 
@@ -165,7 +165,12 @@ export class EdgeClients {
         stream.cancel();
         resolve(outcome);
       };
-      const timer = setTimeout(() => settle({ kind: "allowed", code: "OK", events, detail: "(open)" }), OPEN_MS);
+      let opened = false;
+      const timer = setTimeout(
+        () => settle(opened ? { kind: "allowed", code: "OK", events, detail: "(open)" } : { kind: "other", code: "NO_HEADERS", events, detail: `no response headers within ${OPEN_MS} ms` }),
+        OPEN_MS,
+      );
+      stream.on("metadata", () => (opened = true));
       stream.on("data", () => {
         events++;
         settle({ kind: "allowed", code: "OK", events, detail: "(message)" });
