@@ -14,6 +14,7 @@ import {
 } from "./bus.js";
 import type { Logger } from "./logger.js";
 import { withRetry } from "./retry.js";
+import { BackgroundCommit } from "./background-commit.js";
 import { unavailable } from "./errors.js";
 import { processReadiness } from "./readiness.js";
 
@@ -142,33 +143,38 @@ export class KafkaBus implements EventBus {
 
   /** One message at a time per partition (kafkajs eachMessage), partitions side by side. */
   subscribe(options: SubscribeOptions): Promise<Subscription> {
-    return this.supervise(options, {
+    return this.supervise(options, () => ({
+      autoCommit: true,
       eachMessage: async ({ topic, partition, message }) => {
         await options.handle(incomingMessage(topic, partition, message));
       },
-    });
+    }));
   }
 
   /**
    * kafkajs eachBatch: a fetched partition batch is handed over in chunks of at most maxBatchSize;
-   * each chunk's last offset is resolved only after its handler resolved (the commit that follows,
-   * at most autoCommitInterval later, never covers a message whose handler has not finished), with
-   * a heartbeat between chunks. A chunk that rejects is fetched and delivered again from its start.
+   * each chunk's last offset is resolved only after its handler resolved, and then committed in
+   * the background (runtime/background-commit.ts: never a message whose handler has not finished,
+   * and no batch waits for the coordinator's answer), with a heartbeat between chunks. A chunk
+   * that rejects is fetched and delivered again from its start. Stopping lets the chunks in
+   * progress finish, commits what they handled, then leaves the group.
    */
   subscribeBatch(options: SubscribeBatchOptions): Promise<Subscription> {
     const maxBatchSize = Math.max(1, options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE);
-    return this.supervise(options, {
+    return this.supervise(options, (commits, stopping) => ({
+      autoCommit: false,
       eachBatchAutoResolve: false,
-      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale, commitOffsetsIfNecessary, uncommittedOffsets }) => {
         for (let start = 0; start < batch.messages.length; start += maxBatchSize) {
-          if (!isRunning() || isStale()) return;
+          if (!isRunning() || isStale() || stopping.aborted) return;
           const chunk = batch.messages.slice(start, start + maxBatchSize);
           await options.handleBatch(plainBatch(chunk.map((message) => incomingMessage(batch.topic, batch.partition, message))));
           resolveOffset(chunk[chunk.length - 1]!.offset);
+          commits.request(() => commitOffsetsIfNecessary(uncommittedOffsets()));
           await heartbeat();
         }
       },
-    });
+    }));
   }
 
   /**
@@ -179,13 +185,17 @@ export class KafkaBus implements EventBus {
    */
   private async supervise(
     options: Pick<SubscribeOptions, "topics" | "group" | "fromBeginning">,
-    handler: Pick<ConsumerRunConfig, "eachMessage" | "eachBatch" | "eachBatchAutoResolve">,
+    /** The run configuration of one consumer: its background commits, and the signal that the subscription stops. */
+    handlerFor: (commits: BackgroundCommit, stopping: AbortSignal) => Pick<ConsumerRunConfig, "autoCommit" | "eachMessage" | "eachBatch" | "eachBatchAutoResolve">,
   ): Promise<Subscription> {
     const log = this.options.log.child({ component: "kafka", group: options.group });
     const health = processReadiness.reporter("dependency", `kafka consumer ${options.group}`);
     health.notReady("joining the group");
     const stopping = new AbortController();
     let current: Consumer | undefined;
+    let currentCommits: BackgroundCommit | undefined;
+    /** The handler calls in progress (batch subscriptions): stop waits for them before the last commit. */
+    const handling = new Set<Promise<void>>();
     let rebuilding = false;
 
     const startConsumer = async (): Promise<void> => {
@@ -203,7 +213,11 @@ export class KafkaBus implements EventBus {
           },
         },
       });
+      const commits = new BackgroundCommit((error) => log.warn({ err: (error as Error).message }, "Kafka offset commit failed; the next commit carries the same offsets"));
+      const handler = handlerFor(commits, stopping.signal);
+      const eachBatch = handler.eachBatch;
       current = consumer;
+      currentCommits = commits;
       this.consumers.add(consumer);
       consumer.on(consumer.events.GROUP_JOIN, () => health.ready());
       let lastSignOfLife = Date.now();
@@ -227,10 +241,16 @@ export class KafkaBus implements EventBus {
         await consumer.connect();
         for (const topic of options.topics) await consumer.subscribe({ topic, fromBeginning: options.fromBeginning ?? false });
         await consumer.run({
-          autoCommit: true,
           autoCommitInterval: 1_000,
           partitionsConsumedConcurrently: 8,
           ...handler,
+          ...(eachBatch && {
+            eachBatch: (payload) => {
+              const call = eachBatch(payload);
+              handling.add(call);
+              return call.finally(() => handling.delete(call));
+            },
+          }),
         });
       } catch (error) {
         this.consumers.delete(consumer);
@@ -273,6 +293,10 @@ export class KafkaBus implements EventBus {
         health.remove();
         const consumer = current;
         if (consumer) {
+          // The chunks in progress finish (no new one starts), and what they handled is committed
+          // before the consumer leaves its group: a clean stop redelivers nothing.
+          await Promise.allSettled([...handling]);
+          await currentCommits?.flush();
           this.consumers.delete(consumer);
           await consumer.disconnect();
         }
