@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { Kafka, logLevel, type Admin, type Consumer, type ConsumerRunConfig, type KafkaMessage, type Producer, type LogEntry, type SASLOptions } from "kafkajs";
+import { Kafka, logLevel, type Admin, type Consumer, type ConsumerRunConfig, type KafkaMessage, type Message, type Producer, type LogEntry, type SASLOptions } from "kafkajs";
 import {
   DEFAULT_MAX_BATCH_SIZE,
   plainBatch,
@@ -51,6 +51,8 @@ export class KafkaBus implements EventBus {
   private producerReady: Promise<Producer> | undefined;
   private adminReady: Promise<Admin> | undefined;
   private readonly consumers = new Set<Consumer>();
+  /** Publishes waiting for the end of the current tick (sendSameTick). */
+  private readonly sameTick: { topic: string; messages: Message[]; resolve: () => void; reject: (error: unknown) => void }[] = [];
 
   constructor(private readonly options: KafkaBusOptions) {
     const log = options.log.child({ component: "kafka" });
@@ -127,18 +129,38 @@ export class KafkaBus implements EventBus {
     }
   }
 
-  async publish(topic: string, messages: readonly OutgoingMessage[]): Promise<void> {
-    if (messages.length === 0) return;
-    const producer = await this.readyProducer();
-    await producer.send({
-      topic,
-      acks: -1,
-      messages: messages.map((message) => ({
-        key: message.key,
-        value: Buffer.from(message.value.buffer, message.value.byteOffset, message.value.byteLength),
-        headers: { ...message.headers },
-      })),
+  /**
+   * Publishes with acks=all. The publishes made in one tick (the relay's topics of one round) leave
+   * as ONE produce request (kafkajs sendBatch): with one request in flight per connection
+   * (idempotent producer), separate sends would wait for each other's acknowledgement. They
+   * succeed or fail together; each topic's messages keep their order (calls in call order).
+   */
+  publish(topic: string, messages: readonly OutgoingMessage[]): Promise<void> {
+    if (messages.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      if (this.sameTick.length === 0) queueMicrotask(() => void this.sendSameTick());
+      this.sameTick.push({
+        topic,
+        messages: messages.map((message) => ({
+          key: message.key,
+          value: Buffer.from(message.value.buffer, message.value.byteOffset, message.value.byteLength),
+          headers: { ...message.headers },
+        })),
+        resolve,
+        reject,
+      });
     });
+  }
+
+  private async sendSameTick(): Promise<void> {
+    const sends = this.sameTick.splice(0);
+    try {
+      const producer = await this.readyProducer();
+      await producer.sendBatch({ acks: -1, topicMessages: sends.map(({ topic, messages }) => ({ topic, messages })) });
+      for (const send of sends) send.resolve();
+    } catch (error) {
+      for (const send of sends) send.reject(error);
+    }
   }
 
   /** One message at a time per partition (kafkajs eachMessage), partitions side by side. */

@@ -302,7 +302,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     });
     if (acked.length) {
       // Acked by the broker: mark. If the session died meanwhile, the next leader re-sends (dedup'd).
-      await withoutFlush(current, (tx) => tx.query("UPDATE umw_outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [acked]));
+      await current.query(MARK_PUBLISHED_SQL, [acked]);
       published += acked.length;
     }
     if (failure) {
@@ -373,7 +373,18 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
 }
 
 /**
- * Runs the relay's own bookkeeping (marks, prunes) in a transaction that commits without waiting
+ * The mark, in one round trip, committing without waiting for the WAL flush (see withoutFlush for
+ * why that is safe): `set_config(…, true)` is local to the statement's own implicit transaction,
+ * whose commit it governs, so nothing else on the session is affected (a `SET LOCAL` outside a
+ * transaction block would be ignored; BEGIN / SET LOCAL / UPDATE / COMMIT cost four round trips,
+ * each a wait for every row that arrives meanwhile).
+ */
+const MARK_PUBLISHED_SQL = `UPDATE umw_outbox SET published_at = now()
+  FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush
+ WHERE seq = ANY($1::bigint[])`;
+
+/**
+ * Runs the relay's own bookkeeping (prunes) in a transaction that commits without waiting
  * for the WAL flush: a mark lost in a crash re-sends its rows, which consumers dedup, exactly as a
  * crash between the broker's ack and the mark does, so a round is one fsync shorter, and so is the
  * wait of every row that arrives meanwhile. `SET LOCAL` ends with the transaction: the setting
