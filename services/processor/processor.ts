@@ -16,7 +16,7 @@ import type { Resources } from "../../runtime/resources.js";
 import { withRetry } from "../../runtime/retry.js";
 import type { Database, Sql } from "../../runtime/sql.js";
 import type { topicNames } from "../../runtime/topics.js";
-import { applyAction, SchemaCheck, type CommandAction } from "./apply.js";
+import { applyAction, applyCommonAtOnce, SchemaCheck, type ApplyResult, type CommandAction } from "./apply.js";
 import { deadLetterMessage, type DeadLetterCause, type DeadLetterReason } from "./dead-letter.js";
 import { classifyFailure, DEFAULT_BACKOFF, type BackoffOptions } from "./failures.js";
 import { INBOX_BATCH_SQL, inboxTransaction } from "./inbox-transaction.js";
@@ -226,9 +226,10 @@ export function createProcessor(deps: ProcessorDeps): Processor {
 
   /**
    * A partition's batch in ONE transaction: every message claimed in the inbox by one statement
-   * (those already there are duplicates, and so is a second copy inside the batch), then each
-   * claimed command applied in offset order (so one entity's commands keep their order), its
-   * event written and its state set; one commit for all. One attempt: any error rolls the whole
+   * (those already there are duplicates, and so is a second copy inside the batch), then the
+   * creates and updates of distinct entities by one statement (applyCommonAtOnce) and every other
+   * claimed command one by one in offset order (so one entity's commands keep their order), the
+   * events and the commands' states by one statement at the end; one commit for all. One attempt: any error rolls the whole
    * batch back and the caller falls back to one transaction per message, with its retries and
    * dead letters.
    */
@@ -236,14 +237,20 @@ export function createProcessor(deps: ProcessorDeps): Processor {
     const ids = JSON.stringify([...new Set(decoded.map((each) => each.decoded.messageId))]);
     const outcomes = await deps.db.transactionFrom<{ message_id: string }, Outcome[]>(INBOX_BATCH_SQL, [consumer, ids], async (claimed, tx) => {
       const unclaimed = new Set(claimed.rows.map((row) => row.message_id));
+      const toApply = decoded.map((each) => unclaimed.delete(each.decoded.messageId));
+      const applying = decoded.filter((_, i) => toApply[i]);
+      // The creates and updates of distinct entities in one statement; the rest one by one below, in message order.
+      const common = await applyCommonAtOnce(tx, applying.map(({ decoded: each }) => ({ action: each.action, fallbackId: each.commandId })), schemas);
       const results: Outcome[] = [];
       const applied: AppliedRow[] = [];
-      for (const { message, decoded: each } of decoded) {
-        if (!unclaimed.delete(each.messageId)) {
+      let next = 0;
+      for (const [i, { message, decoded: each }] of decoded.entries()) {
+        if (!toApply[i]) {
           results.push({ kind: "duplicate", messageId: each.messageId });
           continue;
         }
-        results.push(await batch.within(message, () => applyInTransaction(tx, each, applied)));
+        const done = common[next++];
+        results.push(await batch.within(message, () => applyInTransaction(tx, each, applied, done)));
       }
       await writeApplied(tx, applied);
       return results;
@@ -268,12 +275,13 @@ export function createProcessor(deps: ProcessorDeps): Processor {
   }
 
   /**
-   * The effect in the caller's transaction (the inbox claim made); the domain event and the
+   * The effect in the caller's transaction (the inbox claim made; `done` when applyCommonAtOnce
+   * already applied it); the domain event and the
    * command's new state go into `applied`, which the caller writes before it commits (writeApplied).
    */
-  async function applyInTransaction(tx: Sql, decoded: Decoded, applied: AppliedRow[]): Promise<Outcome> {
+  async function applyInTransaction(tx: Sql, decoded: Decoded, applied: AppliedRow[], done?: ApplyResult): Promise<Outcome> {
     const { commandId, command, action } = decoded;
-    const result = await applyAction(tx, action, commandId, schemas);
+    const result = done ?? (await applyAction(tx, action, commandId, schemas));
     if (!result.ok) {
       await markRejected(tx, commandId, result.error);
       return { kind: "rejected", commandId, error: result.error } as const;
