@@ -258,7 +258,11 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     published += acked.length;
   }
 
-  /** One round: read, publish per topic, mark. True when the batch was full (more may wait). */
+  /**
+   * One round: mark the previous round's rows and read (one statement), publish every topic's
+   * share. True when something was published: its mark goes with the next read, so the loop reads
+   * again at once rather than pausing.
+   */
   async function round(current: PgSession): Promise<boolean> {
     pending = false;
     // The previous round's mark and this round's read travel together (one round trip, not two).
