@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { Kafka, logLevel, type Admin, type Consumer, type ConsumerRunConfig, type KafkaMessage, type Producer, type LogEntry, type SASLOptions } from "kafkajs";
+import { Kafka, logLevel, type Admin, type Consumer, type ConsumerRunConfig, type KafkaMessage, type Message, type Producer, type LogEntry, type SASLOptions } from "kafkajs";
 import {
   DEFAULT_MAX_BATCH_SIZE,
   plainBatch,
@@ -14,6 +14,7 @@ import {
 } from "./bus.js";
 import type { Logger } from "./logger.js";
 import { withRetry } from "./retry.js";
+import { BackgroundCommit } from "./background-commit.js";
 import { unavailable } from "./errors.js";
 import { processReadiness } from "./readiness.js";
 
@@ -50,6 +51,8 @@ export class KafkaBus implements EventBus {
   private producerReady: Promise<Producer> | undefined;
   private adminReady: Promise<Admin> | undefined;
   private readonly consumers = new Set<Consumer>();
+  /** Publishes waiting for the end of the current tick (sendSameTick). */
+  private readonly sameTick: { topic: string; messages: Message[]; resolve: () => void; reject: (error: unknown) => void }[] = [];
 
   constructor(private readonly options: KafkaBusOptions) {
     const log = options.log.child({ component: "kafka" });
@@ -126,49 +129,74 @@ export class KafkaBus implements EventBus {
     }
   }
 
-  async publish(topic: string, messages: readonly OutgoingMessage[]): Promise<void> {
-    if (messages.length === 0) return;
-    const producer = await this.readyProducer();
-    await producer.send({
-      topic,
-      acks: -1,
-      messages: messages.map((message) => ({
-        key: message.key,
-        value: Buffer.from(message.value.buffer, message.value.byteOffset, message.value.byteLength),
-        headers: { ...message.headers },
-      })),
+  /**
+   * Publishes with acks=all. The publishes made in one tick (the relay's topics of one round) leave
+   * as ONE produce request (kafkajs sendBatch): with one request in flight per connection
+   * (idempotent producer), separate sends would wait for each other's acknowledgement. They
+   * succeed or fail together; each topic's messages keep their order (calls in call order).
+   */
+  publish(topic: string, messages: readonly OutgoingMessage[]): Promise<void> {
+    if (messages.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      if (this.sameTick.length === 0) queueMicrotask(() => void this.sendSameTick());
+      this.sameTick.push({
+        topic,
+        messages: messages.map((message) => ({
+          key: message.key,
+          value: Buffer.from(message.value.buffer, message.value.byteOffset, message.value.byteLength),
+          headers: { ...message.headers },
+        })),
+        resolve,
+        reject,
+      });
     });
+  }
+
+  private async sendSameTick(): Promise<void> {
+    const sends = this.sameTick.splice(0);
+    try {
+      const producer = await this.readyProducer();
+      await producer.sendBatch({ acks: -1, topicMessages: sends.map(({ topic, messages }) => ({ topic, messages })) });
+      for (const send of sends) send.resolve();
+    } catch (error) {
+      for (const send of sends) send.reject(error);
+    }
   }
 
   /** One message at a time per partition (kafkajs eachMessage), partitions side by side. */
   subscribe(options: SubscribeOptions): Promise<Subscription> {
-    return this.supervise(options, {
+    return this.supervise(options, () => ({
+      autoCommit: true,
       eachMessage: async ({ topic, partition, message }) => {
         await options.handle(incomingMessage(topic, partition, message));
       },
-    });
+    }));
   }
 
   /**
    * kafkajs eachBatch: a fetched partition batch is handed over in chunks of at most maxBatchSize;
-   * each chunk's last offset is resolved only after its handler resolved (the commit that follows,
-   * at most autoCommitInterval later, never covers a message whose handler has not finished), with
-   * a heartbeat between chunks. A chunk that rejects is fetched and delivered again from its start.
+   * each chunk's last offset is resolved only after its handler resolved, and then committed in
+   * the background (runtime/background-commit.ts: never a message whose handler has not finished,
+   * and no batch waits for the coordinator's answer), with a heartbeat between chunks. A chunk
+   * that rejects is fetched and delivered again from its start. Stopping lets the chunks in
+   * progress finish, commits what they handled, then leaves the group.
    */
   subscribeBatch(options: SubscribeBatchOptions): Promise<Subscription> {
     const maxBatchSize = Math.max(1, options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE);
-    return this.supervise(options, {
+    return this.supervise(options, (commits, stopping) => ({
+      autoCommit: false,
       eachBatchAutoResolve: false,
-      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale, commitOffsetsIfNecessary, uncommittedOffsets }) => {
         for (let start = 0; start < batch.messages.length; start += maxBatchSize) {
-          if (!isRunning() || isStale()) return;
+          if (!isRunning() || isStale() || stopping.aborted) return;
           const chunk = batch.messages.slice(start, start + maxBatchSize);
           await options.handleBatch(plainBatch(chunk.map((message) => incomingMessage(batch.topic, batch.partition, message))));
           resolveOffset(chunk[chunk.length - 1]!.offset);
+          commits.request(() => commitOffsetsIfNecessary(uncommittedOffsets()));
           await heartbeat();
         }
       },
-    });
+    }));
   }
 
   /**
@@ -179,13 +207,17 @@ export class KafkaBus implements EventBus {
    */
   private async supervise(
     options: Pick<SubscribeOptions, "topics" | "group" | "fromBeginning">,
-    handler: Pick<ConsumerRunConfig, "eachMessage" | "eachBatch" | "eachBatchAutoResolve">,
+    /** The run configuration of one consumer: its background commits, and the signal that the subscription stops. */
+    handlerFor: (commits: BackgroundCommit, stopping: AbortSignal) => Pick<ConsumerRunConfig, "autoCommit" | "eachMessage" | "eachBatch" | "eachBatchAutoResolve">,
   ): Promise<Subscription> {
     const log = this.options.log.child({ component: "kafka", group: options.group });
     const health = processReadiness.reporter("dependency", `kafka consumer ${options.group}`);
     health.notReady("joining the group");
     const stopping = new AbortController();
     let current: Consumer | undefined;
+    let currentCommits: BackgroundCommit | undefined;
+    /** The handler calls in progress (batch subscriptions): stop waits for them before the last commit. */
+    const handling = new Set<Promise<void>>();
     let rebuilding = false;
 
     const startConsumer = async (): Promise<void> => {
@@ -203,7 +235,11 @@ export class KafkaBus implements EventBus {
           },
         },
       });
+      const commits = new BackgroundCommit((error) => log.warn({ err: (error as Error).message }, "Kafka offset commit failed; the next commit carries the same offsets"));
+      const handler = handlerFor(commits, stopping.signal);
+      const eachBatch = handler.eachBatch;
       current = consumer;
+      currentCommits = commits;
       this.consumers.add(consumer);
       consumer.on(consumer.events.GROUP_JOIN, () => health.ready());
       let lastSignOfLife = Date.now();
@@ -227,10 +263,16 @@ export class KafkaBus implements EventBus {
         await consumer.connect();
         for (const topic of options.topics) await consumer.subscribe({ topic, fromBeginning: options.fromBeginning ?? false });
         await consumer.run({
-          autoCommit: true,
           autoCommitInterval: 1_000,
           partitionsConsumedConcurrently: 8,
           ...handler,
+          ...(eachBatch && {
+            eachBatch: (payload) => {
+              const call = eachBatch(payload);
+              handling.add(call);
+              return call.finally(() => handling.delete(call));
+            },
+          }),
         });
       } catch (error) {
         this.consumers.delete(consumer);
@@ -273,6 +315,10 @@ export class KafkaBus implements EventBus {
         health.remove();
         const consumer = current;
         if (consumer) {
+          // The chunks in progress finish (no new one starts), and what they handled is committed
+          // before the consumer leaves its group: a clean stop redelivers nothing.
+          await Promise.allSettled([...handling]);
+          await currentCommits?.flush();
           this.consumers.delete(consumer);
           await consumer.disconnect();
         }

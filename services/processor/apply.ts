@@ -164,3 +164,64 @@ function deletedEntity(row: EntityRow): Entity {
   entity.data = undefined;
   return entity;
 }
+
+/**
+ * Creates and full updates of distinct entities, all in ONE statement (the tombstone of a
+ * re-created entity consumed as applyAction does): the common commands of a batch without a round
+ * trip each while the partition waits. Only the first command of each entity in the batch is
+ * taken, and only when its data passes the schema check; the answer has an ApplyResult for each
+ * command the statement applied and undefined for every other (not taken, already existing, a
+ * version mismatch, a missing entity), which the caller then applies with applyAction in message
+ * order, inside the same transaction, so one entity's commands keep their order and each refusal
+ * gets its exact reason.
+ */
+export async function applyCommonAtOnce(tx: Sql, commands: readonly { readonly action: CommandAction; readonly fallbackId: string }[], schemas: SchemaCheck): Promise<(ApplyResult | undefined)[]> {
+  const taken = new Map<string, number>();
+  const seen = new Set<string>();
+  commands.forEach(({ action, fallbackId }, i) => {
+    if (action.case !== "create" && action.case !== "update") return;
+    const key = rowKey(action.value.tenant, action.value.type, action.value.id || fallbackId);
+    if (seen.has(key)) return;
+    seen.add(key);
+    if (schemas.check(action.value.type, action.value.data ?? {})) return;
+    taken.set(key, i);
+  });
+  const results: (ApplyResult | undefined)[] = new Array(commands.length).fill(undefined);
+  if (taken.size === 0) return results;
+  const input = [...taken.values()].map((i) => {
+    const { action, fallbackId } = commands[i]!;
+    const value = action.value as { tenant: string; type: string; id: string; data?: JsonObject; expectedVersion?: bigint };
+    return [action.case!, value.tenant, value.type, value.id || fallbackId, JSON.stringify(value.data ?? {}), (value.expectedVersion ?? 0n).toString()] as const;
+  });
+  const { rows } = await tx.query<EntityRow & { change: "create" | "update" }>(APPLY_COMMON_SQL, Array.from({ length: 6 }, (_, column) => input.map((row) => row[column])));
+  for (const row of rows) {
+    const i = taken.get(rowKey(row.tenant, row.type, row.id));
+    if (i === undefined) continue;
+    results[i] = { ok: true, kind: row.change === "create" ? ChangeKind.CREATED : ChangeKind.UPDATED, entity: entityFromRow(row) };
+  }
+  return results;
+}
+
+const rowKey = (tenant: string, type: string, id: string) => `${tenant}\u0000${type}\u0000${id}`;
+
+const APPLY_COMMON_SQL = `WITH input AS MATERIALIZED (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) AS t(change, tenant, type, id, data, expected)
+), deleted AS (
+  DELETE FROM umw_entity_tombstones t USING input i
+   WHERE i.change = 'create' AND t.tenant = i.tenant AND t.type = i.type AND t.id = i.id
+  RETURNING t.tenant, t.type, t.id, t.version
+), created AS (
+  INSERT INTO umw_entities (tenant, type, id, version, data)
+  SELECT i.tenant, i.type, i.id, COALESCE(d.version, 0) + 1, i.data::jsonb FROM input i
+    LEFT JOIN deleted d ON d.tenant = i.tenant AND d.type = i.type AND d.id = i.id
+   WHERE i.change = 'create'
+  ON CONFLICT (tenant, type, id) DO NOTHING
+  RETURNING ${ENTITY_COLUMNS}
+), updated AS (
+  UPDATE umw_entities e SET data = i.data::jsonb, version = e.version + 1, update_time = now()
+    FROM input i
+   WHERE i.change = 'update' AND e.tenant = i.tenant AND e.type = i.type AND e.id = i.id AND (i.expected = 0 OR e.version = i.expected)
+  RETURNING e.tenant, e.type, e.id, e.version, e.data, e.create_time, e.update_time
+)
+SELECT 'create' AS change, ${ENTITY_COLUMNS} FROM created
+UNION ALL SELECT 'update' AS change, ${ENTITY_COLUMNS} FROM updated`;

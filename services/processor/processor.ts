@@ -16,7 +16,7 @@ import type { Resources } from "../../runtime/resources.js";
 import { withRetry } from "../../runtime/retry.js";
 import type { Database, Sql } from "../../runtime/sql.js";
 import type { topicNames } from "../../runtime/topics.js";
-import { applyAction, SchemaCheck, type CommandAction } from "./apply.js";
+import { applyAction, applyCommonAtOnce, SchemaCheck, type ApplyResult, type CommandAction } from "./apply.js";
 import { deadLetterMessage, type DeadLetterCause, type DeadLetterReason } from "./dead-letter.js";
 import { classifyFailure, DEFAULT_BACKOFF, type BackoffOptions } from "./failures.js";
 import { INBOX_BATCH_SQL, inboxTransaction } from "./inbox-transaction.js";
@@ -105,13 +105,40 @@ const errorText = (error: unknown) => (error instanceof Error ? error.message : 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
- * The domain event, in runtime/outbox.ts's layout (the Kafka key in the `umw-key` header), without
- * its NOTIFY: the relay is woken after the commit (CommitNotifier).
+ * The domain events of a transaction, in runtime/outbox.ts's layout (the Kafka key in the `umw-key`
+ * header), without their NOTIFY (the relay is woken after the commit: CommitNotifier), and the new
+ * state of their commands: one statement at the end of the transaction for all of them, rather
+ * than one round trip per command while the partition waits. The events keep their order (the
+ * sequence is drawn row by row in `n` order), so one entity's events keep theirs on Kafka.
  */
-const INSERT_EVENT_SQL = `INSERT INTO umw_outbox (id, aggregatetype, aggregateid, type, topic, payload, headers) VALUES ($1, $2, $3, $4, $5, $6, $7)`;
-/** The same and the command's new state in one statement (one round trip less in the transaction). */
-const INSERT_EVENT_AND_APPLY_SQL = `WITH event AS (${INSERT_EVENT_SQL})
-UPDATE umw_commands SET state = 'applied', version = $9, error = NULL, update_time = now() WHERE id = $8::uuid`;
+const INSERT_EVENTS_AND_APPLY_SQL = `WITH event AS (
+  INSERT INTO umw_outbox (id, aggregatetype, aggregateid, type, topic, payload, headers)
+  SELECT id, aggregatetype, aggregateid, type, topic, payload, headers::jsonb
+    FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::text[])
+      WITH ORDINALITY AS e(id, aggregatetype, aggregateid, type, topic, payload, headers, n)
+   ORDER BY n
+)
+UPDATE umw_commands AS c SET state = 'applied', version = a.version, error = NULL, update_time = now()
+  FROM unnest($8::uuid[], $9::bigint[]) AS a(id, version) WHERE c.id = a.id`;
+
+/** What an applied command leaves for the end of its transaction (INSERT_EVENTS_AND_APPLY_SQL). */
+interface AppliedRow {
+  readonly event: readonly [id: string, aggregateType: string, aggregateId: string, type: string, topic: string, payload: Buffer, headers: string];
+  /** The command's id and new entity version, when the id is a UUID (a command row can exist). */
+  readonly command?: readonly [id: string, version: string];
+}
+
+/** Writes the transaction's events and applied commands in one statement (nothing to do when there are none). */
+async function writeApplied(tx: Sql, applied: readonly AppliedRow[]): Promise<void> {
+  if (applied.length === 0) return;
+  const column = <T>(pick: (row: AppliedRow) => T) => applied.map(pick);
+  const commands = applied.flatMap((row) => (row.command ? [row.command] : []));
+  await tx.query(INSERT_EVENTS_AND_APPLY_SQL, [
+    ...Array.from({ length: 7 }, (_, i) => column((row) => row.event[i])),
+    commands.map(([id]) => id),
+    commands.map(([, version]) => version),
+  ]);
+}
 
 const EVENT_TYPE_OF: Record<ChangeKind, string> = {
   [ChangeKind.UNSPECIFIED]: "",
@@ -199,9 +226,10 @@ export function createProcessor(deps: ProcessorDeps): Processor {
 
   /**
    * A partition's batch in ONE transaction: every message claimed in the inbox by one statement
-   * (those already there are duplicates, and so is a second copy inside the batch), then each
-   * claimed command applied in offset order (so one entity's commands keep their order), its
-   * event written and its state set; one commit for all. One attempt: any error rolls the whole
+   * (those already there are duplicates, and so is a second copy inside the batch), then the
+   * creates and updates of distinct entities by one statement (applyCommonAtOnce) and every other
+   * claimed command one by one in offset order (so one entity's commands keep their order), the
+   * events and the commands' states by one statement at the end; one commit for all. One attempt: any error rolls the whole
    * batch back and the caller falls back to one transaction per message, with its retries and
    * dead letters.
    */
@@ -209,14 +237,22 @@ export function createProcessor(deps: ProcessorDeps): Processor {
     const ids = JSON.stringify([...new Set(decoded.map((each) => each.decoded.messageId))]);
     const outcomes = await deps.db.transactionFrom<{ message_id: string }, Outcome[]>(INBOX_BATCH_SQL, [consumer, ids], async (claimed, tx) => {
       const unclaimed = new Set(claimed.rows.map((row) => row.message_id));
+      const toApply = decoded.map((each) => unclaimed.delete(each.decoded.messageId));
+      const applying = decoded.filter((_, i) => toApply[i]);
+      // The creates and updates of distinct entities in one statement; the rest one by one below, in message order.
+      const common = await applyCommonAtOnce(tx, applying.map(({ decoded: each }) => ({ action: each.action, fallbackId: each.commandId })), schemas);
       const results: Outcome[] = [];
-      for (const { message, decoded: each } of decoded) {
-        if (!unclaimed.delete(each.messageId)) {
+      const applied: AppliedRow[] = [];
+      let next = 0;
+      for (const [i, { message, decoded: each }] of decoded.entries()) {
+        if (!toApply[i]) {
           results.push({ kind: "duplicate", messageId: each.messageId });
           continue;
         }
-        results.push(await batch.within(message, () => applyInTransaction(tx, each)));
+        const done = common[next++];
+        results.push(await batch.within(message, () => applyInTransaction(tx, each, applied, done)));
       }
+      await writeApplied(tx, applied);
       return results;
     });
     announce(decoded.map((each, i) => ({ commandId: each.decoded.commandId, outcome: outcomes[i]! })));
@@ -224,13 +260,28 @@ export function createProcessor(deps: ProcessorDeps): Processor {
   }
 
   async function transactOnce(decoded: Decoded): Promise<Outcome> {
-    return inboxTransaction(deps.db, consumer, decoded.messageId, (tx) => applyInTransaction(tx, decoded), () => ({ kind: "duplicate", messageId: decoded.messageId }) as const);
+    return inboxTransaction(
+      deps.db,
+      consumer,
+      decoded.messageId,
+      async (tx) => {
+        const applied: AppliedRow[] = [];
+        const outcome = await applyInTransaction(tx, decoded, applied);
+        await writeApplied(tx, applied);
+        return outcome;
+      },
+      () => ({ kind: "duplicate", messageId: decoded.messageId }) as const,
+    );
   }
 
-  /** The effect, the domain event in the outbox and the command's new state, in the caller's transaction (the inbox claim made). */
-  async function applyInTransaction(tx: Sql, decoded: Decoded): Promise<Outcome> {
+  /**
+   * The effect in the caller's transaction (the inbox claim made; `done` when applyCommonAtOnce
+   * already applied it); the domain event and the
+   * command's new state go into `applied`, which the caller writes before it commits (writeApplied).
+   */
+  async function applyInTransaction(tx: Sql, decoded: Decoded, applied: AppliedRow[], done?: ApplyResult): Promise<Outcome> {
     const { commandId, command, action } = decoded;
-    const result = await applyAction(tx, action, commandId, schemas);
+    const result = done ?? (await applyAction(tx, action, commandId, schemas));
     if (!result.ok) {
       await markRejected(tx, commandId, result.error);
       return { kind: "rejected", commandId, error: result.error } as const;
@@ -244,17 +295,18 @@ export function createProcessor(deps: ProcessorDeps): Processor {
       ...activeTraceContext({ traceparent: command.context?.traceparent, tracestate: command.context?.tracestate }),
     });
     const event = create(DomainEventSchema, { context, commandId, kind, entity });
-    const eventRow = [
-      context.id,
-      entity.type,
-      key,
-      context.type,
-      deps.topics.entityEvents,
-      Buffer.from(toBinary(DomainEventSchema, event)),
-      JSON.stringify({ ...cloudEventHeaders(context), ...requestIdHeader(), "umw-key": key }),
-    ];
-    if (UUID.test(commandId)) await tx.query(INSERT_EVENT_AND_APPLY_SQL, [...eventRow, commandId, entity.version.toString()]);
-    else await tx.query(INSERT_EVENT_SQL, eventRow);
+    applied.push({
+      event: [
+        context.id,
+        entity.type,
+        key,
+        context.type,
+        deps.topics.entityEvents,
+        Buffer.from(toBinary(DomainEventSchema, event)),
+        JSON.stringify({ ...cloudEventHeaders(context), ...requestIdHeader(), "umw-key": key }),
+      ],
+      ...(UUID.test(commandId) && { command: [commandId, entity.version.toString()] as const }),
+    });
     return { kind: "applied", commandId, change: kind, version: entity.version, eventId: context.id } as const;
   }
 

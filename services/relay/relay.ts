@@ -118,6 +118,8 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   let running: Promise<void> | undefined;
   let wake: () => void = () => undefined;
   let pending = true;
+  /** Seqs of the rows the broker acknowledged, to be marked published (with the next read). */
+  let toMark: string[] = [];
   const leaderWaiters = new Set<() => void>();
 
   const setRole = (next: RelayRole) => {
@@ -222,6 +224,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     });
     setRole("leader");
     let lastPrune = 0;
+    toMark = [];
     while (!stopping.signal.aborted) {
       if (current.isLost) throw new SessionLost("leader connection lost");
       const full = await withRetry(
@@ -243,16 +246,32 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       );
       if (!full) await pause(pollMs, true);
     }
+    // Stopping: the last round's rows are marked before the lock goes (else the next leader re-sends them).
+    if (toMark.length && !current.isLost) await mark(current);
   }
 
-  /** One round: read, publish per topic, mark. True when the batch was full (more may wait). */
+  /** Marks the rows the broker acknowledged and not yet marked (MARK_PUBLISHED_SQL). */
+  async function mark(current: PgSession): Promise<void> {
+    const acked = toMark;
+    toMark = [];
+    await current.query(MARK_PUBLISHED_SQL, [acked]);
+    published += acked.length;
+  }
+
+  /**
+   * One round: mark the previous round's rows and read (one statement), publish every topic's
+   * share. True when something was published: its mark goes with the next read, so the loop reads
+   * again at once rather than pausing.
+   */
   async function round(current: PgSession): Promise<boolean> {
     pending = false;
-    const { rows } = await current.query<OutboxRecord>(
-      `SELECT seq, id::text AS id, topic, aggregateid, payload, headers, extract(epoch FROM now() - created_at)::float8 AS age
-         FROM umw_outbox WHERE published_at IS NULL ORDER BY umw_outbox.seq LIMIT $1`,
-      [batchSize],
-    );
+    // The previous round's mark and this round's read travel together (one round trip, not two).
+    const marking = toMark;
+    toMark = [];
+    const { rows } = marking.length
+      ? await current.query<OutboxRecord>(MARK_AND_READ_SQL, [batchSize, marking])
+      : await current.query<OutboxRecord>(READ_SQL, [batchSize]);
+    published += marking.length;
     if (rows.length === 0) {
       recovered();
       return false;
@@ -300,17 +319,16 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       }
       else failure ??= new BusError(`cannot publish ${list.length} message(s) to ${topic} on ${kafkaLabel}`, outcome.reason);
     });
-    if (acked.length) {
-      // Acked by the broker: mark. If the session died meanwhile, the next leader re-sends (dedup'd).
-      await withoutFlush(current, (tx) => tx.query("UPDATE umw_outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [acked]));
-      published += acked.length;
-    }
+    // Acked by the broker: marked with the next round's read, which follows at once. If the session
+    // dies first, the next leader re-sends these rows (consumers dedup).
+    toMark = acked;
     if (failure) {
       options.metrics?.publishFailures.inc();
+      if (toMark.length) await mark(current);
       throw failure;
     }
     recovered();
-    return rows.length === batchSize || take < rows.length;
+    return true;
   }
 
   async function prune(current: PgSession): Promise<void> {
@@ -373,7 +391,28 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
 }
 
 /**
- * Runs the relay's own bookkeeping (marks, prunes) in a transaction that commits without waiting
+ * The mark, in one round trip, committing without waiting for the WAL flush (see withoutFlush for
+ * why that is safe): `set_config(…, true)` is local to the statement's own implicit transaction,
+ * whose commit it governs, so nothing else on the session is affected (a `SET LOCAL` outside a
+ * transaction block would be ignored; BEGIN / SET LOCAL / UPDATE / COMMIT cost four round trips,
+ * each a wait for every row that arrives meanwhile).
+ */
+const MARK_PUBLISHED_SQL = `UPDATE umw_outbox SET published_at = now()
+  FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush
+ WHERE seq = ANY($1::bigint[])`;
+
+const OUTBOX_COLUMNS = "seq, id::text AS id, topic, aggregateid, payload, headers, extract(epoch FROM now() - created_at)::float8 AS age";
+/** The unpublished rows in seq order. */
+const READ_SQL = `SELECT ${OUTBOX_COLUMNS} FROM umw_outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1`;
+/**
+ * The mark ($2, as MARK_PUBLISHED_SQL) and the next read in one statement: the read sees the
+ * snapshot from before the mark, hence leaves the marked rows out by their seq.
+ */
+const MARK_AND_READ_SQL = `WITH marked AS (${MARK_PUBLISHED_SQL.replace("$1", "$2")})
+SELECT ${OUTBOX_COLUMNS} FROM umw_outbox WHERE published_at IS NULL AND seq <> ALL($2::bigint[]) ORDER BY seq LIMIT $1`;
+
+/**
+ * Runs the relay's own bookkeeping (prunes) in a transaction that commits without waiting
  * for the WAL flush: a mark lost in a crash re-sends its rows, which consumers dedup, exactly as a
  * crash between the broker's ack and the mark does, so a round is one fsync shorter, and so is the
  * wait of every row that arrives meanwhile. `SET LOCAL` ends with the transaction: the setting

@@ -150,6 +150,60 @@ describe("processor batches on Postgres and Kafka", { timeout: 90_000 }, () => {
     assert.equal(events[0]!.n, 21);
   });
 
+  test("creates and updates applied together give each command what one-by-one would: versions, refusals, re-creation, event order", async () => {
+    const { seen, start, publish } = await lane();
+    const name = (what: string) => `m-${what}-${randomUUID().slice(0, 8)}`;
+    const [existing, updated, stale, recreated, fresh, twice, missing] = ["existing", "updated", "stale", "recreated", "fresh", "twice", "missing"].map(name) as [string, string, string, string, string, string, string];
+    const updateOf = (id: string, data: JsonObject, expectedVersion: bigint) => accepted({ case: "update", value: { tenant: TENANT, type: TYPE, id, data, expectedVersion } });
+    const first = [await createOf(existing, { v: 1 }), await createOf(updated, { v: 1 }), await createOf(stale, { v: 1 }), await createOf(recreated, { v: 1 })];
+    first.push(await patchOf(recreated, { v: 2 }), await accepted({ case: "delete", value: { tenant: TENANT, type: TYPE, id: recreated, expectedVersion: 0n } }));
+    await publish(first);
+    await start();
+    await allSettled(first.map((built) => built.id));
+
+    const second = [
+      await createOf(fresh, { v: 1 }),
+      await createOf(existing, { v: "again" }),
+      await updateOf(updated, { v: 2 }, 1n),
+      await updateOf(stale, { v: 2 }, 7n),
+      await updateOf(missing, { v: 1 }, 0n),
+      await createOf(recreated, { v: "back" }),
+      await createOf(twice, { v: 1 }),
+      await updateOf(twice, { v: 2 }, 1n),
+    ];
+    await publish(second);
+    const rows = await allSettled(second.map((built) => built.id));
+    const state = second.map((built) => [rows.get(built.id)!.state, rows.get(built.id)!.version]);
+    assert.deepEqual(state, [
+      ["applied", "1"],
+      ["rejected", null],
+      ["applied", "2"],
+      ["rejected", null],
+      ["rejected", null],
+      ["applied", "4"], // created 1, patched 2, deleted 3: the tombstone's next version
+      ["applied", "1"],
+      ["applied", "2"],
+    ]);
+    // One produce request, one fetched batch, one transaction: what the batch path (applyCommonAtOnce) did.
+    assert.equal(new Set(second.map((built) => rows.get(built.id)!.update_time)).size, 1, "the second batch applied in one transaction");
+    const reasons = seen.filter((each) => each.outcome.kind === "rejected").map((each) => (each.outcome as { error: { reason: string } }).error.reason);
+    assert.deepEqual(reasons, ["ENTITY_ALREADY_EXISTS", "VERSION_CONFLICT", "ENTITY_NOT_FOUND"]);
+    assert.deepEqual(await entity(existing), { version: "1", data: { v: 1 } });
+    assert.deepEqual(await entity(stale), { version: "1", data: { v: 1 } });
+    assert.deepEqual(await entity(recreated), { version: "4", data: { v: "back" } });
+    assert.deepEqual(await entity(twice), { version: "2", data: { v: 2 } });
+    // The events are in the outbox in message order (the relay publishes in that order).
+    const { rows: events } = await database.query<{ aggregateid: string }>(
+      "SELECT aggregateid FROM umw_outbox WHERE topic LIKE '%entity-events%' AND aggregateid = ANY($1::text[]) ORDER BY seq",
+      [[fresh, updated, recreated, twice].map((id) => entityKey(TENANT, TYPE, id))],
+    );
+    const applied = second.filter((built) => rows.get(built.id)!.state === "applied").map((built) => (built.command.action.value as { id: string }).id);
+    const firstEvents = [recreated, recreated, recreated, updated].map((id) => entityKey(TENANT, TYPE, id)); // from the first batch
+    const later = events.map((row) => row.aggregateid);
+    for (const key of firstEvents) later.splice(later.indexOf(key), 1);
+    assert.deepEqual(later, applied.map((id) => entityKey(TENANT, TYPE, id)));
+  });
+
   test("a command delivered several times inside one batch is applied once", async () => {
     const { seen, start, publish } = await lane();
     const x = `d-${randomUUID().slice(0, 8)}`;
