@@ -169,7 +169,8 @@ function deletedEntity(row: EntityRow): Entity {
  * Creates and full updates of distinct entities, all in ONE statement (the tombstone of a
  * re-created entity consumed as applyAction does): the common commands of a batch without a round
  * trip each while the partition waits. Only the first command of each entity in the batch is
- * taken, and only when its data passes the schema check; the answer has an ApplyResult for each
+ * taken (whatever its kind: a create or update behind a patch or delete waits its turn), and only
+ * when it is a create or update whose data passes the schema check; the answer has an ApplyResult for each
  * command the statement applied and undefined for every other (not taken, already existing, a
  * version mismatch, a missing entity), which the caller then applies with applyAction in message
  * order, inside the same transaction, so one entity's commands keep their order and each refusal
@@ -179,10 +180,12 @@ export async function applyCommonAtOnce(tx: Sql, commands: readonly { readonly a
   const taken = new Map<string, number>();
   const seen = new Set<string>();
   commands.forEach(({ action, fallbackId }, i) => {
-    if (action.case !== "create" && action.case !== "update") return;
     const key = rowKey(action.value.tenant, action.value.type, action.value.id || fallbackId);
+    // Only an entity's FIRST command may go ahead of the others: a create or update behind a patch
+    // or delete of the same entity must wait for it (per-entity order).
     if (seen.has(key)) return;
     seen.add(key);
+    if (action.case !== "create" && action.case !== "update") return;
     if (schemas.check(action.value.type, action.value.data ?? {})) return;
     taken.set(key, i);
   });

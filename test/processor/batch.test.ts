@@ -204,6 +204,33 @@ describe("processor batches on Postgres and Kafka", { timeout: 90_000 }, () => {
     assert.deepEqual(later, applied.map((id) => entityKey(TENANT, TYPE, id)));
   });
 
+  test("an unconditional update behind a patch or a delete of the same entity in one batch waits its turn", async () => {
+    const { start, publish } = await lane();
+    const [patched, deleted] = ["patched", "deleted"].map((what) => `o-${what}-${randomUUID().slice(0, 8)}`) as [string, string];
+    const updateOf = (id: string, data: JsonObject) => accepted({ case: "update", value: { tenant: TENANT, type: TYPE, id, data, expectedVersion: 0n } });
+    const first = [await createOf(patched, { v: 1 }), await createOf(deleted, { v: 1 })];
+    await publish(first);
+    await start();
+    await allSettled(first.map((built) => built.id));
+
+    const patch = await accepted({ case: "patch", value: { tenant: TENANT, type: TYPE, id: patched, data: { p: true }, expectedVersion: 1n } });
+    const remove = await accepted({ case: "delete", value: { tenant: TENANT, type: TYPE, id: deleted, expectedVersion: 1n } });
+    const second = [patch, await updateOf(patched, { v: 2 }), remove, await updateOf(deleted, { v: 2 })];
+    await publish(second);
+    const rows = await allSettled(second.map((built) => built.id));
+    assert.deepEqual(
+      second.map((built) => [rows.get(built.id)!.state, rows.get(built.id)!.version]),
+      [
+        ["applied", "2"],
+        ["applied", "3"],
+        ["applied", "2"],
+        ["rejected", null],
+      ],
+      "each entity's commands applied in message order",
+    );
+    assert.deepEqual(await entity(patched), { version: "3", data: { v: 2 } });
+  });
+
   test("a command delivered several times inside one batch is applied once", async () => {
     const { seen, start, publish } = await lane();
     const x = `d-${randomUUID().slice(0, 8)}`;
