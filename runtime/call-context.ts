@@ -1,4 +1,5 @@
-import { AsyncLocalStorage } from "node:async_hooks";
+import { createContextKey } from "@opentelemetry/api";
+import { processContext, withContextValue } from "./async-context.js";
 import type { Logger } from "./logger.js";
 
 /** What a handler knows about the call it serves. */
@@ -24,13 +25,13 @@ export interface CallContext {
   readonly sendHeaders?: () => void;
 }
 
-const storage = new AsyncLocalStorage<CallContext>();
+const CALL = createContextKey("umw.call");
 
 export function runInCall<A extends unknown[], T>(ctx: CallContext, fn: (...args: A) => T, ...args: A): T {
-  return storage.run(ctx, fn, ...args);
+  return withContextValue(CALL, ctx, fn, ...args);
 }
 
 /** The call being served on this async path, if any: used to propagate deadline and request id. */
 export function currentCall(): CallContext | undefined {
-  return storage.getStore();
+  return processContext.active().getValue(CALL) as CallContext | undefined;
 }

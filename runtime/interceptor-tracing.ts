@@ -1,4 +1,4 @@
-import { context, isSpanContextValid, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type SpanContext, type TextMapGetter } from "@opentelemetry/api";
+import { context, isSpanContextValid, propagation, SpanKind, SpanStatusCode, trace, type Context, type Span, type SpanContext, type TextMapGetter } from "@opentelemetry/api";
 import { Code, toRpcError } from "./errors.js";
 import { statusCodeOf, whenCallEnds, type ClientInterceptor, type ServerInterceptor } from "./interceptor.js";
 import { acceptedRoot, unsampledTraceparent, type NewTraceSampler } from "./new-trace-sampling.js";
@@ -73,7 +73,9 @@ export function enterTrace(headers: Headers, name: () => string): TraceEntry {
   if (!enabled) return undefined;
   const sampling = traceparentSampling(headers.traceparent);
   if (sampling === "unsampled") return undefined;
-  const parent = sampling === "sampled" ? propagation.extract(ROOT_CONTEXT, headers, headerGetter) : ROOT_CONTEXT;
+  // The active context without its span (umw's own values in it stay: runtime/async-context.ts).
+  const base = trace.deleteSpan(context.active());
+  const parent = sampling === "sampled" ? propagation.extract(base, headers, headerGetter) : base;
   // What the SDK's sampler sees: a new trace accepted here is marked so, and not flipped again.
   let samplerContext = parent;
   if (sampling === undefined && newTraces !== undefined) {

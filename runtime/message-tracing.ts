@@ -1,4 +1,4 @@
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
+import { context, propagation, SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
 import type { EventBus, IncomingMessage, MessageBatch, OutgoingMessage } from "./bus.js";
 import { REQUEST_ID_HEADER } from "./interceptor-request-id.js";
 import { traceparentSampling } from "./interceptor-tracing.js";
@@ -15,7 +15,7 @@ const headerGetter = {
 /** The trace context a message carries (`traceparent`/`tracestate` headers), or none. */
 function carriedContext(headers: Readonly<Record<string, string>> | undefined): Context | undefined {
   if (!headers?.traceparent) return undefined;
-  return propagation.extract(ROOT_CONTEXT, headers, headerGetter);
+  return propagation.extract(trace.deleteSpan(context.active()), headers, headerGetter);
 }
 
 /**
@@ -131,7 +131,7 @@ function withinMessage<T>(message: IncomingMessage, consumed: { readonly span: S
 function startConsumerSpan(message: IncomingMessage, group: string): { readonly span: Span; readonly parent: Context } | undefined {
   if (traceparentSampling(message.headers.traceparent) === "unsampled") return undefined;
   const carried = carriedContext(message.headers);
-  const parent = carried ?? ROOT_CONTEXT;
+  const parent = carried ?? trace.deleteSpan(context.active());
   const span = tracer.startSpan(
     `process ${message.topic}`,
     {

@@ -6,6 +6,7 @@ import { core, NodeSDK, resources, tracing } from "@opentelemetry/sdk-node";
 import type { Config } from "./config.js";
 import { setCallTracing } from "./interceptor-tracing.js";
 import { NewTraceSampler } from "./new-trace-sampling.js";
+import { processContext } from "./async-context.js";
 
 /** The modules the instrumentations patch (all CommonJS; see `startTelemetry`). */
 const PATCHED_MODULES = ["pg", "ioredis"] as const;
@@ -52,6 +53,8 @@ export function startTelemetry(config: Pick<Config, "otlpEndpoint" | "traceSampl
       }),
     ],
     sampler: new tracing.ParentBasedSampler({ root: newTraces }),
+    // The process's one async-local store (runtime/async-context.ts), not a second one of the SDK's.
+    contextManager: processContext,
     instrumentations: [
       new PgInstrumentation({ requireParentSpan: true }),
       new IORedisInstrumentation({ requireParentSpan: true }),
