@@ -15,6 +15,7 @@ import { Code, RpcError } from "./errors.js";
 import { Http2UnaryTransport, grpcTimeout, httpStatusCode } from "./http2-unary-transport.js";
 import { prometheusCallMetrics } from "./interceptor-metrics.js";
 import { Registry } from "./metrics.js";
+import { rejection } from "../test/support/rejection.js";
 
 /** What a test's server does with one call: the request headers and the decoded request are given. */
 type Behaviour = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, request: Buffer) => void;
@@ -89,16 +90,6 @@ function client(transport = new Http2UnaryTransport(address)): ServiceClient {
 }
 
 const idOf = (message: unknown) => (message as GetEntityResponse).entity?.id;
-
-async function rejection(call: Promise<unknown>): Promise<RpcError> {
-  try {
-    await call;
-  } catch (error) {
-    assert.ok(error instanceof RpcError, `an RpcError, not ${String(error)}`);
-    return error;
-  }
-  assert.fail("the call succeeded");
-}
 
 describe("lean unary transport: the wire", () => {
   test("sends POST /pkg.Service/Method, application/grpc, te: trailers, grpc-timeout, metadata (-bin as base64) and one length-prefixed message; reassembles a response split over DATA frames", async () => {

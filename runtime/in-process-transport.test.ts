@@ -5,13 +5,14 @@ import { create } from "@bufbuild/protobuf";
 import { pino } from "pino";
 import { QueryService, GetEntityRequestSchema } from "../gen/umw/v1/query_pb.js";
 import { ServiceClient } from "./client.js";
-import { Code, notFound, RpcError } from "./errors.js";
+import { Code, notFound } from "./errors.js";
 import { InProcessTransport } from "./in-process-transport.js";
 import { prometheusCallMetrics } from "./interceptor-metrics.js";
 import { MeshAuthorization } from "./mesh-authorization.js";
 import { Registry } from "./metrics.js";
 import { MeshServer } from "./server.js";
 import type { CallContext } from "./call-context.js";
+import { rejection } from "../test/support/rejection.js";
 
 const log = pino({ level: "silent" });
 /** Nothing listens there: a call that reaches the network fails UNAVAILABLE. */
@@ -46,16 +47,6 @@ function setUp(getEntity: GetEntity, options: { authorization?: MeshAuthorizatio
 
 const entity = (id: string) => ({ entity: { tenant: "acme", type: "todo", id, version: 3n } });
 const request = { tenant: "acme", type: "todo", id: "x" };
-
-async function rejection(call: Promise<unknown>): Promise<RpcError> {
-  try {
-    await call;
-  } catch (error) {
-    assert.ok(error instanceof RpcError, `an RpcError, not ${String(error)}`);
-    return error;
-  }
-  assert.fail("the call succeeded");
-}
 
 describe("in-process transport", () => {
   test("answers through the server chain without a socket, counted by client, server and transport metrics", async () => {

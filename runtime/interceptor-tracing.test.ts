@@ -1,13 +1,14 @@
-import { after, before, beforeEach, describe, test } from "node:test";
+import { beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Metadata } from "@grpc/grpc-js";
 import { context, SamplingDecision, SpanKind, SpanStatusCode, trace, type Sampler } from "@opentelemetry/api";
-import { node, tracing } from "@opentelemetry/sdk-node";
+import { tracing } from "@opentelemetry/sdk-node";
 import { QueryService } from "../gen/umw/v1/query_pb.js";
 import { Code, RpcError } from "./errors.js";
 import { composeChain, type ClientRequest, type ClientResponse, type ClientUnaryResponse, type ServerCallContext, type ServerRequest, type ServerResponse } from "./interceptor.js";
 import { clientTracing, serverTracing, setCallTracing, traceparentSampling } from "./interceptor-tracing.js";
 import { NewTraceSampler } from "./new-trace-sampling.js";
+import { inMemoryTracing } from "../test/support/in-memory-tracing.js";
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT = "00f067aa0ba902b7";
@@ -64,20 +65,10 @@ function serverChain(result: () => Promise<unknown> = async () => ({})) {
 }
 
 describe("tracing interceptors", () => {
-  const exporter = new node.InMemorySpanExporter();
   const sampler = new CountingSampler();
-  const provider = new node.NodeTracerProvider({ sampler, spanProcessors: [new node.SimpleSpanProcessor(exporter)] });
+  const exporter = inMemoryTracing(sampler);
 
-  before(() => {
-    provider.register();
-    setCallTracing(true);
-  });
-  after(async () => {
-    setCallTracing(false);
-    await provider.shutdown();
-  });
   beforeEach(() => {
-    exporter.reset();
     sampler.asked = 0;
     sampler.roots.sampleRoots = true;
     sampler.roots.newTraces = undefined;

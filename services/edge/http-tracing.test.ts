@@ -1,35 +1,23 @@
-import { after, before, beforeEach, test } from "node:test";
+import { beforeEach, test } from "node:test";
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import type { IncomingHttpHeaders } from "node:http";
 import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
-import { node, tracing } from "@opentelemetry/sdk-node";
-import { setCallTracing } from "../../runtime/interceptor-tracing.js";
+import { tracing } from "@opentelemetry/sdk-node";
+import { inMemoryTracing } from "../../test/support/in-memory-tracing.js";
 import { traceHttpRequest } from "./http-tracing.js";
 
 const TRACE = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT = "00f067aa0ba902b7";
 const ROUTE = "/v1/tenants/{tenant}/types/{type}/entities/{id}";
 
-const exporter = new node.InMemorySpanExporter();
 let sampleRoots = true;
-const provider = new node.NodeTracerProvider({
-  sampler: new tracing.ParentBasedSampler({
+const exporter = inMemoryTracing(
+  new tracing.ParentBasedSampler({
     root: { shouldSample: () => ({ decision: sampleRoots ? tracing.SamplingDecision.RECORD_AND_SAMPLED : tracing.SamplingDecision.NOT_RECORD }), toString: () => "switched" },
   }),
-  spanProcessors: [new node.SimpleSpanProcessor(exporter)],
-});
-
-before(() => {
-  provider.register();
-  setCallTracing(true);
-});
-after(async () => {
-  setCallTracing(false);
-  await provider.shutdown();
-});
+);
 beforeEach(() => {
-  exporter.reset();
   sampleRoots = true;
 });
 
